@@ -1,0 +1,208 @@
+"""SequenceModel: input encoder -> stacked recurrent layers -> head.
+
+The recurrent stack is one multi-layer cell module, either rnnlab's own (``impl=scratch``, with
+the hand-written backward that records dL/dh_t) or torch.nn's (``impl=fused``). Both share
+parameter names and the ``forward(input, hx, lengths)`` interface, so everything here is the
+same for both.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from rnnlab.data.base import DataSpec
+
+CELLS = ("rnn", "gru", "lstm")
+IMPLS = ("scratch", "fused")
+ENCODERS = ("auto", "onehot", "embedding", "linear", "identity")
+ONEHOT_MAX_VOCAB = 64  # "auto" one-hot encodes small vocabularies (the synthetic tasks), embeds large
+
+
+class ConfigError(ValueError):
+    """A setting that composes but makes no sense; its message is one line naming the setting."""
+
+
+def cell_class(cell: str, impl: str):
+    from rnnlab import cells
+
+    if cell not in CELLS:
+        raise ConfigError(f"model.cell={cell!r} is not one of {', '.join(CELLS)}")
+    if impl not in IMPLS:
+        raise ConfigError(f"model.impl={impl!r} is not one of {', '.join(IMPLS)}")
+    name = cell.upper()
+    return getattr(cells, name if impl == "scratch" else f"Fused{name}")
+
+
+def _cell_options(cell: str, impl: str, nonlinearity: str, reset: str, variant: str | None,
+                  record_grad_norms: bool) -> dict:
+    """The constructor options of one cell type, refusing those that belong to another."""
+    options: dict = {}
+    if cell == "rnn":
+        if nonlinearity not in ("tanh", "relu"):
+            raise ConfigError(f"model.nonlinearity={nonlinearity!r} is not one of tanh, relu")
+        options["nonlinearity"] = nonlinearity
+    elif nonlinearity != "tanh":
+        raise ConfigError(f"model.nonlinearity applies only to model=rnn (got model={cell})")
+    if cell != "gru" and reset != "after":
+        raise ConfigError(f"model.reset applies only to model=gru (got model={cell})")
+    if cell == "rnn" and variant is not None:
+        raise ConfigError("model.variant applies only to model=gru or model=lstm")
+    if impl == "fused":
+        plain = {"gru": (None, "gru"), "lstm": (None, "torch")}.get(cell, (None,))
+        if variant not in plain or (cell == "gru" and reset != "after"):
+            raise ConfigError(
+                "model.impl=fused has only torch.nn's cells: reset/variant need model.impl=scratch")
+        return options
+    if cell == "gru":
+        options["reset"] = reset
+    if variant is not None:
+        options["variant"] = variant
+    options["record_grad_norms"] = record_grad_norms
+    return options
+
+
+class SequenceModel(nn.Module):
+    def __init__(
+        self,
+        spec: DataSpec,
+        cell: str = "gru",
+        impl: str = "fused",
+        hidden_size: int = 128,
+        num_layers: int = 1,
+        dropout: float = 0.0,
+        param_budget: int | None = None,
+        init: str = "default",
+        nonlinearity: str = "tanh",
+        forget_bias: float | None = None,
+        reset: str = "after",
+        variant: str | None = None,
+        encoder: str = "auto",
+        embedding_dim: int = 128,
+        record_grad_norms: bool = True,
+    ):
+        super().__init__()
+        if encoder not in ENCODERS:
+            raise ConfigError(f"model.encoder={encoder!r} is not one of {', '.join(ENCODERS)}")
+        if num_layers < 1:
+            raise ConfigError(f"model.num_layers must be >= 1, got {num_layers}")
+        if not 0.0 <= dropout < 1.0:
+            raise ConfigError(f"model.dropout must be in [0, 1), got {dropout}")
+        if forget_bias is not None and cell != "lstm":
+            raise ConfigError(f"model.forget_bias applies only to model=lstm (got model={cell})")
+        self.spec = spec
+        self.cell_name, self.impl = cell, impl
+        self.encoder_kind = self._resolve_encoder(encoder, spec)
+        rnn_class = cell_class(cell, impl)
+        options = _cell_options(cell, impl, nonlinearity, reset, variant, record_grad_norms)
+        if param_budget is not None:
+            hidden_size = solve_hidden_size(
+                param_budget, spec=spec, cell=cell, impl=impl, num_layers=num_layers,
+                nonlinearity=nonlinearity, reset=reset, variant=variant, encoder=encoder,
+                embedding_dim=embedding_dim)
+        if hidden_size < 1:
+            raise ConfigError(f"model.hidden_size must be >= 1, got {hidden_size}")
+        self.hidden_size, self.num_layers = hidden_size, num_layers
+
+        self.encoder, rnn_input = self._build_encoder(spec, embedding_dim)
+        try:
+            self.rnn = rnn_class(rnn_input, hidden_size, num_layers=num_layers, batch_first=True,
+                                 dropout=dropout if num_layers > 1 else 0.0, **options)
+        except ValueError as error:  # a cell's own argument check, already one line
+            raise ConfigError(f"model: {error}") from None
+        self.head = nn.Linear(hidden_size, spec.output_size)
+        from rnnlab.cells import initialize_recurrent
+
+        try:
+            initialize_recurrent(self.rnn, init, forget_bias)
+        except ValueError as error:
+            raise ConfigError(f"model.{error}") from None
+
+    # ------------------------------------------------------------------------------ build
+    @staticmethod
+    def _resolve_encoder(encoder: str, spec: DataSpec) -> str:
+        tokens = spec.vocab_size is not None
+        if encoder == "auto":
+            if tokens:
+                return "onehot" if spec.vocab_size <= ONEHOT_MAX_VOCAB else "embedding"
+            return "identity"
+        if tokens and encoder in ("linear", "identity"):
+            raise ConfigError(f"model.encoder={encoder} needs real-valued inputs; "
+                              "this dataset gives tokens (use onehot or embedding)")
+        if not tokens and encoder in ("onehot", "embedding"):
+            raise ConfigError(f"model.encoder={encoder} needs token inputs; "
+                              "this dataset gives real vectors (use identity or linear)")
+        return encoder
+
+    def _build_encoder(self, spec: DataSpec, embedding_dim: int) -> tuple[nn.Module | None, int]:
+        kind = self.encoder_kind
+        if kind == "onehot":
+            return None, spec.vocab_size
+        if kind == "embedding":
+            return nn.Embedding(spec.vocab_size, embedding_dim, padding_idx=0), embedding_dim
+        if kind == "linear":
+            return nn.Linear(spec.input_size, embedding_dim), embedding_dim
+        return None, spec.input_size
+
+    # ---------------------------------------------------------------------------- forward
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        if self.encoder_kind == "onehot":
+            return F.one_hot(x, self.spec.vocab_size).to(self.head.weight.dtype)
+        if self.encoder is None:
+            return x
+        return self.encoder(x)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits or predictions: (B, T, O) for per-step tasks, (B, O) for last-step tasks."""
+        output, _ = self.rnn(self.encode(x), lengths=lengths)
+        if self.spec.per_step:
+            return self.head(output)
+        return self.head(last_valid_step(output, lengths))
+
+    # ------------------------------------------------------------------------ gradient flow
+    def gradient_flow(self) -> dict[str, torch.Tensor]:
+        """Per-sample norms of dL/dh_t from the last backward: ``{layer_name: (T, B)}``.
+
+        Empty when the cells do not record it (fused cells, recording off, no backward yet).
+        """
+        norms = getattr(self.rnn, "hidden_grad_norms", None)
+        if norms is None:
+            return {}
+        return {f"layer{k}": norms[k] for k in range(norms.shape[0])}
+
+    @property
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def last_valid_step(output: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+    """(B, T, H) -> (B, H): each sequence's output at its last valid step."""
+    if lengths is None:
+        return output[:, -1]
+    index = (lengths.to(output.device) - 1).clamp(min=0).view(-1, 1, 1).expand(-1, 1, output.shape[-1])
+    return output.gather(1, index).squeeze(1)
+
+
+def count_params(spec: DataSpec, hidden_size: int, **model_options) -> int:
+    """Parameters of a model, counted without allocating it (meta device)."""
+    with torch.device("meta"):
+        return SequenceModel(spec, hidden_size=hidden_size, **model_options).num_params
+
+
+def solve_hidden_size(budget: int, spec: DataSpec, **model_options) -> int:
+    """The largest hidden size whose model has at most ``budget`` parameters (Chung 2014 style
+    comparisons at equal parameter count)."""
+    if count_params(spec, 1, **model_options) > budget:
+        raise ConfigError(f"model.param_budget={budget} is below the smallest model "
+                          f"({count_params(spec, 1, **model_options)} parameters at hidden_size=1)")
+    low, high = 1, 2
+    while count_params(spec, high, **model_options) <= budget:
+        low, high = high, high * 2
+    while high - low > 1:
+        middle = (low + high) // 2
+        if count_params(spec, middle, **model_options) <= budget:
+            low = middle
+        else:
+            high = middle
+    return low

@@ -1,0 +1,197 @@
+"""SequenceTask: the LightningModule that turns a dataset's task kind into a loss and metrics.
+
+Task kinds (rnnlab.data.base.TASK_KINDS):
+- step_classification: cross-entropy averaged over every valid step; ``acc`` over the scored
+  steps (copy: the recalled symbols).
+- last_classification: cross-entropy at each sequence's last valid step; ``acc`` and ``f1``.
+- last_regression: MSE on (standardised) targets; ``mse`` and ``mae`` in original units.
+- step_multilabel: Bernoulli NLL summed over outputs (keys), averaged over valid frames, which is
+  the loss and ``nll``; ``acc`` is frame-level accuracy TP / (TP + FP + FN) (Bay et al. 2009).
+"""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+
+import lightning as L
+import torch
+import torchmetrics
+from torch.nn import functional as F
+
+from rnnlab.data.base import DataSpec
+from rnnlab.models import SequenceModel
+
+HIGHER_IS_BETTER = ("acc", "f1")
+
+
+class Diverged(RuntimeError):
+    """The training loss stopped being a finite number."""
+
+
+class FrameAccuracy(torchmetrics.Metric):
+    """Frame-level accuracy of multi-label predictions: TP / (TP + FP + FN), pooled over frames."""
+
+    def __init__(self, threshold: float = 0.5):
+        super().__init__()
+        self.threshold = threshold
+        for name in ("tp", "fp", "fn"):
+            self.add_state(name, default=torch.tensor(0.0), dist_reduce_fx="sum")
+
+    def update(self, probs: torch.Tensor, target: torch.Tensor) -> None:
+        predicted = probs >= self.threshold
+        actual = target >= 0.5
+        self.tp += (predicted & actual).sum()
+        self.fp += (predicted & ~actual).sum()
+        self.fn += (~predicted & actual).sum()
+
+    def compute(self) -> torch.Tensor:
+        return self.tp / (self.tp + self.fp + self.fn).clamp(min=1)
+
+
+def _metrics_for(spec: DataSpec) -> torchmetrics.MetricCollection:
+    kind = spec.task_kind
+    if kind == "step_classification":
+        return torchmetrics.MetricCollection({"acc": torchmetrics.classification.MulticlassAccuracy(
+            spec.output_size, average="micro")})
+    if kind == "last_classification":
+        if spec.output_size == 2:
+            f1 = torchmetrics.classification.BinaryF1Score()
+        else:
+            f1 = torchmetrics.classification.MulticlassF1Score(spec.output_size, average="macro")
+        return torchmetrics.MetricCollection({
+            "acc": torchmetrics.classification.MulticlassAccuracy(spec.output_size, average="micro"),
+            "f1": f1})
+    if kind == "last_regression":
+        return torchmetrics.MetricCollection({"mse": torchmetrics.MeanSquaredError(),
+                                              "mae": torchmetrics.MeanAbsoluteError()})
+    return torchmetrics.MetricCollection({"acc": FrameAccuracy()})
+
+
+def _valid_steps(lengths: torch.Tensor | None, batch: int, steps: int, device) -> torch.Tensor:
+    if lengths is None:
+        return torch.ones((batch, steps), dtype=torch.bool, device=device)
+    return torch.arange(steps, device=device).unsqueeze(0) < lengths.to(device).unsqueeze(1)
+
+
+class SequenceTask(L.LightningModule):
+    def __init__(self, model: SequenceModel, optimizer: partial, scheduler: partial | None = None,
+                 monitor: str = "val/loss"):
+        super().__init__()
+        self.model = model
+        self.spec: DataSpec = model.spec
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.monitor = monitor
+        # ModuleDict keys cannot shadow nn.Module attributes such as `train`.
+        self.metrics = torch.nn.ModuleDict(
+            {f"{stage}_metrics": _metrics_for(self.spec) for stage in ("train", "val", "test")})
+        self.best: dict[str, float] = {}
+        self.num_train_steps = 0
+        scale, shift = self.spec.target_scale, self.spec.target_shift
+        self.register_buffer("target_scale", torch.as_tensor(1.0 if scale is None else scale,
+                                                             dtype=torch.float32), persistent=False)
+        self.register_buffer("target_shift", torch.as_tensor(0.0 if shift is None else shift,
+                                                             dtype=torch.float32), persistent=False)
+
+    def forward(self, x, lengths=None):
+        return self.model(x, lengths)
+
+    # ------------------------------------------------------------------------------ steps
+    def loss_and_metrics(self, batch: dict, stage: str) -> torch.Tensor:
+        x, y, lengths = batch["x"], batch["y"], batch.get("lengths")
+        output = self.model(x, lengths)
+        kind = self.spec.task_kind
+        metrics = self.metrics[f"{stage}_metrics"]
+        if kind == "step_classification":
+            valid = _valid_steps(lengths, y.shape[0], y.shape[1], y.device)
+            loss = F.cross_entropy(output[valid], y[valid])
+            scored = valid & batch["score_mask"] if "score_mask" in batch else valid
+            metrics.update(output[scored].detach(), y[scored])
+        elif kind == "last_classification":
+            loss = F.cross_entropy(output, y)
+            metrics.update(output.detach(), y)
+        elif kind == "last_regression":
+            loss = F.mse_loss(output, y)
+            metrics.update(self._original_units(output.detach()), self._original_units(y))
+        else:  # step_multilabel
+            valid = _valid_steps(lengths, y.shape[0], y.shape[1], y.device)
+            per_frame = F.binary_cross_entropy_with_logits(output, y, reduction="none").sum(-1)
+            loss = per_frame[valid].mean()
+            metrics.update(torch.sigmoid(output[valid].detach()), y[valid])
+            self.log(f"{stage}/nll", loss.detach(), on_step=False, on_epoch=True,
+                     batch_size=int(valid.sum()), sync_dist=stage != "train")
+        return loss
+
+    def _original_units(self, values: torch.Tensor) -> torch.Tensor:
+        return values * self.target_scale + self.target_shift
+
+    def training_step(self, batch, batch_idx):
+        loss = self.loss_and_metrics(batch, "train")
+        if not torch.isfinite(loss):
+            raise Diverged(f"train/loss became {loss.item()} at step {self.global_step}")
+        self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True,
+                 batch_size=batch["y"].shape[0])
+        self.num_train_steps += 1
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        self._eval_step(batch, "val")
+
+    def test_step(self, batch, batch_idx):
+        self._eval_step(batch, "test")
+
+    def _eval_step(self, batch, stage: str) -> None:
+        loss = self.loss_and_metrics(batch, stage)
+        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=True,
+                 batch_size=batch["y"].shape[0], sync_dist=True)
+
+    # --------------------------------------------------------------------------- epochs
+    def _log_epoch_metrics(self, stage: str) -> None:
+        metrics = self.metrics[f"{stage}_metrics"]
+        values = metrics.compute()
+        self.log_dict({f"{stage}/{name}": value for name, value in values.items()},
+                      prog_bar=stage != "train")
+        metrics.reset()
+
+    def on_train_epoch_end(self) -> None:
+        self._log_epoch_metrics("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch_metrics("val")
+        # The reference a trivial predictor scores, as a constant line beside every val curve.
+        self.log_dict({f"baseline/{name}": float(value)
+                       for name, value in self.spec.baselines.items()})
+        if not self.trainer.sanity_checking:
+            self._update_best()
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch_metrics("test")
+
+    def _update_best(self) -> None:
+        for key, value in self.trainer.callback_metrics.items():
+            if not key.startswith("val/"):
+                continue
+            value = float(value)
+            if not math.isfinite(value):
+                continue
+            better = max if key.rsplit("/", 1)[-1] in HIGHER_IS_BETTER else min
+            self.best[key] = better(self.best.get(key, value), value)
+
+    # Carried in the state dict so that ddp_spawn's worker hands them back to the main process.
+    def get_extra_state(self) -> dict:
+        return {"best": dict(self.best), "num_train_steps": self.num_train_steps}
+
+    def set_extra_state(self, state: dict) -> None:
+        self.best = dict(state.get("best", {}))
+        self.num_train_steps = int(state.get("num_train_steps", 0))
+
+    # ---------------------------------------------------------------------------- optim
+    def configure_optimizers(self):
+        optimizer = self.optimizer_factory(params=self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer=optimizer)
+        return {"optimizer": optimizer,
+                "lr_scheduler": {"scheduler": scheduler, "monitor": self.monitor,
+                                 "interval": "epoch"}}

@@ -1,0 +1,183 @@
+"""The Hydra app: compose -> instantiate -> fit -> test -> results.json.
+
+    rnnlab-train data=adding model=lstm model.hidden_size=64
+    rnnlab-train -m model=rnn,gru,lstm seed=0,1,2
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+import rnnlab.schemas  # noqa: F401  (registers the config schemas before composition)
+from rnnlab import tracking
+from rnnlab.models import ConfigError, SequenceModel
+
+CONFIG_DIR = str(Path(__file__).resolve().parent / "conf")
+
+
+def _one_line(error: BaseException) -> str:
+    """Hydra wraps errors raised in a ``_target_``; show the user's message, not the wrapping."""
+    while isinstance(error, InstantiationException) and error.__cause__ is not None:
+        error = error.__cause__
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
+def build(cfg: DictConfig):
+    """Everything a run needs, built from the config; raises ConfigError with one line."""
+    import lightning as L
+
+    from rnnlab.task import SequenceTask
+
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    try:
+        datamodule = instantiate(cfg.data, seed=cfg.seed)
+        model_options = OmegaConf.to_container(cfg.model, resolve=True)
+        model = SequenceModel(datamodule.spec, **model_options)
+        scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
+        task = SequenceTask(model, instantiate(cfg.optimizer), scheduler, monitor=cfg.monitor)
+        loggers = _loggers(cfg)
+        callbacks = _callbacks(cfg)
+        trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
+    except ConfigError:
+        raise
+    except (ValueError, TypeError, RuntimeError, InstantiationException) as error:
+        raise ConfigError(_one_line(error)) from error
+    return datamodule, task, trainer
+
+
+def _callbacks(cfg: DictConfig) -> list:
+    callbacks = []
+    for name, callback_cfg in (cfg.get("callbacks") or {}).items():
+        # trainer.enable_progress_bar=false turns the bar off instead of clashing with it.
+        if not callback_cfg or (name == "progress_bar" and not cfg.trainer.enable_progress_bar):
+            continue
+        callbacks.append(instantiate(callback_cfg))
+    return callbacks
+
+
+def _loggers(cfg: DictConfig) -> list:
+    loggers = []
+    for name, logger_cfg in (cfg.get("logger") or {}).items():
+        if not logger_cfg:
+            continue
+        extra: dict[str, Any] = {}
+        if name == "wandb":
+            extra["tags"] = sorted({*cfg.tags, cfg.model.cell, cfg.model.impl, cfg.data.name})
+            extra["name"] = f"{cfg.model.cell}-{cfg.data.name}-seed{cfg.seed}"
+        loggers.append(instantiate(logger_cfg, **extra))
+    return loggers
+
+
+def _log_run_metadata(trainer, cfg: DictConfig, task, commit: str | None) -> None:
+    params = {"config": OmegaConf.to_container(cfg, resolve=True), "num_params": task.model.num_params,
+              "hidden_size": task.model.hidden_size, "git_commit": commit}
+    for logger in trainer.loggers:
+        logger.log_hyperparams(params)
+
+
+def _remove_if_empty_run_dir(output_dir: Path) -> None:
+    """A run that never started leaves no folder that looks like a run."""
+    leftovers = [p for p in output_dir.iterdir() if p.name != ".hydra" and p.suffix != ".log"]
+    if not leftovers:
+        shutil.rmtree(output_dir, ignore_errors=True)
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    """Train and test one configuration; write and return its results.json payload."""
+    output_dir = Path(cfg.paths.output_dir)
+    wandb_env = {k: v for k, v in os.environ.items() if k.startswith("WANDB_")}
+    started = time.perf_counter()
+    try:
+        datamodule, task, trainer = build(cfg)
+    except ConfigError as error:
+        tracking.finish_wandb(exit_code=1)
+        _remove_if_empty_run_dir(output_dir)
+        print(f"rnnlab-train: error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+    commit = tracking.git_commit()
+    results: dict[str, Any] = {"status": "completed"}
+    final_metrics: dict[str, float] = {}
+    exit_code = 0
+    try:
+        _log_run_metadata(trainer, cfg, task, commit)
+        trainer.fit(task, datamodule=datamodule)
+        # trainer.test resets callback_metrics: keep the final train/val values first.
+        final_metrics.update(_floats(trainer.callback_metrics))
+        if cfg.test:
+            # Loading the best checkpoint would also roll back the best-so-far record.
+            fit_record = task.get_extra_state()
+            trainer.test(task, datamodule=datamodule, ckpt_path=_best_checkpoint(trainer),
+                         verbose=False)
+            task.set_extra_state(fit_record)
+    except Exception as error:  # noqa: BLE001 - recorded in results.json, then re-raised
+        from rnnlab.task import Diverged
+
+        results["status"] = "diverged" if isinstance(error, Diverged) else "failed"
+        results["error"] = f"{type(error).__name__}: {_one_line(error)}"
+        exit_code = 1
+        if not isinstance(error, Diverged):
+            _finish(cfg, output_dir, results, final_metrics, task, trainer, started, commit,
+                           wandb_env, exit_code)
+            raise
+    return _finish(cfg, output_dir, results, final_metrics, task, trainer, started, commit,
+                           wandb_env, exit_code)
+
+
+def _best_checkpoint(trainer) -> str | None:
+    callback = trainer.checkpoint_callback
+    if callback is None or not getattr(callback, "best_model_path", ""):
+        return None
+    return callback.best_model_path if Path(callback.best_model_path).exists() else None
+
+
+def _floats(metrics) -> dict[str, float]:
+    return {k: float(v) for k, v in metrics.items()}
+
+
+def _finish(cfg, output_dir, results, final_metrics, task, trainer, started, commit, wandb_env,
+            exit_code):
+    metrics = {**final_metrics, **_floats(trainer.callback_metrics)}
+    metrics.update({f"{k}_best": v for k, v in task.best.items()})
+    results.update({
+        "metrics": dict(sorted(metrics.items())),
+        "num_params": task.model.num_params,
+        "hidden_size": task.model.hidden_size,
+        "wall_time_s": round(time.perf_counter() - started, 3),
+        "steps": int(task.num_train_steps),
+        "seed": int(cfg.seed),
+        "config": OmegaConf.to_container(cfg, resolve=True),
+        "versions": tracking.versions(),
+        "git_commit": commit,
+    })
+    if cfg.get("reference"):
+        results["reference"] = OmegaConf.to_container(cfg.reference, resolve=True)
+    tracking.write_json_atomic(output_dir / "results.json", results)
+    tracking.finish_wandb(exit_code=exit_code)
+    # WandbLogger(offline=True) sets WANDB_MODE for the whole process: restore what the user had.
+    for key in [k for k in os.environ if k.startswith("WANDB_")]:
+        if key not in wandb_env:
+            del os.environ[key]
+    os.environ.update(wandb_env)
+    return results
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    results = run(cfg)
+    # The optimised value for hparams_search sweepers.
+    return results["metrics"].get(cfg.monitor)
+
+
+if __name__ == "__main__":
+    main()
