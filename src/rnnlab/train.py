@@ -46,7 +46,7 @@ def build(cfg: DictConfig):
         scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
         task = SequenceTask(model, instantiate(cfg.optimizer), scheduler, monitor=cfg.monitor)
         loggers = _loggers(cfg)
-        callbacks = _callbacks(cfg)
+        callbacks = _callbacks(cfg, has_logger=bool(loggers))
         trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
     except ConfigError:
         raise
@@ -55,11 +55,13 @@ def build(cfg: DictConfig):
     return datamodule, task, trainer
 
 
-def _callbacks(cfg: DictConfig) -> list:
+def _callbacks(cfg: DictConfig, has_logger: bool) -> list:
     callbacks = []
     for name, callback_cfg in (cfg.get("callbacks") or {}).items():
-        # trainer.enable_progress_bar=false turns the bar off instead of clashing with it.
+        # Switching the bar or the loggers off drops what depends on them instead of clashing.
         if not callback_cfg or (name == "progress_bar" and not cfg.trainer.enable_progress_bar):
+            continue
+        if name == "lr_monitor" and not has_logger:
             continue
         callbacks.append(instantiate(callback_cfg))
     return callbacks
@@ -79,7 +81,8 @@ def _loggers(cfg: DictConfig) -> list:
 
 
 def _log_run_metadata(trainer, cfg: DictConfig, task, commit: str | None) -> None:
-    params = {"config": OmegaConf.to_container(cfg, resolve=True), "num_params": task.model.num_params,
+    # The resolved config at top level, so dashboards filter on model.cell, data.seq_len, ...
+    params = {**OmegaConf.to_container(cfg, resolve=True), "num_params": task.model.num_params,
               "hidden_size": task.model.hidden_size, "git_commit": commit}
     for logger in trainer.loggers:
         logger.log_hyperparams(params)
@@ -175,8 +178,9 @@ def _finish(cfg, output_dir, results, final_metrics, task, trainer, started, com
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
     results = run(cfg)
-    # The optimised value for hparams_search sweepers.
-    return results["metrics"].get(cfg.monitor)
+    # The optimised value for hparams_search sweepers; NaN marks a diverged trial.
+    value = results["metrics"].get(cfg.monitor) if results["status"] == "completed" else None
+    return float("nan") if value is None else value
 
 
 if __name__ == "__main__":

@@ -1,5 +1,15 @@
-# placeholder by the lead until the scratch cells land (helper owns this file; overwrite freely)
-from rnnlab.cells.fused import FusedGRU, FusedLSTM, FusedRNN
-from rnnlab.cells.init import initialize_recurrent
+"""Recurrent cells.
 
-RNN, GRU, LSTM = FusedRNN, FusedGRU, FusedLSTM
+``RNN``, ``GRU``, ``LSTM``: the scratch implementations (equations in ``rnn.py``, ``gru.py``,
+``lstm.py``; hand-written BPTT, lengths masking, per-step gradient norms and the compiled fast
+path in ``bptt.py``). ``FusedRNN``, ``FusedGRU``, ``FusedLSTM``: torch.nn's kernels behind the
+same interface. ``initialize_recurrent``: shared initialisation schemes.
+"""
+
+from .fused import FusedGRU, FusedLSTM, FusedRNN
+from .gru import GRU
+from .init import initialize_recurrent
+from .lstm import LSTM
+from .rnn import RNN
+
+__all__ = ["RNN", "GRU", "LSTM", "FusedRNN", "FusedGRU", "FusedLSTM", "initialize_recurrent"]

@@ -58,6 +58,9 @@ def initialize_recurrent(
     if forget_bias is not None:
         if not _is_lstm(module):
             raise ValueError("forget_bias applies only to LSTM cells (model=lstm)")
+        if hasattr(module, "set_forget_bias"):  # scratch LSTM variants know their gate layout
+            module.set_forget_bias(float(forget_bias))
+            return
         hidden = module.hidden_size
         for name, param in module.named_parameters():
             if name.startswith("bias_ih_l"):
@@ -71,6 +74,9 @@ def _is_lstm(module: nn.Module) -> bool:
 
 
 def _candidate_block(module: nn.Module, blocks: int) -> int:
+    names = getattr(module, "gate_names", None)  # scratch cells: LSTM/GRU variants' own layout
+    if names is not None:
+        return names.index("g") if "g" in names else len(names) - 1
     if blocks == 1:
         return 0
     if _is_lstm(module):

@@ -1,0 +1,33 @@
+# rnnlab: `make run` (the main job) and `make test` (the whole suite) set everything up themselves.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install run test lint bench clean
+
+install: $(STAMP)
+
+# torch first and pinned through the constraints file: an unpinned resolve would pull the CUDA
+# build (several GB) onto CPU-only machines.
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -c constraints.txt torch==2.13.0
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+	touch $(STAMP)
+
+# The main job: rnn vs gru vs lstm on the copy task, a Hydra multirun that prints a table.
+run: install
+	$(BIN)/rnnlab-train --multirun experiment=quickstart
+
+test: install
+	$(BIN)/python -m pytest -n 2 --dist loadfile -q
+
+lint: install
+	$(BIN)/ruff check src scripts tests
+
+bench: install
+	$(BIN)/python scripts/bench_cells.py --json logs/bench_cells.json
+
+clean:
+	rm -rf $(VENV) logs .pytest_cache

@@ -1,0 +1,621 @@
+"""Hand-written backpropagation through time, shared by every scratch cell.
+
+A cell file (``rnn.py``, ``gru.py``, ``lstm.py``) supplies the *equations* as a :class:`Recurrence`:
+
+* ``step(gi, state, params) -> (new_state, saved)``: one time step. ``gi`` is the input projection
+  ``W_ih x_t + b_ih`` of this step (precomputed for all steps in one matmul), ``state`` a tuple
+  (``(h,)``, ``(h, c)``, ...), ``params`` the recurrent parameters (``W_hh``, ``b_hh``, ...).
+  ``saved`` is whatever the backward step needs (gate activations ...).
+* ``step_backward(dstate, state_prev, state_new, saved, params) -> (dstate_prev, dgi, extras)``:
+  the hand-derived derivative of one step. ``dstate[0]`` is the *total* ∂L/∂h_t. It returns
+  ∂L/∂state_{t-1} (including the products with ``W_hh``), ∂L/∂gi_t and per-step ``extras``
+  that ``param_grads`` needs (they are stacked over time).
+* ``param_grads(ctx) -> grads``: gradients of ``params`` from the stacked per-step quantities,
+  done after the loop with one large matmul each instead of one small one per step.
+
+This module owns everything around the equations:
+
+* :class:`RecurrenceFunction`, the ``torch.autograd.Function`` that runs the time loop forward
+  and backward for one layer;
+* variable lengths: ``mask[t, b] = t < lengths[b]``; a step past the end keeps the state
+  (``state_t = state_{t-1}``), its output is 0, and in the backward pass the gradient of the
+  state passes through such steps unchanged, exactly as torch.nn on a packed sequence;
+* recording, per layer, time step and sample, the L2 norm of the total ∂L/∂h_t
+  (direct gradient from the output at t plus what comes back through the recurrence from t+1);
+* compile-or-eager: each step (forward and backward) is one small graph compiled with
+  TorchInductor (``make_fx`` + ``torch._inductor.compile``; graphs of *one* step, never the
+  unrolled sequence), cached per input signature; without a working compiler it falls back to
+  eager with one warning. ``compile=False`` or the environment variable ``RNNLAB_COMPILE=0``
+  switch it off;
+* :class:`RecurrentBase`, the ``nn.Module`` plumbing shared by ``RNN``/``GRU``/``LSTM``
+  (parameters named like torch.nn, layers, dropout, ``batch_first``, ``hx``, ``lengths``).
+
+Only torch is imported here.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = [
+    "Recurrence",
+    "RecurrenceFunction",
+    "RecurrentBase",
+    "StepFunction",
+    "compile_enabled",
+    "outer_sum",
+    "check_choice",
+]
+
+
+# --------------------------------------------------------------------------------------------
+# small helpers used by the cell files
+# --------------------------------------------------------------------------------------------
+
+
+def check_choice(name: str, value, allowed: Sequence) -> None:
+    """Raise ``ValueError`` with one clear line if ``value`` is not one of ``allowed``."""
+    if value not in allowed:
+        choices = ", ".join(repr(a) for a in allowed)
+        raise ValueError(f"{name} must be one of {choices}; got {value!r}")
+
+
+def outer_sum(d: Tensor, u: Tensor) -> Tensor:
+    """``sum_{t,b} d[t, b, :]ᵀ u[t, b, :]`` as one GEMM: (T, B, G) x (T, B, K) -> (G, K)."""
+    return d.reshape(-1, d.shape[-1]).t().mm(u.reshape(-1, u.shape[-1]))
+
+
+# --------------------------------------------------------------------------------------------
+# compile-or-eager
+# --------------------------------------------------------------------------------------------
+
+_FALSY = {"0", "false", "no", "off"}
+
+
+class _CompileState:
+    failed: bool = False  # set after the first compile failure: everything runs eager afterwards
+    max_signatures: int = 32  # per step function; beyond that new shapes run eager
+
+
+def compile_enabled(flag: bool | None = None) -> bool:
+    """Resolve the ``compile`` switch: an explicit bool wins, else ``RNNLAB_COMPILE`` (default on)."""
+    if flag is None:
+        flag = os.environ.get("RNNLAB_COMPILE", "1").strip().lower() not in _FALSY
+    return bool(flag) and not _CompileState.failed
+
+
+def _signature(args: Sequence[Tensor]) -> tuple:
+    return tuple(
+        (tuple(a.shape), a.stride(), a.dtype, a.device, a.data_ptr() % 16 == 0) for a in args
+    )
+
+
+class StepFunction:
+    """A per-step function compiled with TorchInductor once per input signature.
+
+    ``fn`` takes tensors only and returns a tuple of tensors. :meth:`specialize` returns a callable
+    for arguments shaped like ``args`` (the compiled graph, or ``fn`` itself when compilation is
+    off or unavailable). The compiled callable bypasses TorchDynamo (the function is traced with
+    ``make_fx`` and handed to ``torch._inductor.compile``), which saves the guard evaluation on
+    every call: 100 time steps make 200 calls per layer per training step, so per-call overhead
+    matters as much as the kernels themselves.
+    """
+
+    def __init__(self, fn: Callable, name: str):
+        self.fn = fn
+        self.name = name
+        self._cache: dict[tuple, Callable] = {}
+
+    def specialize(self, args: Sequence[Tensor], compile: bool) -> Callable:
+        if not compile or _CompileState.failed:
+            return self.fn
+        key = _signature(args)
+        compiled = self._cache.get(key)
+        if compiled is None:
+            if len(self._cache) >= _CompileState.max_signatures:
+                return self.fn
+            try:
+                compiled = _inductor_compile(self.fn, args)
+            except Exception as err:  # no C++ compiler, no triton, an inductor bug ...
+                _CompileState.failed = True
+                msg = str(err).strip().splitlines()[0] if str(err).strip() else ""
+                warnings.warn(
+                    f"rnnlab.cells: torch compilation unavailable ({type(err).__name__}: "
+                    f"{msg[:160]}); running the recurrent cells eagerly (slower).",
+                    RuntimeWarning,
+                    stacklevel=4,
+                )
+                return self.fn
+            self._cache[key] = compiled
+        return compiled
+
+
+def _inductor_compile(fn: Callable, args: Sequence[Tensor]) -> Callable:
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    import torch._inductor  # noqa: F401  (imported lazily: it is slow to import)
+
+    with torch.no_grad():
+        gm = make_fx(fn)(*args)
+        compiled = torch._inductor.compile(gm, list(args))
+        # run once so that a failure at first call (e.g. a missing compiler) shows up here
+        compiled(*args)
+    return compiled
+
+
+# --------------------------------------------------------------------------------------------
+# the recurrence description supplied by each cell
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Recurrence:
+    """The equations of one cell variant (see the module docstring for the signatures).
+
+    ``state_sizes(hidden_size)`` gives the width of each state tensor; the first one is ``h``.
+    ``num_user_states`` of them come from / go to the user (``hx``, ``h_n``, ``c_n``); the rest
+    (e.g. FGR's previous gate activations) start at zero and are internal.
+    """
+
+    name: str
+    step: Callable
+    step_backward: Callable
+    param_grads: Callable
+    state_sizes: Callable[[int], tuple[int, ...]]
+    num_user_states: int = 1
+
+    def __post_init__(self):
+        object.__setattr__(self, "_fns", {})
+
+    # the per-step graphs, built once per (masked, record) combination
+    def forward_fn(self, masked: bool) -> StepFunction:
+        key = ("fwd", masked)
+        if key not in self._fns:
+            self._fns[key] = StepFunction(_make_forward(self, masked), f"{self.name}.{key}")
+        return self._fns[key]
+
+    def backward_fn(self, masked: bool, record: bool, n_saved: int) -> StepFunction:
+        key = ("bwd", masked, record, n_saved)
+        if key not in self._fns:
+            self._fns[key] = StepFunction(
+                _make_backward(self, masked, record, n_saved), f"{self.name}.{key}"
+            )
+        return self._fns[key]
+
+
+def _make_forward(rec: Recurrence, masked: bool) -> Callable:
+    def forward_step(*args):
+        # args: gi, [mask], *state, *params   ->   *new_state, *saved
+        gi, rest = args[0], args[1:]
+        if masked:
+            m, rest = rest[0], rest[1:]
+        n = len(rec.state_sizes(1))
+        state, params = rest[:n], rest[n:]
+        new_state, saved = rec.step(gi, state, params)
+        if masked:  # past the end of a sequence the state is frozen
+            new_state = tuple(torch.where(m, a, b) for a, b in zip(new_state, state))
+        return (*new_state, *saved)
+
+    return forward_step
+
+
+def _make_backward(rec: Recurrence, masked: bool, record: bool, n_saved: int) -> Callable:
+    n = len(rec.state_sizes(1))
+
+    def backward_step(*args):
+        # args: dy, [mask], *dstate, *state_prev, *state_new, *saved, *params
+        # returns: *dstate_prev, dgi, *extras, [norm]
+        dy, rest = args[0], args[1:]
+        if masked:
+            m, rest = rest[0], rest[1:]
+        dstate, rest = rest[:n], rest[n:]
+        state_prev, rest = rest[:n], rest[n:]
+        state_new, rest = rest[:n], rest[n:]
+        saved, params = rest[:n_saved], rest[n_saved:]
+        if masked:
+            # total dL/dh_t: the output gradient only counts where the step is valid; the rest is
+            # what came back through the recurrence (or from h_n)
+            dh = dstate[0] + torch.where(m, dy, torch.zeros_like(dy))
+            dtot = (dh, *dstate[1:])
+            dvalid = tuple(torch.where(m, d, torch.zeros_like(d)) for d in dtot)
+        else:
+            dh = dstate[0] + dy
+            dtot = dvalid = (dh, *dstate[1:])
+        # step_backward is linear in dstate: zero input at a frozen step -> zero contributions
+        dprev, dgi, extras = rec.step_backward(dvalid, state_prev, state_new, saved, params)
+        if masked:  # frozen steps pass the state gradient through unchanged
+            dprev = tuple(torch.where(m, p, d) for p, d in zip(dprev, dtot))
+        out = (*dprev, dgi, *extras)
+        if record:
+            norm = (dh * dh).sum(1).sqrt()
+            if masked:
+                norm = torch.where(m[:, 0], norm, torch.zeros_like(norm))
+            out = (*out, norm)
+        return out
+
+    return backward_step
+
+
+# --------------------------------------------------------------------------------------------
+# the autograd.Function: one layer, the whole sequence
+# --------------------------------------------------------------------------------------------
+
+
+class NormSink:
+    """Where a layer's backward writes its (T, B) gradient norms."""
+
+    def __init__(self, num_layers: int, steps: int, batch: int):
+        self.slots: list[Tensor | None] = [None] * num_layers
+        self.steps = steps
+        self.batch = batch
+
+    def result(self) -> Tensor | None:
+        filled = [s for s in self.slots if s is not None]
+        if not filled:
+            return None
+        out = torch.zeros(
+            len(self.slots), self.steps, self.batch, dtype=torch.float32, device=filled[0].device
+        )
+        for layer, s in enumerate(self.slots):
+            if s is not None:
+                out[layer, : s.shape[0]] = s
+        return out
+
+
+class BackwardContext:
+    """What ``Recurrence.param_grads`` gets: stacked per-step quantities of one layer."""
+
+    def __init__(self, dgi, extras, states, saved, params, hidden_size):
+        self.dgi = dgi  # (T, B, G): dL/d(W_ih x_t + b_ih)
+        self.extras = extras  # tuple of (T, ...) stacks of step_backward's extras
+        self._states = states  # per state component, a list of T+1 tensors (index 0 = initial)
+        self._saved = saved  # per step, the tuple ``step`` saved
+        self.params = params
+        self.hidden_size = hidden_size
+
+    def state_prev(self, k: int = 0) -> Tensor:
+        """(T, B, n): state component ``k`` entering each step (state_{t-1})."""
+        return torch.stack(self._states[k][:-1])
+
+    def saved(self, j: int) -> Tensor:
+        """(T, B, ...): the ``j``-th tensor saved by ``step`` at every step."""
+        return torch.stack([s[j] for s in self._saved])
+
+
+class RecurrenceFunction(torch.autograd.Function):
+    """One layer of a recurrent cell over a whole (time-major) sequence, with hand-written BPTT.
+
+    ``apply(rec, compile, sink, layer, gi, mask, num_states, *state0, *params)`` returns
+    ``(output (T, B, H), *final_states)``. ``mask`` is ``None`` or a (T, B, 1) bool tensor.
+    """
+
+    @staticmethod
+    def forward(ctx, rec, compile, sink, layer, gi, mask, num_states, *rest):
+        state = tuple(s.detach() for s in rest[:num_states])
+        params = tuple(p.detach() for p in rest[num_states:])
+        gi = gi.detach()
+        if not gi.is_contiguous():
+            gi = gi.contiguous()
+        steps = gi.shape[0]
+        masked = mask is not None
+        fwd = rec.forward_fn(masked)
+
+        states = [[s] for s in state]  # per component, states at t = -1 .. T-1
+        saved_steps = []
+        call = None
+        for t in range(steps):
+            args = (gi[t], mask[t], *state, *params) if masked else (gi[t], *state, *params)
+            if call is None:
+                call = fwd.specialize(args, compile)
+            out = call(*args)
+            state = tuple(out[:num_states])
+            saved_steps.append(tuple(out[num_states:]))
+            for k in range(num_states):
+                states[k].append(state[k])
+
+        h = torch.stack(states[0][1:]) if steps else gi.new_zeros(0, *state[0].shape)
+        output = torch.where(mask, h, torch.zeros_like(h)) if masked else h
+        finals = tuple(s.clone() for s in state[: rec.num_user_states])
+
+        # everything the backward needs goes through save_for_backward, so autograd frees it after
+        # the backward pass (and refuses a second pass unless retain_graph=True)
+        n_saved = len(saved_steps[0]) if steps else 0
+        ctx.rec, ctx.compile, ctx.sink, ctx.layer = rec, compile, sink, layer
+        ctx.layout = (len(params), masked, num_states, steps, n_saved)
+        ctx.save_for_backward(
+            *params,
+            *((mask,) if masked else ()),
+            *(s for per_component in states for s in per_component),
+            *(s for per_step in saved_steps for s in per_step),
+        )
+        return (output, *finals)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, dout, *dfinals):
+        rec: Recurrence = ctx.rec
+        n_params, masked, n, steps, n_saved = ctx.layout
+        flat = ctx.saved_tensors
+        params, flat = flat[:n_params], flat[n_params:]
+        mask = None
+        if masked:
+            mask, flat = flat[0], flat[1:]
+        states = [flat[k * (steps + 1) : (k + 1) * (steps + 1)] for k in range(n)]
+        flat = flat[n * (steps + 1) :]
+        saved_steps = [flat[t * n_saved : (t + 1) * n_saved] for t in range(steps)]
+        del flat
+        record = ctx.sink is not None
+        h0 = states[0][0]
+
+        # dL/d(final state): user-visible ones from autograd, internal ones zero
+        dstate = []
+        for k in range(n):
+            g = dfinals[k] if k < len(dfinals) else None
+            dstate.append(torch.zeros_like(states[k][-1]) if g is None else g.contiguous())
+        dstate = tuple(dstate)
+        if dout is None:
+            dout = torch.zeros(steps, *h0.shape, dtype=h0.dtype, device=h0.device)
+        elif not dout.is_contiguous():
+            dout = dout.contiguous()
+
+        bwd = rec.backward_fn(masked, record, n_saved)
+        dgis, extras_steps, norms = [], [], []
+        call = None
+        for t in reversed(range(steps)):
+            sp = tuple(s[t] for s in states)
+            sn = tuple(s[t + 1] for s in states)
+            if masked:
+                args = (dout[t], mask[t], *dstate, *sp, *sn, *saved_steps[t], *params)
+            else:
+                args = (dout[t], *dstate, *sp, *sn, *saved_steps[t], *params)
+            if call is None:
+                call = bwd.specialize(args, ctx.compile)
+            out = call(*args)
+            dstate = tuple(out[:n])
+            dgis.append(out[n])
+            if record:
+                extras_steps.append(tuple(out[n + 1 : -1]))
+                norms.append(out[-1])
+            else:
+                extras_steps.append(tuple(out[n + 1 :]))
+
+        if record:
+            ctx.sink.slots[ctx.layer] = (
+                torch.stack(norms[::-1]).float() if steps else h0.new_zeros(0, h0.shape[0]).float()
+            )
+
+        if steps:
+            dgi = torch.stack(dgis[::-1])
+            n_extras = len(extras_steps[0])
+            extras = tuple(torch.stack([e[j] for e in extras_steps[::-1]]) for j in range(n_extras))
+            bctx = BackwardContext(dgi, extras, states, saved_steps, params, h0.shape[-1])
+            grads = tuple(rec.param_grads(bctx))
+        else:
+            dgi = None
+            grads = tuple(torch.zeros_like(p) for p in params)
+        dstate0 = tuple(dstate)
+        return (None, None, None, None, dgi, None, None, *dstate0, *grads)
+
+
+# --------------------------------------------------------------------------------------------
+# the module plumbing shared by RNN, GRU and LSTM
+# --------------------------------------------------------------------------------------------
+
+
+class RecurrentBase(nn.Module):
+    """Multi-layer, unidirectional recurrent module shaped like torch.nn.RNN/GRU/LSTM.
+
+    Subclasses set ``self.gate_size`` (rows of ``weight_ih``/``weight_hh``) and implement
+    :meth:`recurrence` (the :class:`Recurrence` of the chosen variant) and, if they have extra
+    recurrent parameters, :meth:`extra_parameter_shapes` (``{name_without_layer: shape}``;
+    parameters are registered as ``f"{name}_l{layer}"``).
+
+    Gradient-norm recording: with ``record_grad_norms=True`` every backward pass leaves, in
+    ``hidden_grad_norms``, a detached float32 tensor ``(num_layers, T, B)`` holding
+    ``‖∂L/∂h_t‖₂`` per layer, time step and sample (time-major and in the original batch order
+    whatever ``batch_first``; 0 at padded steps). It is ``None`` after each forward until a
+    backward has run through that forward's graph.
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        *,
+        gate_size: int,
+        record_grad_norms: bool = True,
+        compile: bool | None = None,
+        device=None,
+        dtype=None,
+    ):
+        super().__init__()
+        for name, v in (("input_size", input_size), ("hidden_size", hidden_size)):
+            if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+                raise ValueError(f"{name} must be a positive int; got {v!r}")
+        if not isinstance(num_layers, int) or isinstance(num_layers, bool) or num_layers < 1:
+            raise ValueError(f"num_layers must be an int >= 1; got {num_layers!r}")
+        if not isinstance(dropout, (int, float)) or isinstance(dropout, bool) or not 0 <= dropout <= 1:
+            raise ValueError(f"dropout must be a number in [0, 1]; got {dropout!r}")
+        if dropout > 0 and num_layers == 1:
+            warnings.warn(
+                f"dropout={dropout} has no effect with num_layers=1 (it acts between layers)",
+                UserWarning,
+                stacklevel=3,
+            )
+        if compile not in (None, True, False):
+            raise ValueError(f"compile must be one of None, True, False; got {compile!r}")
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.bias = bool(bias)
+        self.batch_first = bool(batch_first)
+        self.dropout = float(dropout)
+        self.bidirectional = False
+        self.gate_size = gate_size
+        self.record_grad_norms = bool(record_grad_norms)
+        self.compile = compile
+        self._norm_sink: NormSink | None = None
+        self._norm_cache: Tensor | None = None
+
+        factory = {"device": device, "dtype": dtype}
+        for layer in range(num_layers):
+            layer_input = input_size if layer == 0 else hidden_size
+            self.register_parameter(
+                f"weight_ih_l{layer}", nn.Parameter(torch.empty(gate_size, layer_input, **factory))
+            )
+            self.register_parameter(
+                f"weight_hh_l{layer}", nn.Parameter(torch.empty(gate_size, hidden_size, **factory))
+            )
+            if self.bias:
+                self.register_parameter(
+                    f"bias_ih_l{layer}", nn.Parameter(torch.empty(gate_size, **factory))
+                )
+                self.register_parameter(
+                    f"bias_hh_l{layer}", nn.Parameter(torch.empty(gate_size, **factory))
+                )
+            for name, shape in self.extra_parameter_shapes().items():
+                self.register_parameter(
+                    f"{name}_l{layer}", nn.Parameter(torch.empty(*shape, **factory))
+                )
+        self.reset_parameters()
+
+    # ---- hooks for subclasses -----------------------------------------------------------
+    def recurrence(self) -> Recurrence:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def extra_parameter_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {}
+
+    def reset_parameters(self) -> None:
+        """Uniform(-1/√H, 1/√H) for every parameter, like torch.nn."""
+        k = 1.0 / math.sqrt(self.hidden_size)
+        for p in self.parameters():
+            nn.init.uniform_(p, -k, k)
+
+    # ---- gradient-norm record -----------------------------------------------------------
+    @property
+    def hidden_grad_norms(self) -> Tensor | None:
+        if self._norm_cache is None and self._norm_sink is not None:
+            self._norm_cache = self._norm_sink.result()
+        return self._norm_cache
+
+    @hidden_grad_norms.setter
+    def hidden_grad_norms(self, value) -> None:
+        self._norm_sink = None
+        self._norm_cache = value
+
+    # ---- forward -------------------------------------------------------------------------
+    def layer_parameters(self, layer: int) -> tuple[Tensor, ...]:
+        """(weight_hh, bias_hh, *extras) of one layer, in the order ``Recurrence`` expects."""
+        w_hh = getattr(self, f"weight_hh_l{layer}")
+        if self.bias:
+            b_hh = getattr(self, f"bias_hh_l{layer}")
+        else:
+            b_hh = torch.zeros(self.gate_size, dtype=w_hh.dtype, device=w_hh.device)
+        extras = tuple(getattr(self, f"{n}_l{layer}") for n in self.extra_parameter_shapes())
+        return (w_hh, b_hh, *extras)
+
+    def _run(self, input: Tensor, hx: tuple[Tensor, ...] | None, lengths):
+        rec = self.recurrence()
+        nu = rec.num_user_states
+        if input.dim() not in (2, 3):
+            raise ValueError(f"input must be 2-D (unbatched) or 3-D; got shape {tuple(input.shape)}")
+        unbatched = input.dim() == 2
+        if unbatched:
+            input = input.unsqueeze(1)
+            if hx is not None:
+                hx = tuple(h.unsqueeze(1) for h in hx)
+        elif self.batch_first:
+            input = input.transpose(0, 1)
+        steps, batch, feat = input.shape
+        if feat != self.input_size:
+            raise ValueError(f"input.size(-1) must be input_size={self.input_size}; got {feat}")
+        H = self.hidden_size
+        if hx is not None:
+            for h in hx:
+                if h.shape != (self.num_layers, batch, H):
+                    raise ValueError(
+                        "hx must have shape (num_layers, batch, hidden_size)="
+                        f"{(self.num_layers, batch, H)}; got {tuple(h.shape)}"
+                    )
+
+        # variable lengths -> (T_max, B, 1) validity mask, or None when every sequence is full
+        mask = None
+        run_steps = steps
+        if lengths is not None:
+            lengths = torch.as_tensor(lengths)
+            if lengths.dim() != 1 or lengths.numel() != batch:
+                raise ValueError(
+                    f"lengths must be a 1-D tensor of batch size {batch}; got shape "
+                    f"{tuple(lengths.shape)}"
+                )
+            lengths_cpu = lengths.detach().to("cpu", torch.int64)
+            if batch and (int(lengths_cpu.min()) < 0 or int(lengths_cpu.max()) > steps):
+                raise ValueError(f"lengths must lie in [0, {steps}] (the sequence length)")
+            run_steps = int(lengths_cpu.max()) if batch else 0
+            if batch and int(lengths_cpu.min()) < run_steps:
+                t = torch.arange(run_steps).unsqueeze(1)
+                mask = (t < lengths_cpu.unsqueeze(0)).unsqueeze(-1).to(input.device)
+            input = input[:run_steps]
+
+        compile = compile_enabled(self.compile)
+        record = self.record_grad_norms and torch.is_grad_enabled()
+        sink = NormSink(self.num_layers, steps, batch) if record else None
+        self._norm_sink, self._norm_cache = sink, None
+
+        dtype, device = input.dtype, input.device
+        widths = rec.state_sizes(H)
+        x = input
+        finals = [[] for _ in range(nu)]
+        for layer in range(self.num_layers):
+            w_ih = getattr(self, f"weight_ih_l{layer}")
+            b_ih = getattr(self, f"bias_ih_l{layer}") if self.bias else None
+            gi = F.linear(x, w_ih, b_ih)  # all steps' input projections in one matmul
+            state0 = []
+            for k, width in enumerate(widths):
+                if k < nu and hx is not None:
+                    state0.append(hx[k][layer].contiguous())
+                else:
+                    state0.append(torch.zeros(batch, width, dtype=dtype, device=device))
+            out, *fin = RecurrenceFunction.apply(
+                rec, compile, sink, layer, gi, mask, len(widths), *state0,
+                *self.layer_parameters(layer),
+            )
+            for k in range(nu):
+                finals[k].append(fin[k])
+            if layer < self.num_layers - 1 and self.dropout > 0 and self.training:
+                out = F.dropout(out, self.dropout, True)
+            x = out
+        output = x
+        if run_steps < steps:
+            output = F.pad(output, (0, 0, 0, 0, 0, steps - run_steps))
+        finals = tuple(torch.stack(f) for f in finals)
+        if unbatched:
+            return output.squeeze(1), tuple(f.squeeze(1) for f in finals)
+        if self.batch_first:
+            output = output.transpose(0, 1)
+        return output, finals
+
+    def extra_repr(self) -> str:
+        s = f"{self.input_size}, {self.hidden_size}"
+        if self.num_layers != 1:
+            s += f", num_layers={self.num_layers}"
+        if not self.bias:
+            s += ", bias=False"
+        if self.batch_first:
+            s += ", batch_first=True"
+        if self.dropout:
+            s += f", dropout={self.dropout}"
+        return s

@@ -1,0 +1,188 @@
+"""Constructor arguments, parameter names/shapes, state dicts, forget_bias, the compile switch."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+from rnnlab import cells
+from rnnlab.cells import GRU, LSTM, RNN, initialize_recurrent
+from rnnlab.cells import bptt
+
+
+@pytest.mark.parametrize(
+    "make,arg,allowed",
+    [
+        (lambda: GRU(3, 4, reset="sideways"), "reset", ["'after'", "'before'"]),
+        (lambda: GRU(3, 4, variant="xyz"), "variant", ["'gru'", "'no_reset'", "'mgu'"]),
+        (lambda: LSTM(3, 4, variant="xyz"), "variant", ["'torch'", "'vanilla'", "'fgr'"]),
+        (lambda: RNN(3, 4, nonlinearity="sigmoid"), "nonlinearity", ["'tanh'", "'relu'"]),
+    ],
+)
+def test_bad_choice_is_one_clear_line(make, arg, allowed):
+    with pytest.raises(ValueError) as info:
+        make()
+    msg = str(info.value)
+    assert "\n" not in msg and msg.startswith(arg)
+    for a in allowed:
+        assert a in msg
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: GRU(0, 4),
+        lambda: GRU(3, 4, num_layers=0),
+        lambda: LSTM(3, 4, dropout=1.5),
+        lambda: LSTM(3, 4, bidirectional=True),
+        lambda: LSTM(3, 4, forget_bias="big"),
+        lambda: LSTM(3, 4, bias=False, forget_bias=1.0),
+        lambda: RNN(3, 4, compile="yes"),
+    ],
+)
+def test_other_bad_arguments(make):
+    with pytest.raises(ValueError):
+        make()
+
+
+def test_bad_forward_arguments():
+    m = GRU(3, 4, compile=False)
+    with pytest.raises(ValueError, match="input_size"):
+        m(torch.randn(5, 2, 7))
+    with pytest.raises(ValueError, match="lengths"):
+        m(torch.randn(5, 2, 3), lengths=torch.tensor([6, 2]))
+    with pytest.raises(ValueError, match="lengths"):
+        m(torch.randn(5, 2, 3), lengths=torch.tensor([5]))
+    with pytest.raises(ValueError, match="hx"):
+        m(torch.randn(5, 2, 3), torch.zeros(2, 2, 4))
+    with pytest.raises(ValueError, match="tuple"):
+        LSTM(3, 4, compile=False)(torch.randn(5, 2, 3), torch.zeros(1, 2, 4))
+
+
+@pytest.mark.parametrize("name", ["RNN", "GRU", "LSTM"])
+def test_torch_state_dict_loads_and_names_match(name):
+    ref = getattr(torch.nn, name)(3, 4, num_layers=2)
+    ours = getattr(cells, name)(3, 4, num_layers=2, compile=False)
+    assert list(ours.state_dict()) == list(ref.state_dict())
+    for (n1, p1), (n2, p2) in zip(ours.named_parameters(), ref.named_parameters()):
+        assert n1 == n2 and p1.shape == p2.shape
+    ours.load_state_dict(ref.state_dict())  # strict
+    ref.load_state_dict(ours.state_dict())
+    bound = 1 / 4**0.5
+    fresh = getattr(cells, name)(3, 4, num_layers=2, compile=False)
+    for p in fresh.parameters():  # torch.nn's init: uniform(-1/sqrt(H), 1/sqrt(H))
+        assert p.abs().max() <= bound and p.std() > 0.2 * bound
+
+
+def test_bias_false_and_unbatched():
+    torch.manual_seed(0)
+    ref = torch.nn.GRU(3, 4, num_layers=2, bias=False)
+    ours = GRU(3, 4, num_layers=2, bias=False, compile=False)
+    assert list(ours.state_dict()) == list(ref.state_dict())
+    ours.load_state_dict(ref.state_dict())
+    x = torch.randn(5, 3)  # unbatched (T, I), as torch.nn accepts
+    (a, ha), (b, hb) = ours(x), ref(x)
+    torch.testing.assert_close(a, b)
+    torch.testing.assert_close(ha, hb)
+    assert ha.shape == (2, 4)
+
+
+def test_variant_parameter_shapes():
+    H, I = 4, 3
+    shapes = lambda m: {n: tuple(p.shape) for n, p in m.named_parameters()}  # noqa: E731
+    assert shapes(GRU(I, H, variant="mgu")) == {
+        "weight_ih_l0": (2 * H, I), "weight_hh_l0": (2 * H, H),
+        "bias_ih_l0": (2 * H,), "bias_hh_l0": (2 * H,),
+    }
+    assert shapes(GRU(I, H, variant="no_reset"))["weight_hh_l0"] == (2 * H, H)
+    assert shapes(LSTM(I, H, variant="vanilla"))["weight_peephole_l0"] == (3, H)
+    assert "weight_peephole_l0" not in shapes(LSTM(I, H, variant="np"))
+    assert "weight_peephole_l0" not in shapes(LSTM(I, H, variant="torch"))
+    for v in ("nig", "nfg", "nog", "cifg"):
+        s = shapes(LSTM(I, H, 2, variant=v))
+        assert s["weight_ih_l1"] == (3 * H, H) and s["weight_peephole_l1"] == (2, H)
+    s = shapes(LSTM(I, H, variant="fgr"))
+    assert s["weight_gg_l0"] == (3 * H, 3 * H) and s["weight_hh_l0"] == (4 * H, H)
+    assert GRU(I, H, variant="mgu").reset == "before"
+    assert GRU(I, H, variant="mgu", reset="after").reset == "after"
+
+
+@pytest.mark.parametrize("variant", ["torch", "vanilla", "nig", "nog", "fgr", "cifg", "nfg"])
+def test_forget_bias(variant):
+    H = 5
+    m = LSTM(3, H, 2, variant=variant, forget_bias=1.5, compile=False)
+    names = m.gate_names
+    for layer in range(2):
+        b_ih, b_hh = getattr(m, f"bias_ih_l{layer}"), getattr(m, f"bias_hh_l{layer}")
+        if "f" in names:
+            k = names.index("f")
+            assert (b_ih[k * H : (k + 1) * H] == 1.5).all() and (b_hh[k * H : (k + 1) * H] == 0).all()
+        elif variant == "cifg":  # f = 1 - i = sigmoid(-a_i): the input gate carries -forget_bias
+            k = names.index("i")
+            assert (b_ih[k * H : (k + 1) * H] == -1.5).all()
+    # the shared initialiser agrees (it defers to the cell, which knows its gate layout)
+    m2 = LSTM(3, H, 2, variant=variant, compile=False)
+    m2.load_state_dict(m.state_dict())
+    initialize_recurrent(m2, "default", forget_bias=1.5)
+    for (n, a), (_, b) in zip(m.named_parameters(), m2.named_parameters()):
+        assert torch.equal(a, b), n
+
+
+def test_forget_bias_torch_variant_matches_torch_initializer():
+    m = LSTM(3, 4, variant="torch", forget_bias=2.0, compile=False)
+    ref = torch.nn.LSTM(3, 4)
+    ref.load_state_dict(m.state_dict())
+    initialize_recurrent(ref, "default", forget_bias=2.0)
+    assert torch.equal(ref.bias_ih_l0, m.bias_ih_l0) and torch.equal(ref.bias_hh_l0, m.bias_hh_l0)
+
+
+def test_dropout_between_layers_only_in_training():
+    torch.manual_seed(0)
+    m = GRU(3, 8, num_layers=2, dropout=0.5, compile=False)
+    x = torch.randn(6, 4, 3)
+    m.eval()
+    a, _ = m(x)
+    b, _ = m(x)
+    torch.testing.assert_close(a, b)
+    m.train()
+    c, _ = m(x)
+    assert not torch.allclose(a, c)
+    c.sum().backward()
+    assert m.hidden_grad_norms.shape == (2, 6, 4)
+    with pytest.warns(UserWarning, match="dropout"):
+        GRU(3, 4, dropout=0.2)
+
+
+def test_compile_switch(monkeypatch):
+    monkeypatch.setenv("RNNLAB_COMPILE", "0")
+    assert bptt.compile_enabled(None) is False
+    assert bptt.compile_enabled(True) is True
+    monkeypatch.setenv("RNNLAB_COMPILE", "1")
+    assert bptt.compile_enabled(None) is True
+    assert bptt.compile_enabled(False) is False
+    monkeypatch.delenv("RNNLAB_COMPILE")
+    assert bptt.compile_enabled(None) is True
+
+
+def test_compile_failure_falls_back_to_eager_with_one_warning(monkeypatch):
+    def broken(fn, args):
+        raise RuntimeError("no C++ compiler found\nsecond line")
+
+    monkeypatch.setattr(bptt, "_inductor_compile", broken)
+    monkeypatch.setattr(bptt._CompileState, "failed", False)
+    torch.manual_seed(0)
+    x = torch.randn(4, 3, 2)
+    m = RNN(2, 3, compile=True)
+    eager = RNN(2, 3, compile=False)
+    eager.load_state_dict(m.state_dict())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out, _ = m(x)
+        out.sum().backward()
+        out2, _ = m(x)
+    msgs = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    assert len(msgs) == 1 and "eager" in msgs[0] and "\n" not in msgs[0]
+    torch.testing.assert_close(out, eager(x)[0])
+    torch.testing.assert_close(out2, out)

@@ -1,0 +1,103 @@
+"""The training app end to end: fast runs per data x cell, results.json, W&B read back, learning."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rnnlab.tracking import RESULT_STATUSES
+from rnnlab.wandb_offline import find_offline_runs, read_offline_run
+
+SYNTHETIC = ["copy", "adding"]
+CELLS = ["rnn", "gru", "lstm"]
+RESULT_FIELDS = {"status", "metrics", "num_params", "hidden_size", "wall_time_s", "steps", "seed",
+                 "config", "versions", "git_commit"}
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("data", SYNTHETIC)
+def test_fast_dev_run(data, cell, run_training):
+    results, run_dir = run_training([f"data={data}", f"model={cell}", "debug=fast",
+                                     "model.hidden_size=16"])
+    assert results["status"] == "completed"
+    assert results["steps"] == 2
+    on_disk = json.loads((run_dir / "results.json").read_text())
+    assert RESULT_FIELDS <= set(on_disk)
+    assert on_disk["status"] in RESULT_STATUSES
+    for key in ("train/loss", "val/loss", "test/loss", "val/loss_best", "baseline/loss"):
+        assert key in on_disk["metrics"], key
+    assert on_disk["config"]["model"]["cell"] == cell
+    assert on_disk["hidden_size"] == 16
+    assert on_disk["num_params"] > 0
+    assert (run_dir / "checkpoints" / "best.ckpt").exists()
+    assert (run_dir / "csv" / "metrics.csv").exists()
+
+
+def test_results_json_is_complete(run_training):
+    results, run_dir = run_training(["data=copy", "model=gru", "debug=fast", "seed=7"])
+    on_disk = json.loads((run_dir / "results.json").read_text())
+    assert on_disk == json.loads(json.dumps(results))
+    assert RESULT_FIELDS <= set(on_disk)
+    assert on_disk["seed"] == 7 and on_disk["config"]["seed"] == 7
+    assert {"torch", "lightning", "hydra-core", "wandb"} <= set(on_disk["versions"])
+    assert on_disk["wall_time_s"] > 0
+    # Metrics are flat: name -> number, with best-of-validation beside the final values.
+    assert all(isinstance(v, float) for v in on_disk["metrics"].values())
+    assert on_disk["metrics"]["baseline/loss"] == pytest.approx(10 * 2.0794415 / 30, rel=1e-6)
+    # No temp file left behind by the atomic write.
+    assert not list(run_dir.glob(".results.json.*"))
+
+
+def test_wandb_offline_run_holds_the_metrics(run_training):
+    results, run_dir = run_training(["data=adding", "model=lstm", "debug=fast",
+                                     "experiment_name=wandbcheck"])
+    runs = find_offline_runs(run_dir)
+    assert len(runs) == 1, "exactly one W&B run per job, inside the run dir"
+    run = read_offline_run(runs[0])
+    assert run.group == "wandbcheck"
+    assert {"lstm", "adding"} <= set(run.tags)
+    assert run.exit_code == 0
+    assert run.config["model"]["cell"] == "lstm"
+    assert run.config["num_params"] == results["num_params"]
+    assert {"train/loss", "val/loss", "test/loss", "val/mse", "baseline/loss"} <= run.keys
+    assert run.series("train/loss")[-1] == pytest.approx(results["metrics"]["train/loss"])
+    assert run.summary["test/loss"] == pytest.approx(results["metrics"]["test/loss"])
+
+
+def test_same_seed_same_numbers(run_training):
+    first, _ = run_training(["data=adding", "model=gru", "debug=fast", "logger=none"], "a")
+    second, _ = run_training(["data=adding", "model=gru", "debug=fast", "logger=none"], "b")
+    assert first["metrics"]["test/loss"] == second["metrics"]["test/loss"]
+
+
+def test_param_budget_solves_hidden_size(run_training):
+    results, _ = run_training(["data=adding", "model=lstm", "model.param_budget=5000",
+                               "debug=fast", "logger=none"])
+    hidden = results["hidden_size"]
+    assert results["num_params"] <= 5000
+    # One unit more would break the budget: 4 gates x (I + H + 2) per unit plus the head.
+    assert results["num_params"] + 4 * (2 + 2 * hidden + 3) + 8 * hidden + 1 > 5000
+
+
+@pytest.mark.slow
+def test_gru_learns_the_adding_problem(run_training):
+    results, _ = run_training([
+        "data=adding", "data.seq_len=20", "data.train_size=4096", "data.val_size=256",
+        "data.test_size=256", "model=gru", "model.hidden_size=32", "optimizer.lr=0.01",
+        "trainer.max_epochs=4", "trainer.enable_progress_bar=false", "logger=csv",
+        "callbacks=none"])
+    baseline = results["metrics"]["baseline/loss"]
+    assert results["metrics"]["test/mse"] < 0.1 * baseline
+
+
+@pytest.mark.slow
+def test_gru_learns_the_copy_task(run_training):
+    results, _ = run_training([
+        "data=copy", "data.seq_len=5", "data.train_size=8192", "data.val_size=256",
+        "data.test_size=256", "model=gru", "model.impl=fused", "model.hidden_size=128",
+        "optimizer.lr=0.003", "trainer.max_epochs=10", "trainer.enable_progress_bar=false", "logger=csv",
+        "callbacks=none"])
+    baseline = results["metrics"]["baseline/loss"]
+    assert results["metrics"]["test/loss"] < 0.7 * baseline
+    assert results["metrics"]["test/acc"] > 0.4  # chance on the recalled symbols is 1/8
