@@ -70,7 +70,7 @@ def describe(console: Console, label: str, summary: dict) -> None:
     table = Table(title=label, title_justify="left", show_lines=False)
     table.add_column("split")
     columns = sorted({key for info in splits.values() for key in info},
-                     key=lambda k: ("size pieces frames length".split() + [k]).index(k))
+                     key=lambda k: ["size", "pieces", "frames", "length", k].index(k))
     for column in columns:
         table.add_column(column.replace("_", " "))
     for split, info in splits.items():

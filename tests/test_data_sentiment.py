@@ -86,7 +86,7 @@ def test_vocabulary_comes_from_the_training_split_only(rotten):
     assert set(rotten.vocab.itos[2:]) <= train_tokens
     only_in_test = {t for row in rotten.tables["test"]["tokens"] for t in row} - train_tokens
     assert only_in_test, "some test words never occur in train"
-    word = sorted(only_in_test)[0]
+    word = min(only_in_test)
     assert rotten.vocab.encode([word]) == [1]  # <unk>
     assert rotten.vocab.itos[:2] == ["<pad>", "<unk>"]
     assert rotten.spec.vocab_size == len(rotten.vocab)

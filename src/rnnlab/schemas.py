@@ -8,10 +8,13 @@ Datasets register their own schema next to their loader through :func:`register_
 
 from __future__ import annotations
 
+import os
+
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
+from omegaconf import OmegaConf
 
 
 def _store(group: str, name: str, node: Any) -> None:
@@ -154,3 +157,7 @@ def register_schemas() -> None:
 
 
 register_schemas()
+# The launch directory, usable where ${hydra:runtime.cwd} is not yet set (the sweep dir is
+# resolved before any job starts).
+if not OmegaConf.has_resolver("rnnlab_cwd"):
+    OmegaConf.register_new_resolver("rnnlab_cwd", os.getcwd)

@@ -86,7 +86,8 @@ def print_table(frame: pd.DataFrame, title: str) -> None:
 
     table = Table(title=title)
     for column in frame.columns:
-        table.add_column(column, justify="left" if frame[column].dtype == object else "right")
+        numeric = pd.api.types.is_numeric_dtype(frame[column])
+        table.add_column(column, justify="right" if numeric else "left")
     for row in frame.itertuples(index=False):
         table.add_row(*(_format(v) for v in row))
     Console(width=max(120, 14 * len(frame.columns))).print(table)

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import shutil
 import sys
@@ -98,7 +99,7 @@ def _remove_if_empty_run_dir(output_dir: Path) -> None:
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Train and test one configuration; write and return its results.json payload."""
     output_dir = Path(cfg.paths.output_dir)
-    wandb_env = {k: v for k, v in os.environ.items() if k.startswith("WANDB_")}
+    user_wandb_mode = os.environ.get("WANDB_MODE")
     started = time.perf_counter()
     try:
         datamodule, task, trainer = build(cfg)
@@ -115,14 +116,16 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     try:
         _log_run_metadata(trainer, cfg, task, commit)
         trainer.fit(task, datamodule=datamodule)
-        # trainer.test resets callback_metrics: keep the final train/val values first.
+        # Testing resets callback_metrics: keep the final train/val values first.
         final_metrics.update(_floats(trainer.callback_metrics))
         if cfg.test:
             # Loading the best checkpoint would also roll back the best-so-far record.
             fit_record = task.get_extra_state()
-            trainer.test(task, datamodule=datamodule, ckpt_path=_best_checkpoint(trainer),
-                         verbose=False)
+            tester = _test_trainer(cfg, trainer)
+            tester.test(task, datamodule=datamodule, ckpt_path=_best_checkpoint(trainer),
+                        verbose=False)
             task.set_extra_state(fit_record)
+            final_metrics.update(_floats(tester.callback_metrics))
     except Exception as error:  # noqa: BLE001 - recorded in results.json, then re-raised
         from rnnlab.task import Diverged
 
@@ -131,10 +134,42 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         exit_code = 1
         if not isinstance(error, Diverged):
             _finish(cfg, output_dir, results, final_metrics, task, trainer, started, commit,
-                           wandb_env, exit_code)
+                           user_wandb_mode, exit_code)
             raise
     return _finish(cfg, output_dir, results, final_metrics, task, trainer, started, commit,
-                           wandb_env, exit_code)
+                           user_wandb_mode, exit_code)
+
+
+def _test_trainer(cfg: DictConfig, trainer):
+    """The trainer that runs the test split.
+
+    After a spawn-based DDP fit the test runs on one device in this process: a second spawn would
+    restart every logger in fresh workers, and a single device sees each test example exactly once
+    (DistributedSampler pads the last batch with repeats).
+    """
+    if "spawn" not in str(cfg.trainer.strategy):
+        return trainer
+    for logger in trainer.loggers:
+        _adopt_csv_header(logger)
+    return instantiate(cfg.trainer, devices=1, strategy="auto", num_nodes=1,
+                       logger=trainer.loggers or False, enable_progress_bar=False)
+
+
+def _adopt_csv_header(logger) -> None:
+    """Let this process's CSVLogger know the columns the spawned workers wrote.
+
+    Lightning's CSV writer rewrites metrics.csv with only the columns it has seen itself, which
+    fails on rows the workers wrote (their columns are unknown to the main process).
+    """
+    from lightning.pytorch.loggers import CSVLogger
+
+    if not isinstance(logger, CSVLogger):
+        return
+    path = Path(logger.experiment.metrics_file_path)
+    if path.exists():
+        with path.open(newline="") as handle:
+            header = next(csv.reader(handle), [])
+        logger.experiment.metrics_keys = sorted(set(logger.experiment.metrics_keys) | set(header))
 
 
 def _best_checkpoint(trainer) -> str | None:
@@ -148,9 +183,10 @@ def _floats(metrics) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items()}
 
 
-def _finish(cfg, output_dir, results, final_metrics, task, trainer, started, commit, wandb_env,
+def _finish(cfg, output_dir, results, final_metrics, task, trainer, started, commit, wandb_mode,
             exit_code):
-    metrics = {**final_metrics, **_floats(trainer.callback_metrics)}
+    # What the trainer holds covers a run that stopped early; what was collected wins.
+    metrics = {**_floats(trainer.callback_metrics), **final_metrics}
     metrics.update({f"{k}_best": v for k, v in task.best.items()})
     results.update({
         "metrics": dict(sorted(metrics.items())),
@@ -167,11 +203,13 @@ def _finish(cfg, output_dir, results, final_metrics, task, trainer, started, com
         results["reference"] = OmegaConf.to_container(cfg.reference, resolve=True)
     tracking.write_json_atomic(output_dir / "results.json", results)
     tracking.finish_wandb(exit_code=exit_code)
-    # WandbLogger(offline=True) sets WANDB_MODE for the whole process: restore what the user had.
-    for key in [k for k in os.environ if k.startswith("WANDB_")]:
-        if key not in wandb_env:
-            del os.environ[key]
-    os.environ.update(wandb_env)
+    # WandbLogger(offline=True) sets WANDB_MODE for the whole process: restore what the user had,
+    # so the next job of a multirun decides online/offline afresh. (WANDB_SERVICE and the like
+    # stay: spawned DDP workers attach to the run through them.)
+    if wandb_mode is None:
+        os.environ.pop("WANDB_MODE", None)
+    else:
+        os.environ["WANDB_MODE"] = wandb_mode
     return results
 
 

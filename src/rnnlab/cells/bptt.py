@@ -192,17 +192,21 @@ class Recurrence:
 
 
 def _make_forward(rec: Recurrence, masked: bool) -> Callable:
+    n = len(rec.state_sizes(1))
+
     def forward_step(*args):
-        # args: gi, [mask], *state, *params   ->   *new_state, *saved
+        # args: gi, [mask], *state, *params, *new_state_slots   ->   *saved
+        # the new state is written into the slots (views of the layer's state/output buffers)
         gi, rest = args[0], args[1:]
         if masked:
             m, rest = rest[0], rest[1:]
-        n = len(rec.state_sizes(1))
-        state, params = rest[:n], rest[n:]
+        state, params, slots = rest[:n], rest[n:-n], rest[-n:]
         new_state, saved = rec.step(gi, state, params)
         if masked:  # past the end of a sequence the state is frozen
             new_state = tuple(torch.where(m, a, b) for a, b in zip(new_state, state))
-        return (*new_state, *saved)
+        for slot, value in zip(slots, new_state):
+            slot.copy_(value)
+        return tuple(saved)
 
     return forward_step
 
@@ -211,11 +215,14 @@ def _make_backward(rec: Recurrence, masked: bool, record: bool, n_saved: int) ->
     n = len(rec.state_sizes(1))
 
     def backward_step(*args):
-        # args: dy, [mask], *dstate, *state_prev, *state_new, *saved, *params
-        # returns: *dstate_prev, dgi, *extras, [norm]
+        # args: dy, [mask], *dstate, *state_prev, *state_new, *saved, *params, dgi_slot, [norm_slot]
+        # returns: *dstate_prev, *extras   (dL/dgi_t and the norm are written into the slots)
         dy, rest = args[0], args[1:]
         if masked:
             m, rest = rest[0], rest[1:]
+        if record:
+            rest, norm_slot = rest[:-1], rest[-1]
+        rest, dgi_slot = rest[:-1], rest[-1]
         dstate, rest = rest[:n], rest[n:]
         state_prev, rest = rest[:n], rest[n:]
         state_new, rest = rest[:n], rest[n:]
@@ -233,13 +240,13 @@ def _make_backward(rec: Recurrence, masked: bool, record: bool, n_saved: int) ->
         dprev, dgi, extras = rec.step_backward(dvalid, state_prev, state_new, saved, params)
         if masked:  # frozen steps pass the state gradient through unchanged
             dprev = tuple(torch.where(m, p, d) for p, d in zip(dprev, dtot))
-        out = (*dprev, dgi, *extras)
+        dgi_slot.copy_(dgi)
         if record:
             norm = (dh * dh).sum(1).sqrt()
             if masked:
                 norm = torch.where(m[:, 0], norm, torch.zeros_like(norm))
-            out = (*out, norm)
-        return out
+            norm_slot.copy_(norm)
+        return (*dprev, *extras)
 
     return backward_step
 
@@ -270,20 +277,57 @@ class NormSink:
         return out
 
 
+class _States:
+    """The states of one layer over time: ``at(k, t)`` is component k after step t-1 (t = 0: the
+    initial state). Component 0 (h) lives in the output tensor itself when there is no mask;
+    everything else in (T+1, B, width) buffers."""
+
+    def __init__(self, initial: Sequence[Tensor], buffers: Sequence[Tensor], h_in_output: bool):
+        self.initial = tuple(initial)
+        self.buffers = tuple(buffers)
+        self.h_in_output = h_in_output
+        # per component, the T+1 states as a tuple of views (index 0 = initial)
+        self.seq = []
+        for k, buf in enumerate(self.buffers):
+            if k == 0 and h_in_output:
+                self.seq.append((self.initial[0], *buf.unbind(0)))
+            else:
+                self.seq.append(buf.unbind(0))
+
+    def slots(self, t: int) -> tuple[Tensor, ...]:
+        return tuple(s[t + 1] for s in self.seq)
+
+    def at(self, t: int) -> tuple[Tensor, ...]:
+        return tuple(s[t] for s in self.seq)
+
+
 class BackwardContext:
     """What ``Recurrence.param_grads`` gets: stacked per-step quantities of one layer."""
 
-    def __init__(self, dgi, extras, states, saved, params, hidden_size):
+    def __init__(self, dgi, extras, states: _States, saved, params, hidden_size):
         self.dgi = dgi  # (T, B, G): dL/d(W_ih x_t + b_ih)
         self.extras = extras  # tuple of (T, ...) stacks of step_backward's extras
-        self._states = states  # per state component, a list of T+1 tensors (index 0 = initial)
+        self._states = states
         self._saved = saved  # per step, the tuple ``step`` saved
         self.params = params
         self.hidden_size = hidden_size
 
+    def outer_prev(self, d: Tensor, k: int = 0) -> Tensor:
+        """``Σ_t d_tᵀ s_{t-1}`` for state component ``k`` (d: (T, B, G) -> (G, width))."""
+        st = self._states
+        if k == 0 and st.h_in_output:  # s_{-1} = h0, s_0..s_{T-2} = output[:-1]: no copy
+            out = d[0].t().mm(st.initial[0])
+            if d.shape[0] > 1:
+                out = out + outer_sum(d[1:], st.buffers[0][:-1])
+            return out
+        return outer_sum(d, st.buffers[k][:-1])
+
     def state_prev(self, k: int = 0) -> Tensor:
-        """(T, B, n): state component ``k`` entering each step (state_{t-1})."""
-        return torch.stack(self._states[k][:-1])
+        """(T, B, width): state component ``k`` entering each step (s_{t-1})."""
+        st = self._states
+        if k == 0 and st.h_in_output:
+            return torch.cat([st.initial[0].unsqueeze(0), st.buffers[0][:-1]])
+        return st.buffers[k][:-1]
 
     def saved(self, j: int) -> Tensor:
         """(T, B, ...): the ``j``-th tensor saved by ``step`` at every step."""
@@ -299,41 +343,55 @@ class RecurrenceFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, rec, compile, sink, layer, gi, mask, num_states, *rest):
-        state = tuple(s.detach() for s in rest[:num_states])
+        state0 = tuple(s.detach() for s in rest[:num_states])
         params = tuple(p.detach() for p in rest[num_states:])
         gi = gi.detach()
         if not gi.is_contiguous():
             gi = gi.contiguous()
-        steps = gi.shape[0]
+        steps, batch = gi.shape[0], gi.shape[1]
         masked = mask is not None
         fwd = rec.forward_fn(masked)
 
-        states = [[s] for s in state]  # per component, states at t = -1 .. T-1
+        buffers = []
+        for k, s0 in enumerate(state0):
+            if k == 0 and not masked:
+                buffers.append(s0.new_empty(steps, *s0.shape))  # this is the output
+            else:
+                buf = s0.new_empty(steps + 1, *s0.shape)
+                buf[0].copy_(s0)
+                buffers.append(buf)
+        states = _States(state0, buffers, h_in_output=not masked)
+        # every argument of every step is known up front (states live in the buffers), so the
+        # loop itself is only the calls
+        heads = zip(gi.unbind(0), mask.unbind(0)) if masked else ((g,) for g in gi.unbind(0))
+        step_args = [
+            (*head, *states.at(t), *params, *states.slots(t)) for t, head in enumerate(heads)
+        ]
         saved_steps = []
-        call = None
-        for t in range(steps):
-            args = (gi[t], mask[t], *state, *params) if masked else (gi[t], *state, *params)
-            if call is None:
-                call = fwd.specialize(args, compile)
-            out = call(*args)
-            state = tuple(out[:num_states])
-            saved_steps.append(tuple(out[num_states:]))
-            for k in range(num_states):
-                states[k].append(state[k])
+        if steps:
+            call = fwd.specialize(step_args[0], compile)
+            for args in step_args:
+                saved_steps.append(call(*args))
+        del step_args
 
-        h = torch.stack(states[0][1:]) if steps else gi.new_zeros(0, *state[0].shape)
-        output = torch.where(mask, h, torch.zeros_like(h)) if masked else h
-        finals = tuple(s.clone() for s in state[: rec.num_user_states])
+        if masked:
+            h = buffers[0][1:]
+            output = torch.where(mask, h, torch.zeros_like(h))
+        else:
+            output = buffers[0]
+        finals = tuple(s.clone() for s in states.at(steps)[: rec.num_user_states])
 
         # everything the backward needs goes through save_for_backward, so autograd frees it after
-        # the backward pass (and refuses a second pass unless retain_graph=True)
+        # the backward pass (and refuses a second pass unless retain_graph=True); the output is
+        # saved as an output, so modifying it in place before backward raises as usual
         n_saved = len(saved_steps[0]) if steps else 0
         ctx.rec, ctx.compile, ctx.sink, ctx.layer = rec, compile, sink, layer
         ctx.layout = (len(params), masked, num_states, steps, n_saved)
         ctx.save_for_backward(
             *params,
             *((mask,) if masked else ()),
-            *(s for per_component in states for s in per_component),
+            *state0,
+            *(output if k == 0 and not masked else b for k, b in enumerate(buffers)),
             *(s for per_step in saved_steps for s in per_step),
         )
         return (output, *finals)
@@ -348,61 +406,54 @@ class RecurrenceFunction(torch.autograd.Function):
         mask = None
         if masked:
             mask, flat = flat[0], flat[1:]
-        states = [flat[k * (steps + 1) : (k + 1) * (steps + 1)] for k in range(n)]
-        flat = flat[n * (steps + 1) :]
+        state0, buffers, flat = flat[:n], flat[n : 2 * n], flat[2 * n :]
         saved_steps = [flat[t * n_saved : (t + 1) * n_saved] for t in range(steps)]
         del flat
+        states = _States(state0, buffers, h_in_output=not masked)
         record = ctx.sink is not None
-        h0 = states[0][0]
+        h0 = state0[0]
 
         # dL/d(final state): user-visible ones from autograd, internal ones zero
         dstate = []
         for k in range(n):
             g = dfinals[k] if k < len(dfinals) else None
-            dstate.append(torch.zeros_like(states[k][-1]) if g is None else g.contiguous())
+            dstate.append(torch.zeros_like(state0[k]) if g is None else g.contiguous())
         dstate = tuple(dstate)
         if dout is None:
-            dout = torch.zeros(steps, *h0.shape, dtype=h0.dtype, device=h0.device)
-        elif not dout.is_contiguous():
-            dout = dout.contiguous()
+            dout = h0.new_zeros(steps, *h0.shape)
 
+        dgi = params[0].new_empty(steps, h0.shape[0], params[0].shape[0])
+        norms = h0.new_empty(steps, h0.shape[0]) if record else None
         bwd = rec.backward_fn(masked, record, n_saved)
-        dgis, extras_steps, norms = [], [], []
-        call = None
-        for t in reversed(range(steps)):
-            sp = tuple(s[t] for s in states)
-            sn = tuple(s[t + 1] for s in states)
-            if masked:
-                args = (dout[t], mask[t], *dstate, *sp, *sn, *saved_steps[t], *params)
-            else:
-                args = (dout[t], *dstate, *sp, *sn, *saved_steps[t], *params)
-            if call is None:
-                call = bwd.specialize(args, ctx.compile)
-            out = call(*args)
-            dstate = tuple(out[:n])
-            dgis.append(out[n])
-            if record:
-                extras_steps.append(tuple(out[n + 1 : -1]))
-                norms.append(out[-1])
-            else:
-                extras_steps.append(tuple(out[n + 1 :]))
+        douts, dgis = dout.unbind(0), dgi.unbind(0)
+        masks = mask.unbind(0) if masked else None
+        norm_slots = norms.unbind(0) if record else None
+        # per step: (dy_t, [mask_t]) + dstate (from the previous iteration) + the rest
+        heads, rests = [], []
+        for t in range(steps):
+            heads.append((douts[t], masks[t]) if masked else (douts[t],))
+            tail = (dgis[t], norm_slots[t]) if record else (dgis[t],)
+            rests.append((*states.at(t), *states.at(t + 1), *saved_steps[t], *params, *tail))
+        extras_steps = [()] * steps
+        if steps:
+            call = bwd.specialize((*heads[-1], *dstate, *rests[-1]), ctx.compile)
+            for t in range(steps - 1, -1, -1):
+                out = call(*heads[t], *dstate, *rests[t])
+                dstate = out[:n]
+                extras_steps[t] = out[n:]
+        del heads, rests
 
         if record:
-            ctx.sink.slots[ctx.layer] = (
-                torch.stack(norms[::-1]).float() if steps else h0.new_zeros(0, h0.shape[0]).float()
-            )
+            ctx.sink.slots[ctx.layer] = norms.float()
 
         if steps:
-            dgi = torch.stack(dgis[::-1])
             n_extras = len(extras_steps[0])
-            extras = tuple(torch.stack([e[j] for e in extras_steps[::-1]]) for j in range(n_extras))
+            extras = tuple(torch.stack([e[j] for e in extras_steps]) for j in range(n_extras))
             bctx = BackwardContext(dgi, extras, states, saved_steps, params, h0.shape[-1])
             grads = tuple(rec.param_grads(bctx))
         else:
-            dgi = None
             grads = tuple(torch.zeros_like(p) for p in params)
-        dstate0 = tuple(dstate)
-        return (None, None, None, None, dgi, None, None, *dstate0, *grads)
+        return (None, None, None, None, dgi, None, None, *dstate, *grads)
 
 
 # --------------------------------------------------------------------------------------------

@@ -117,13 +117,12 @@ def gru_after_step_backward(dstate, state_prev, state_new, saved, params, *, var
 
 
 def gru_after_param_grads(ctx):
-    h_prev = ctx.state_prev(0)
     if not ctx.extras:  # no reset gate: dL/dgh = dL/dgi
-        return outer_sum(ctx.dgi, h_prev), ctx.dgi.sum((0, 1))
+        return ctx.outer_prev(ctx.dgi), ctx.dgi.sum((0, 1))
     (dgh_n,) = ctx.extras
     k = ctx.dgi.shape[-1] - ctx.hidden_size
     dgh_g = ctx.dgi[..., :k]
-    dw = torch.cat([outer_sum(dgh_g, h_prev), outer_sum(dgh_n, h_prev)], 0)
+    dw = torch.cat([ctx.outer_prev(dgh_g), ctx.outer_prev(dgh_n)], 0)
     db = torch.cat([dgh_g.sum((0, 1)), dgh_n.sum((0, 1))])
     return dw, db
 
@@ -163,7 +162,7 @@ def gru_before_param_grads(ctx):
     k = ctx.dgi.shape[-1] - ctx.hidden_size
     u = ctx.saved(2)
     dw = torch.cat(
-        [outer_sum(ctx.dgi[..., :k], ctx.state_prev(0)), outer_sum(ctx.dgi[..., k:], u)], 0
+        [ctx.outer_prev(ctx.dgi[..., :k]), outer_sum(ctx.dgi[..., k:], u)], 0
     )
     return dw, ctx.dgi.sum((0, 1))
 

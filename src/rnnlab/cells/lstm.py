@@ -47,7 +47,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from .bptt import Recurrence, RecurrentBase, check_choice, outer_sum
+from .bptt import Recurrence, RecurrentBase, check_choice
 
 VARIANTS = ("torch", "vanilla", "nig", "nfg", "nog", "niaf", "noaf", "np", "cifg", "fgr")
 
@@ -164,13 +164,13 @@ def lstm_step_backward(dstate, state_prev, state_new, saved, params, *, spec: LS
 
 def _lstm_param_grads(spec: LSTMSpec):
     def param_grads(ctx):
-        grads = [outer_sum(ctx.dgi, ctx.state_prev(0)), ctx.dgi.sum((0, 1))]
+        grads = [ctx.outer_prev(ctx.dgi), ctx.dgi.sum((0, 1))]
         if spec.peepholes:
             grads.append(ctx.extras[0].sum(0))
         if spec.gate_recurrence:
             H = ctx.hidden_size
             da_ifo = torch.cat([ctx.dgi[..., : 2 * H], ctx.dgi[..., 3 * H :]], -1)
-            grads.append(outer_sum(da_ifo, ctx.state_prev(2)))
+            grads.append(ctx.outer_prev(da_ifo, 2))
         return grads
 
     return param_grads

@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .bptt import Recurrence, RecurrentBase, check_choice, outer_sum
+from .bptt import Recurrence, RecurrentBase, check_choice
 
 NONLINEARITIES = ("tanh", "relu")
 
@@ -44,8 +44,7 @@ def rnn_step_backward(dstate, state_prev, state_new, saved, params, *, relu: boo
 
 
 def rnn_param_grads(ctx):
-    h_prev = ctx.state_prev(0)
-    return outer_sum(ctx.dgi, h_prev), ctx.dgi.sum((0, 1))
+    return ctx.outer_prev(ctx.dgi), ctx.dgi.sum((0, 1))
 
 
 def _recurrence(relu: bool) -> Recurrence:

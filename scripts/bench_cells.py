@@ -1,0 +1,266 @@
+#!/usr/bin/env python
+"""Time one training step (forward + backward) of the scratch cells against torch.nn.
+
+For each cell (rnn = tanh RNN, gru, lstm) and size, the scratch module (gradient-norm recording
+on, and off) and the fused torch.nn module with the same weights run interleaved, round after
+round, so that a noisy machine slows them alike; the table shows medians and the ratio
+scratch / torch.nn (median of the per-round ratios, with its interquartile range as a noise
+gauge). Also measured: the first call of the scratch module minus its steady-state time (what
+compiling the step graphs cost), and the peak memory of one step (CPU: peak-RSS increase in a
+fresh subprocess, malloc forced to return freed blocks; CUDA: torch.cuda.max_memory_allocated).
+
+    python scripts/bench_cells.py                       # CPU, 2 threads, all sizes
+    python scripts/bench_cells.py --device cuda --json bench.json
+    python scripts/bench_cells.py --sizes ref --cells gru --repeats 40
+    python scripts/bench_cells.py --cold-cache          # compile time with an empty inductor cache
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+SIZES = {  # name: (B, T, I, H)
+    "ref": (64, 100, 32, 128),
+    "h256": (64, 100, 32, 256),
+    "h512": (64, 100, 32, 512),
+    "t500": (64, 500, 32, 128),
+    "b16": (16, 100, 32, 128),
+}
+CELLS = ("rnn", "gru", "lstm")
+
+
+def _parse(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (CPU)")
+    p.add_argument("--cells", default=",".join(CELLS))
+    p.add_argument("--sizes", default=",".join(SIZES), help=f"any of {', '.join(SIZES)}")
+    p.add_argument("--repeats", type=int, default=15, help="timed rounds per size and cell")
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--json", type=Path, default=None, help="write the results here")
+    p.add_argument("--no-memory", action="store_true", help="skip the memory subprocesses")
+    p.add_argument("--no-compile", action="store_true", help="time the eager scratch path")
+    p.add_argument("--cold-cache", action="store_true",
+                   help="use an empty TorchInductor cache (cold compile time)")
+    p.add_argument("--_memory", nargs=3, metavar=("CELL", "SIZE", "IMPL"), help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+def _setup(args):
+    if args.cold_cache and "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="rnnlab_inductor_")
+    src = Path(__file__).resolve().parents[1] / "src"
+    if src.is_dir() and str(src) not in sys.path:
+        sys.path.insert(0, str(src))
+    import torch
+
+    torch.set_num_threads(args.threads)
+    return torch
+
+
+def _build(torch, cell, size, device, compile, record=True):
+    from rnnlab.cells import GRU, LSTM, RNN
+
+    B, T, I, H = SIZES[size]
+    scratch_cls = {"rnn": RNN, "gru": GRU, "lstm": LSTM}[cell]
+    torch_cls = {"rnn": torch.nn.RNN, "gru": torch.nn.GRU, "lstm": torch.nn.LSTM}[cell]
+    ref = torch_cls(I, H, device=device)
+    ours = scratch_cls(I, H, device=device, compile=compile, record_grad_norms=record)
+    ours.load_state_dict(ref.state_dict())
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    x = torch.randn(T, B, I, generator=gen).to(device).requires_grad_()
+    target = torch.randn(T, B, H, generator=gen).to(device)
+    return ref, ours, x, target
+
+
+def _step(torch, module, x, target):
+    """One training step's forward + backward (gradients cleared outside the timing)."""
+    out, _ = module(x)
+    loss = (out * target).mean()
+    loss.backward()
+
+
+def _timed(torch, fn, device):
+    if device == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    fn()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0
+
+
+def _clear(module, x):
+    for p in module.parameters():
+        p.grad = None
+    x.grad = None
+
+
+def bench_one(torch, args, cell, size):
+    compile = not args.no_compile
+    ref, ours, x, target = _build(torch, cell, size, args.device, compile)
+    ours_off = _build(torch, cell, size, args.device, compile, record=False)[1]
+    ours_off.load_state_dict(ours.state_dict())
+    impls = {"torch": ref, "scratch": ours, "scratch_norec": ours_off}
+
+    first = _timed(torch, lambda: _step(torch, ours, x, target), args.device)  # compiles
+    _clear(ours, x)
+    for _ in range(args.warmup):
+        for m in impls.values():
+            _step(torch, m, x, target)
+            _clear(m, x)
+    times = {k: [] for k in impls}
+    order = list(impls)
+    for r in range(args.repeats):
+        for k in order[r % 3 :] + order[: r % 3]:  # rotate who goes first
+            m = impls[k]
+            times[k].append(_timed(torch, lambda: _step(torch, m, x, target), args.device))
+            _clear(m, x)
+    med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
+    ratios = [s / t for s, t in zip(times["scratch"], times["torch"])]
+    rec_cost = [s / n for s, n in zip(times["scratch"], times["scratch_norec"])]
+    q = lambda v: statistics.quantiles(v, n=4) if len(v) >= 4 else [min(v), 0, max(v)]  # noqa
+    res = {
+        "cell": cell, "size": size, "B": SIZES[size][0], "T": SIZES[size][1],
+        "I": SIZES[size][2], "H": SIZES[size][3],
+        "torch_ms": med["torch"], "scratch_ms": med["scratch"],
+        "scratch_norec_ms": med["scratch_norec"],
+        "ratio": statistics.median(ratios), "ratio_q1": q(ratios)[0], "ratio_q3": q(ratios)[2],
+        "ratio_of_medians": med["scratch"] / med["torch"],
+        "recording_cost": statistics.median(rec_cost) - 1.0,
+        "first_call_s": first, "compile_s": max(first - med["scratch"] / 1e3, 0.0),
+        "times_ms": {k: [round(t * 1e3, 3) for t in v] for k, v in times.items()},
+    }
+    return res
+
+
+def _peak_rss_kib():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    raise RuntimeError("no VmHWM")
+
+
+def _rss_kib():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+def memory_child(torch, args):
+    """Runs in a subprocess: peak memory (MiB) of one training step of one implementation."""
+    cell, size, impl = args._memory
+    ref, ours, x, target = _build(torch, cell, size, args.device, not args.no_compile)
+    m = ref if impl == "torch" else ours
+    _step(torch, m, x, target)  # warm up (and compile)
+    _clear(m, x)
+    if args.device == "cuda":
+        torch.cuda.synchronize()
+        base = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        _step(torch, m, x, target)
+        torch.cuda.synchronize()
+        peak = torch.cuda.max_memory_allocated() - base
+        print(json.dumps({"peak_mib": peak / 2**20}))
+        return
+    with open("/proc/self/clear_refs", "w") as f:  # reset VmHWM to the current RSS
+        f.write("5")
+    base = _rss_kib()
+    _step(torch, m, x, target)
+    print(json.dumps({"peak_mib": (_peak_rss_kib() - base) / 1024}))
+
+
+def measure_memory(args, cell, size, impl):
+    cmd = [sys.executable, __file__, "--_memory", cell, size, impl, "--device", args.device,
+           "--threads", str(args.threads)]
+    if args.no_compile:
+        cmd.append("--no-compile")
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="0")
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, check=True)
+        return json.loads(out.stdout.strip().splitlines()[-1])["peak_mib"]
+    except Exception as err:  # memory is a side measurement: report, don't die
+        print(f"  (memory measurement failed for {cell}/{size}/{impl}: {err})", file=sys.stderr)
+        return None
+
+
+def machine_info(torch, args):
+    cpu = platform.processor() or ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if "model name" in line)
+    except (OSError, StopIteration):
+        pass
+    info = {
+        "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "python": platform.python_version(), "torch": torch.__version__,
+        "platform": platform.platform(), "cpu": cpu, "nproc": os.cpu_count(),
+        "threads": args.threads, "device": args.device,
+        "compile": not args.no_compile, "cold_cache": bool(args.cold_cache),
+        "loadavg_start": os.getloadavg(),
+    }
+    if args.device == "cuda":
+        info["gpu"] = torch.cuda.get_device_name()
+    return info
+
+
+def main(argv=None):
+    args = _parse(argv)
+    torch = _setup(args)
+    if args._memory:
+        return memory_child(torch, args)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        sys.exit("--device cuda: CUDA is not available")
+    cells = [c.strip() for c in args.cells.split(",") if c.strip()]
+    sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
+    for c in cells:
+        if c not in CELLS:
+            sys.exit(f"--cells: {c!r} is not one of {', '.join(CELLS)}")
+    for s in sizes:
+        if s not in SIZES:
+            sys.exit(f"--sizes: {s!r} is not one of {', '.join(SIZES)}")
+    info = machine_info(torch, args)
+    print(f"# {info['date']}  torch {info['torch']}  {info['cpu']}  nproc={info['nproc']}  "
+          f"threads={args.threads}  device={args.device}  compile={info['compile']}")
+    results = []
+    header = (f"{'cell':5} {'size':5} {'B':>3} {'T':>4} {'H':>4} | {'torch.nn':>9} {'scratch':>9} "
+              f"{'ratio':>6} {'[q1-q3]':>11} | {'rec.cost':>8} | {'compile':>7} | "
+              f"{'mem torch':>9} {'mem ours':>9}")
+    print(header)
+    print("-" * len(header))
+    for size in sizes:
+        for cell in cells:
+            r = bench_one(torch, args, cell, size)
+            if not args.no_memory:
+                r["torch_peak_mib"] = measure_memory(args, cell, size, "torch")
+                r["scratch_peak_mib"] = measure_memory(args, cell, size, "scratch")
+            results.append(r)
+            fmt = lambda v: "   n/a" if v is None else f"{v:6.1f}"  # noqa: E731
+            print(f"{cell:5} {size:5} {r['B']:>3} {r['T']:>4} {r['H']:>4} | "
+                  f"{r['torch_ms']:7.1f}ms {r['scratch_ms']:7.1f}ms {r['ratio']:5.2f}x "
+                  f"[{r['ratio_q1']:.2f}-{r['ratio_q3']:.2f}] | {100 * r['recording_cost']:+6.1f}% | "
+                  f"{r['compile_s']:6.1f}s | {fmt(r.get('torch_peak_mib'))}MiB "
+                  f"{fmt(r.get('scratch_peak_mib'))}MiB", flush=True)
+    info["loadavg_end"] = os.getloadavg()
+    print(f"# load average start {info['loadavg_start']}, end {info['loadavg_end']}")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"machine": info, "results": results}, indent=1))
+        print(f"# wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()

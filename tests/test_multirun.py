@@ -1,0 +1,67 @@
+"""Real Hydra multiruns through the CLI: one run dir, results.json and W&B run per job."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import cli
+from rnnlab.wandb_offline import find_offline_runs, read_offline_run
+
+
+def _job_dirs(root):
+    return sorted(p.parent for p in root.rglob("results.json"))
+
+
+def test_multirun_basic_launcher_one_wandb_run_per_job(tmp_path):
+    result = cli(["-m", "model=rnn,lstm", "debug=fast", "model.hidden_size=8",
+                  "experiment_name=sweepcheck"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = _job_dirs(tmp_path / "logs" / "multiruns" / "sweepcheck")
+    assert len(jobs) == 2
+    run_ids = set()
+    for job in jobs:
+        results = json.loads((job / "results.json").read_text())
+        assert results["status"] == "completed"
+        offline = find_offline_runs(job)
+        assert len(offline) == 1, f"{job} should hold its own W&B run"
+        run = read_offline_run(offline[0])
+        assert run.group == "sweepcheck"
+        assert results["config"]["model"]["cell"] in run.tags
+        assert "test/loss" in run.keys
+        run_ids.add(run.run_id)
+    assert len(run_ids) == 2
+    # The sweep summary: printed and saved beside the jobs.
+    sweep_dir = jobs[0].parent
+    assert "rnn" in result.stdout and "lstm" in result.stdout and "test loss" in result.stdout
+    summary = (sweep_dir / "summary.csv").read_text().splitlines()
+    assert len(summary) == 3 and summary[0].startswith("cell,")
+
+
+def test_multirun_dirs_are_unique_to_the_microsecond(tmp_path):
+    result = cli(["-m", "seed=0,1", "debug=fast", "model.hidden_size=8", "logger=none",
+                  "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = _job_dirs(tmp_path / "logs" / "multiruns")
+    assert len(jobs) == 2
+    seeds = sorted(json.loads((job / "results.json").read_text())["seed"] for job in jobs)
+    assert seeds == [0, 1]
+    # Sweep folder names carry microseconds: YYYY-mm-dd_HH-MM-SS-ffffff.
+    assert len(jobs[0].parent.name.rsplit("-", 1)[-1]) == 6
+
+
+@pytest.mark.slow
+def test_ddp_cpu_inside_a_multirun(tmp_path):
+    # ddp_spawn: Lightning's plain ddp would relaunch sys.argv, i.e. the whole sweep.
+    result = cli(["-m", "trainer=ddp_cpu", "model=gru,lstm", "debug=fast",
+                  "model.hidden_size=8", "experiment_name=ddpcheck"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = _job_dirs(tmp_path / "logs" / "multiruns" / "ddpcheck")
+    assert len(jobs) == 2, "each job runs once, the sweep is not relaunched"
+    for job in jobs:
+        results = json.loads((job / "results.json").read_text())
+        assert results["status"] == "completed"
+        assert results["steps"] == 2
+        assert "test/loss" in results["metrics"]
+        assert len(find_offline_runs(job)) == 1
