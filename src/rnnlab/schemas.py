@@ -149,11 +149,7 @@ def register_schemas() -> None:
     _store("optimizer", "rmsprop", RMSpropConfig)
     _store("optimizer", "sgd", SGDConfig)
     _store("trainer", "trainer", TrainerConfig)
-    try:  # TEMP guard until rnnlab/data/schemas.py lands
-        import rnnlab.data.schemas  # noqa: F401  (the real datasets register their own schemas)
-    except ModuleNotFoundError as error:
-        if error.name != "rnnlab.data.schemas":
-            raise
+    import rnnlab.data.schemas  # noqa: F401  (the real datasets register their own schemas)
 
 
 register_schemas()

@@ -110,7 +110,8 @@ class SequenceTask(L.LightningModule):
             metrics.update(output[scored].detach(), y[scored])
         elif kind == "last_classification":
             loss = F.cross_entropy(output, y)
-            metrics.update(output.detach(), y)
+            # Class indices suit both the binary F1 and the multiclass metrics.
+            metrics.update(output.detach().argmax(-1), y)
         elif kind == "last_regression":
             loss = F.mse_loss(output, y)
             metrics.update(self._original_units(output.detach()), self._original_units(y))

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -44,6 +45,7 @@ def build(cfg: DictConfig):
         datamodule = instantiate(cfg.data, seed=cfg.seed)
         model_options = OmegaConf.to_container(cfg.model, resolve=True)
         model = SequenceModel(datamodule.spec, **model_options)
+        _load_pretrained_embeddings(model, datamodule)
         scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
         task = SequenceTask(model, instantiate(cfg.optimizer), scheduler, monitor=cfg.monitor)
         loggers = _loggers(cfg)
@@ -54,6 +56,18 @@ def build(cfg: DictConfig):
     except (ValueError, TypeError, RuntimeError, InstantiationException) as error:
         raise ConfigError(_one_line(error)) from error
     return datamodule, task, trainer
+
+
+def _load_pretrained_embeddings(model: SequenceModel, datamodule) -> None:
+    """Copy a dataset's pre-trained word vectors (data.embeddings_path) into the embedding."""
+    vectors = getattr(datamodule, "pretrained_embeddings", None)
+    if vectors is None:
+        return
+    if model.encoder_kind != "embedding" or vectors.shape[1] != model.encoder.embedding_dim:
+        raise ConfigError(f"data.embeddings_path has {vectors.shape[1]}-dim vectors: set "
+                          f"model.encoder=embedding model.embedding_dim={vectors.shape[1]}")
+    with torch.no_grad():
+        model.encoder.weight.copy_(vectors)
 
 
 def _callbacks(cfg: DictConfig, has_logger: bool) -> list:

@@ -83,6 +83,10 @@ _FALSY = {"0", "false", "no", "off"}
 class _CompileState:
     failed: bool = False  # set after the first compile failure: everything runs eager afterwards
     max_signatures: int = 32  # per step function; beyond that new shapes run eager
+    # a step function's first signature compiles at once; a further one (a smaller last batch, a
+    # validation batch size) only when it has come back this many times: one-off shapes run
+    # eager instead of paying seconds of C++ compilation
+    compile_after: int = 3
 
 
 def compile_enabled(flag: bool | None = None) -> bool:
@@ -107,12 +111,15 @@ class StepFunction:
     ``make_fx`` and handed to ``torch._inductor.compile``), which saves the guard evaluation on
     every call: 100 time steps make 200 calls per layer per training step, so per-call overhead
     matters as much as the kernels themselves.
+
+    The first signature is compiled at once, later ones once they recur (``compile_after``).
     """
 
     def __init__(self, fn: Callable, name: str):
         self.fn = fn
         self.name = name
         self._cache: dict[tuple, Callable] = {}
+        self._seen: dict[tuple, int] = {}
 
     def specialize(self, args: Sequence[Tensor], compile: bool) -> Callable:
         if not compile or _CompileState.failed:
@@ -122,6 +129,10 @@ class StepFunction:
         if compiled is None:
             if len(self._cache) >= _CompileState.max_signatures:
                 return self.fn
+            if self._cache:  # not the first shape: wait until it recurs
+                seen = self._seen[key] = self._seen.get(key, 0) + 1
+                if seen < _CompileState.compile_after:
+                    return self.fn
             try:
                 compiled = _inductor_compile(self.fn, args)
             except Exception as err:  # no C++ compiler, no triton, an inductor bug ...
@@ -578,6 +589,9 @@ class RecurrentBase(nn.Module):
         extras = tuple(getattr(self, f"{n}_l{layer}") for n in self.extra_parameter_shapes())
         return (w_hh, b_hh, *extras)
 
+    # a model-level torch.compile must not trace (unroll) the time loop: the step graphs are
+    # compiled here, one step at a time
+    @torch.compiler.disable
     def _run(self, input: Tensor, hx: tuple[Tensor, ...] | None, lengths):
         rec = self.recurrence()
         nu = rec.num_user_states
