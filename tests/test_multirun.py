@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 
-from conftest import cli
+from conftest import REPO, cli
 from rnnlab.wandb_offline import find_offline_runs, read_offline_run
 
 
@@ -37,6 +39,12 @@ def test_multirun_basic_launcher_one_wandb_run_per_job(tmp_path):
     assert "rnn" in result.stdout and "lstm" in result.stdout and "test loss" in result.stdout
     summary = (sweep_dir / "summary.csv").read_text().splitlines()
     assert len(summary) == 3 and summary[0].startswith("cell,")
+    # The paper-style aggregate reads the same run directories back.
+    table = subprocess.run([sys.executable, str(REPO / "scripts" / "aggregate.py"), str(sweep_dir),
+                            "--format", "csv"], capture_output=True, text=True, check=True).stdout
+    lines = table.strip().splitlines()
+    assert lines[0].startswith("model.cell,model.impl,params,n,")
+    assert sorted(line.split(",")[0] for line in lines[1:]) == ["lstm", "rnn"]
 
 
 def test_multirun_dirs_are_unique_to_the_microsecond(tmp_path):
