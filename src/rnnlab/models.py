@@ -68,7 +68,7 @@ class SequenceModel(nn.Module):
         self,
         spec: DataSpec,
         cell: str = "gru",
-        impl: str = "fused",
+        impl: str = "scratch",
         hidden_size: int = 128,
         num_layers: int = 1,
         dropout: float = 0.0,

@@ -29,7 +29,7 @@ def register_data_schema(name: str, node: Any) -> None:
 @dataclass
 class ModelConfig:
     cell: str = "gru"  # rnn | gru | lstm
-    impl: str = "fused"  # scratch | fused
+    impl: str = "scratch"  # scratch (ours, records dL/dh_t) | fused (torch.nn)
     hidden_size: int = 128
     num_layers: int = 1
     dropout: float = 0.0
