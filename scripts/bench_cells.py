@@ -50,6 +50,9 @@ def _parse(argv=None):
     p.add_argument("--json", type=Path, default=None, help="write the results here")
     p.add_argument("--no-memory", action="store_true", help="skip the memory subprocesses")
     p.add_argument("--no-compile", action="store_true", help="time the eager scratch path")
+    p.add_argument("--clock", default="wall", choices=["wall", "process"],
+                   help="wall: elapsed time (default); process: CPU time of this process, which a\n"
+                        "busy machine hardly disturbs (meaningful with --threads 1)")
     p.add_argument("--cold-cache", action="store_true",
                    help="use an empty TorchInductor cache (cold compile time)")
     p.add_argument("--_memory", nargs=3, metavar=("CELL", "SIZE", "IMPL"), help=argparse.SUPPRESS)
@@ -64,7 +67,12 @@ def _setup(args):
         sys.path.insert(0, str(src))
     import torch
 
+    from rnnlab.cells import bptt
+
     torch.set_num_threads(args.threads)
+    # compile every new shape at its first call (the cells otherwise run a further shape eagerly
+    # until it recurs), so the first call of each size measures its compilation
+    bptt._CompileState.compile_after = 1
     return torch
 
 
@@ -90,14 +98,17 @@ def _step(torch, module, x, target):
     loss.backward()
 
 
+CLOCK = time.perf_counter
+
+
 def _timed(torch, fn, device):
     if device == "cuda":
         torch.cuda.synchronize()
-    t0 = time.perf_counter()
+    t0 = CLOCK()
     fn()
     if device == "cuda":
         torch.cuda.synchronize()
-    return time.perf_counter() - t0
+    return CLOCK() - t0
 
 
 def _clear(module, x):
@@ -113,7 +124,9 @@ def bench_one(torch, args, cell, size):
     ours_off.load_state_dict(ours.state_dict())
     impls = {"torch": ref, "scratch": ours, "scratch_norec": ours_off}
 
-    first = _timed(torch, lambda: _step(torch, ours, x, target), args.device)  # compiles
+    t0 = time.perf_counter()  # compile time is wall time whatever --clock
+    _step(torch, ours, x, target)  # compiles
+    first = time.perf_counter() - t0
     _clear(ours, x)
     for _ in range(args.warmup):
         for m in impls.values():
@@ -127,6 +140,7 @@ def bench_one(torch, args, cell, size):
             times[k].append(_timed(torch, lambda: _step(torch, m, x, target), args.device))
             _clear(m, x)
     med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
+    best = {k: min(v) * 1e3 for k, v in times.items()}
     ratios = [s / t for s, t in zip(times["scratch"], times["torch"])]
     rec_cost = [s / n for s, n in zip(times["scratch"], times["scratch_norec"])]
     q = lambda v: statistics.quantiles(v, n=4) if len(v) >= 4 else [min(v), 0, max(v)]  # noqa
@@ -137,8 +151,11 @@ def bench_one(torch, args, cell, size):
         "scratch_norec_ms": med["scratch_norec"],
         "ratio": statistics.median(ratios), "ratio_q1": q(ratios)[0], "ratio_q3": q(ratios)[2],
         "ratio_of_medians": med["scratch"] / med["torch"],
+        "torch_best_ms": best["torch"], "scratch_best_ms": best["scratch"],
+        "ratio_of_best": best["scratch"] / best["torch"],
         "recording_cost": statistics.median(rec_cost) - 1.0,
         "first_call_s": first, "compile_s": max(first - med["scratch"] / 1e3, 0.0),
+        "clock": args.clock,
         "times_ms": {k: [round(t * 1e3, 3) for t in v] for k, v in times.items()},
     }
     return res
@@ -197,6 +214,16 @@ def measure_memory(args, cell, size, impl):
         return None
 
 
+def _cpu_pressure():
+    """Linux PSI: share of time some task waited for a CPU (avg10, avg60, avg300), or None."""
+    try:
+        with open("/proc/pressure/cpu") as f:
+            fields = dict(kv.split("=") for kv in f.readline().split()[1:])
+        return [float(fields[k]) for k in ("avg10", "avg60", "avg300")]
+    except (OSError, KeyError, ValueError):
+        return None
+
+
 def machine_info(torch, args):
     cpu = platform.processor() or ""
     try:
@@ -210,7 +237,8 @@ def machine_info(torch, args):
         "platform": platform.platform(), "cpu": cpu, "nproc": os.cpu_count(),
         "threads": args.threads, "device": args.device,
         "compile": not args.no_compile, "cold_cache": bool(args.cold_cache),
-        "loadavg_start": os.getloadavg(),
+        "loadavg_start": os.getloadavg(), "cpu_pressure_start": _cpu_pressure(),
+        "clock": args.clock,
     }
     if args.device == "cuda":
         info["gpu"] = torch.cuda.get_device_name()
@@ -218,8 +246,11 @@ def machine_info(torch, args):
 
 
 def main(argv=None):
+    global CLOCK
     args = _parse(argv)
     torch = _setup(args)
+    if args.clock == "process":
+        CLOCK = time.process_time
     if args._memory:
         return memory_child(torch, args)
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -237,8 +268,8 @@ def main(argv=None):
           f"threads={args.threads}  device={args.device}  compile={info['compile']}")
     results = []
     header = (f"{'cell':5} {'size':5} {'B':>3} {'T':>4} {'H':>4} | {'torch.nn':>9} {'scratch':>9} "
-              f"{'ratio':>6} {'[q1-q3]':>11} | {'rec.cost':>8} | {'compile':>7} | "
-              f"{'mem torch':>9} {'mem ours':>9}")
+              f"{'ratio':>6} {'[q1-q3]':>11} | {'best':>5} {'best':>5} {'ratio':>5} | "
+              f"{'rec.cost':>8} | {'compile':>7} | {'mem torch':>9} {'mem ours':>9}")
     print(header)
     print("-" * len(header))
     for size in sizes:
@@ -251,11 +282,16 @@ def main(argv=None):
             fmt = lambda v: "   n/a" if v is None else f"{v:6.1f}"  # noqa: E731
             print(f"{cell:5} {size:5} {r['B']:>3} {r['T']:>4} {r['H']:>4} | "
                   f"{r['torch_ms']:7.1f}ms {r['scratch_ms']:7.1f}ms {r['ratio']:5.2f}x "
-                  f"[{r['ratio_q1']:.2f}-{r['ratio_q3']:.2f}] | {100 * r['recording_cost']:+6.1f}% | "
+                  f"[{r['ratio_q1']:.2f}-{r['ratio_q3']:.2f}] | {r['torch_best_ms']:5.1f} "
+                  f"{r['scratch_best_ms']:5.1f} {r['ratio_of_best']:4.2f}x | "
+                  f"{100 * r['recording_cost']:+6.1f}% | "
                   f"{r['compile_s']:6.1f}s | {fmt(r.get('torch_peak_mib'))}MiB "
                   f"{fmt(r.get('scratch_peak_mib'))}MiB", flush=True)
     info["loadavg_end"] = os.getloadavg()
-    print(f"# load average start {info['loadavg_start']}, end {info['loadavg_end']}")
+    info["cpu_pressure_end"] = _cpu_pressure()
+    print(f"# load average start {info['loadavg_start']}, end {info['loadavg_end']}; "
+          f"CPU pressure (PSI some avg10/60/300) start {info['cpu_pressure_start']}, "
+          f"end {info['cpu_pressure_end']}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"machine": info, "results": results}, indent=1))

@@ -18,6 +18,13 @@ from rnnlab.train import CONFIG_DIR
 REPO = Path(__file__).resolve().parents[1]
 CONF = Path(CONFIG_DIR)
 
+# Two xdist workers on two cores: one thread each, or OpenMP's spinning threads oversubscribe
+# the cores and every step gets many times slower (subprocesses inherit the variable).
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
+    import torch
+
+    torch.set_num_threads(1)
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 # Keep the scratch cells' compile out of the general suite; the cell tests exercise it.

@@ -30,7 +30,7 @@ def _rel(a, b):
     return ((a - b).abs().max() / b.abs().max().clamp_min(1e-30)).item()
 
 
-def _check_parity(kind, dtype, seed, compile=False, force=None):
+def _check_parity(kind, dtype, seed, compile=False, force=None, device="cpu"):
     """Build a random case, run ours and torch.nn, compare everything. Returns our module."""
     cls_name, kw = KINDS[kind]
     gen = torch.Generator().manual_seed(seed)
@@ -43,20 +43,21 @@ def _check_parity(kind, dtype, seed, compile=False, force=None):
     T, B, I, H, L = (case[k] for k in "TBIHL")
     torch.manual_seed(seed)
     ref = getattr(torch.nn, cls_name)(
-        I, H, L, batch_first=case["batch_first"], dtype=dtype,
+        I, H, L, batch_first=case["batch_first"], dtype=dtype, device=device,
         **({"nonlinearity": kw["nonlinearity"]} if cls_name == "RNN" else {}),
     )
     ours = getattr(cells, cls_name)(
-        I, H, L, batch_first=case["batch_first"], compile=compile, dtype=dtype, **kw
+        I, H, L, batch_first=case["batch_first"], compile=compile, dtype=dtype, device=device,
+        **kw,
     )
     ours.load_state_dict(ref.state_dict())
 
     shape = (B, T, I) if case["batch_first"] else (T, B, I)
-    x = torch.randn(shape, dtype=dtype, generator=gen)
+    x = torch.randn(shape, dtype=dtype, generator=gen).to(device)
     n_state = 2 if cls_name == "LSTM" else 1
     hx = None
     if case["with_hx"]:
-        hx = [torch.randn(L, B, H, dtype=dtype, generator=gen) for _ in range(n_state)]
+        hx = [torch.randn(L, B, H, dtype=dtype, generator=gen).to(device) for _ in range(n_state)]
     lengths = torch.randint(1, T + 1, (B,), generator=gen) if case["ragged"] else None
     if case.get("lengths") is not None:
         lengths = torch.as_tensor(case["lengths"])
@@ -73,7 +74,7 @@ def _check_parity(kind, dtype, seed, compile=False, force=None):
             out, fin = module(xx, h_arg, lengths=lengths)
         fin = fin if n_state == 2 else (fin,)
         # every output matters to the loss (and each element differently)
-        w = torch.linspace(-1, 1, out.numel(), dtype=dtype).reshape(out.shape)
+        w = torch.linspace(-1, 1, out.numel(), dtype=dtype, device=device).reshape(out.shape)
         loss = (out * w).sum() + sum((f * f).sum() for f in fin)
         leaves = [xx, *(hh or []), *module.parameters()]
         return out, fin, torch.autograd.grad(loss, leaves)
@@ -118,6 +119,21 @@ def test_parity_compiled(kind):
     eager = _check_parity(kind, torch.float32, 7, compile=False, force=dict(force, ragged=True))
     torch.testing.assert_close(compiled_norms, eager.hidden_grad_norms, rtol=1e-5, atol=1e-6)
     _check_parity(kind, torch.float32, 8, compile=True, force=dict(force, ragged=False))
+
+
+def test_parity_compiled_float64():
+    force = dict(T=5, B=3, I=2, H=4, L=2, with_hx=True, ragged=True)
+    _check_parity("gru", torch.float64, 9, compile=True, force=force)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("kind", list(KINDS))
+@pytest.mark.parametrize("compile", [False, True], ids=["eager", "compiled"])
+def test_parity_cuda(kind, compile):
+    # lengths stay on the CPU for torch.nn's packing; ours accepts them anywhere
+    for seed, dtype in [(11, torch.float32), (12, torch.float64)]:
+        force = dict(T=6, B=4, I=3, H=8, L=2, with_hx=True, ragged=True)
+        _check_parity(kind, dtype, seed, compile=compile, force=force, device="cuda")
 
 
 def test_lengths_on_any_device_type_and_list():

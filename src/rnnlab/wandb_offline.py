@@ -87,9 +87,11 @@ def read_offline_run(path: str | Path) -> OfflineRun:
         record = pb.Record()
         record.ParseFromString(payload)
         kind = record.WhichOneof("record_type")
-        if kind == "run":
-            run.run_id, run.group = record.run.run_id, record.run.run_group
-            run.tags, run.name = list(record.run.tags), record.run.display_name
+        if kind == "run":  # later run records may update only some fields
+            run.run_id = record.run.run_id or run.run_id
+            run.group = record.run.run_group or run.group
+            run.tags = list(record.run.tags) or run.tags
+            run.name = record.run.display_name or run.name
         elif kind == "config":
             for item in record.config.update:
                 run.config[_key(item)] = json.loads(item.value_json)

@@ -3,8 +3,9 @@
 A cell file (``rnn.py``, ``gru.py``, ``lstm.py``) supplies the *equations* as a :class:`Recurrence`:
 
 * ``step(gi, state, params) -> (new_state, saved)``: one time step. ``gi`` is the input projection
-  ``W_ih x_t + b_ih`` of this step (precomputed for all steps in one matmul), ``state`` a tuple
-  (``(h,)``, ``(h, c)``, ...), ``params`` the recurrent parameters (``W_hh``, ``b_hh``, ...).
+  ``W_ih x_t`` of this step (precomputed for all steps in one matmul, without bias: both bias
+  vectors are added inside the fused per-step kernel, where it is free), ``state`` a tuple
+  (``(h,)``, ``(h, c)``, ...), ``params`` = ``(W_hh, b_ih, b_hh, *extras)``.
   ``saved`` is whatever the backward step needs (gate activations ...).
 * ``step_backward(dstate, state_prev, state_new, saved, params) -> (dstate_prev, dgi, extras)``:
   the hand-derived derivative of one step. ``dstate[0]`` is the *total* ∂L/∂h_t. It returns
@@ -149,6 +150,9 @@ class StepFunction:
         return compiled
 
 
+_INDUCTOR_OPTIONS = {"pattern_matcher": False}
+
+
 def _inductor_compile(fn: Callable, args: Sequence[Tensor]) -> Callable:
     from torch.fx.experimental.proxy_tensor import make_fx
 
@@ -156,7 +160,9 @@ def _inductor_compile(fn: Callable, args: Sequence[Tensor]) -> Callable:
 
     with torch.no_grad():
         gm = make_fx(fn)(*args)
-        compiled = torch._inductor.compile(gm, list(args))
+        # no pattern rewrites: they turn "gi + b + h @ W_hhᵀ" into a separate add kernel plus an
+        # addmm that first copies that sum into its output; we want mm + one fused kernel
+        compiled = torch._inductor.compile(gm, list(args), options=_INDUCTOR_OPTIONS)
         # run once so that a failure at first call (e.g. a missing compiler) shows up here
         compiled(*args)
     return compiled
@@ -316,7 +322,7 @@ class BackwardContext:
     """What ``Recurrence.param_grads`` gets: stacked per-step quantities of one layer."""
 
     def __init__(self, dgi, extras, states: _States, saved, params, hidden_size):
-        self.dgi = dgi  # (T, B, G): dL/d(W_ih x_t + b_ih)
+        self.dgi = dgi  # (T, B, G): dL/d(W_ih x_t), which is also dL/db_ih summed over (T, B)
         self.extras = extras  # tuple of (T, ...) stacks of step_backward's extras
         self._states = states
         self._saved = saved  # per step, the tuple ``step`` saved
@@ -580,14 +586,16 @@ class RecurrentBase(nn.Module):
 
     # ---- forward -------------------------------------------------------------------------
     def layer_parameters(self, layer: int) -> tuple[Tensor, ...]:
-        """(weight_hh, bias_hh, *extras) of one layer, in the order ``Recurrence`` expects."""
+        """(weight_hh, bias_ih, bias_hh, *extras) of one layer, as ``Recurrence`` expects them
+        (zero biases when ``bias=False``)."""
         w_hh = getattr(self, f"weight_hh_l{layer}")
         if self.bias:
+            b_ih = getattr(self, f"bias_ih_l{layer}")
             b_hh = getattr(self, f"bias_hh_l{layer}")
         else:
-            b_hh = torch.zeros(self.gate_size, dtype=w_hh.dtype, device=w_hh.device)
+            b_ih = b_hh = torch.zeros(self.gate_size, dtype=w_hh.dtype, device=w_hh.device)
         extras = tuple(getattr(self, f"{n}_l{layer}") for n in self.extra_parameter_shapes())
-        return (w_hh, b_hh, *extras)
+        return (w_hh, b_ih, b_hh, *extras)
 
     # a model-level torch.compile must not trace (unroll) the time loop: the step graphs are
     # compiled here, one step at a time
@@ -645,9 +653,8 @@ class RecurrentBase(nn.Module):
         x = input
         finals = [[] for _ in range(nu)]
         for layer in range(self.num_layers):
-            w_ih = getattr(self, f"weight_ih_l{layer}")
-            b_ih = getattr(self, f"bias_ih_l{layer}") if self.bias else None
-            gi = F.linear(x, w_ih, b_ih)  # all steps' input projections in one matmul
+            # all steps' input projections in one matmul (b_ih is added in the step kernel)
+            gi = F.linear(x, getattr(self, f"weight_ih_l{layer}"))
             state0 = []
             for k, width in enumerate(widths):
                 if k < nu and hx is not None:

@@ -1,7 +1,7 @@
 """GRU and its ablations (no reset gate, minimal gated unit), with a hand-written backward.
 
-Notation: σ sigmoid, ⊙ elementwise product, gi = W_ih x_t + b_ih (precomputed for all t),
-a_* pre-activations, δv = ∂L/∂v. Every variant is written as
+Notation: σ sigmoid, ⊙ elementwise product, gi = W_ih x_t + b_ih (W_ih x_t precomputed for all
+t in one matmul; the biases are added in the step kernel), a_* pre-activations, δv = ∂L/∂v. Every variant is written as
 
     h' = n + z ⊙ (h − n)            (= (1 − z) ⊙ n + z ⊙ h)
 
@@ -30,7 +30,7 @@ reset="after" (torch.nn / cuDNN form, Cho et al. v1):
     δh   = δh' ⊙ z + ∂L/∂gh · W_hh
          i.e. ∂h'/∂h = diag(z) + diag((h−n)⊙z(1−z)) W_hz + diag((1−z)(1−n²)) (diag(r) W_hn
                        + diag(gh_n ⊙ r(1−r)) W_hr)        (gru; the others drop/merge terms)
-    ∂L/∂W_hh = Σ_t (∂L/∂gh_t)ᵀ h_{t-1},   ∂L/∂b_hh = Σ_t ∂L/∂gh_t
+    ∂L/∂W_hh = Σ_t (∂L/∂gh_t)ᵀ h_{t-1},   ∂L/∂b_hh = Σ_t ∂L/∂gh_t,   ∂L/∂b_ih = Σ_t ∂L/∂gi_t
 
 reset="before" (Cho et al. 2014 v3; the MGU paper's form), the same parameters:
 
@@ -45,7 +45,8 @@ reset="before" (Cho et al. 2014 v3; the MGU paper's form), the same parameters:
     δu   = δa_n · W_hn           δr = δu ⊙ h            δa_g = δg ⊙ g ⊙ (1 − g)
     ∂L/∂gi = ∂L/∂gh = [δa_g, δa_n]
     δh   = δh' ⊙ z + δu ⊙ r + δa_g · W_hg
-    ∂L/∂W_hg = Σ_t δa_gᵀ h_{t-1},   ∂L/∂W_hn = Σ_t δa_nᵀ u_t,   ∂L/∂b_hh = Σ_t [δa_g, δa_n]
+    ∂L/∂W_hg = Σ_t δa_gᵀ h_{t-1},   ∂L/∂W_hn = Σ_t δa_nᵀ u_t,
+    ∂L/∂b_ih = ∂L/∂b_hh = Σ_t [δa_g, δa_n]
 
 With r ≡ 1 (no_reset) both placements are the same function; it always runs the "after" code.
 """
@@ -85,9 +86,10 @@ def _merge(dr: Tensor | None, dz: Tensor, variant: str) -> Tensor:
 
 def gru_after_step(gi, state, params, *, variant):
     (h,) = state
-    w_hh, b_hh = params
+    w_hh, b_ih, b_hh = params
     k = w_hh.shape[0] - h.shape[1]  # rows of the sigmoid gates
-    gh = torch.addmm(b_hh, h, w_hh.t())
+    gi = gi + b_ih
+    gh = h.mm(w_hh.t()) + b_hh
     g = torch.sigmoid(gi[:, :k] + gh[:, :k])
     r, z = _split(g, variant)
     gh_n = gh[:, k:]
@@ -100,7 +102,7 @@ def gru_after_step_backward(dstate, state_prev, state_new, saved, params, *, var
     (dh,) = dstate
     (h,) = state_prev
     g, n, gh_n = saved
-    w_hh, _ = params
+    w_hh = params[0]
     r, z = _split(g, variant)
     dz = dh * (h - n)
     da_n = dh * (1 - z) * (1 - n * n)
@@ -117,14 +119,14 @@ def gru_after_step_backward(dstate, state_prev, state_new, saved, params, *, var
 
 
 def gru_after_param_grads(ctx):
+    db_ih = ctx.dgi.sum((0, 1))
     if not ctx.extras:  # no reset gate: dL/dgh = dL/dgi
-        return ctx.outer_prev(ctx.dgi), ctx.dgi.sum((0, 1))
+        return ctx.outer_prev(ctx.dgi), db_ih, db_ih.clone()
     (dgh_n,) = ctx.extras
     k = ctx.dgi.shape[-1] - ctx.hidden_size
-    dgh_g = ctx.dgi[..., :k]
-    dw = torch.cat([ctx.outer_prev(dgh_g), ctx.outer_prev(dgh_n)], 0)
-    db = torch.cat([dgh_g.sum((0, 1)), dgh_n.sum((0, 1))])
-    return dw, db
+    dw = torch.cat([ctx.outer_prev(ctx.dgi[..., :k]), ctx.outer_prev(dgh_n)], 0)
+    db_hh = torch.cat([db_ih[:k], dgh_n.sum((0, 1))])
+    return dw, db_ih, db_hh
 
 
 # ---- reset before -------------------------------------------------------------------------
@@ -132,12 +134,13 @@ def gru_after_param_grads(ctx):
 
 def gru_before_step(gi, state, params, *, variant):
     (h,) = state
-    w_hh, b_hh = params
+    w_hh, b_ih, b_hh = params
     k = w_hh.shape[0] - h.shape[1]
-    g = torch.sigmoid(gi[:, :k] + torch.addmm(b_hh[:k], h, w_hh[:k].t()))
+    gi = gi + b_ih + b_hh
+    g = torch.sigmoid(gi[:, :k] + h.mm(w_hh[:k].t()))
     r, z = _split(g, variant)
     u = r * h
-    n = torch.tanh(gi[:, k:] + torch.addmm(b_hh[k:], u, w_hh[k:].t()))
+    n = torch.tanh(gi[:, k:] + u.mm(w_hh[k:].t()))
     h_new = n + z * (h - n)
     return (h_new,), (g, n, u)
 
@@ -146,7 +149,7 @@ def gru_before_step_backward(dstate, state_prev, state_new, saved, params, *, va
     (dh,) = dstate
     (h,) = state_prev
     g, n, u = saved
-    w_hh, _ = params
+    w_hh = params[0]
     k = w_hh.shape[0] - h.shape[1]
     r, z = _split(g, variant)
     dz = dh * (h - n)
@@ -164,7 +167,8 @@ def gru_before_param_grads(ctx):
     dw = torch.cat(
         [ctx.outer_prev(ctx.dgi[..., :k]), outer_sum(ctx.dgi[..., k:], u)], 0
     )
-    return dw, ctx.dgi.sum((0, 1))
+    db = ctx.dgi.sum((0, 1))
+    return dw, db, db.clone()
 
 
 # ---- registry -----------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """LSTM: torch.nn's form and Greff et al. (2017)'s vanilla LSTM with its eight variants.
 
-Notation: σ sigmoid, ⊙ elementwise, gi = W_ih x_t + b_ih (precomputed for all t), c = c_{t-1},
-h = h_{t-1}, a = gi + W_hh h + b_hh split into gate blocks a_i, a_f, a_g, a_o (torch's order).
+Notation: σ sigmoid, ⊙ elementwise, gi = W_ih x_t (precomputed for all t in one matmul),
+c = c_{t-1}, h = h_{t-1}, a = gi + b_ih + W_hh h + b_hh split into gate blocks a_i, a_f, a_g, a_o
+(torch's order).
 
 variant="vanilla" (Greff et al. 2017, diagonal peepholes p_i, p_f, p_o):
 
@@ -35,7 +36,8 @@ FGR, δs = ∂L/∂[i, f, o]_t from step t+1's gate recurrence):
     ∂L/∂gi = ∂L/∂(W_hh h + b_hh) = δa = [δa_i, δa_f, δa_g, δa_o] (the present blocks)
     δh  = δa · W_hh                 δc = δc' ⊙ f + δa_i ⊙ p_i + δa_f ⊙ p_f
     fgr: δs_{t-1} = [δa_i, δa_f, δa_o] · R
-    ∂L/∂W_hh = Σ_t δa_tᵀ h_{t-1}    ∂L/∂p_i = Σ_{t,b} δa_i ⊙ c_{t-1}, ∂L/∂p_f likewise,
+    ∂L/∂W_hh = Σ_t δa_tᵀ h_{t-1}    ∂L/∂b_ih = ∂L/∂b_hh = Σ_t δa_t
+    ∂L/∂p_i = Σ_{t,b} δa_i ⊙ c_{t-1}, ∂L/∂p_f likewise,
     ∂L/∂p_o = Σ_{t,b} δa_o ⊙ c_t    fgr: ∂L/∂R = Σ_t [δa_i, δa_f, δa_o]ᵀ [i, f, o]_{t-1}
 """
 
@@ -82,10 +84,10 @@ class LSTMSpec:
 
 def lstm_step(gi, state, params, *, spec: LSTMSpec):
     h, c = state[0], state[1]
-    w_hh, b_hh = params[0], params[1]
-    a = gi + torch.addmm(b_hh, h, w_hh.t())
+    w_hh, b_ih, b_hh = params[0], params[1], params[2]
+    a = gi + b_ih + h.mm(w_hh.t()) + b_hh
     a = dict(zip(spec.gates, a.chunk(len(spec.gates), 1)))
-    p = dict(zip(spec.peepholes, params[2].unbind(0))) if spec.peepholes else {}
+    p = dict(zip(spec.peepholes, params[3].unbind(0))) if spec.peepholes else {}
     if spec.gate_recurrence:  # the previous step's gate activations enter i, f, o
         r = state[2].mm(params[-1].t()).chunk(3, 1)
         for name, extra in zip(("i", "f", "o"), r):
@@ -117,7 +119,7 @@ def lstm_step_backward(dstate, state_prev, state_new, saved, params, *, spec: LS
     dh, dc = dstate[0], dstate[1]
     c, c_new = state_prev[1], state_new[1]
     w_hh = params[0]
-    p = dict(zip(spec.peepholes, params[2].unbind(0))) if spec.peepholes else {}
+    p = dict(zip(spec.peepholes, params[3].unbind(0))) if spec.peepholes else {}
     saved = list(saved)
     i = saved.pop(0) if "i" in spec.gates else None
     f = saved.pop(0) if "f" in spec.gates else (1 - i if spec.coupled else None)
@@ -164,7 +166,8 @@ def lstm_step_backward(dstate, state_prev, state_new, saved, params, *, spec: LS
 
 def _lstm_param_grads(spec: LSTMSpec):
     def param_grads(ctx):
-        grads = [ctx.outer_prev(ctx.dgi), ctx.dgi.sum((0, 1))]
+        db = ctx.dgi.sum((0, 1))
+        grads = [ctx.outer_prev(ctx.dgi), db, db.clone()]
         if spec.peepholes:
             grads.append(ctx.extras[0].sum(0))
         if spec.gate_recurrence:

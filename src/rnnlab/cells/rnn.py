@@ -1,8 +1,8 @@
 """Elman RNN (tanh or ReLU), torch.nn.RNN's equations with a hand-written backward.
 
-Forward, one step (gi = W_ih x_t + b_ih precomputed for all t):
+Forward, one step (gi = W_ih x_t precomputed for all t):
 
-    a_t = gi_t + W_hh h_{t-1} + b_hh
+    a_t = gi_t + b_ih + W_hh h_{t-1} + b_hh
     h_t = φ(a_t)                         φ = tanh or relu
 
 Backward, given the total δh_t = ∂L/∂h_t (output gradient at t + recurrence from t+1):
@@ -10,7 +10,7 @@ Backward, given the total δh_t = ∂L/∂h_t (output gradient at t + recurrence
     δa_t     = δh_t ⊙ φ'(a_t)            tanh: 1 − h_t²      relu: [h_t > 0]
     ∂L/∂gi_t = δa_t
     ∂h_t/∂h_{t-1} = diag(φ'(a_t)) W_hh   so   δh_{t-1} (recurrent part) = δa_t W_hh
-    ∂L/∂W_hh = Σ_t δa_tᵀ h_{t-1},  ∂L/∂b_hh = Σ_t δa_t
+    ∂L/∂W_hh = Σ_t δa_tᵀ h_{t-1},  ∂L/∂b_ih = ∂L/∂b_hh = Σ_t δa_t
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ NONLINEARITIES = ("tanh", "relu")
 
 def rnn_step(gi: Tensor, state, params, *, relu: bool):
     (h,) = state
-    w_hh, b_hh = params
-    a = torch.addmm(b_hh, h, w_hh.t()) + gi
+    w_hh, b_ih, b_hh = params
+    a = gi + b_ih + h.mm(w_hh.t()) + b_hh
     h_new = torch.relu(a) if relu else torch.tanh(a)
     return (h_new,), ()
 
@@ -34,7 +34,7 @@ def rnn_step(gi: Tensor, state, params, *, relu: bool):
 def rnn_step_backward(dstate, state_prev, state_new, saved, params, *, relu: bool):
     (dh,) = dstate
     (h_new,) = state_new
-    w_hh, _ = params
+    w_hh = params[0]
     if relu:
         da = torch.where(h_new > 0, dh, torch.zeros_like(dh))
     else:
@@ -44,7 +44,8 @@ def rnn_step_backward(dstate, state_prev, state_new, saved, params, *, relu: boo
 
 
 def rnn_param_grads(ctx):
-    return ctx.outer_prev(ctx.dgi), ctx.dgi.sum((0, 1))
+    db = ctx.dgi.sum((0, 1))
+    return ctx.outer_prev(ctx.dgi), db, db.clone()
 
 
 def _recurrence(relu: bool) -> Recurrence:

@@ -7,7 +7,8 @@ the monitor can render inside a training process and scripts can save PNG and PD
 from __future__ import annotations
 
 import io
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -36,8 +37,10 @@ def figure_png(fig, dpi: int = 100) -> bytes:
 
 
 def _positive(values: np.ndarray) -> np.ndarray:
+    """Norms to draw on a log scale: 0 (underflowed: below what float32 resolves) and NaN
+    (padding) become gaps."""
     values = np.asarray(values, dtype=np.float64)
-    return np.where(np.isfinite(values), np.maximum(values, FLOOR), np.nan)
+    return np.where(np.isfinite(values) & (values >= FLOOR), values, np.nan)
 
 
 def draw_heatmap(ax, steps: Sequence[int], mean: np.ndarray, quantity: str, title: str = ""):
@@ -50,8 +53,11 @@ def draw_heatmap(ax, steps: Sequence[int], mean: np.ndarray, quantity: str, titl
     vmin, vmax = (finite.min(), finite.max()) if finite.size else (1e-3, 1.0)
     if vmax <= vmin:
         vmin, vmax = vmin / 10, vmax * 10
+    import matplotlib
+
+    cmap = matplotlib.colormaps["viridis"].with_extremes(bad="0.85")  # grey: underflow/padding
     image = ax.imshow(np.ma.masked_invalid(data), aspect="auto", origin="lower",
-                      interpolation="nearest", cmap="viridis", norm=LogNorm(vmin=vmin, vmax=vmax),
+                      interpolation="nearest", cmap=cmap, norm=LogNorm(vmin=vmin, vmax=vmax),
                       extent=(0.5, T + 0.5, -0.5, records - 0.5))
     ticks = np.unique(np.linspace(0, records - 1, min(records, 6)).round().astype(int))
     ax.set_yticks(ticks, [str(int(steps[i])) for i in ticks])
@@ -69,6 +75,27 @@ def heatmap_figure(steps: Sequence[int], mean: np.ndarray, quantity: str, title:
     image = draw_heatmap(ax, steps, mean, quantity, title)
     fig.colorbar(image, ax=ax, label=f"{norm_label(quantity)} (batch mean)")
     return fig
+
+
+def heatmap_array(mean: np.ndarray, height: int = 240, width: int = 480
+                  ) -> tuple[np.ndarray, tuple[float, float]]:
+    """The heatmap as an RGB uint8 image without matplotlib's layout machinery (about a
+    millisecond instead of a tenth of a second): rows = records, oldest at the bottom; columns =
+    t; viridis over log10 of the norm; grey where a value underflowed or is padding. Returns the
+    image and the log10 range the colours span."""
+    import matplotlib
+
+    data = np.log10(_positive(np.atleast_2d(mean)))
+    finite = data[np.isfinite(data)]
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    scaled = (data - lo) / (hi - lo) if hi > lo else np.zeros_like(data)
+    cmap = matplotlib.colormaps["viridis"]
+    rgb = cmap(np.nan_to_num(np.clip(scaled, 0.0, 1.0)), bytes=True)[..., :3]
+    rgb[~np.isfinite(data)] = 217  # grey
+    rows, columns = data.shape
+    rgb = rgb[::-1]  # first record at the bottom
+    rgb = np.repeat(np.repeat(rgb, max(1, height // rows), axis=0), max(1, width // columns), axis=1)
+    return np.ascontiguousarray(rgb), (lo, hi)
 
 
 def pick_record(data: dict[str, Any], record: str | int) -> int:

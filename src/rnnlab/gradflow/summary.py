@@ -95,16 +95,19 @@ def log10_floored(values: np.ndarray) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------ gradflow.npz
-def save_npz_atomic(path: str | os.PathLike, arrays: dict[str, Any]) -> Path:
-    """``np.savez`` to a temp file in the same folder, then rename it over ``path``."""
+def save_npz_atomic(path: str | os.PathLike, arrays: dict[str, Any], durable: bool = True) -> Path:
+    """``np.savez`` to a temp file in the same folder, then rename it over ``path``: a reader
+    sees the old file or the new one, never half of one. ``durable`` also fsyncs before the
+    rename (survives a power cut; costs 10-30 ms on a busy disk)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             np.savez(handle, **arrays)
-            handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

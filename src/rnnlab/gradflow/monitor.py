@@ -1,0 +1,540 @@
+"""GradientFlowMonitor: the per-time-step gradient norm as a Lightning callback (docs/gradflow.md).
+
+Every ``every_n_steps`` optimizer steps it takes, through the model's small interface
+(``gradient_flow()``, ``gradient_flow_quantity``, ``watch_gradient_flow()``, see
+rnnlab.models.SequenceModel), the per-sample norms of the gradient at every time step and layer,
+and keeps their batch mean and 10th/90th percentiles:
+
+- scratch cells: ||dL/dh_t||, the total gradient at each layer's hidden state (direct and through
+  the recurrence), every layer; metric names ``gradflow/<layer>/...``;
+- fused (torch.nn / cuDNN) cells, which hide dL/dh_t: ||dL/dx_t||, the gradient reaching the first
+  layer's input at step t; metric names ``gradflow_input/<layer>/...``.
+
+``probe="train"`` reads the training backward itself (the current batch and loss, no extra
+work). ``probe="fixed"`` runs its own forward/backward on a held-out batch (the first validation
+batch) with the loss at the final output step only: the classic curve, comparable across training
+(step 0 is the network at initialisation). The fixed probe leaves no parameter gradients behind
+(``torch.autograd.grad`` with respect to the recurrent stack's input only), takes no optimizer
+step, runs in eval mode (no dropout) and restores every module's mode, and runs inside
+``torch.random.fork_rng`` so the global RNG state is as before.
+
+Also, before every optimizer step (before Lightning clips), the total gradient norm, to count how
+often ``trainer.gradient_clip_val`` fires; at the measured steps the per-parameter norms
+(Lightning's ``grad_norm``), the total norm and the fraction of steps clipping fired since the
+previous record.
+
+Outputs: scalars to every logger (and ``pl_module.log(logger=False)``, so the final values reach
+``trainer.callback_metrics`` and results.json), line series and heatmap images to W&B when a
+WandbLogger is present, and ``gradflow.npz`` in ``output_dir``, written atomically by rank 0 at
+every epoch end, at the end of training and when training stops on an exception. Under DDP the
+curves are averaged over ranks (every rank computes the same numbers; rank 0 logs and writes).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import Callback
+from torch.nn import functional as F
+
+from .summary import (
+    DEFAULT_HORIZON_FRACTION,
+    NPZ_VERSION,
+    PREFIX,
+    SUMMARIES,
+    batch_stats,
+    curve_summaries,
+    log10_floored,
+    metric_key,
+    save_npz_atomic,
+)
+
+PROBES = ("train", "fixed")
+# The fixed probe scales the gradient leaving the loss by a power of two (divided out exactly) so
+# that about 2^56 (7e16) enters the network. The scratch cells square float32 gradients for the
+# norm, and squares underflow below ~1e-19 per element: unscaled, a curve that starts near 1e-2
+# reads 0 after ~17 decades of decay; scaled, ~35 decades of decay are resolved and ~3 of growth.
+# A curve that overflows is measured again with a scale 2^60 smaller (twice at most).
+PROBE_SCALE_LOG2 = 56
+
+
+def flow_model(pl_module) -> Any | None:
+    """The object exposing ``gradient_flow()``: the LightningModule itself or its ``.model``."""
+    for candidate in (pl_module, getattr(pl_module, "model", None)):
+        if candidate is not None and callable(getattr(candidate, "gradient_flow", None)):
+            return candidate
+    return None
+
+
+# ----------------------------------------------------------------------------- fixed probe
+def last_step_loss(spec, output: torch.Tensor, batch: dict) -> torch.Tensor:
+    """The task's loss at the final output step only (each sequence's last valid step)."""
+    y, lengths = batch["y"], batch.get("lengths")
+    if spec.per_step:
+        rows = torch.arange(output.shape[0], device=output.device)
+        if lengths is None:
+            last = torch.full_like(rows, output.shape[1] - 1)
+        else:
+            last = (lengths.to(output.device) - 1).clamp(min=0)
+        output, y = output[rows, last], y[rows, last]
+    kind = spec.task_kind
+    if kind in ("step_classification", "last_classification"):
+        return F.cross_entropy(output, y)
+    if kind == "last_regression":
+        return F.mse_loss(output, y)
+    return F.binary_cross_entropy_with_logits(output, y, reduction="none").sum(-1).mean()
+
+
+def fixed_probe(model, batch: dict, loss_fn=None) -> tuple[dict[str, torch.Tensor], float]:
+    """Gradient flow of ``loss_fn(output, batch)`` (default: the loss at the last step) on
+    ``batch``, without touching the training state.
+
+    Returns ``(flows, scale)``: ``model.gradient_flow()`` of a backward whose output gradient was
+    multiplied by ``scale`` (divide the norms by it). No parameter ``.grad`` is written (the
+    gradient is taken with respect to the recurrent stack's input only), every module's
+    train/eval mode is restored, and the global RNG state is as before.
+    """
+    loss_fn = loss_fn or (lambda output, b: last_step_loss(model.spec, output, b))
+    modes = [(module, module.training) for module in model.modules()]
+    device = next(model.parameters()).device
+    cuda = [device.index if device.index is not None else torch.cuda.current_device()] \
+        if device.type == "cuda" else []
+    x, lengths = batch["x"], batch.get("lengths")
+    flows: dict[str, torch.Tensor] = {}
+    scale = 1.0
+    try:
+        # cuDNN's RNN backward refuses eval mode: the probe takes torch's own kernels there.
+        with torch.random.fork_rng(devices=cuda), torch.enable_grad(), \
+                torch.backends.cudnn.flags(enabled=False):
+            model.eval()
+            for attempt in range(3):
+                model.watch_gradient_flow(True)
+                output = model(x, lengths)
+                inputs = model.gradient_flow_input
+                loss = loss_fn(output, batch)
+                (g_out,) = torch.autograd.grad(loss, output, retain_graph=True)
+                if attempt == 0:
+                    size = float(torch.linalg.vector_norm(g_out.double()))
+                    if size > 0 and math.isfinite(size):
+                        scale = 2.0 ** round(PROBE_SCALE_LOG2 - math.log2(size))
+                else:  # overflowed: the gradient grows going back in time
+                    scale *= 2.0 ** -60
+                torch.autograd.grad(output, inputs, grad_outputs=g_out * scale)
+                flows = model.gradient_flow()
+                if all(bool(torch.isfinite(v).all()) for v in flows.values()):
+                    break
+    finally:
+        model.watch_gradient_flow(False)
+        for module, mode in modes:
+            module.training = mode
+    return flows, scale
+
+
+def _per_tensor_norms(tensors: list[torch.Tensor], order: float) -> list[torch.Tensor]:
+    try:
+        return list(torch._foreach_norm(tensors, order))  # one call for all of them
+    except (AttributeError, RuntimeError, TypeError):  # no foreach for these tensors
+        return [torch.linalg.vector_norm(t, order) for t in tensors]
+
+
+def _take(batch: dict, size: int | None) -> dict:
+    if size is None:
+        return batch
+    return {k: v[:size] if isinstance(v, torch.Tensor) and v.dim() > 0 else v
+            for k, v in batch.items()}
+
+
+# -------------------------------------------------------------------------------- callback
+class GradientFlowMonitor(Callback):
+    """Record the per-time-step gradient norm every ``every_n_steps`` steps (see module doc).
+
+    Args:
+        every_n_steps: measure at the optimizer steps 0, n, 2n, ... (the fixed probe also at the
+            end of training).
+        probe: ``train`` (the training batch and loss) or ``fixed`` (a held-out batch, loss at
+            the final step only, no optimizer step).
+        probe_batch_size: examples of the fixed probe batch (default: the whole first val batch).
+        horizon_fraction: f of the ``horizon`` summary (steps back with norm >= f * peak).
+        output_dir: where ``gradflow.npz`` goes (the run dir); default ``trainer.default_root_dir``.
+        param_norms: log per-parameter gradient norms at the measured steps.
+        log_curves: log each record's curves to W&B as line series.
+        heatmap: log the (training step x t) heatmap image to W&B at every epoch end and at the end.
+    """
+
+    def __init__(
+        self,
+        every_n_steps: int = 100,
+        probe: str = "train",
+        probe_batch_size: int | None = None,
+        horizon_fraction: float = DEFAULT_HORIZON_FRACTION,
+        output_dir: str | None = None,
+        filename: str = "gradflow.npz",
+        param_norms: bool = True,
+        log_curves: bool = True,
+        heatmap: bool = True,
+    ):
+        super().__init__()
+        if not isinstance(every_n_steps, int) or every_n_steps < 1:
+            raise ValueError(f"callbacks.gradflow.every_n_steps must be an int >= 1, got "
+                             f"{every_n_steps!r}")
+        if probe not in PROBES:
+            raise ValueError(f"callbacks.gradflow.probe={probe!r} is not one of {', '.join(PROBES)}")
+        if not 0.0 < horizon_fraction < 1.0:
+            raise ValueError(f"callbacks.gradflow.horizon_fraction must be in (0, 1), got "
+                             f"{horizon_fraction}")
+        if probe_batch_size is not None and probe_batch_size < 1:
+            raise ValueError(f"callbacks.gradflow.probe_batch_size must be >= 1, got "
+                             f"{probe_batch_size}")
+        self.every_n_steps = every_n_steps
+        self.probe = probe
+        self.probe_batch_size = probe_batch_size
+        self.horizon_fraction = float(horizon_fraction)
+        self.output_dir = output_dir
+        self.filename = filename
+        self.param_norms = param_norms
+        self.log_curves = log_curves
+        self.heatmap = heatmap
+        self._reset()
+
+    def _reset(self) -> None:
+        self.records: list[dict[str, Any]] = []
+        self.param_records: list[dict[str, Any]] = []
+        self.layers: list[str] | None = None
+        self.quantity: str | None = None
+        self.cell = self.impl = ""
+        self._model = None
+        self._params: list[torch.Tensor] = []
+        self._armed_step: int | None = None
+        self._armed_lengths: torch.Tensor | None = None
+        self._probe_batch: dict | None = None
+        self._last_probe_step: int | None = None
+        self._last_param_step: int | None = None
+        self._pending: list[list[torch.Tensor]] = []  # per step: each gradient's norm
+        self._clipped_steps = 0
+        self._heatmap_records = 0
+        self._warned = False
+
+    # ------------------------------------------------------------------------ lifecycle
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        if stage != "fit":
+            return
+        self._reset()
+        self._model = flow_model(pl_module)
+        if self._model is None:
+            warnings.warn("GradientFlowMonitor: the module has no gradient_flow(); only "
+                          "parameter gradient norms are recorded", stacklevel=2)
+            return
+        self.quantity = self._model.gradient_flow_quantity
+        self.cell = str(getattr(self._model, "cell_name", ""))
+        self.impl = str(getattr(self._model, "impl", ""))
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self._params = [p for p in pl_module.parameters() if p.requires_grad]
+        if self.probe == "fixed" and self._model is not None:
+            self._probe_batch = self._held_out_batch(trainer, pl_module)
+
+    def _held_out_batch(self, trainer, pl_module) -> dict | None:
+        """The first validation batch (None without a datamodule: the first training batch then
+        stands in, which is not held out)."""
+        from lightning.pytorch.utilities import move_data_to_device
+
+        datamodule = getattr(trainer, "datamodule", None)
+        if datamodule is None or not hasattr(datamodule, "val_dataloader"):
+            return None
+        with torch.random.fork_rng():  # a DataLoader iterator draws its base seed from torch
+            try:
+                batch = next(iter(datamodule.val_dataloader()))
+            except (StopIteration, NotImplementedError, TypeError):
+                return None
+        return move_data_to_device(_take(batch, self.probe_batch_size), pl_module.device)
+
+    def _due(self, step: int) -> bool:
+        return step % self.every_n_steps == 0
+
+    # --------------------------------------------------------------------------- hooks
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        step = trainer.global_step
+        if self._model is None or not self._due(step):
+            return
+        if self.probe == "train":
+            if self._armed_step is None:
+                self._model.watch_gradient_flow(True)
+            self._armed_step = step
+            self._armed_lengths = batch.get("lengths") if isinstance(batch, dict) else None
+        elif self._last_probe_step != step:
+            if self._probe_batch is None:
+                self._probe_batch = {k: v.detach().clone() if isinstance(v, torch.Tensor) else v
+                                     for k, v in _take(batch, self.probe_batch_size).items()}
+            self._run_fixed_probe(trainer, pl_module, step, can_log=True)
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        step = trainer.global_step
+        self._track_clipping(trainer, pl_module)
+        if self._armed_step is not None:
+            flows = self._model.gradient_flow()
+            self._model.watch_gradient_flow(False)
+            self._armed_step = None
+            self._record(trainer, pl_module, step, flows, self._armed_lengths, 1.0, can_log=True)
+            self._armed_lengths = None
+        if self._due(step) and self._last_param_step != step:
+            self._record_params(trainer, pl_module, step)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self._flush(trainer, images="epoch")
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self._record_params(trainer, pl_module, None)  # clipping in the steps since the last
+        if (self.probe == "fixed" and self._model is not None and self._probe_batch is not None
+                and self._last_probe_step != trainer.global_step):
+            self._run_fixed_probe(trainer, pl_module, trainer.global_step, can_log=False)
+        self._flush(trainer, images="final")
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        # A diverged run's last curves are the interesting ones: keep what was recorded.
+        if self._armed_step is not None and self._model is not None:
+            self._model.watch_gradient_flow(False)
+            self._armed_step = None
+        self._flush(trainer, images=None)
+
+    # ----------------------------------------------------------------------- measuring
+    def _run_fixed_probe(self, trainer, pl_module, step: int, can_log: bool) -> None:
+        flows, scale = fixed_probe(self._model, self._probe_batch)
+        self._last_probe_step = step
+        self._record(trainer, pl_module, step, flows, self._probe_batch.get("lengths"), scale,
+                     can_log=can_log)
+
+    def _track_clipping(self, trainer, pl_module) -> None:
+        """Per step, only when clipping is configured: each gradient's norm (one foreach call,
+        kept on the device, no sync); reduced to "did clipping fire" at the next record."""
+        if not trainer.gradient_clip_val:
+            return
+        grads = [p.grad for p in self._params if p.grad is not None]
+        if grads:
+            self._pending.append(_per_tensor_norms(grads, self._clip_order(trainer)))
+
+    @staticmethod
+    def _clip_order(trainer) -> float:
+        return math.inf if str(trainer.gradient_clip_algorithm) == "value" else 2.0
+
+    def _count_clipping(self, trainer) -> tuple[int, int]:
+        """(steps where clipping fired, steps) since the previous call. Norm clipping fires when
+        the total norm exceeds the clip value (clip_grad_norm_ rescales exactly then), value
+        clipping when any |g| does."""
+        pending, self._pending = self._pending, []
+        if not pending:
+            return 0, 0
+        order = self._clip_order(trainer)
+        if len({len(norms) for norms in pending}) == 1:
+            per_step = torch.stack([n for norms in pending for n in norms]).view(len(pending), -1)
+            totals = torch.linalg.vector_norm(per_step, order, dim=1)
+        else:  # some parameter had no gradient at some step
+            totals = torch.stack([torch.linalg.vector_norm(torch.stack(n), order)
+                                  for n in pending])
+        return int((totals > trainer.gradient_clip_val).sum()), len(pending)
+
+    def _record_params(self, trainer, pl_module, step: int | None) -> None:
+        """Optimizer-side record: total norm before clipping, clipping frequency, per-parameter
+        norms. ``step=None``: the end of training (only the clipping count of the last steps)."""
+        from lightning.pytorch.utilities import grad_norm
+
+        fired, steps = self._count_clipping(trainer)
+        if step is None and not steps:
+            return
+        self._clipped_steps += fired
+        fraction = fired / steps if steps else math.nan
+        total, norms = math.nan, {}
+        if step is not None:
+            self._last_param_step = step
+            grads = [p.grad for p in self._params if p.grad is not None]
+            if grads:
+                total = float(torch.nn.utils.get_total_norm(grads, 2.0))
+            if self.param_norms:
+                norms = {name.split("/", 1)[1]: float(value)
+                         for name, value in grad_norm(pl_module, 2).items()
+                         if not name.endswith("_norm_total")}
+        log_step = trainer.global_step if step is None else step
+        self.param_records.append({"step": log_step, "grad_norm_total": total,
+                                   "clip_fraction": fraction, "norms": norms})
+        scalars = {"gradflow/grad_norm_total": total, "gradflow/clip_fraction": fraction,
+                   "gradflow/clipped_steps": float(self._clipped_steps)}
+        if step is None:
+            del scalars["gradflow/grad_norm_total"]
+        else:
+            for key, value in scalars.items():
+                pl_module.log(key, value, on_step=True, on_epoch=False, logger=False)
+        scalars.update({f"gradflow/param/{name}": value for name, value in norms.items()})
+        self._log_scalars(trainer, scalars, log_step)
+
+    def _record(self, trainer, pl_module, step: int, flows: dict[str, torch.Tensor],
+                lengths: torch.Tensor | None, scale: float, can_log: bool) -> None:
+        if not flows:
+            if not self._warned:
+                warnings.warn("GradientFlowMonitor: the model recorded no gradient norms "
+                              f"(step {step}); nothing measured", stacklevel=2)
+                self._warned = True
+            return
+        self.layers = list(flows)
+        stats = torch.stack([batch_stats(flows[layer].double() / scale, lengths)
+                             for layer in self.layers], dim=1)  # (3, L, T)
+        stats = self._reduce(trainer, stats).cpu().numpy()
+        summaries = {layer: curve_summaries(stats[0, k], self.horizon_fraction)
+                     for k, layer in enumerate(self.layers)}
+        record = {"step": int(step), "epoch": int(trainer.current_epoch), "stats": stats,
+                  "summaries": summaries}
+        self.records.append(record)
+        scalars = {metric_key(self.quantity, layer, name): values[name]
+                   for layer, values in summaries.items() for name in SUMMARIES}
+        if can_log:
+            for key, value in scalars.items():
+                pl_module.log(key, value, on_step=True, on_epoch=False, logger=False)
+        curves = self.log_curves and self._wandb(trainer) is not None
+        self._log_scalars(trainer, scalars, step, skip_wandb=curves)
+        if curves and trainer.is_global_zero:
+            self._log_curves(trainer, record, scalars)
+
+    @staticmethod
+    def _reduce(trainer, stats: torch.Tensor) -> torch.Tensor:
+        """Mean over ranks (NaN-aware; batches of different T padded with NaN)."""
+        if trainer.world_size <= 1:
+            return stats
+        steps = torch.tensor([stats.shape[-1]], device=stats.device)
+        longest = int(trainer.strategy.all_gather(steps).max())
+        if stats.shape[-1] < longest:
+            stats = F.pad(stats, (0, longest - stats.shape[-1]), value=float("nan"))
+        gathered = trainer.strategy.all_gather(stats.contiguous())
+        return torch.nanmean(gathered.reshape(-1, *stats.shape), dim=0)
+
+    # ------------------------------------------------------------------------- logging
+    @staticmethod
+    def _wandb(trainer):
+        from lightning.pytorch.loggers import WandbLogger
+
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                return logger
+        return None
+
+    def _log_scalars(self, trainer, scalars: dict[str, float], step: int,
+                     skip_wandb: bool = False) -> None:
+        if not trainer.is_global_zero:
+            return
+        wandb_logger = self._wandb(trainer) if skip_wandb else None
+        for logger in trainer.loggers:
+            if logger is not wandb_logger:
+                logger.log_metrics(scalars, step=step)
+
+    def _log_curves(self, trainer, record: dict[str, Any], scalars: dict[str, float]) -> None:
+        """The record's curves as W&B line series (log10 of mean, p10, p90 over t), in one
+        history row with its scalars."""
+        logger = self._wandb(trainer)
+        import wandb
+
+        stats = record["stats"]
+        t = np.arange(1, stats.shape[-1] + 1)
+        payload: dict[str, Any] = dict(scalars)
+        for k, layer in enumerate(self.layers):
+            keep = np.isfinite(stats[0, k])
+            ys = [log10_floored(stats[s, k][keep]).tolist() for s in range(3)]
+            payload[metric_key(self.quantity, layer, "curve")] = wandb.plot.line_series(
+                xs=t[keep].tolist(), ys=ys, keys=["mean", "p10", "p90"], xname="t",
+                title=f"log10 ||{self.quantity}|| ({self.probe} probe), {layer}, "
+                      f"step {record['step']}")
+        payload["trainer/global_step"] = record["step"]
+        logger.experiment.log(payload)
+
+    def _log_heatmaps(self, trainer, arrays: dict[str, Any], final: bool) -> None:
+        """Each epoch a quick image (colours only, the axes in the caption: matplotlib's layout
+        would cost ~0.1-0.2 s per epoch); at the end the labelled figure with its colour bar."""
+        logger = self._wandb(trainer)
+        if logger is None:
+            return
+        import wandb
+
+        from .plots import figure_png, heatmap_array, heatmap_figure
+
+        steps = arrays["steps"]
+        payload: dict[str, Any] = {}
+        for k, layer in enumerate(self.layers):
+            mean = arrays["mean"][:, k]
+            if final:
+                from PIL import Image
+
+                title = (f"{self.cell} {self.impl}: ||{self.quantity}||, {layer} "
+                         f"({self.probe} probe)")
+                image = Image.open(io.BytesIO(figure_png(heatmap_figure(steps, mean,
+                                                                        self.quantity, title))))
+                caption = f"{layer}: training step x t, log colour scale"
+            else:
+                image, (lo, hi) = heatmap_array(mean)
+                caption = (f"{layer}: rows = training steps {int(steps[0])}..{int(steps[-1])} "
+                           f"(bottom to top, {len(steps)} records), columns = t 1..{mean.shape[-1]};"
+                           f" colour = log10 ||{self.quantity}|| from {lo:.1f} (dark) to {hi:.1f} "
+                           "(yellow); grey = underflow or padding")
+            payload[metric_key(self.quantity, layer, "heatmap")] = wandb.Image(image,
+                                                                               caption=caption)
+        payload["trainer/global_step"] = int(steps[-1])
+        logger.experiment.log(payload)
+
+    # -------------------------------------------------------------------------- output
+    def npz_path(self, trainer) -> Path:
+        return Path(self.output_dir or trainer.default_root_dir) / self.filename
+
+    def arrays(self, trainer=None) -> dict[str, Any]:
+        """Everything recorded so far, as the arrays of gradflow.npz (docs/gradflow.md)."""
+        layers = self.layers or []
+        R, L = len(self.records), len(layers)
+        T = max((r["stats"].shape[-1] for r in self.records), default=0)
+        stats = np.full((R, 3, L, T), np.nan, dtype=np.float32)
+        for i, r in enumerate(self.records):
+            stats[i, ..., : r["stats"].shape[-1]] = r["stats"]
+        out: dict[str, Any] = {
+            "version": np.int64(NPZ_VERSION),
+            "quantity": np.str_(self.quantity or ""),
+            "prefix": np.str_(PREFIX.get(self.quantity, "")),
+            "probe": np.str_(self.probe),
+            "cell": np.str_(self.cell),
+            "impl": np.str_(self.impl),
+            "layers": np.array(layers, dtype=str),
+            "steps": np.array([r["step"] for r in self.records], dtype=np.int64),
+            "epochs": np.array([r["epoch"] for r in self.records], dtype=np.int64),
+            "t": np.arange(1, T + 1, dtype=np.int64),
+            "mean": stats[:, 0], "p10": stats[:, 1], "p90": stats[:, 2],
+            "horizon_fraction": np.float64(self.horizon_fraction),
+            "every_n_steps": np.int64(self.every_n_steps),
+        }
+        for name in SUMMARIES:
+            out[name] = np.array([[r["summaries"][layer][name] for layer in layers]
+                                  for r in self.records], dtype=np.float64).reshape(R, L)
+        names = sorted({n for r in self.param_records for n in r["norms"]})
+        out["param_steps"] = np.array([r["step"] for r in self.param_records], dtype=np.int64)
+        out["grad_norm_total"] = np.array([r["grad_norm_total"] for r in self.param_records],
+                                          dtype=np.float64)
+        out["clip_fraction"] = np.array([r["clip_fraction"] for r in self.param_records],
+                                        dtype=np.float64)
+        out["param_names"] = np.array(names, dtype=str)
+        out["param_grad_norms"] = np.array(
+            [[r["norms"].get(n, np.nan) for n in names] for r in self.param_records],
+            dtype=np.float64).reshape(len(self.param_records), len(names))
+        clip = getattr(trainer, "gradient_clip_val", None) if trainer is not None else None
+        out["gradient_clip_val"] = np.float64(clip if clip else np.nan)
+        return out
+
+    def _flush(self, trainer, images: str | None) -> None:
+        """Write gradflow.npz (rank 0); ``images``: None, "epoch" (the quick heatmap, when there
+        are new records) or "final" (the labelled one)."""
+        if not trainer.is_global_zero or not (self.records or self.param_records):
+            return
+        arrays = self.arrays(trainer)
+        # the epoch-end copies skip the fsync (the rename keeps them whole); the last one has it
+        save_npz_atomic(self.npz_path(trainer), arrays, durable=images != "epoch")
+        fresh = len(self.records) > self._heatmap_records
+        # one row is no heatmap (and spares short runs, e.g. tests, the figure's ~0.2 s)
+        if images and self.heatmap and len(self.records) >= 2 and (fresh or images == "final"):
+            self._log_heatmaps(trainer, arrays, final=images == "final")
+            self._heatmap_records = len(self.records)
