@@ -172,10 +172,13 @@ def test_compile_failure_falls_back_to_eager_with_one_warning(monkeypatch):
 
     monkeypatch.setattr(bptt, "_inductor_compile", broken)
     monkeypatch.setattr(bptt._CompileState, "failed", False)
+    # A shape no other test compiled (step functions cache per shape across tests in a worker),
+    # compiled at its first sight.
+    monkeypatch.setattr(bptt._CompileState, "compile_after", 1)
     torch.manual_seed(0)
     x = torch.randn(4, 3, 2)
-    m = RNN(2, 3, compile=True)
-    eager = RNN(2, 3, compile=False)
+    m = RNN(2, 11, compile=True)
+    eager = RNN(2, 11, compile=False)
     eager.load_state_dict(m.state_dict())
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

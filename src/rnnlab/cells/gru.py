@@ -92,7 +92,7 @@ def gru_after_step(gi, state, params, *, variant):
     gh = h.mm(w_hh.t()) + b_hh
     g = torch.sigmoid(gi[:, :k] + gh[:, :k])
     r, z = _split(g, variant)
-    gh_n = gh[:, k:]
+    gh_n = gh[:, k:].contiguous()  # saved: its own (B, H) tensor, not a view pinning all of gh
     n = torch.tanh(gi[:, k:] + (gh_n if r is None else r * gh_n))
     h_new = n + z * (h - n)
     return (h_new,), (g, n, gh_n)
