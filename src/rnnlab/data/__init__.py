@@ -1,0 +1,3 @@
+from rnnlab.data.base import DataSpec, SequenceDataModule, TensorDictDataset
+
+__all__ = ["DataSpec", "SequenceDataModule", "TensorDictDataset"]

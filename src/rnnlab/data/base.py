@@ -1,0 +1,109 @@
+"""What every rnnlab dataset hands to the task and the model.
+
+A dataset is a LightningDataModule that also exposes a :class:`DataSpec`: what the inputs are
+(tokens or real vectors), what the targets are (the task kind), and the reference numbers a
+trivial predictor scores. Batches are dicts:
+
+- ``x``: ``(B, T)`` int64 tokens or ``(B, T, input_size)`` float inputs
+- ``y``: targets, shaped by the task kind (see ``TASK_KINDS``)
+- ``lengths`` (optional): ``(B,)`` int64 valid lengths of a right-padded batch
+- ``score_mask`` (optional, per-step kinds): ``(B, T)`` bool, the steps whose accuracy is reported
+  (copy: the recalled symbols); the loss still covers every valid step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+# task kind -> (what the model emits, target shape)
+TASK_KINDS = {
+    "step_classification": "per-step class logits; y (B, T) int64",
+    "last_classification": "class logits at each sequence's last valid step; y (B,) int64",
+    "last_regression": "real vector at each sequence's last valid step; y (B, output_size) float",
+    "step_multilabel": "per-step Bernoulli logits; y (B, T, output_size) float in {0, 1}",
+}
+
+
+@dataclass
+class DataSpec:
+    task_kind: str
+    output_size: int
+    input_size: int | None = None  # real-vector inputs
+    vocab_size: int | None = None  # token inputs
+    # Metrics a trivial predictor scores, logged as baseline/<name> so every chart has its reference.
+    baselines: dict[str, float] = field(default_factory=dict)
+    # Regression targets are modelled standardised; metrics are reported in original units:
+    # y_original = y * target_scale + target_shift (per output dimension, or scalars).
+    target_scale: torch.Tensor | float | None = None
+    target_shift: torch.Tensor | float | None = None
+
+    def __post_init__(self) -> None:
+        if self.task_kind not in TASK_KINDS:
+            raise ValueError(f"task_kind={self.task_kind!r} is not one of {', '.join(TASK_KINDS)}")
+        if (self.input_size is None) == (self.vocab_size is None):
+            raise ValueError("a DataSpec has exactly one of input_size (real) or vocab_size (tokens)")
+
+    @property
+    def per_step(self) -> bool:
+        return self.task_kind.startswith("step_")
+
+
+class TensorDictDataset(Dataset):
+    """Dataset over aligned tensors, yielding one dict per example."""
+
+    def __init__(self, **tensors: torch.Tensor):
+        sizes = {len(t) for t in tensors.values()}
+        if len(sizes) != 1:
+            raise ValueError(f"tensors of unequal length: { {k: len(v) for k, v in tensors.items()} }")
+        self.tensors = tensors
+
+    def __len__(self) -> int:
+        return len(next(iter(self.tensors.values())))
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return {key: value[index] for key, value in self.tensors.items()}
+
+
+class SequenceDataModule(L.LightningDataModule):
+    """Base class: subclasses build ``self.splits = {"train"|"val"|"test": Dataset}`` in setup()
+    and describe themselves through :attr:`spec`."""
+
+    def __init__(self, name: str, batch_size: int = 64, num_workers: int = 0, seed: int = 0):
+        super().__init__()
+        self.name = name
+        if batch_size < 1:
+            raise ValueError(f"data.batch_size must be a positive integer, got {batch_size}")
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.seed = seed
+        self.splits: dict[str, Dataset] = {}
+
+    @property
+    def spec(self) -> DataSpec:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def collate(self, examples: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        return torch.utils.data.default_collate(examples)
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        if split not in self.splits:
+            self.setup()
+        generator = torch.Generator().manual_seed(self.seed)
+        return DataLoader(
+            self.splits[split], batch_size=self.batch_size, shuffle=shuffle,
+            num_workers=self.num_workers, collate_fn=self.collate, generator=generator,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)

@@ -1,0 +1,121 @@
+"""The synthetic long-memory tasks, exactly as DESIGN.md §3 defines them.
+
+Copy memory (Arjovsky, Shah & Bengio 2016, after Hochreiter & Schmidhuber 1997)
+    input, length T + 20: 10 symbols drawn uniformly from {1..8}, T - 1 blanks (0), the
+    delimiter (9), 10 blanks. target: T + 10 blanks, then the 10 symbols. Cross-entropy over all
+    T + 20 steps. A memoryless strategy (blanks, then uniform guesses) scores 10 ln(8) / (T + 20).
+
+Adding problem (Le, Jaitly & Hinton 2015; the uRNN form of Arjovsky et al. 2016)
+    input, length T, two channels: values ~ U(0, 1) and a marker channel with exactly one 1 in
+    each half of the sequence. target: the sum of the two marked values. MSE. Always predicting 1
+    scores Var(U1 + U2) = 1/6.
+
+Each split is drawn from its own generator seeded from (seed, split), so train, val and test are
+fresh samples and a run is reproducible from its seed alone.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from rnnlab.data.base import DataSpec, SequenceDataModule, TensorDictDataset
+
+SPLIT_OFFSETS = {"train": 0, "val": 1, "test": 2}
+BLANK, DELIMITER = 0, 9
+
+
+def _generator(seed: int, split: str) -> torch.Generator:
+    # Spread splits far apart so neighbouring seeds never share a split's stream.
+    return torch.Generator().manual_seed(seed * 1000 + SPLIT_OFFSETS[split])
+
+
+def make_copy(n: int, blanks: int, generator: torch.Generator, num_symbols: int = 8,
+              copy_length: int = 10) -> dict[str, torch.Tensor]:
+    """Copy-memory examples: x, y of shape (n, blanks + 2 * copy_length)."""
+    length = blanks + 2 * copy_length
+    symbols = torch.randint(1, num_symbols + 1, (n, copy_length), generator=generator)
+    x = torch.full((n, length), BLANK, dtype=torch.int64)
+    x[:, :copy_length] = symbols
+    x[:, copy_length + blanks - 1] = DELIMITER  # after T - 1 blanks
+    y = torch.full((n, length), BLANK, dtype=torch.int64)
+    y[:, -copy_length:] = symbols
+    score_mask = torch.zeros((n, length), dtype=torch.bool)
+    score_mask[:, -copy_length:] = True
+    return {"x": x, "y": y, "score_mask": score_mask}
+
+
+def make_adding(n: int, length: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """Adding-problem examples: x (n, length, 2), y (n, 1)."""
+    values = torch.rand((n, length), generator=generator)
+    half = length // 2
+    first = torch.randint(0, half, (n,), generator=generator)
+    second = torch.randint(half, length, (n,), generator=generator)
+    markers = torch.zeros((n, length))
+    rows = torch.arange(n)
+    markers[rows, first] = 1.0
+    markers[rows, second] = 1.0
+    x = torch.stack([values, markers], dim=-1)
+    y = (values[rows, first] + values[rows, second]).unsqueeze(-1)
+    return {"x": x, "y": y}
+
+
+class _SyntheticDataModule(SequenceDataModule):
+    def __init__(self, seq_len: int, train_size: int, val_size: int, test_size: int, **kwargs):
+        super().__init__(**kwargs)
+        self.seq_len = seq_len
+        self.sizes = {"train": train_size, "val": val_size, "test": test_size}
+        for split, size in self.sizes.items():
+            if size < 1:
+                raise ValueError(f"data.{split}_size must be a positive integer, got {size}")
+
+    def _make(self, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def setup(self, stage: str | None = None) -> None:
+        if not self.splits:
+            self.splits = {
+                split: TensorDictDataset(**self._make(size, _generator(self.seed, split)))
+                for split, size in self.sizes.items()
+            }
+
+
+class CopyDataModule(_SyntheticDataModule):
+    def __init__(self, name: str = "copy", seq_len: int = 10, num_symbols: int = 8,
+                 copy_length: int = 10, **kwargs):
+        if seq_len < 1:
+            raise ValueError(f"data.seq_len (the number of blanks T) must be >= 1, got {seq_len}")
+        if not 1 <= num_symbols <= 8:
+            raise ValueError(f"data.num_symbols must be in 1..8, got {num_symbols}")
+        super().__init__(name=name, seq_len=seq_len, **kwargs)
+        self.num_symbols = num_symbols
+        self.copy_length = copy_length
+
+    def _make(self, n, generator):
+        return make_copy(n, self.seq_len, generator, self.num_symbols, self.copy_length)
+
+    @property
+    def spec(self) -> DataSpec:
+        length = self.seq_len + 2 * self.copy_length
+        memoryless = self.copy_length * math.log(self.num_symbols) / length
+        return DataSpec(
+            task_kind="step_classification", vocab_size=DELIMITER + 1,
+            output_size=self.num_symbols + 1,
+            baselines={"loss": memoryless, "acc": 1.0 / self.num_symbols},
+        )
+
+
+class AddingDataModule(_SyntheticDataModule):
+    def __init__(self, name: str = "adding", seq_len: int = 50, **kwargs):
+        if seq_len < 2:
+            raise ValueError(f"data.seq_len (the sequence length) must be >= 2, got {seq_len}")
+        super().__init__(name=name, seq_len=seq_len, **kwargs)
+
+    def _make(self, n, generator):
+        return make_adding(n, self.seq_len, generator)
+
+    @property
+    def spec(self) -> DataSpec:
+        return DataSpec(task_kind="last_regression", input_size=2, output_size=1,
+                        baselines={"loss": 1.0 / 6.0, "mse": 1.0 / 6.0})
