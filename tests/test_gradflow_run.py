@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import csv
 import json
-import time
 
 import numpy as np
 import pytest
 from conftest import cli
 
 from rnnlab.gradflow import load_gradflow
-from rnnlab.wandb_offline import find_offline_runs, read_offline_run
+from rnnlab.wandb_offline import find_offline_runs, read_finished_run
 
 pytestmark = pytest.mark.slow
 SUMMARY_NAMES = ("log10_first_over_last", "horizon", "log10_decay_per_step")
@@ -22,22 +21,9 @@ NPZ_ARRAYS = {"version", "quantity", "prefix", "probe", "cell", "impl", "layers"
               "param_grad_norms", "gradient_clip_val"}
 
 
-def _read_run(run_dir, timeout: float = 20.0):
-    """The run's W&B file once complete: wandb.finish() can return a few ms before the W&B core
-    process has written the file's last block (seen under load), so wait for the exit record."""
-    deadline = time.monotonic() + timeout
-    while True:
-        runs = find_offline_runs(run_dir)
-        try:
-            run = read_offline_run(runs[0]) if runs else None
-        except Exception:  # a half-written file: read it again
-            if time.monotonic() > deadline:
-                raise
-            run = None
-        if (run is not None and run.exit_code is not None) or time.monotonic() > deadline:
-            assert len(runs) == 1, runs
-            return run
-        time.sleep(0.1)
+def _read_run(run_dir):
+    assert len(find_offline_runs(run_dir)) == 1
+    return read_finished_run(run_dir)
 
 
 def _check_npz(run_dir, quantity, layers, records, steps_per_record):

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from conftest import REPO, cli
-from rnnlab.wandb_offline import find_offline_runs, read_offline_run
+from rnnlab.wandb_offline import find_offline_runs, read_finished_run
 
 
 def _job_dirs(root):
@@ -28,7 +28,7 @@ def test_multirun_basic_launcher_one_wandb_run_per_job(tmp_path):
         assert results["status"] == "completed"
         offline = find_offline_runs(job)
         assert len(offline) == 1, f"{job} should hold its own W&B run"
-        run = read_offline_run(offline[0])
+        run = read_finished_run(job)
         assert run.group == "sweepcheck"
         assert results["config"]["model"]["cell"] in run.tags
         assert "test/loss" in run.keys

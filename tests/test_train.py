@@ -7,7 +7,7 @@ import json
 import pytest
 
 from rnnlab.tracking import RESULT_STATUSES
-from rnnlab.wandb_offline import find_offline_runs, read_offline_run
+from rnnlab.wandb_offline import find_offline_runs, read_finished_run
 
 SYNTHETIC = ["copy", "adding"]
 CELLS = ["rnn", "gru", "lstm"]
@@ -54,7 +54,7 @@ def test_wandb_offline_run_holds_the_metrics(run_training):
                                      "experiment_name=wandbcheck"])
     runs = find_offline_runs(run_dir)
     assert len(runs) == 1, "exactly one W&B run per job, inside the run dir"
-    run = read_offline_run(runs[0])
+    run = read_finished_run(run_dir)
     assert run.group == "wandbcheck"
     assert {"lstm", "adding"} <= set(run.tags)
     assert run.exit_code == 0

@@ -115,6 +115,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     output_dir = Path(cfg.paths.output_dir)
     user_wandb_mode = os.environ.get("WANDB_MODE")
     started = time.perf_counter()
+    # A W&B run still open in this process (a caller that never finished it) would be reused by
+    # the WandbLogger: close it so this job is its own run.
+    tracking.finish_wandb()
     try:
         datamodule, task, trainer = build(cfg)
     except ConfigError as error:

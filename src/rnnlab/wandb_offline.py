@@ -109,3 +109,25 @@ def read_offline_run(path: str | Path) -> OfflineRun:
 def find_offline_runs(run_dir: str | Path) -> list[Path]:
     """The offline W&B run folders inside an rnnlab run directory."""
     return sorted((Path(run_dir) / "wandb").glob("offline-run-*"))
+
+
+def read_finished_run(run_dir: str | Path, timeout: float = 30.0) -> OfflineRun:
+    """The single offline run of an rnnlab run dir, once its exit record is on disk.
+
+    wandb.finish() can return a few ms before the W&B core process has written the file's last
+    blocks (seen under load), so poll until the exit record is there or ``timeout`` passes.
+    """
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        runs = find_offline_runs(run_dir)
+        try:
+            run = read_offline_run(runs[0]) if len(runs) == 1 else None
+        except (ValueError, OSError, struct.error):  # a half-written file: read it again
+            run = None
+        if run is not None and run.exit_code is not None:
+            return run
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no finished W&B run in {run_dir} after {timeout} s: {runs}")
+        time.sleep(0.1)
