@@ -137,13 +137,13 @@ def bench_one(torch, args, cell, size):
     for r in range(args.repeats):
         for k in order[r % 3 :] + order[: r % 3]:  # rotate who goes first
             m = impls[k]
-            times[k].append(_timed(torch, lambda: _step(torch, m, x, target), args.device))
+            times[k].append(_timed(torch, lambda m=m: _step(torch, m, x, target), args.device))
             _clear(m, x)
     med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
     best = {k: min(v) * 1e3 for k, v in times.items()}
     ratios = [s / t for s, t in zip(times["scratch"], times["torch"])]
     rec_cost = [s / n for s, n in zip(times["scratch"], times["scratch_norec"])]
-    q = lambda v: statistics.quantiles(v, n=4) if len(v) >= 4 else [min(v), 0, max(v)]  # noqa
+    q = lambda v: statistics.quantiles(v, n=4) if len(v) >= 4 else [min(v), 0, max(v)]
     res = {
         "cell": cell, "size": size, "B": SIZES[size][0], "T": SIZES[size][1],
         "I": SIZES[size][2], "H": SIZES[size][3],
@@ -209,7 +209,7 @@ def measure_memory(args, cell, size, impl):
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, check=True)
         return json.loads(out.stdout.strip().splitlines()[-1])["peak_mib"]
-    except Exception as err:  # memory is a side measurement: report, don't die
+    except Exception as err:  # noqa: BLE001  (memory is a side measurement: report, don't die)
         print(f"  (memory measurement failed for {cell}/{size}/{impl}: {err})", file=sys.stderr)
         return None
 
@@ -279,7 +279,7 @@ def main(argv=None):
                 r["torch_peak_mib"] = measure_memory(args, cell, size, "torch")
                 r["scratch_peak_mib"] = measure_memory(args, cell, size, "scratch")
             results.append(r)
-            fmt = lambda v: "   n/a" if v is None else f"{v:6.1f}"  # noqa: E731
+            fmt = lambda v: "   n/a" if v is None else f"{v:6.1f}"
             print(f"{cell:5} {size:5} {r['B']:>3} {r['T']:>4} {r['H']:>4} | "
                   f"{r['torch_ms']:7.1f}ms {r['scratch_ms']:7.1f}ms {r['ratio']:5.2f}x "
                   f"[{r['ratio_q1']:.2f}-{r['ratio_q3']:.2f}] | {r['torch_best_ms']:5.1f} "

@@ -10,9 +10,10 @@ W&B offline + CSV loggers, checkpointing on) trained for ``--steps`` optimizer s
 (``~callbacks.gradflow``). The two alternate (on/off, then off/on) so drift in a shared machine
 hits both; throughput counts train steps only, from the first step after ``--warmup`` to the end
 of training, validation time taken out (the monitor's epoch-end work, npz and heatmap, stays in).
-Reported: the median steps/s of each arm, the median of the per-pair overheads, and (less noisy
-on a shared machine) the share of the timed wall time spent inside the monitor's hooks, its
-direct cost. (Not in the hooks: at measured steps the armed model also computes dL/dx of its
+Reported: the median steps/s of each arm, the median of the per-pair overheads (also over the
+"calm" pairs alone: both arms within 25% of their arm's fastest run, i.e. not hit by a burst of
+other load), and, less noisy on a shared machine, the share of the timed wall time spent inside
+the monitor's hooks, its direct cost. (Not in the hooks: at measured steps the armed model also computes dL/dx of its
 input in the backward, one small matmul.)
 """
 
@@ -195,12 +196,24 @@ def main(argv: list[str] | None = None) -> int:
                   "median_in_hooks_pct": statistics.median(in_hooks),
                   "median_end_s": statistics.median(ends)}
         result["overhead_of_medians_pct"] = 100.0 * (1 - result["median_on"] / result["median_off"])
+        # Pairs no burst of other load hit: both arms within 25% of their arm's fastest run.
+        fastest = {arm: max(rates[arm]) for arm in rates}
+        calm = [i for i in range(args.repeats)
+                if all(rates[arm][i] >= 0.75 * fastest[arm] for arm in rates)]
+        result["calm_pairs"] = calm
+        if calm:
+            result["calm_median_overhead_pct"] = statistics.median(overheads[i] for i in calm)
+            result["calm_median_in_hooks_pct"] = statistics.median(in_hooks[i] for i in calm)
         report["settings"][name] = result
         print(f"{name}: {result['median_off']:.1f} -> {result['median_on']:.1f} steps/s, median "
               f"paired overhead {result['median_overhead_pct']:+.1f}% (of medians "
               f"{result['overhead_of_medians_pct']:+.1f}%); time in the monitor's hooks "
               f"{result['median_in_hooks_pct']:.2f}% (+{result['median_end_s']:.2f} s once at the "
               "end)", flush=True)
+        if calm:
+            print(f"{name}, the {len(calm)} calm pairs: paired overhead "
+                  f"{result['calm_median_overhead_pct']:+.1f}%, in the hooks "
+                  f"{result['calm_median_in_hooks_pct']:.2f}%", flush=True)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2) + "\n")

@@ -23,6 +23,9 @@ from omegaconf import DictConfig, OmegaConf
 import rnnlab.schemas  # noqa: F401  (registers the config schemas before composition)
 from rnnlab import tracking
 from rnnlab.models import ConfigError, SequenceModel
+from rnnlab.results.references import ReferenceError, parse_references
+from rnnlab.results.rowkeys import is_setting, label, run_name, show, swept_keys
+from rnnlab.results.runs import flatten
 
 CONFIG_DIR = str(Path(__file__).resolve().parent / "conf")
 
@@ -48,11 +51,15 @@ def build(cfg: DictConfig):
         _load_pretrained_embeddings(model, datamodule)
         scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
         task = SequenceTask(model, instantiate(cfg.optimizer), scheduler, monitor=cfg.monitor)
+        parse_references(OmegaConf.to_container(cfg.reference, resolve=True)
+                         if cfg.get("reference") is not None else None)
         loggers = _loggers(cfg)
         callbacks = _callbacks(cfg, has_logger=bool(loggers))
         trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
     except ConfigError:
         raise
+    except ReferenceError as error:
+        raise ConfigError(str(error)) from error
     except (ValueError, TypeError, RuntimeError, InstantiationException) as error:
         raise ConfigError(_one_line(error)) from error
     return datamodule, task, trainer
@@ -89,10 +96,26 @@ def _loggers(cfg: DictConfig) -> list:
             continue
         extra: dict[str, Any] = {}
         if name == "wandb":
-            extra["tags"] = sorted({*cfg.tags, cfg.model.cell, cfg.model.impl, cfg.data.name})
-            extra["name"] = f"{cfg.model.cell}-{cfg.data.name}-seed{cfg.seed}"
+            settings, swept = _swept_settings(cfg)
+            extra["tags"] = sorted({*cfg.tags, cfg.model.cell, cfg.model.impl, cfg.data.name,
+                                    *(f"{label(k, swept)}={show(k, settings.get(k))}"[:64]
+                                      for k in swept)})
+            extra["name"] = run_name(settings, swept, cfg.seed)
         loggers.append(instantiate(logger_cfg, **extra))
     return loggers
+
+
+def _swept_settings(cfg: DictConfig) -> tuple[dict[str, Any], list[str]]:
+    """The run's flat settings and the config keys its command line set (what a sweep varies)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    settings = flatten(OmegaConf.to_container(cfg, resolve=True))
+    try:
+        overrides = list(HydraConfig.get().overrides.task)
+    except ValueError:  # not under Hydra (a caller composed the config itself)
+        overrides = []
+    swept = [k for k in swept_keys([overrides]) if k in settings and is_setting(k)]
+    return settings, swept
 
 
 def _log_run_metadata(trainer, cfg: DictConfig, task, commit: str | None) -> None:
@@ -230,9 +253,32 @@ def _finish(cfg, output_dir, results, final_metrics, task, trainer, started, com
     return results
 
 
+def report_line(results: dict[str, Any], output_dir: Path) -> str:
+    """What a run ends with on the console: its status, key metrics and where everything is."""
+    from rnnlab.results.aggregate import BASELINE_METRIC, VERDICT_METRIC, present_metrics, verdict
+
+    metrics = results.get("metrics", {})
+    shown = [m for m in present_metrics(metrics)]
+    parts = [f"{m} {metrics[m]:.4g}" for m in shown]
+    if BASELINE_METRIC in metrics and VERDICT_METRIC in metrics:
+        said = verdict(metrics[VERDICT_METRIC], metrics[BASELINE_METRIC])
+        parts.append(f"baseline {metrics[BASELINE_METRIC]:.4g} ({said})")
+    text = f"rnnlab-train: {results['status']} after {results.get('steps', 0)} steps"
+    text += f" in {results.get('wall_time_s', 0):.0f} s"
+    if parts:
+        text += ": " + ", ".join(parts)
+    if results.get("error"):
+        text += f"; {results['error']}"
+    text += f"\n  run dir: {output_dir}"
+    if (output_dir / "gradflow.npz").exists():
+        text += f"\n  gradient flow: python scripts/plot_gradflow.py {output_dir}"
+    return text
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
     results = run(cfg)
+    print(report_line(results, Path(cfg.paths.output_dir)), flush=True)
     # The optimised value for hparams_search sweepers; NaN marks a diverged trial.
     value = results["metrics"].get(cfg.monitor) if results["status"] == "completed" else None
     return float("nan") if value is None else value

@@ -12,4 +12,4 @@ from .init import initialize_recurrent
 from .lstm import LSTM
 from .rnn import RNN
 
-__all__ = ["RNN", "GRU", "LSTM", "FusedRNN", "FusedGRU", "FusedLSTM", "initialize_recurrent"]
+__all__ = ["GRU", "LSTM", "RNN", "FusedGRU", "FusedLSTM", "FusedRNN", "initialize_recurrent"]

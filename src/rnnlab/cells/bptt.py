@@ -39,8 +39,8 @@ from __future__ import annotations
 import math
 import os
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -51,9 +51,9 @@ __all__ = [
     "RecurrenceFunction",
     "RecurrentBase",
     "StepFunction",
+    "check_choice",
     "compile_enabled",
     "outer_sum",
-    "check_choice",
 ]
 
 
@@ -136,7 +136,7 @@ class StepFunction:
                     return self.fn
             try:
                 compiled = _inductor_compile(self.fn, args)
-            except Exception as err:  # no C++ compiler, no triton, an inductor bug ...
+            except Exception as err:  # noqa: BLE001  (no C++ compiler, no triton, a compiler bug)
                 _CompileState.failed = True
                 msg = str(err).strip().splitlines()[0] if str(err).strip() else ""
                 warnings.warn(
@@ -154,9 +154,8 @@ _INDUCTOR_OPTIONS = {"pattern_matcher": False}
 
 
 def _inductor_compile(fn: Callable, args: Sequence[Tensor]) -> Callable:
+    import torch._inductor
     from torch.fx.experimental.proxy_tensor import make_fx
-
-    import torch._inductor  # noqa: F401  (imported lazily: it is slow to import)
 
     with torch.no_grad():
         gm = make_fx(fn)(*args)
@@ -365,7 +364,7 @@ class RecurrenceFunction(torch.autograd.Function):
         gi = gi.detach()
         if not gi.is_contiguous():
             gi = gi.contiguous()
-        steps, batch = gi.shape[0], gi.shape[1]
+        steps, _batch = gi.shape[0], gi.shape[1]
         masked = mask is not None
         fwd = rec.forward_fn(masked)
 

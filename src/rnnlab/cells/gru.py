@@ -148,7 +148,7 @@ def gru_before_step(gi, state, params, *, variant):
 def gru_before_step_backward(dstate, state_prev, state_new, saved, params, *, variant):
     (dh,) = dstate
     (h,) = state_prev
-    g, n, u = saved
+    g, n, _u = saved
     w_hh = params[0]
     k = w_hh.shape[0] - h.shape[1]
     r, z = _split(g, variant)

@@ -66,7 +66,7 @@ class LSTMSpec:
     gate_recurrence: bool = False  # fgr
 
     @classmethod
-    def of(cls, variant: str) -> "LSTMSpec":
+    def of(cls, variant: str) -> LSTMSpec:
         full, peep = ("i", "f", "g", "o"), ("i", "f", "o")
         return {
             "torch": cls(full, ()),

@@ -1,0 +1,18 @@
+"""Run directories -> tables, figures and reports a researcher can trust.
+
+    from rnnlab.results import load_runs, aggregate, render
+    runs = load_runs(["logs/multiruns/gru_variants"])    # one row per run
+    table = aggregate(runs)                               # one row per setting, seeds pooled
+    print(render(table, "md"))
+
+Rows are every setting that differs between the runs except ``seed`` (:func:`row_keys`).
+"""
+
+from rnnlab.results.aggregate import aggregate, verdict
+from rnnlab.results.references import Reference, parse_references
+from rnnlab.results.rowkeys import row_keys, run_name
+from rnnlab.results.runs import find_results, load_runs
+from rnnlab.results.tables import render
+
+__all__ = ["Reference", "aggregate", "find_results", "load_runs", "parse_references", "render",
+           "row_keys", "run_name", "verdict"]

@@ -1,0 +1,131 @@
+"""Runs -> one row per setting: mean, std and n over seeds, the paper beside ours, a verdict.
+
+The same function serves the end-of-sweep summary, ``rnnlab-aggregate`` and the Python API::
+
+    from rnnlab.results import load_runs, aggregate
+    runs = load_runs(["logs/multiruns/forget_bias_jozefowicz2015"])
+    table = aggregate(runs)          # rows = the settings that differ, except seed
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+
+from rnnlab.results import references as refs_
+from rnnlab.results.rowkeys import comparable, row_keys
+
+# Shown when the runs have them, in this order; the first is the headline.
+DEFAULT_METRICS = ("test/loss", "test/acc", "test/mse", "test/nll", "test/f1", "test/mae")
+BASELINE_METRIC = "baseline/loss"
+VERDICT_METRIC = "test/loss"  # compared with the task's own baseline/loss (same units)
+# The verdict of a loss against its memoryless/constant baseline.
+SOLVED_BELOW = 0.10  # "solved": below 10% of the baseline
+AT_BASELINE_WITHIN = 0.05  # "at baseline": within 5% of it
+VERDICTS = ("solved", "below baseline", "at baseline", "above baseline")
+
+
+def verdict(value: float | None, baseline: float | None) -> str | None:
+    """Where a loss stands against its baseline; None when either is unknown."""
+    if value is None or baseline is None or not baseline > 0:
+        return None
+    if math.isnan(value) or math.isnan(baseline):
+        return None
+    ratio = value / baseline
+    if ratio < SOLVED_BELOW:
+        return "solved"
+    if abs(ratio - 1.0) <= AT_BASELINE_WITHIN:
+        return "at baseline"
+    return "below baseline" if ratio < 1.0 else "above baseline"
+
+
+def present_metrics(frame) -> list[str]:
+    """The DEFAULT_METRICS that a frame of runs (or one run's metrics dict) has values for."""
+    if isinstance(frame, dict):
+        return [m for m in DEFAULT_METRICS if frame.get(m) is not None]
+    return [m for m in DEFAULT_METRICS if m in frame and frame[m].notna().any()]
+
+
+def aggregate(frame: pd.DataFrame, metrics: Sequence[str] | None = None,
+              keys: Sequence[str] | None = None) -> pd.DataFrame:
+    """One row per distinct setting of ``keys`` (default: :func:`row_keys`), numbers unformatted.
+
+    Columns: the row keys (dotted names), ``n`` (completed runs, the ones averaged),
+    ``diverged``, ``failed``, ``params`` (median parameter count), per metric ``<m>`` (mean over
+    completed runs), ``<m> std`` (sample std, NaN for n < 2), ``<m> published`` (the preset's
+    reference value for this row, NaN if none); with a task baseline also ``baseline`` (mean
+    ``baseline/loss``), ``verdict`` (of the mean ``test/loss`` against it) and ``solved``
+    (completed runs that solved it, each against its own baseline). ``seeds`` lists the seeds.
+    """
+    if frame.empty:
+        raise ValueError("no runs to aggregate")
+    keys = list(row_keys(frame) if keys is None else keys)
+    missing = [k for k in keys if k not in frame]
+    if missing:
+        raise KeyError(f"no run has the setting {', '.join(missing)}")
+    references = refs_.collect(frame["reference"])
+    if metrics is None:  # the test metrics, then any other metric a reference speaks of
+        metrics = present_metrics(frame)
+        metrics += [r.metric for r in references if r.metric in frame and r.metric not in metrics]
+    metrics = list(dict.fromkeys(metrics))
+    has_baseline = BASELINE_METRIC in frame and frame[BASELINE_METRIC].notna().any()
+    setting_columns = [c for c in frame.columns if "/" not in c]
+
+    group_ids = (frame[keys].map(comparable).apply(tuple, axis=1) if keys
+                 else pd.Series([()] * len(frame), index=frame.index))
+    rows, settings_of_rows = [], []
+    for _, group in frame.groupby(group_ids, sort=False):
+        first = group.iloc[0]
+        done = group[group["status"] == "completed"]
+        row: dict[str, Any] = {k: first[k] for k in keys}
+        row["n"] = len(done)
+        row["diverged"] = int((group["status"] == "diverged").sum())
+        row["failed"] = len(group) - len(done) - row["diverged"]
+        params = pd.to_numeric(group["num_params"], errors="coerce").dropna()
+        row["params"] = int(params.median()) if not params.empty else None
+        row["seeds"] = sorted(int(s) for s in done["seed"].dropna())
+        settings = {c: first[c] for c in setting_columns}
+        settings_of_rows.append(settings)
+        for metric in metrics:
+            values = pd.to_numeric(done.get(metric, pd.Series(dtype=float)), errors="coerce")
+            values = values.dropna()
+            row[metric] = values.mean() if not values.empty else math.nan
+            row[f"{metric} std"] = values.std(ddof=1) if len(values) > 1 else math.nan
+            ref = refs_.best_match(references, settings, metric)
+            row[f"{metric} published"] = ref.value if ref else math.nan
+        if has_baseline:
+            base = pd.to_numeric(group[BASELINE_METRIC], errors="coerce").dropna()
+            row["baseline"] = base.mean() if not base.empty else math.nan
+            loss = row.get(VERDICT_METRIC)
+            if loss is None and VERDICT_METRIC in done:
+                loss = pd.to_numeric(done[VERDICT_METRIC], errors="coerce").mean()
+            row["verdict"] = verdict(loss, row["baseline"])
+            per_run = [verdict(r.get(VERDICT_METRIC), r.get(BASELINE_METRIC))
+                       for _, r in done.iterrows()]
+            row["solved"] = sum(v == "solved" for v in per_run)
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    table["_settings"] = settings_of_rows
+    if keys:
+        # Numbers ascending, text in the order the sweep ran it (rnn, gru, lstm), missing first.
+        order = {k: list(dict.fromkeys(frame[k].map(comparable))) for k in keys}
+        table = table.sort_values(
+            keys, key=lambda col: col.map(lambda v: _sort_key(v, order[col.name])),
+            kind="stable").reset_index(drop=True)
+    # Each row's full settings (for matching references), kept out of the printed columns.
+    table.attrs["settings"] = table.pop("_settings").tolist()
+    table.attrs["keys"] = keys
+    table.attrs["metrics"] = metrics
+    table.attrs["references"] = references
+    return table
+
+
+def _sort_key(value: Any, seen: list) -> tuple:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return (0, 0.0)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return (1, float(value))
+    return (2, float(seen.index(comparable(value))))

@@ -1,0 +1,94 @@
+"""Console scripts: ``rnnlab-aggregate`` (a table) and ``rnnlab-report`` (table + figures)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+AGGREGATE_HELP = """\
+Aggregate run directories into a paper-style table: one row per setting, mean ± std over seeds.
+
+Rows are every setting that differs between the runs except `seed` (read from each run's
+results.json and .hydra/overrides.yaml): runs that differ in a setting are never pooled. `--by`
+chooses which of those settings stay rows; the others become columns. `n` counts the completed
+runs averaged in a cell; diverged and failed runs are counted beside it, never averaged in. The
+preset's published numbers sit beside ours ("published"), and tasks with a baseline get a verdict.
+
+  rnnlab-aggregate logs/multiruns/forget_bias_jozefowicz2015/*
+  rnnlab-aggregate logs/multiruns/copy_arjovsky2016 --by model.cell --metric test/loss
+  rnnlab-aggregate SWEEP --format latex --out table.tex
+"""
+
+
+def _parser_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("paths", nargs="+", help="run or sweep directories (searched recursively)")
+    parser.add_argument("--metric", action="append",
+                        help="metric column(s), e.g. test/loss (default: the test metrics the runs "
+                             "have)")
+    parser.add_argument("--by", action="append",
+                        help="setting(s) kept as rows; the other differing settings become "
+                             "columns (default: all of them are rows)")
+
+
+def _load(prog: str, args) -> tuple:
+    from rnnlab.results.aggregate import aggregate
+    from rnnlab.results.runs import load_runs
+
+    try:
+        runs = load_runs(args.paths)
+    except FileNotFoundError as error:
+        raise SystemExit(f"{prog}: error: {error}") from None
+    if runs.empty:
+        raise SystemExit(f"{prog}: error: no results.json under {' '.join(args.paths)}")
+    try:
+        table = aggregate(runs, metrics=args.metric)
+    except (KeyError, ValueError) as error:
+        raise SystemExit(f"{prog}: error: {str(error).strip(chr(39))}") from None
+    missing = [m for m in args.metric or [] if m not in runs]
+    if missing:
+        raise SystemExit(f"{prog}: error: --metric {', '.join(missing)}: no run has it (they have "
+                         f"{', '.join(c for c in runs.columns if '/' in c)})")
+    return runs, table
+
+
+def aggregate_main(argv: list[str] | None = None) -> int:
+    from rnnlab.results.tables import FORMATS, render
+
+    parser = argparse.ArgumentParser(prog="rnnlab-aggregate", description=AGGREGATE_HELP,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    _parser_common(parser)
+    parser.add_argument("--format", choices=FORMATS, default="md")
+    parser.add_argument("--out", type=Path, help="write the table here instead of stdout")
+    args = parser.parse_args(argv)
+    _, table = _load(parser.prog, args)
+    try:
+        text = render(table, args.format, by=args.by, metric=(args.metric or [None])[0])
+    except (KeyError, ValueError) as error:
+        raise SystemExit(f"{parser.prog}: error: {str(error).strip(chr(39))}") from None
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def report_main(argv: list[str] | None = None) -> int:
+    from rnnlab.results.report import write_report
+
+    parser = argparse.ArgumentParser(
+        prog="rnnlab-report",
+        description="The table and every figure of a sweep in one folder, with a markdown report "
+                    "that embeds them: table.md/.csv/.tex, metric vs each numeric swept setting, "
+                    "training curves per row (mean and band over seeds), gradient flow per row, "
+                    "and a success-rate heatmap when two settings are swept.")
+    _parser_common(parser)
+    parser.add_argument("--out", type=Path,
+                        help="output folder (default: <first path>/report)")
+    args = parser.parse_args(argv)
+    runs, table = _load(parser.prog, args)
+    out = args.out or Path(args.paths[0]) / "report"
+    report = write_report(runs, table, out, by=args.by)
+    print(report)
+    return 0

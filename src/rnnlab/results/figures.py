@@ -1,0 +1,172 @@
+"""Figures from run directories (no W&B needed), one line or panel per table row.
+
+* metric vs a numeric setting (copy/adding loss against T, one line per cell, baseline dashed);
+* training curves per row: mean over seeds with a min-max band, from each run's csv/metrics.csv;
+* gradient flow per row: ‖∂L/∂h_t‖ over t (rnnlab.gradflow.plots), first and last record;
+* success rate over two settings (e.g. cell × learning rate) as a heatmap.
+
+Legends and titles use the row keys (rnnlab.results.rowkeys), exactly as the tables do.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from rnnlab.gradflow.plots import _figure
+from rnnlab.results.rowkeys import comparable, label, show
+
+
+def row_label(row: pd.Series, keys: Sequence[str]) -> str:
+    return ", ".join(f"{label(k, keys)}={show(k, row[k])}" for k in keys) or "all runs"
+
+
+def save(fig, out: Path, stem: str) -> list[Path]:
+    paths = [out / f"{stem}.png", out / f"{stem}.pdf"]
+    for path in paths:
+        fig.savefig(path, dpi=120)
+    return paths
+
+
+def numeric_keys(table: pd.DataFrame) -> list[str]:
+    """Row keys whose values are all numbers (some may be missing), at least two of them."""
+    found = []
+    for key in table.attrs["keys"]:
+        values = [v for v in table[key] if comparable(v) != comparable(None)]
+        if (len({comparable(v) for v in values}) >= 2
+                and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)):
+            found.append(key)
+    return found
+
+
+def metric_vs(table: pd.DataFrame, key: str, metric: str):
+    """``metric`` (mean ± std over seeds) against the numeric setting ``key``, a line per row group."""
+    keys = table.attrs["keys"]
+    others = [k for k in keys if k != key]
+    fig = _figure(6.0, 4.2)
+    ax = fig.subplots()
+    groups = (table.groupby(table[others].map(comparable).apply(tuple, axis=1), sort=False)
+              if others else [((), table)])
+    positive = True
+    for i, (_, group) in enumerate(groups):
+        group = group[group[key].map(lambda v: isinstance(v, (int, float)))]
+        group = group.sort_values(key)
+        x = group[key].astype(float).to_numpy()
+        y = group[metric].astype(float).to_numpy()
+        err = group[f"{metric} std"].astype(float).fillna(0).to_numpy()
+        name = row_label(group.iloc[0], others) if others else metric
+        ax.errorbar(x, y, yerr=err, marker="o", capsize=3, color=f"C{i % 10}", label=name)
+        positive &= bool(np.all(y[~np.isnan(y)] > 0))
+    if "baseline" in table and key in table and table["baseline"].notna().any():
+        base = table.groupby(table[key].map(comparable), sort=True)["baseline"].mean()
+        ax.plot(base.index.astype(float), base.to_numpy(), "k--", lw=1.2, label="baseline")
+    values = table[metric].astype(float).dropna()
+    if positive and not values.empty and values.max() / max(values.min(), 1e-300) > 30:
+        ax.set_yscale("log")
+    ax.set_xlabel(label(key, keys))
+    ax.set_ylabel(f"{metric} (mean ± std over seeds)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def _curve(run_dir: str, metric: str) -> pd.Series | None:
+    path = Path(run_dir) / "csv" / "metrics.csv"
+    if not path.exists():
+        return None
+    log = pd.read_csv(path)
+    if metric not in log or "step" not in log:
+        return None
+    points = log[["step", metric]].dropna()
+    return points.groupby("step")[metric].last() if not points.empty else None
+
+
+def training_curves(runs: pd.DataFrame, table: pd.DataFrame,
+                    metrics: Sequence[str] = ("train/loss", "val/loss")):
+    """Per row, each metric against the optimizer step: mean over seeds, band min-max."""
+    keys = table.attrs["keys"]
+    fig = _figure(5.5 * len(metrics), 4.0)
+    axes = fig.subplots(1, len(metrics), squeeze=False)[0]
+    row_of = runs[keys].map(comparable).apply(tuple, axis=1) if keys else None
+    drawn = False
+    for ax, metric in zip(axes, metrics):
+        for i, (_, row) in enumerate(table.iterrows()):
+            ident = tuple(comparable(row[k]) for k in keys)
+            members = runs[row_of == ident] if keys else runs
+            curves = [c for c in (_curve(d, metric) for d in members["run_dir"]) if c is not None]
+            if not curves:
+                continue
+            joined = pd.concat(curves, axis=1).sort_index().interpolate(limit_area="inside")
+            mean = joined.mean(axis=1)
+            colour = f"C{i % 10}"
+            ax.plot(mean.index, mean.to_numpy(), color=colour,
+                    label=f"{row_label(row, keys)} (n={len(curves)})")
+            if len(curves) > 1:
+                ax.fill_between(joined.index, joined.min(axis=1), joined.max(axis=1),
+                                color=colour, alpha=0.15, lw=0)
+            drawn = True
+        if "baseline" in table and table["baseline"].notna().any() and metric.endswith("loss"):
+            ax.axhline(float(table["baseline"].mean()), color="k", ls="--", lw=1,
+                       label="baseline")
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel(f"{metric} (mean over seeds; band min-max)")
+        ax.set_yscale("log")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7)
+    return fig if drawn else None
+
+
+def success_heatmap(table: pd.DataFrame, rows: str, columns: str):
+    """Fraction of seeds that solved the task, ``rows`` × ``columns`` (e.g. cell × lr)."""
+    keys = table.attrs["keys"]
+    frame = table.assign(rate=[s / n if n else math.nan for s, n in zip(table["solved"],
+                                                                         table["n"])])
+    grid = frame.pivot_table(index=frame[rows].map(lambda v: show(rows, v)),
+                             columns=frame[columns].map(lambda v: show(columns, v)),
+                             values="rate", aggfunc="mean", sort=False)
+    counts = frame.pivot_table(index=frame[rows].map(lambda v: show(rows, v)),
+                               columns=frame[columns].map(lambda v: show(columns, v)),
+                               values="n", aggfunc="sum", sort=False).reindex_like(grid)
+    if pd.api.types.is_numeric_dtype(pd.Series([v for v in table[columns] if v is not None])):
+        order = sorted(grid.columns, key=float)
+        grid, counts = grid[order], counts[order]
+    fig = _figure(1.2 * len(grid.columns) + 2.5, 0.6 * len(grid.index) + 1.8)
+    ax = fig.subplots()
+    image = ax.imshow(grid.to_numpy(dtype=float), vmin=0, vmax=1, cmap="viridis", aspect="auto")
+    for (r, c), rate in np.ndenumerate(grid.to_numpy(dtype=float)):
+        if not math.isnan(rate):
+            n = int(counts.iat[r, c])
+            ax.text(c, r, f"{round(rate * n)}/{n}", ha="center", va="center",
+                    color="white" if rate < 0.6 else "black", fontsize=9)
+    ax.set_xticks(range(len(grid.columns)), grid.columns)
+    ax.set_yticks(range(len(grid.index)), grid.index)
+    ax.set_xlabel(label(columns, keys))
+    ax.set_ylabel(label(rows, keys))
+    ax.set_title("fraction of seeds that solve the task (test loss < 10% of baseline)",
+                 fontsize=9)
+    fig.colorbar(image, ax=ax, label="success rate")
+    return fig
+
+
+def gradflow_per_row(runs: pd.DataFrame, table: pd.DataFrame):
+    """‖∂L/∂h_t‖ over t per row (its lowest-seed run), first and last record; None without data."""
+    from rnnlab.gradflow.plots import curves_figure
+    from rnnlab.gradflow.summary import load_gradflow
+
+    keys = table.attrs["keys"]
+    row_of = runs[keys].map(comparable).apply(tuple, axis=1) if keys else None
+    chosen = []
+    for _, row in table.iterrows():
+        ident = tuple(comparable(row[k]) for k in keys)
+        members = runs[row_of == ident] if keys else runs
+        members = members[[(Path(d) / "gradflow.npz").exists() for d in members["run_dir"]]]
+        if members.empty:
+            continue
+        first = members.sort_values("seed").iloc[0]
+        chosen.append((f"{row_label(row, keys)}, seed {first['seed']}",
+                       load_gradflow(first["run_dir"])))
+    return curves_figure(chosen) if chosen else None

@@ -1,0 +1,153 @@
+"""Row keys: the settings that tell runs apart. The one rule behind every table, name and figure.
+
+A table row is every setting that differs between the runs, except the replicate axis ``seed``:
+runs that differ in any setting are never pooled. Two refinements keep rows readable without
+ever merging what differs:
+
+* Keys that only say where or how results are *recorded* (paths, loggers, the progress bar, the
+  gradient-flow monitor, log intervals) are not settings of the experiment.
+* A differing key that only follows from a config-group choice (``data._target_`` from
+  ``data.name``, ``optimizer.betas`` from the optimizer) is not shown: dropping it leaves exactly
+  the same rows. Keys swept on the command line and the keys in PRIMARY always show.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import pandas as pd
+
+from rnnlab.results.runs import RUN_COLUMNS
+
+REPLICATE_KEY = "seed"
+# Prefixes of config keys that change where or how a run is recorded, not what is trained.
+NOT_SETTINGS = ("paths.", "logger.", "callbacks.progress_bar.", "callbacks.lr_monitor.",
+                "callbacks.gradflow.", "callbacks.model_checkpoint.dirpath", "hydra.",
+                "trainer.enable_progress_bar", "trainer.enable_model_summary",
+                "trainer.log_every_n_steps", "trainer.default_root_dir", "data.num_workers",
+                "tags", "reference")
+# A config-group override (``model=gru``) stands for the key that names the group's choice.
+GROUP_KEYS = {"model": "model.cell", "data": "data.name", "optimizer": "optimizer._target_",
+              "scheduler": "scheduler._target_", "trainer": "trainer.strategy"}
+# Kept before other differing keys when one of two determines the other.
+PRIMARY = ("experiment_name", "model.cell", "data.name", "model.impl", "model.variant",
+           "model.reset", "model.nonlinearity", "model.init", "model.forget_bias", "data.seq_len",
+           "model.hidden_size", "model.param_budget", "optimizer._target_", "optimizer.lr",
+           "trainer.gradient_clip_val")
+# Short column titles; other keys show their last component (or the whole key if ambiguous).
+LABELS = {"model.cell": "cell", "data.name": "data", "data.seq_len": "T",
+          "optimizer._target_": "optimizer", "optimizer.lr": "lr", "model.hidden_size": "hidden",
+          "trainer.gradient_clip_val": "clip", "model.impl": "impl",
+          "experiment_name": "experiment"}
+_MISSING = "\u2014"  # how a key absent from a run (or null) is shown and compared
+
+
+def is_setting(key: str) -> bool:
+    return key != REPLICATE_KEY and not any(
+        key == p.rstrip(".") or key.startswith(p) for p in NOT_SETTINGS)
+
+
+def config_columns(frame: pd.DataFrame) -> list[str]:
+    """The frame's config keys (neither run facts nor metrics)."""
+    return [c for c in frame.columns if c not in RUN_COLUMNS and "/" not in c]
+
+
+def comparable(value: Any) -> Any:
+    """A hashable stand-in for a cell: missing values equal each other, lists compare by text."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return _MISSING
+    if isinstance(value, (list, tuple, dict)):
+        return json.dumps(value, sort_keys=True)
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)):
+        return float(value)  # 1 and 1.0 are the same setting
+    return value
+
+
+def swept_keys(override_lists: Iterable[Sequence[str]]) -> list[str]:
+    """Config keys named on the runs' command lines (Hydra overrides), in the order given."""
+    keys: list[str] = []
+    for overrides in override_lists:
+        for override in overrides:
+            name = override.split("=", 1)[0].lstrip("+~")
+            name = GROUP_KEYS.get(name, name)
+            if name not in keys:
+                keys.append(name)
+    return keys
+
+
+def _varying(frame: pd.DataFrame, keys: Iterable[str]) -> list[str]:
+    return [k for k in keys if frame[k].map(comparable).nunique(dropna=False) > 1]
+
+
+def _partition(frame: pd.DataFrame, keys: Sequence[str]) -> int:
+    if not keys:
+        return 1
+    return frame[list(keys)].map(comparable).drop_duplicates().shape[0]
+
+
+def row_keys(frame: pd.DataFrame) -> list[str]:
+    """The settings that differ between the runs of ``frame`` (see the module docstring)."""
+    # Runs that never trained (failed at start) still carry their config, so they keep their row.
+    candidates = [k for k in config_columns(frame) if is_setting(k) and _not_run_specific(frame, k)]
+    varying = _varying(frame, candidates)
+    swept = swept_keys(frame["overrides"].dropna())
+    ranked = list(dict.fromkeys([k for k in swept if k in varying]
+                                + [k for k in PRIMARY if k in varying] + sorted(varying)))
+    kept = list(ranked)
+    rows = _partition(frame, kept)
+    for key in reversed(ranked):  # the least telling first
+        if key in swept or key in PRIMARY:
+            continue  # what the user swept, and the keys a reader looks for, always show
+        chooser = GROUP_KEYS.get(key.split(".", 1)[0])
+        if chooser is None or chooser == key or chooser not in kept:
+            continue
+        rest = [k for k in kept if k != key]
+        if _partition(frame, rest) == rows:  # a default of the group choice: same rows without it
+            kept = rest
+    return kept
+
+
+def _not_run_specific(frame: pd.DataFrame, key: str) -> bool:
+    """False for keys whose value names the run's own directory (checkpoint paths and the like)."""
+    for value, run_dir in zip(frame[key], frame["run_dir"]):
+        if isinstance(value, str) and run_dir and run_dir in value:
+            return False
+    return True
+
+
+def label(key: str, keys: Sequence[str] = ()) -> str:
+    """The column title of a row key: short, unless two keys would share it."""
+    if key in LABELS:
+        return LABELS[key]
+    short = key.rsplit(".", 1)[-1]
+    clashes = [k for k in keys if k != key and LABELS.get(k, k.rsplit(".", 1)[-1]) == short]
+    return key if clashes else short
+
+
+def show(key: str, value: Any) -> str:
+    """A row-key value as text: ``torch.optim.Adam`` -> ``Adam``, None -> an em dash."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return _MISSING
+    if key.endswith("._target_") and isinstance(value, str):
+        return value.rsplit(".", 1)[-1]
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def run_name(settings: dict[str, Any], swept: Sequence[str], seed: Any) -> str:
+    """A run's name from its cell, data and swept settings: ``gru-copy-variant=mgu-reset=before-s0``."""
+    parts = [str(settings.get("model.cell", "")), str(settings.get("data.name", ""))]
+    for key in swept:
+        if key in ("model.cell", "data.name", REPLICATE_KEY) or not is_setting(key):
+            continue
+        parts.append(f"{label(key, swept)}={show(key, settings.get(key))}")
+    parts.append(f"s{seed}")
+    return "-".join(p for p in parts if p)

@@ -1,0 +1,109 @@
+"""Run directories -> one pandas row per run: flat config columns, metrics, status.
+
+Scripts and tables read run directories (``results.json`` and ``.hydra/overrides.yaml``), never
+live objects, so any table can be rebuilt from any sweep at any later time.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+# Columns every frame from load_runs has, whatever the runs hold.
+RUN_COLUMNS = ("run_dir", "status", "error", "seed", "num_params", "hidden_size", "steps",
+               "wall_time_s", "overrides", "reference")
+
+
+def find_results(paths: Iterable[str | Path]) -> list[Path]:
+    """Every results.json under the given run or sweep directories (or the files themselves)."""
+    found: set[Path] = set()
+    for path in map(Path, paths):
+        if path.is_file() and path.name == "results.json":
+            found.add(path.resolve())
+        elif path.is_dir():
+            found.update(p.resolve() for p in path.rglob("results.json"))
+        else:
+            raise FileNotFoundError(f"no run directory or results.json at {path}")
+    return sorted(found, key=_natural)
+
+
+def _natural(path: Path) -> list:
+    # Job 10 after job 9: numeric path parts compare as numbers.
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in path.parts]
+
+
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"model": {"cell": "gru"}}`` -> ``{"model.cell": "gru"}``; lists become JSON text.
+
+    Lists are kept whole (as text) so that every value is hashable and compares by content.
+    """
+    if isinstance(tree, dict):
+        flat: dict[str, Any] = {}
+        for key, value in tree.items():
+            flat.update(flatten(value, f"{prefix}{key}."))
+        if not tree and prefix:
+            flat[prefix[:-1]] = None
+        return flat
+    if isinstance(tree, (list, tuple)):
+        return {prefix[:-1]: json.dumps(tree, sort_keys=True)}
+    return {prefix[:-1]: tree}
+
+
+def read_overrides(run_dir: Path) -> list[str]:
+    """The command-line overrides of the run (Hydra's ``.hydra/overrides.yaml``), if saved."""
+    path = run_dir / ".hydra" / "overrides.yaml"
+    if not path.exists():
+        return []
+    import yaml
+
+    return [str(item) for item in (yaml.safe_load(path.read_text()) or [])]
+
+
+def run_record(results_path: Path) -> dict[str, Any]:
+    """One run as a flat dict: RUN_COLUMNS, ``config`` keys dotted, metrics under their names."""
+    record = json.loads(results_path.read_text())
+    run_dir = results_path.parent
+    row: dict[str, Any] = {
+        "run_dir": str(run_dir),
+        "status": record.get("status"),
+        "error": record.get("error"),
+        "seed": record.get("seed"),
+        "num_params": record.get("num_params"),
+        "hidden_size": record.get("hidden_size"),
+        "steps": record.get("steps"),
+        "wall_time_s": record.get("wall_time_s"),
+        "overrides": read_overrides(run_dir),
+        "reference": record.get("reference"),
+    }
+    # Config keys are dotted (model.cell), metric names carry a slash (test/loss): no clashes.
+    for key, value in flatten(record.get("config") or {}).items():
+        row.setdefault(key, value)
+    for name, value in (record.get("metrics") or {}).items():
+        row[name] = float("nan") if value is None else float(value)
+    return row
+
+
+def load_runs(paths: Iterable[str | Path]) -> pd.DataFrame:
+    """One row per run found under ``paths`` (run dirs, sweep dirs, or results.json files).
+
+    Columns: ``run_dir``, ``status`` (completed | diverged | failed), ``error``, ``seed``,
+    ``num_params``, ``hidden_size``, ``steps``, ``wall_time_s``, ``overrides`` (list),
+    ``reference`` (the preset's published numbers), every config key dotted (``model.cell``,
+    ``data.seq_len``, ``optimizer.lr``, ...) and every metric (``test/loss``, ``val/loss_best``,
+    ``baseline/loss``, ...). A run that lacks a key has NaN/None there.
+    """
+    rows = [run_record(path) for path in find_results(paths)]
+    frame = pd.DataFrame(rows)
+    for column in RUN_COLUMNS:
+        if column not in frame:
+            frame[column] = pd.Series(dtype=object)
+    return frame
+
+
+def is_missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))

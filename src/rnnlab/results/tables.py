@@ -1,0 +1,175 @@
+"""An aggregate (rnnlab.results.aggregate) as text: markdown, LaTeX, CSV or a rich console table.
+
+Every cell says what its header says: "mean ± std" over the ``n`` completed runs of its row,
+"published" is the preset's reference for exactly that row, diverged and failed runs are counted
+in their own columns and never averaged in.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+
+from rnnlab.results.aggregate import VERDICT_METRIC
+from rnnlab.results.rowkeys import label, show
+
+FORMATS = ("md", "csv", "latex")
+
+
+def _num(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    value = float(value)
+    if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e5):
+        return f"{value:.3g}"
+    return f"{value:.4g}"
+
+
+def _mean_std(mean: Any, std: Any, pm: str) -> str:
+    text = _num(mean)
+    if text and not (std is None or (isinstance(std, float) and math.isnan(std))):
+        text += f"{pm}{_num(std)}"
+    return text or "\u2014"
+
+
+def display_frame(table: pd.DataFrame, pm: str = " ± ") -> tuple[pd.DataFrame, list[str]]:
+    """The table as strings, one column per header a reader sees, plus its footnotes."""
+    keys, metrics = table.attrs["keys"], table.attrs["metrics"]
+    refs = table.attrs.get("references", [])
+    out = pd.DataFrame(index=table.index)
+    for key in keys:
+        out[label(key, keys)] = table[key].map(lambda v, k=key: show(k, v))
+    if table["params"].notna().any():
+        out["params"] = table["params"].map(lambda v: "" if pd.isna(v) else f"{int(v):,}")
+    out["n"] = table["n"].astype(int).astype(str)
+    out["diverged"] = table["diverged"].astype(int).astype(str)
+    out["failed"] = table["failed"].astype(int).astype(str)
+    for metric in metrics:
+        out[f"{metric} (mean{pm.strip()}std)"] = [
+            _mean_std(m, s, pm) for m, s in zip(table[metric], table[f"{metric} std"])]
+        if table[f"{metric} published"].notna().any():
+            out[f"{metric} published"] = table[f"{metric} published"].map(_num)
+    if refs:  # which footnotes speak of each row
+        settings = table.attrs.get("settings", [{}] * len(table))
+        out["paper"] = [" ".join(f"[{i}]" for i, ref in enumerate(refs, 1) if ref.matches(s))
+                        for s in settings]
+    if "baseline" in table:
+        out["baseline"] = table["baseline"].map(_num)
+        out[f"verdict ({VERDICT_METRIC})"] = table["verdict"].fillna("\u2014")
+        out["solved"] = [f"{s}/{n}" for s, n in zip(table["solved"], table["n"])]
+    notes = footnotes(refs)
+    return out, notes
+
+
+def footnotes(refs) -> list[str]:
+    """What the papers say and where the numbers come from, one line per reference entry."""
+    lines = []
+    for ref in refs:
+        text = f"{ref.where_text()}: "
+        if ref.value is not None:
+            text += f"{ref.role} {ref.metric} = {_num(ref.value)}"
+            text += f"; {ref.claim}" if ref.claim else ""
+        else:
+            text += f"{ref.claim} ({ref.metric})"
+        text += f" \u2014 {ref.source}"
+        if ref.note:
+            text += f". Note: {ref.note}"
+        lines.append(text)
+    return lines
+
+
+def pivot(table: pd.DataFrame, by: Sequence[str], metric: str, pm: str = " ± ") -> pd.DataFrame:
+    """Rows = the ``by`` keys, columns = the other row keys' values; cells "mean ± std (n)"."""
+    keys = table.attrs["keys"]
+    unknown = [k for k in by if k not in keys]
+    if unknown:
+        raise KeyError(f"--by {', '.join(unknown)}: not a setting that differs between these runs "
+                       f"(those are: {', '.join(keys) or 'none'})")
+    across = [k for k in keys if k not in by]
+    cells = pd.DataFrame({label(k, keys): table[k].map(lambda v, k=k: show(k, v)) for k in keys})
+
+    def cell(row: pd.Series) -> str:
+        text = f"{_mean_std(row[metric], row[f'{metric} std'], pm)} (n={int(row['n'])}"
+        for status in ("diverged", "failed"):
+            if row[status]:
+                text += f", {int(row[status])} {status}"
+        return text + ")"
+
+    cells["value"] = table.apply(cell, axis=1)
+    rows = [label(k, keys) for k in by]
+    columns = [label(k, keys) for k in across]
+    if not columns:
+        return cells[rows + ["value"]].rename(columns={"value": metric})
+    wide = cells.pivot_table(index=rows or None, columns=columns, values="value",
+                             aggfunc="first", sort=False)
+    wide.columns = [f"{metric} @ " + ", ".join(
+        f"{c}={v}" for c, v in zip(columns, col if isinstance(col, tuple) else (col,)))
+        for col in wide.columns]
+    return wide.reset_index() if rows else wide
+
+
+def render(table: pd.DataFrame, fmt: str = "md", by: Sequence[str] | None = None,
+           metric: str | None = None) -> str:
+    """The aggregate as markdown, LaTeX or CSV text (CSV keeps the raw numbers)."""
+    if fmt not in FORMATS:
+        raise ValueError(f"format={fmt!r} is not one of {', '.join(FORMATS)}")
+    if fmt == "csv" and by:
+        return pivot(table, by, metric or (table.attrs["metrics"] or [None])[0], " ± ").to_csv(
+            index=False)
+    if fmt == "csv":
+        raw = table.copy()
+        raw["seeds"] = raw["seeds"].map(lambda s: " ".join(map(str, s)))
+        return raw.to_csv(index=False)
+    pm = r" $\pm$ " if fmt == "latex" else " ± "
+    if by:
+        metric = metric or (table.attrs["metrics"] or [None])[0]
+        if metric is None:
+            raise ValueError("no metric to show: the runs have none of the test metrics")
+        shown, notes = pivot(table, by, metric, pm), footnotes(table.attrs.get("references", []))
+    else:
+        shown, notes = display_frame(table, pm)
+    if fmt == "latex":
+        escaped = shown.map(_latex_escape).rename(columns=_latex_escape)
+        text = escaped.to_latex(index=False)
+        return text + "".join(f"% [{i}] {_latex_escape(n)}\n" for i, n in enumerate(notes, 1))
+    text = shown.to_markdown(index=False) + "\n"
+    if notes:
+        text += "\n" + "".join(f"[{i}] {n}  \n" for i, n in enumerate(notes, 1))
+    return text
+
+
+def _latex_escape(value: Any) -> str:
+    text = str(value)
+    if r"$\pm$" in text:  # our own ± marker: escape what is around it, keep it
+        head, _, tail = text.partition(r"$\pm$")
+        return f"{_latex_escape(head.strip())} $\\pm$ {_latex_escape(tail.strip())}"
+    for char, repl in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("$", r"\$"),
+                       ("#", r"\#"), ("_", r"\_"), ("{", r"\{"), ("}", r"\}"),
+                       ("\u2014", "---"), ("±", r"$\pm$")):
+        text = text.replace(char, repl)
+    return text
+
+
+def print_rich(table: pd.DataFrame, title: str) -> None:
+    """The table on the console (what a sweep prints at its end)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    shown, notes = display_frame(table)
+    out = Table(title=title)
+    for column in shown.columns:
+        out.add_column(column, justify="left" if column in _key_labels(table) else "right")
+    for row in shown.itertuples(index=False):
+        out.add_row(*map(str, row))
+    console = Console(width=max(120, 16 * len(shown.columns)))
+    console.print(out)
+    for i, note in enumerate(notes, 1):
+        console.print(f"[{i}] {note}", highlight=False, markup=False)
+
+
+def _key_labels(table: pd.DataFrame) -> set[str]:
+    keys = table.attrs["keys"]
+    return {label(k, keys) for k in keys}
