@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
 	touch $(STAMP)
 
-# The main job: rnn vs gru vs lstm on the copy task, a Hydra multirun that prints a table.
+# The main job: rnn vs gru vs lstm on the adding problem, a Hydra multirun that prints a table.
 run: install
 	$(BIN)/rnnlab-train --multirun experiment=quickstart
 

@@ -49,6 +49,17 @@ def compose_config(overrides: list[str], run_dir: Path) -> DictConfig:
     return cfg
 
 
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory, request):
+    """One data cache for the whole session (shared by pytest-xdist workers)."""
+    base = tmp_path_factory.getbasetemp()
+    if hasattr(request.config, "workerinput"):
+        base = base.parent
+    path = base / "rnnlab-data"
+    path.mkdir(exist_ok=True)
+    return path
+
+
 @pytest.fixture
 def run_training(tmp_path):
     """Run one configuration in-process; returns (results, run_dir)."""

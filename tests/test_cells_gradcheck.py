@@ -12,9 +12,9 @@ import torch
 from torch.func import functional_call
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_cells_reference import reference_forward  # noqa: E402
+from test_cells_reference import reference_forward
 
-from rnnlab.cells import GRU, LSTM, RNN  # noqa: E402
+from rnnlab.cells import GRU, LSTM, RNN
 
 F64 = torch.float64
 
@@ -79,7 +79,7 @@ def _rel(a, b):
 @pytest.mark.parametrize("seed", [0, 1])
 def test_matches_autograd_reference(kind, kw, seed):
     gen = torch.Generator().manual_seed(seed)
-    ri = lambda lo, hi: int(torch.randint(lo, hi + 1, (1,), generator=gen))  # noqa: E731
+    ri = lambda lo, hi: int(torch.randint(lo, hi + 1, (1,), generator=gen))
     T, B, I, H, L = ri(3, 9), ri(1, 5), ri(1, 6), ri(2, 7), ri(1, 3)
     batch_first, ragged, with_hx, bias = seed == 1, seed == 0 or B > 2, seed == 0, seed == 0 or L > 1
     torch.manual_seed(seed)

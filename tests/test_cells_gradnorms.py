@@ -11,9 +11,9 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_cells_reference import reference_forward  # noqa: E402
+from test_cells_reference import reference_forward
 
-from rnnlab.cells import GRU, LSTM, RNN  # noqa: E402
+from rnnlab.cells import GRU, LSTM, RNN
 
 F64 = torch.float64
 CASES = [
@@ -74,7 +74,7 @@ def test_norms_with_tail_padding_and_float32():
     torch.manual_seed(0)
     m = GRU(2, 3, 2, compile=False)
     x = torch.randn(6, 3, 2)
-    out, h = m(x, lengths=torch.tensor([2, 4, 3]))
+    out, _h = m(x, lengths=torch.tensor([2, 4, 3]))
     out.sum().backward()
     n = m.hidden_grad_norms
     assert n.shape == (2, 6, 3)

@@ -13,9 +13,9 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_cells_reference import torch_packed  # noqa: E402
+from test_cells_reference import torch_packed
 
-from rnnlab import cells  # noqa: E402
+from rnnlab import cells
 
 KINDS = {
     "rnn_tanh": ("RNN", {"nonlinearity": "tanh"}),
@@ -34,11 +34,11 @@ def _check_parity(kind, dtype, seed, compile=False, force=None, device="cpu"):
     """Build a random case, run ours and torch.nn, compare everything. Returns our module."""
     cls_name, kw = KINDS[kind]
     gen = torch.Generator().manual_seed(seed)
-    ri = lambda lo, hi: int(torch.randint(lo, hi + 1, (1,), generator=gen))  # noqa: E731
-    case = dict(
-        T=ri(1, 9), B=ri(1, 6), I=ri(1, 7), H=ri(1, 9), L=ri(1, 3),
-        batch_first=bool(ri(0, 1)), with_hx=bool(ri(0, 1)), ragged=bool(ri(0, 2)),
-    )
+    ri = lambda lo, hi: int(torch.randint(lo, hi + 1, (1,), generator=gen))
+    case = {
+        "T": ri(1, 9), "B": ri(1, 6), "I": ri(1, 7), "H": ri(1, 9), "L": ri(1, 3),
+        "batch_first": bool(ri(0, 1)), "with_hx": bool(ri(0, 1)), "ragged": bool(ri(0, 2)),
+    }
     case.update(force or {})
     T, B, I, H, L = (case[k] for k in "TBIHL")
     torch.manual_seed(seed)
@@ -105,15 +105,15 @@ def test_parity_eager(kind, dtype, seed):
 @pytest.mark.parametrize("kind", list(KINDS))
 def test_parity_edge_cases(kind):
     # one sequence, length 1; all sequences full (mask dropped); max length < T (tail padding)
-    _check_parity(kind, torch.float64, 100, force=dict(T=1, B=1, ragged=False))
-    _check_parity(kind, torch.float64, 101, force=dict(T=5, B=3, lengths=[5, 5, 5]))
-    _check_parity(kind, torch.float64, 102, force=dict(T=6, B=3, L=2, lengths=[2, 4, 1]))
+    _check_parity(kind, torch.float64, 100, force={"T": 1, "B": 1, "ragged": False})
+    _check_parity(kind, torch.float64, 101, force={"T": 5, "B": 3, "lengths": [5, 5, 5]})
+    _check_parity(kind, torch.float64, 102, force={"T": 6, "B": 3, "L": 2, "lengths": [2, 4, 1]})
 
 
 @pytest.mark.parametrize("kind", ["rnn_tanh", "gru", "lstm"])
 def test_parity_compiled(kind):
     """The compiled per-step graphs: same numbers as torch.nn, ragged and not, norms as eager."""
-    force = dict(T=7, B=4, I=3, H=8, L=2, with_hx=True)
+    force = {"T": 7, "B": 4, "I": 3, "H": 8, "L": 2, "with_hx": True}
     ours = _check_parity(kind, torch.float32, 7, compile=True, force=dict(force, ragged=True))
     compiled_norms = ours.hidden_grad_norms
     eager = _check_parity(kind, torch.float32, 7, compile=False, force=dict(force, ragged=True))
@@ -122,7 +122,7 @@ def test_parity_compiled(kind):
 
 
 def test_parity_compiled_float64():
-    force = dict(T=5, B=3, I=2, H=4, L=2, with_hx=True, ragged=True)
+    force = {"T": 5, "B": 3, "I": 2, "H": 4, "L": 2, "with_hx": True, "ragged": True}
     _check_parity("gru", torch.float64, 9, compile=True, force=force)
 
 
@@ -132,7 +132,7 @@ def test_parity_compiled_float64():
 def test_parity_cuda(kind, compile):
     # lengths stay on the CPU for torch.nn's packing; ours accepts them anywhere
     for seed, dtype in [(11, torch.float32), (12, torch.float64)]:
-        force = dict(T=6, B=4, I=3, H=8, L=2, with_hx=True, ragged=True)
+        force = {"T": 6, "B": 4, "I": 3, "H": 8, "L": 2, "with_hx": True, "ragged": True}
         _check_parity(kind, dtype, seed, compile=compile, force=force, device="cuda")
 
 

@@ -64,7 +64,7 @@ def reference_step(module, layer, x, state):
         R = _blocks(state[2] @ P["weight_gg"].T, "ifo")
         for g in "ifo":
             A[g] = A[g] + R[g]
-    p = lambda g: peep.get(g, 0.0)  # noqa: E731
+    p = lambda g: peep.get(g, 0.0)
     i = sig(A["i"] + p("i") * c) if "i" in names else torch.ones_like(c)
     if v == "cifg":
         f = 1 - i

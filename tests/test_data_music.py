@@ -29,17 +29,6 @@ LIMIT = 12  # parsing a chorale takes ~0.1 s: the tests use the first 12 (the fu
 
 
 @pytest.fixture(scope="session")
-def data_dir(tmp_path_factory, request):
-    """One data cache for the whole session (shared by pytest-xdist workers)."""
-    base = tmp_path_factory.getbasetemp()
-    if hasattr(request.config, "workerinput"):
-        base = base.parent
-    path = base / "rnnlab-data"
-    path.mkdir(exist_ok=True)
-    return path
-
-
-@pytest.fixture(scope="session")
 def chorales(data_dir):
     module = MusicDataModule(data_dir=str(data_dir), limit_pieces=LIMIT)
     module.setup()

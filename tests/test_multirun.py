@@ -36,14 +36,15 @@ def test_multirun_basic_launcher_one_wandb_run_per_job(tmp_path):
     assert len(run_ids) == 2
     # The sweep summary: printed and saved beside the jobs.
     sweep_dir = jobs[0].parent
-    assert "rnn" in result.stdout and "lstm" in result.stdout and "test loss" in result.stdout
+    assert "rnn" in result.stdout and "lstm" in result.stdout and "test/loss" in result.stdout
     summary = (sweep_dir / "summary.csv").read_text().splitlines()
-    assert len(summary) == 3 and summary[0].startswith("cell,")
+    assert len(summary) == 3 and summary[0].startswith("model.cell,n,diverged,failed,")
+    assert (sweep_dir / "summary.md").read_text().startswith("| cell ")
     # The paper-style aggregate reads the same run directories back.
     table = subprocess.run([sys.executable, str(REPO / "scripts" / "aggregate.py"), str(sweep_dir),
                             "--format", "csv"], capture_output=True, text=True, check=True).stdout
     lines = table.strip().splitlines()
-    assert lines[0].startswith("model.cell,model.impl,params,n,")
+    assert lines[0].startswith("model.cell,n,diverged,failed,params,")
     assert sorted(line.split(",")[0] for line in lines[1:]) == ["lstm", "rnn"]
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from rnnlab.results import references as refs_
-from rnnlab.results.rowkeys import comparable, row_keys
+from rnnlab.results.rowkeys import comparable, config_columns, row_keys
 
 # Shown when the runs have them, in this order; the first is the headline.
 DEFAULT_METRICS = ("test/loss", "test/acc", "test/mse", "test/nll", "test/f1", "test/mae")
@@ -72,7 +72,7 @@ def aggregate(frame: pd.DataFrame, metrics: Sequence[str] | None = None,
         metrics += [r.metric for r in references if r.metric in frame and r.metric not in metrics]
     metrics = list(dict.fromkeys(metrics))
     has_baseline = BASELINE_METRIC in frame and frame[BASELINE_METRIC].notna().any()
-    setting_columns = [c for c in frame.columns if "/" not in c]
+    setting_columns = config_columns(frame)
 
     group_ids = (frame[keys].map(comparable).apply(tuple, axis=1) if keys
                  else pd.Series([()] * len(frame), index=frame.index))

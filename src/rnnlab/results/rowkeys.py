@@ -51,7 +51,10 @@ def is_setting(key: str) -> bool:
 
 
 def config_columns(frame: pd.DataFrame) -> list[str]:
-    """The frame's config keys (neither run facts nor metrics)."""
+    """The frame's config keys (neither run facts nor metrics), as load_runs recorded them."""
+    known = frame.attrs.get("config_keys")
+    if known is not None:
+        return [c for c in known if c in frame.columns]
     return [c for c in frame.columns if c not in RUN_COLUMNS and "/" not in c]
 
 
@@ -146,7 +149,7 @@ def run_name(settings: dict[str, Any], swept: Sequence[str], seed: Any) -> str:
     """A run's name from its cell, data and swept settings: ``gru-copy-variant=mgu-reset=before-s0``."""
     parts = [str(settings.get("model.cell", "")), str(settings.get("data.name", ""))]
     for key in swept:
-        if key in ("model.cell", "data.name", REPLICATE_KEY) or not is_setting(key):
+        if key in ("model.cell", "data.name", "experiment_name", REPLICATE_KEY) or not is_setting(key):
             continue
         parts.append(f"{label(key, swept)}={show(key, settings.get(key))}")
     parts.append(f"s{seed}")

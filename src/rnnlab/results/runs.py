@@ -80,10 +80,13 @@ def run_record(results_path: Path) -> dict[str, Any]:
         "overrides": read_overrides(run_dir),
         "reference": record.get("reference"),
     }
-    # Config keys are dotted (model.cell), metric names carry a slash (test/loss): no clashes.
-    for key, value in flatten(record.get("config") or {}).items():
+    config = flatten(record.get("config") or {})
+    for key, value in config.items():
         row.setdefault(key, value)
+    row["_config_keys"] = [k for k in config if k not in RUN_COLUMNS]
     for name, value in (record.get("metrics") or {}).items():
+        if name in row:  # a metric named like a setting: keep the setting, label the metric
+            name = f"metrics/{name}"
         row[name] = float("nan") if value is None else float(value)
     return row
 
@@ -97,8 +100,14 @@ def load_runs(paths: Iterable[str | Path]) -> pd.DataFrame:
     ``data.seq_len``, ``optimizer.lr``, ...) and every metric (``test/loss``, ``val/loss_best``,
     ``baseline/loss``, ...). A run that lacks a key has NaN/None there.
     """
-    rows = [run_record(path) for path in find_results(paths)]
+    rows, config_keys = [], {}
+    for path in find_results(paths):
+        row = run_record(path)
+        config_keys.update(dict.fromkeys(row.pop("_config_keys")))
+        rows.append(row)
     frame = pd.DataFrame(rows)
+    # Which columns are settings (metric names such as "lr-Adam" need not carry a slash).
+    frame.attrs["config_keys"] = list(config_keys)
     for column in RUN_COLUMNS:
         if column not in frame:
             frame[column] = pd.Series(dtype=object)

@@ -1,0 +1,230 @@
+"""Tables a researcher can trust: row keys, aggregates checked against hand counts, references,
+verdicts, formats, figures. Runs here are results.json files written as train.py writes them."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from conftest import REPO
+from rnnlab.results import aggregate, load_runs, parse_references, render, row_keys, verdict
+from rnnlab.results.references import ReferenceError
+from rnnlab.results.report import write_report
+from rnnlab.results.rowkeys import run_name
+
+BASE_CONFIG = {
+    "seed": 0, "experiment_name": "x", "tags": ["x"], "test": True, "monitor": "val/loss",
+    "model": {"cell": "lstm", "impl": "scratch", "hidden_size": 8, "forget_bias": None,
+              "variant": None, "reset": "after"},
+    "data": {"_target_": "rnnlab.data.synthetic.AddingDataModule", "name": "adding",
+             "seq_len": 20, "batch_size": 16},
+    "optimizer": {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 0.003,
+                  "betas": [0.9, 0.999]},
+    "trainer": {"max_epochs": 1, "enable_progress_bar": True},
+    "paths": {"output_dir": "OUT", "log_dir": "logs"},
+    "callbacks": {"model_checkpoint": {"dirpath": "OUT/checkpoints"}},
+}
+
+
+def _set(tree: dict, dotted: str, value) -> None:
+    *parents, last = dotted.split(".")
+    for part in parents:
+        tree = tree.setdefault(part, {})
+    tree[last] = value
+
+
+def write_run(root, name, settings=None, seed=0, status="completed", metrics=None,
+              overrides=None, reference=None, num_params=100):
+    """A run dir as train.py leaves it: results.json (+ .hydra/overrides.yaml)."""
+    run_dir = root / name
+    (run_dir / ".hydra").mkdir(parents=True)
+    config = json.loads(json.dumps(BASE_CONFIG).replace("OUT", str(run_dir)))
+    config["seed"] = seed
+    for key, value in (settings or {}).items():
+        _set(config, key, value)
+    record = {"status": status, "metrics": metrics or {}, "num_params": num_params,
+              "hidden_size": 8, "wall_time_s": 1.0, "steps": 10, "seed": seed, "config": config}
+    if status != "completed":
+        record["error"] = "Diverged: loss is nan" if status == "diverged" else "RuntimeError: x"
+    if reference is not None:
+        record["reference"] = reference
+    (run_dir / "results.json").write_text(json.dumps(record))
+    (run_dir / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides or []))
+    return run_dir
+
+
+def test_a_non_cell_sweep_is_never_pooled_and_matches_a_hand_count(tmp_path):
+    # forget_bias 0 and 2, two seeds each, + one diverged and one failed run at forget_bias 2.
+    losses = {(0, 1): 0.10, (0, 2): 0.14, (2, 1): 0.01, (2, 2): 0.02}
+    for i, ((bias, seed), loss) in enumerate(losses.items()):
+        write_run(tmp_path, str(i), {"model.forget_bias": bias}, seed=seed,
+                  metrics={"test/loss": loss, "baseline/loss": 1 / 6},
+                  overrides=[f"model.forget_bias={bias}", f"seed={seed}"])
+    write_run(tmp_path, "4", {"model.forget_bias": 2}, seed=3, status="diverged",
+              metrics={"test/loss": math.nan}, overrides=["model.forget_bias=2", "seed=3"])
+    write_run(tmp_path, "5", {"model.forget_bias": 2}, seed=4, status="failed",
+              overrides=["model.forget_bias=2", "seed=4"])
+    runs = load_runs([tmp_path])
+    assert len(runs) == 6 and row_keys(runs) == ["model.forget_bias"]
+    table = aggregate(runs)
+    assert list(table["model.forget_bias"]) == [0, 2]
+    assert list(table["n"]) == [2, 2]
+    assert list(table["diverged"]) == [0, 1] and list(table["failed"]) == [0, 1]
+    assert table["test/loss"].tolist() == pytest.approx([0.12, 0.015])
+    assert table["test/loss std"].tolist() == pytest.approx([0.04 / 2**0.5, 0.01 / 2**0.5])
+    assert table["seeds"].tolist() == [[1, 2], [1, 2]]
+    # 0.12 is 72% of the 1/6 baseline, 0.015 is 9%: solved below 10%.
+    assert table["verdict"].tolist() == ["below baseline", "solved"]
+    assert table["solved"].tolist() == [0, 1]  # per run: 0.01 (6%) solved, 0.02 (12%) not
+    md = render(table, "md")
+    header = md.splitlines()[0]
+    for column in ("forget_bias", "n", "diverged", "failed", "test/loss (mean±std)"):
+        assert column in header
+
+
+def test_verdict_thresholds():
+    assert verdict(0.009, 0.1) == "solved"
+    assert verdict(0.0101, 0.1) == "below baseline"
+    assert verdict(0.096, 0.1) == "at baseline" and verdict(0.1049, 0.1) == "at baseline"
+    assert verdict(0.2, 0.1) == "above baseline"
+    assert verdict(math.nan, 0.1) is None and verdict(0.1, None) is None
+
+
+def test_quickstart_verdicts_on_synthetic_results(tmp_path):
+    """The classic finding as the quickstart table states it: per row and per seed."""
+    base = 1 / 6
+    per_cell = {"rnn": [0.166, 0.168, 0.165], "gru": [0.001, 0.003, 0.002],
+                "lstm": [0.004, 0.0009, 0.02]}
+    for job, (cell, losses) in enumerate(per_cell.items()):
+        for seed, loss in enumerate(losses):
+            write_run(tmp_path, f"{3 * job + seed}", {"model.cell": cell}, seed=seed,
+                      metrics={"test/loss": loss, "baseline/loss": base},
+                      overrides=[f"model={cell}"])
+    table = aggregate(load_runs([tmp_path]))
+    assert table["model.cell"].tolist() == ["rnn", "gru", "lstm"]  # the order the sweep ran
+    assert table["verdict"].tolist() == ["at baseline", "solved", "solved"]
+    assert table["solved"].tolist() == [0, 3, 3 - 1]  # lstm seed 2: 0.02 is 12% of the baseline, the mean 5%
+    shown = render(table, "md")
+    assert "| rnn " in shown and "0/3" in shown and "3/3" in shown and "2/3" in shown
+
+
+def test_rows_show_swept_keys_and_drop_group_defaults(tmp_path):
+    # data=copy,adding: data._target_ follows from data.name and is not a column; seq_len is.
+    for i, (name, target, T) in enumerate([("copy", "Copy", 10), ("adding", "Adding", 50)]):
+        write_run(tmp_path, str(i), {"data.name": name, "data._target_": target,
+                                     "data.seq_len": T}, overrides=[f"data={name}"],
+                  metrics={"test/loss": 0.5})
+    keys = row_keys(load_runs([tmp_path]))
+    assert keys == ["data.name", "data.seq_len"]
+
+
+def test_a_swept_key_shows_even_when_another_key_would_determine_it(tmp_path):
+    # An incomplete grid: lr is a function of the cell here, but the user swept it.
+    write_run(tmp_path, "0", {"model.cell": "rnn", "optimizer.lr": 0.01},
+              overrides=["model=rnn", "optimizer.lr=0.01"])
+    write_run(tmp_path, "1", {"model.cell": "gru", "optimizer.lr": 0.001},
+              overrides=["model=gru", "optimizer.lr=0.001"])
+    assert row_keys(load_runs([tmp_path])) == ["model.cell", "optimizer.lr"]
+
+
+def test_recording_settings_and_paths_do_not_split_rows(tmp_path):
+    write_run(tmp_path, "0", {"trainer.enable_progress_bar": True}, seed=0)
+    write_run(tmp_path, "1", {"trainer.enable_progress_bar": False}, seed=1)
+    runs = load_runs([tmp_path])
+    assert row_keys(runs) == []  # paths.output_dir and the checkpoint dir differ, too
+    table = aggregate(runs)
+    assert len(table) == 1 and table["n"].item() == 2
+
+
+def test_pivot_by_makes_the_other_keys_columns(tmp_path):
+    for cell in ("rnn", "lstm"):
+        for T in (10, 20):
+            for seed in (0, 1):
+                write_run(tmp_path, f"{cell}{T}{seed}", {"model.cell": cell, "data.seq_len": T},
+                          seed=seed, metrics={"test/loss": T / 100 + seed / 1000},
+                          overrides=[f"model={cell}", f"data.seq_len={T}", f"seed={seed}"])
+    table = aggregate(load_runs([tmp_path]))
+    text = render(table, "md", by=["model.cell"])
+    assert "test/loss @ T=10" in text and "test/loss @ T=20" in text
+    assert "0.1005 ± 0.000707 (n=2)" in text
+    with pytest.raises(KeyError, match="model.variant"):
+        render(table, "md", by=["model.variant"])
+
+
+def test_references_reach_the_table_and_only_their_row(tmp_path):
+    reference = [
+        {"metric": "test/loss", "where": {"model.cell": "lstm", "data.seq_len": 20},
+         "value": 0.164, "source": "TCN Table 1"},
+        {"metric": "test/loss", "where": {"model.cell": "rnn"}, "claim": "stays at baseline",
+         "source": "Le 2015"},
+    ]
+    for cell in ("rnn", "lstm"):
+        write_run(tmp_path, cell, {"model.cell": cell}, metrics={"test/loss": 0.15},
+                  overrides=[f"model={cell}"], reference=reference)
+    table = aggregate(load_runs([tmp_path]))
+    published = dict(zip(table["model.cell"], table["test/loss published"]))
+    assert published["lstm"] == 0.164 and math.isnan(published["rnn"])
+    text = render(table, "md")
+    assert "0.164" in text and "stays at baseline" in text and "TCN Table 1" in text
+    rows = {line.split("|")[1].strip(): line for line in text.splitlines()[2:4]}
+    assert "[1]" in rows["lstm"] and "[2]" in rows["rnn"] and "[2]" not in rows["lstm"]
+
+
+@pytest.mark.parametrize("entries, message", [
+    ({"test/loss": 1}, "must be a list"),
+    ([{"metric": "test/loss", "value": 1}], "needs 'source'"),
+    ([{"metric": "test/loss", "source": "x"}], "'value' (number) or a 'claim'"),
+    ([{"metric": "test/loss", "source": "x", "value": "a"}], "value must be a number"),
+    ([{"metric": "test/loss", "source": "x", "value": 1, "wher": {}}], "unknown field(s) wher"),
+    ([{"metric": "test/loss", "source": "x", "value": 1, "role": "paper"}], "role='paper'"),
+])
+def test_bad_references_fail_with_one_line(entries, message):
+    with pytest.raises(ReferenceError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        parse_references(entries)
+
+
+def test_latex_escapes_and_uses_pm(tmp_path):
+    for seed in (0, 1):
+        write_run(tmp_path, str(seed), seed=seed, metrics={"test/loss": 0.1 + seed / 10},
+                  reference=[{"metric": "test/loss", "claim": "50% solved_it", "source": "A & B"}])
+    text = render(aggregate(load_runs([tmp_path])), "latex")
+    assert "±" not in text and r"$\pm$" in text and r"\_" in text and r"A \& B" in text
+
+
+def test_run_names_carry_the_swept_keys():
+    settings = {"model.cell": "gru", "data.name": "copy", "model.variant": "mgu",
+                "model.reset": "before"}
+    name = run_name(settings, ["model.cell", "model.variant", "model.reset", "seed"], 0)
+    assert name == "gru-copy-variant=mgu-reset=before-s0"
+
+
+def test_report_writes_tables_and_figures(tmp_path):
+    for T in (10, 20):
+        for seed in (0, 1):
+            run_dir = write_run(tmp_path / "sweep", f"{T}{seed}", {"data.seq_len": T}, seed=seed,
+                                metrics={"test/loss": T / 100, "baseline/loss": 0.5},
+                                overrides=[f"data.seq_len={T}"])
+            (run_dir / "csv").mkdir()
+            (run_dir / "csv" / "metrics.csv").write_text(
+                "step,train/loss,val/loss\n0,1.0,\n10,0.5,0.6\n20,0.2,0.3\n")
+    runs = load_runs([tmp_path / "sweep"])
+    report = write_report(runs, aggregate(runs), tmp_path / "out")
+    names = {p.name for p in (tmp_path / "out").iterdir()}
+    assert {"report.md", "table.md", "table.csv", "table.tex", "test_loss_vs_data_seq_len.png",
+            "test_loss_vs_data_seq_len.pdf", "training_curves.png"} <= names
+    assert "![test/loss against T" in report.read_text()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.")]
+
+
+def test_aggregate_cli_errors_are_one_line(tmp_path):
+    script = [sys.executable, str(REPO / "scripts" / "aggregate.py")]
+    missing = subprocess.run([*script, str(tmp_path / "nope")], capture_output=True, text=True)
+    assert missing.returncode != 0
+    assert missing.stderr.strip().count("\n") == 0 and "no run directory" in missing.stderr
+    empty = subprocess.run([*script, str(tmp_path)], capture_output=True, text=True)
+    assert empty.returncode != 0 and "no results.json" in empty.stderr
