@@ -9,8 +9,9 @@ Writes, as PNG and PDF:
   fixed probe, and the last);
 - gradflow_heatmap: per run, the norm over training step x t on a log colour scale.
 
-Runs are labelled by their cell (and what sets them apart: impl, init, forget bias, ...), read
-from the run's results.json, else .hydra/config.yaml, else gradflow.npz itself. A directory
+Runs are labelled by their cell, the settings that differ between them (the row keys of
+rnnlab's tables) and their seed, read from their results.json; runs without one are labelled
+from .hydra/config.yaml, else gradflow.npz itself. A directory
 that holds several runs (a multirun sweep) is searched for every gradflow.npz below it.
 """
 
@@ -78,6 +79,25 @@ def run_label(run_dir: Path, data: dict[str, Any]) -> str:
     return f"{cell} ({', '.join(parts)})" if parts else str(cell)
 
 
+def _row_key_labels(runs, dirs):
+    """Label runs by what differs between them (the tables' row keys) and their seed."""
+    from rnnlab.results import load_runs, row_keys
+    from rnnlab.results.figures import row_label
+
+    with_results = [d for d in dirs if (d / "results.json").exists()]
+    if len(with_results) != len(runs) or len(runs) < 2:
+        return runs
+    frame = load_runs(with_results).set_index("run_dir")
+    keys = [k for k in row_keys(frame.reset_index()) if k != "model.cell"]
+    labelled = []
+    for (fallback, data), run_dir in zip(runs, dirs):
+        row = frame.loc[str(run_dir.resolve())]
+        cell = row.get("model.cell", fallback)
+        text = ", ".join(p for p in (str(cell), row_label(row, keys) if keys else "") if p)
+        labelled.append((f"{text}, seed {row['seed']}", data))
+    return labelled
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run or sweep directories")
@@ -103,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         runs.append((run_label(run_dir, data), data))
     if not runs:
         return 1
+    runs = _row_key_labels(runs, dirs)
     labels = [label for label, _ in runs]
     if len(set(labels)) < len(labels):  # same setting, e.g. seeds: tell them apart
         runs = [(f"{label} [{d.name}]", data) for (label, data), d in zip(runs, dirs)]

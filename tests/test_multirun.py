@@ -74,3 +74,23 @@ def test_ddp_cpu_inside_a_multirun(tmp_path):
         assert results["steps"] == 2
         assert "test/loss" in results["metrics"]
         assert len(find_offline_runs(job)) == 1
+
+
+def test_a_sweep_survives_a_refused_job_and_reports_it(tmp_path):
+    # lstm has no variant "mgu": that job is refused, the gru job still runs, the summary is
+    # written with the failed job counted, and the sweep exits non-zero.
+    result = cli(["-m", "model=lstm,gru", "model.variant=mgu", "debug=fast",
+                  "model.hidden_size=8", "logger=none", "experiment_name=survive",
+                  "hydra.callbacks.sweep_summary.figures=false"], cwd=tmp_path)
+    assert result.returncode == 1, result.stderr[-3000:]
+    sweep_dir = next((tmp_path / "logs" / "multiruns" / "survive").iterdir())
+    statuses = {json.loads((job / "results.json").read_text())["config"]["model"]["cell"]:
+                json.loads((job / "results.json").read_text())["status"]
+                for job in _job_dirs(sweep_dir)}
+    assert statuses == {"lstm": "failed", "gru": "completed"}
+    summary = (sweep_dir / "summary.csv").read_text().splitlines()
+    assert summary[0].startswith("model.cell,n,diverged,failed,")
+    assert [line.split(",")[:4] for line in summary[1:]] == [["lstm", "0", "0", "1"],
+                                                               ["gru", "1", "0", "0"]]
+    assert "rnnlab-train: 1 of 2 jobs failed" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -88,6 +88,10 @@ def test_a_real_multirun_over_a_non_cell_key(tmp_path):
     rows = [line.split("|") for line in summary[2:] if line.startswith("|")]
     assert [(r[1].strip(), r[3].strip()) for r in rows] == [("0", "2"), ("2", "2")]
     assert "rows: model.forget_bias" in result.stdout
+    # The sweep's report folder: the table and its figures, written at the end of the sweep.
+    assert f"report:  {sweep_dir / 'report' / 'report.md'}" in result.stdout
+    assert {"table.md", "training_curves.png", "gradflow.png"} <= {
+        p.name for p in (sweep_dir / "report").iterdir()}
     assert result.stdout.count("rnnlab-train: completed after 2 steps") == 4
     table = subprocess.run([sys.executable, str(REPO / "scripts" / "aggregate.py"),
                             str(sweep_dir), "--format", "csv"],

@@ -126,6 +126,29 @@ def _log_run_metadata(trainer, cfg: DictConfig, task, commit: str | None) -> Non
         logger.log_hyperparams(params)
 
 
+def _in_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def _record_refused(cfg: DictConfig, output_dir: Path, error: ConfigError,
+                    started: float) -> dict[str, Any]:
+    """results.json of a sweep job whose settings were refused before it trained."""
+    try:
+        config = OmegaConf.to_container(cfg, resolve=True)
+    except Exception:  # noqa: BLE001 - an interpolation that cannot resolve: keep it unresolved
+        config = OmegaConf.to_container(cfg, resolve=False)
+    results = {"status": "failed", "error": f"ConfigError: {error}", "metrics": {},
+               "num_params": None, "hidden_size": None,
+               "wall_time_s": round(time.perf_counter() - started, 3), "steps": 0,
+               "seed": cfg.get("seed"), "config": config, "versions": tracking.versions(),
+               "git_commit": tracking.git_commit()}
+    tracking.write_json_atomic(output_dir / "results.json", results)
+    return results
+
+
 def _remove_if_empty_run_dir(output_dir: Path) -> None:
     """A run that never started leaves no folder that looks like a run."""
     leftovers = [p for p in output_dir.iterdir() if p.name != ".hydra" and p.suffix != ".log"]
@@ -145,8 +168,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         datamodule, task, trainer = build(cfg)
     except ConfigError as error:
         tracking.finish_wandb(exit_code=1)
-        _remove_if_empty_run_dir(output_dir)
         print(f"rnnlab-train: error: {error}", file=sys.stderr)
+        if _in_multirun():
+            # One job of a sweep: recorded as failed with its reason, and the sweep goes on.
+            return _record_refused(cfg, output_dir, error, started)
+        _remove_if_empty_run_dir(output_dir)
         raise SystemExit(2) from None
 
     commit = tracking.git_commit()
@@ -277,7 +303,16 @@ def report_line(results: dict[str, Any], output_dir: Path) -> str:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    results = run(cfg)
+    try:
+        results = run(cfg)
+    except Exception as error:
+        if not _in_multirun():
+            raise
+        # run() has recorded the failure in results.json; the sweep goes on with the next job
+        # and its summary lists this one (the sweep then exits non-zero).
+        results = tracking.read_results(cfg.paths.output_dir) if (
+            Path(cfg.paths.output_dir) / "results.json").exists() else {
+            "status": "failed", "error": f"{type(error).__name__}: {_one_line(error)}"}
     print(report_line(results, Path(cfg.paths.output_dir)), flush=True)
     # The optimised value for hparams_search sweepers; NaN marks a diverged trial.
     value = results["metrics"].get(cfg.monitor) if results["status"] == "completed" else None

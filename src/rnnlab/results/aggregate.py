@@ -43,10 +43,28 @@ def verdict(value: float | None, baseline: float | None) -> str | None:
 
 
 def present_metrics(frame) -> list[str]:
-    """The DEFAULT_METRICS that a frame of runs (or one run's metrics dict) has values for."""
+    """The DEFAULT_METRICS that a frame of runs (or one run's metrics dict) has values for.
+
+    A metric that is the loss itself in every run (test/mse on the adding problem, whose loss
+    is the MSE) is shown once, as the loss.
+    """
+    def same(a, b) -> bool:
+        return bool(((a - b).abs() <= 1e-12 * b.abs().clip(lower=1)).all()) if len(a) else False
+
     if isinstance(frame, dict):
-        return [m for m in DEFAULT_METRICS if frame.get(m) is not None]
-    return [m for m in DEFAULT_METRICS if m in frame and frame[m].notna().any()]
+        frame = pd.DataFrame([frame])
+    shown = []
+    for m in DEFAULT_METRICS:
+        if m not in frame or not frame[m].notna().any():
+            continue
+        values = pd.to_numeric(frame[m], errors="coerce")
+        if shown and m != VERDICT_METRIC and VERDICT_METRIC in shown:
+            loss = pd.to_numeric(frame[VERDICT_METRIC], errors="coerce")
+            both = values.notna() & loss.notna()
+            if both.any() and same(values[both], loss[both]):
+                continue
+        shown.append(m)
+    return shown
 
 
 def aggregate(frame: pd.DataFrame, metrics: Sequence[str] | None = None,

@@ -12,8 +12,9 @@ from rnnlab.results.runs import load_runs
 from rnnlab.results.tables import print_rich, render
 
 
-def write_summary(sweep_dir: Path) -> Path | None:
-    """Aggregate every run under ``sweep_dir`` into summary.csv / summary.md; print it."""
+def write_summary(sweep_dir: Path, figures: bool = True) -> Path | None:
+    """Aggregate every run under ``sweep_dir`` into summary.csv / summary.md and print it; with
+    ``figures``, also write the sweep's report folder (rnnlab-report) and say where it is."""
     runs = load_runs([sweep_dir])
     if runs.empty:
         return None
@@ -21,14 +22,42 @@ def write_summary(sweep_dir: Path) -> Path | None:
     (sweep_dir / "summary.csv").write_text(render(table, "csv"))
     (sweep_dir / "summary.md").write_text(render(table, "md"))
     keys = ", ".join(table.attrs["keys"]) or "none"
-    print_rich(table, title=f"{len(runs)} runs in {sweep_dir} (rows: {keys}; seeds pooled)")
-    print(f"summary: {sweep_dir / 'summary.md'}  (figures and report: rnnlab-report {sweep_dir})",
-          file=sys.stderr)
+    print(f"{len(runs)} runs in {sweep_dir}")
+    print(f"rows: {keys} (every setting that differs, except seed; seeds pooled)")
+    print_rich(table, title="")
+    print(f"summary: {sweep_dir / 'summary.md'}")
+    if figures:
+        from rnnlab.results.report import write_report
+
+        try:
+            report = write_report(runs, table, sweep_dir / "report")
+        except Exception as error:  # noqa: BLE001 - the table is saved; a figure must not fail the sweep
+            print(f"report: not written ({type(error).__name__}: {error}); the table is in "
+                  f"summary.md", file=sys.stderr)
+        else:
+            print(f"report:  {report}  (table, figures as PNG and PDF)")
+            if (report.parent / "gradflow.png").exists():
+                print(f"gradient flow: {report.parent / 'gradflow.png'}")
     return sweep_dir / "summary.md"
 
 
 class SweepSummary(Callback):
-    """After a multirun, print and save one table of the sweep's results."""
+    """After a multirun, print and save one table of the sweep's results (and its figures)."""
+
+    def __init__(self, figures: bool = True) -> None:
+        self.figures = figures
 
     def on_multirun_end(self, config, **kwargs) -> None:
-        write_summary(Path(config.hydra.sweep.dir))
+        sweep_dir = Path(config.hydra.sweep.dir)
+        write_summary(sweep_dir, figures=self.figures)
+        runs = load_runs([sweep_dir]) if sweep_dir.exists() else None
+        if runs is None or runs.empty:
+            return
+        for status in ("diverged", "failed"):
+            for run in runs[runs["status"] == status].itertuples():
+                print(f"{status}: {run.run_dir}: {run.error}", file=sys.stderr)
+        failed = int((runs["status"] == "failed").sum())
+        if failed:  # diverged runs are results; a failed job makes the sweep exit non-zero
+            print(f"rnnlab-train: {failed} of {len(runs)} jobs failed (listed above)",
+                  file=sys.stderr)
+            raise SystemExit(1)

@@ -104,7 +104,7 @@ def pivot(table: pd.DataFrame, by: Sequence[str], metric: str, pm: str = " ± ")
     if not columns:
         return cells[rows + ["value"]].rename(columns={"value": metric})
     wide = cells.pivot_table(index=rows or None, columns=columns, values="value",
-                             aggfunc="first", sort=False)
+                             aggfunc="first", sort=False).fillna("\u2014 (no runs)")
     wide.columns = [f"{metric} @ " + ", ".join(
         f"{c}={v}" for c, v in zip(columns, col if isinstance(col, tuple) else (col,)))
         for col in wide.columns]
