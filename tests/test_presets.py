@@ -9,11 +9,11 @@ import subprocess
 import sys
 
 import pytest
+from conftest import CONF, REPO, compose_config
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
-from conftest import CONF, REPO, compose_config
 from rnnlab.results import aggregate, load_runs, render
 from rnnlab.results.references import parse_references
 from rnnlab.results.rowkeys import GROUP_KEYS
@@ -80,7 +80,7 @@ def test_a_real_multirun_over_a_non_cell_key(tmp_path):
         [sys.executable, "-m", "rnnlab.train", "-m", "experiment=forget_bias_jozefowicz2015",
          "model.forget_bias=0,2", "seed=1,2", "debug=fast", "model.hidden_size=8",
          "data.seq_len=20", "experiment_name=fbcheck"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
     sweep_dir = next((tmp_path / "logs" / "multiruns" / "fbcheck").iterdir())
     summary = (sweep_dir / "summary.md").read_text().splitlines()
@@ -101,6 +101,10 @@ def test_a_real_multirun_over_a_non_cell_key(tmp_path):
     # W&B: every job's name says its swept setting and seed.
     from rnnlab.wandb_offline import read_finished_run
 
-    names = sorted(read_finished_run(d.parent).name for d in sweep_dir.rglob("results.json"))
-    assert names == [f"lstm-adding-forget_bias={b}-hidden=8-T=20-s{s}" for b in (0, 2)
-                     for s in (1, 2)]
+    wandb_runs = [read_finished_run(d.parent) for d in sweep_dir.rglob("results.json")]
+    assert sorted(r.name for r in wandb_runs) == [
+        f"lstm-adding-forget_bias={b}-hidden=8-T=20-s{s}" for b in (0, 2) for s in (1, 2)]
+    # job_type is the table row, so W&B groups the seeds of a row together.
+    assert sorted(r.job_type for r in wandb_runs) == [
+        f"lstm-adding-forget_bias={b}-hidden=8-T=20" for b in (0, 0, 2, 2)]
+    assert all({"forget_bias=0", "forget_bias=2"} & set(r.tags) for r in wandb_runs)

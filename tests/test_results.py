@@ -10,8 +10,8 @@ import sys
 
 import pytest
 import yaml
-
 from conftest import REPO
+
 from rnnlab.results import aggregate, load_runs, parse_references, render, row_keys, verdict
 from rnnlab.results.references import ReferenceError
 from rnnlab.results.report import write_report
@@ -223,8 +223,8 @@ def test_report_writes_tables_and_figures(tmp_path):
 
 def test_aggregate_cli_errors_are_one_line(tmp_path):
     script = [sys.executable, str(REPO / "scripts" / "aggregate.py")]
-    missing = subprocess.run([*script, str(tmp_path / "nope")], capture_output=True, text=True)
+    missing = subprocess.run([*script, str(tmp_path / "nope")], capture_output=True, text=True, check=False)
     assert missing.returncode != 0
     assert missing.stderr.strip().count("\n") == 0 and "no run directory" in missing.stderr
-    empty = subprocess.run([*script, str(tmp_path)], capture_output=True, text=True)
+    empty = subprocess.run([*script, str(tmp_path)], capture_output=True, text=True, check=False)
     assert empty.returncode != 0 and "no results.json" in empty.stderr

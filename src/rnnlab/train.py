@@ -101,6 +101,8 @@ def _loggers(cfg: DictConfig) -> list:
                                     *(f"{label(k, swept)}={show(k, settings.get(k))}"[:64]
                                       for k in swept)})
             extra["name"] = run_name(settings, swept, cfg.seed)
+            # The table row of the run (its name without the seed): W&B groups seeds by it.
+            extra["job_type"] = run_name(settings, swept, None)
         loggers.append(instantiate(logger_cfg, **extra))
     return loggers
 
@@ -192,7 +194,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                         verbose=False)
             task.set_extra_state(fit_record)
             final_metrics.update(_floats(tester.callback_metrics))
-    except Exception as error:  # noqa: BLE001 - recorded in results.json, then re-raised
+    except Exception as error:
         from rnnlab.task import Diverged
 
         results["status"] = "diverged" if isinstance(error, Diverged) else "failed"

@@ -26,6 +26,7 @@ class OfflineRun:
     group: str = ""
     tags: list[str] = field(default_factory=list)
     name: str = ""
+    job_type: str = ""
     config: dict[str, Any] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
@@ -92,6 +93,7 @@ def read_offline_run(path: str | Path) -> OfflineRun:
             run.group = record.run.run_group or run.group
             run.tags = list(record.run.tags) or run.tags
             run.name = record.run.display_name or run.name
+            run.job_type = record.run.job_type or run.job_type
         elif kind == "config":
             for item in record.config.update:
                 run.config[_key(item)] = json.loads(item.value_json)

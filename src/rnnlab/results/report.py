@@ -43,10 +43,10 @@ def _write(runs: pd.DataFrame, table: pd.DataFrame, out: Path, by) -> None:
     (out / "table.md").write_text(md)
     (out / "table.csv").write_text(render(table, "csv"))
     (out / "table.tex").write_text(render(table, "latex"))
-    lines = ["# Sweep report", "",
-             f"{len(runs)} runs; rows = the settings that differ between them "
+    intro = (f"{len(runs)} runs; rows = the settings that differ between them "
              f"({', '.join(keys) or 'none'}), seeds pooled; mean ± std over the n completed "
-             "runs of each row.", "", md]
+             "runs of each row.")
+    lines = ["# Sweep report", "", intro, "", md]
     if by and headline:
         pivoted = render(table, "md", by=by, metric=headline)
         (out / "table_by.md").write_text(pivoted)
