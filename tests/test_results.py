@@ -228,3 +228,20 @@ def test_aggregate_cli_errors_are_one_line(tmp_path):
     assert missing.stderr.strip().count("\n") == 0 and "no run directory" in missing.stderr
     empty = subprocess.run([*script, str(tmp_path)], capture_output=True, text=True, check=False)
     assert empty.returncode != 0 and "no results.json" in empty.stderr
+
+
+def test_metric_vs_a_key_with_an_unset_value(tmp_path):
+    # forget_bias null (PyTorch's default), 0 and 2: the null row is a level, not a crash.
+    from rnnlab.results.figures import metric_vs, numeric_keys
+
+    for i, bias in enumerate([None, 0, 2]):
+        write_run(tmp_path, str(i), {"model.forget_bias": bias}, overrides=[
+            f"model.forget_bias={'null' if bias is None else bias}"],
+            metrics={"test/loss": 0.001 * (i + 1), "baseline/loss": 1 / 6})
+    table = aggregate(load_runs([tmp_path]))
+    assert numeric_keys(table) == ["model.forget_bias"]
+    fig = metric_vs(table, "model.forget_bias", "test/loss")
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "forget_bias unset" in labels and "baseline" in labels
+    assert ax.get_yscale() == "log"  # 0.001 .. 1/6 with the baseline drawn

@@ -52,19 +52,28 @@ def metric_vs(table: pd.DataFrame, key: str, metric: str):
     groups = (table.groupby(table[others].map(comparable).apply(tuple, axis=1), sort=False)
               if others else [((), table)])
     positive = True
+    has_x = table[key].map(lambda v: comparable(v) != comparable(None))
     for i, (_, group) in enumerate(groups):
-        group = group[group[key].map(lambda v: isinstance(v, (int, float)))]
-        group = group.sort_values(key)
+        colour = f"C{i % 10}"
+        name = row_label(group.iloc[0], others) if others else metric
+        # A row without a value of the key (e.g. forget_bias left at the default) has no x:
+        # it is drawn as a dotted level across the axis.
+        for _, row in group[~has_x.loc[group.index]].iterrows():
+            ax.axhline(float(row[metric]), color=colour, ls=":", lw=1.2,
+                       label=f"{name + ', ' if others else ''}{label(key, keys)} unset")
+        group = group[has_x.loc[group.index]].sort_values(key)
         x = group[key].astype(float).to_numpy()
         y = group[metric].astype(float).to_numpy()
         err = group[f"{metric} std"].astype(float).fillna(0).to_numpy()
-        name = row_label(group.iloc[0], others) if others else metric
-        ax.errorbar(x, y, yerr=err, marker="o", capsize=3, color=f"C{i % 10}", label=name)
+        ax.errorbar(x, y, yerr=err, marker="o", capsize=3, color=colour, label=name)
         positive &= bool(np.all(y[~np.isnan(y)] > 0))
-    if "baseline" in table and key in table and table["baseline"].notna().any():
-        base = table.groupby(table[key].map(comparable), sort=True)["baseline"].mean()
-        ax.plot(base.index.astype(float), base.to_numpy(), "k--", lw=1.2, label="baseline")
+    if "baseline" in table and table["baseline"].notna().any():
+        with_x = table[has_x]
+        base = with_x.groupby(with_x[key].astype(float), sort=True)["baseline"].mean()
+        ax.plot(base.index.to_numpy(), base.to_numpy(), "k--", lw=1.2, label="baseline")
     values = table[metric].astype(float).dropna()
+    if "baseline" in table:  # the baseline is drawn too: the scale must show both
+        values = pd.concat([values, table["baseline"].astype(float).dropna()])
     if positive and not values.empty and values.max() / max(values.min(), 1e-300) > 30:
         ax.set_yscale("log")
     ax.set_xlabel(label(key, keys))
