@@ -111,3 +111,31 @@ def test_divergence_is_recorded_not_raised(run_training):
     assert on_disk["status"] == "diverged"
     assert "train/loss became" in on_disk["error"]
     assert on_disk["steps"] == 1
+
+
+def test_an_exploded_but_finite_run_is_diverged(run_training, capsys):
+    # Adam at lr 1e6 on adding: the loss stays finite but grows by orders of magnitude.
+    results, run_dir = run_training(["data=adding", "model=gru", "debug=fast",
+                                     "optimizer.lr=1e6", "logger=csv"])
+    assert results["status"] == "diverged"
+    assert "divergence_factor=1000" in results["error"]
+    on_disk = json.loads((run_dir / "results.json").read_text())
+    assert on_disk["status"] == "diverged" and on_disk["steps"] == 1
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("optimizer.lr=-1", "optimizer.lr must be > 0, got -1"),
+    ("optimizer.lr=0", "optimizer.lr must be > 0, got 0"),
+    ("seed=abc", "seed must be an integer, got 'abc'"),
+    ("trainer.max_steps=0", "trainer.max_steps=0"),
+    ("trainer.max_epochs=0", "trainer.max_epochs=0"),
+    ("divergence_factor=0.5", "divergence_factor must be a number > 1 or null"),
+])
+def test_settings_that_cannot_train_are_refused_in_one_line(override, message, run_training,
+                                                            capsys, tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        run_training([override, "debug=fast", "logger=csv"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == f"rnnlab-train: error: {message}" or message in err[-1]
+    assert not list(tmp_path.rglob("results.json")) and not list(tmp_path.rglob("*.ckpt"))

@@ -76,8 +76,12 @@ def _valid_steps(lengths: torch.Tensor | None, batch: int, steps: int, device) -
 
 class SequenceTask(L.LightningModule):
     def __init__(self, model: SequenceModel, optimizer: partial, scheduler: partial | None = None,
-                 monitor: str = "val/loss"):
+                 monitor: str = "val/loss", divergence_factor: float | None = None):
         super().__init__()
+        # Diverged also when train/loss exceeds this factor of its first value (None: only when
+        # it stops being finite): an exploded run that stays finite is not a result to average.
+        self.divergence_factor = divergence_factor
+        self.first_loss: float | None = None
         self.model = model
         self.spec: DataSpec = model.spec
         self.optimizer_factory = optimizer
@@ -131,6 +135,14 @@ class SequenceTask(L.LightningModule):
         loss = self.loss_and_metrics(batch, "train")
         if not torch.isfinite(loss):
             raise Diverged(f"train/loss became {loss.item()} at step {self.global_step}")
+        value = float(loss.detach())
+        if self.first_loss is None:
+            self.first_loss = value
+        elif (self.divergence_factor is not None and self.first_loss > 0
+              and value > self.divergence_factor * self.first_loss):
+            raise Diverged(f"train/loss {value:.4g} at step {self.global_step} exceeds "
+                           f"divergence_factor={self.divergence_factor:g} x its first value "
+                           f"{self.first_loss:.4g}")
         self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True,
                  batch_size=batch["y"].shape[0])
         self.num_train_steps += 1

@@ -43,6 +43,7 @@ def build(cfg: DictConfig):
 
     from rnnlab.task import SequenceTask
 
+    _check_run_settings(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     try:
         datamodule = instantiate(cfg.data, seed=cfg.seed)
@@ -50,7 +51,8 @@ def build(cfg: DictConfig):
         model = SequenceModel(datamodule.spec, **model_options)
         _load_pretrained_embeddings(model, datamodule)
         scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
-        task = SequenceTask(model, instantiate(cfg.optimizer), scheduler, monitor=cfg.monitor)
+        task = SequenceTask(model, instantiate(cfg.optimizer), scheduler, monitor=cfg.monitor,
+                            divergence_factor=cfg.divergence_factor)
         parse_references(OmegaConf.to_container(cfg.reference, resolve=True)
                          if cfg.get("reference") is not None else None)
         loggers = _loggers(cfg)
@@ -63,6 +65,23 @@ def build(cfg: DictConfig):
     except (ValueError, TypeError, RuntimeError, InstantiationException) as error:
         raise ConfigError(_one_line(error)) from error
     return datamodule, task, trainer
+
+
+def _check_run_settings(cfg: DictConfig) -> None:
+    """Settings no schema types (top-level keys, the optimizer's lr, the step budget)."""
+    seed = cfg.seed
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ConfigError(f"seed must be an integer, got {seed!r}")
+    lr = cfg.optimizer.get("lr")
+    if isinstance(lr, (int, float)) and not lr > 0:
+        raise ConfigError(f"optimizer.lr must be > 0, got {lr}")
+    factor = cfg.get("divergence_factor")
+    if factor is not None and (isinstance(factor, bool) or not isinstance(factor, (int, float))
+                               or not factor > 1):
+        raise ConfigError(f"divergence_factor must be a number > 1 or null, got {factor!r}")
+    if cfg.trainer.get("max_steps") == 0 or cfg.trainer.get("max_epochs") == 0:
+        raise ConfigError("trainer.max_steps=0 / trainer.max_epochs=0 would train nothing: use "
+                          ">= 1 (max_steps=-1 means no step limit)")
 
 
 def _load_pretrained_embeddings(model: SequenceModel, datamodule) -> None:
@@ -316,6 +335,8 @@ def main(cfg: DictConfig) -> float | None:
             Path(cfg.paths.output_dir) / "results.json").exists() else {
             "status": "failed", "error": f"{type(error).__name__}: {_one_line(error)}"}
     print(report_line(results, Path(cfg.paths.output_dir)), flush=True)
+    if results["status"] != "completed":  # the one line that says so, where errors go
+        print(f"rnnlab-train: {results['status']}: {results.get('error')}", file=sys.stderr)
     # The optimised value for hparams_search sweepers; NaN marks a diverged trial.
     value = results["metrics"].get(cfg.monitor) if results["status"] == "completed" else None
     return float("nan") if value is None else value
