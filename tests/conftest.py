@@ -79,4 +79,4 @@ def cli(args: list[str], cwd: Path, env: dict | None = None, timeout: int = 600)
     full_env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
     full_env.update(env or {})
     return subprocess.run([sys.executable, "-m", "rnnlab.train", *args], cwd=cwd, env=full_env,
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True, timeout=timeout, check=False)

@@ -7,8 +7,8 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import REPO, cli
+
 from rnnlab.wandb_offline import find_offline_runs, read_finished_run
 
 

@@ -105,7 +105,7 @@ def test_gru_learns_the_copy_task(run_training):
 
 def test_divergence_is_recorded_not_raised(run_training):
     # SGD with an absurd step: the loss overflows float32 on the second step.
-    results, run_dir = run_training(["data=adding", "optimizer=sgd", "optimizer.lr=1e30",
+    _results, run_dir = run_training(["data=adding", "optimizer=sgd", "optimizer.lr=1e30",
                                      "debug=fast", "logger=csv"])
     on_disk = json.loads((run_dir / "results.json").read_text())
     assert on_disk["status"] == "diverged"

@@ -9,7 +9,6 @@ Datasets register their own schema next to their loader through :func:`register_
 from __future__ import annotations
 
 import os
-
 from dataclasses import dataclass, field
 from typing import Any, Optional
 

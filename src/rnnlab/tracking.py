@@ -87,8 +87,11 @@ def git_commit(cwd: str | os.PathLike | None = None) -> str | None:
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,
                                 text=True, timeout=5, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
-                               capture_output=True, text=True, timeout=5).stdout.strip()
+        # --no-optional-locks: reading the state must not take .git/index.lock, which would make
+        # a user's own git command in that checkout fail while a run starts.
+        dirty = subprocess.run(["git", "--no-optional-locks", "status", "--porcelain",
+                                "--untracked-files=no"], cwd=cwd, capture_output=True, text=True,
+                               timeout=5, check=False).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
     return commit + ("-dirty" if dirty else "")
