@@ -108,3 +108,4 @@ def test_a_real_multirun_over_a_non_cell_key(tmp_path):
     assert sorted(r.job_type for r in wandb_runs) == [
         f"lstm-adding-forget_bias={b}-hidden=8-T=20" for b in (0, 0, 2, 2)]
     assert all({"forget_bias=0", "forget_bias=2"} & set(r.tags) for r in wandb_runs)
+    assert sorted(r.config["row"] for r in wandb_runs) == sorted(r.job_type for r in wandb_runs)

@@ -141,8 +141,11 @@ def _swept_settings(cfg: DictConfig) -> tuple[dict[str, Any], list[str]]:
 
 def _log_run_metadata(trainer, cfg: DictConfig, task, commit: str | None) -> None:
     # The resolved config at top level, so dashboards filter on model.cell, data.seq_len, ...
+    settings, swept = _swept_settings(cfg)
     params = {**OmegaConf.to_container(cfg, resolve=True), "num_params": task.model.num_params,
-              "hidden_size": task.model.hidden_size, "git_commit": commit}
+              "hidden_size": task.model.hidden_size, "git_commit": commit,
+              # The table row (W&B job_type too): dashboards group panels by this config key.
+              "row": run_name(settings, swept, None)}
     for logger in trainer.loggers:
         logger.log_hyperparams(params)
 
