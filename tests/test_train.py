@@ -139,3 +139,16 @@ def test_settings_that_cannot_train_are_refused_in_one_line(override, message, r
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1] == f"rnnlab-train: error: {message}" or message in err[-1]
     assert not list(tmp_path.rglob("results.json")) and not list(tmp_path.rglob("*.ckpt"))
+
+
+def test_wandb_summary_keeps_the_best_validation_values(run_training):
+    from rnnlab.wandb_offline import read_finished_run
+
+    results, run_dir = run_training(["data=copy", "model=gru", "debug=fast",
+                                     "trainer.max_epochs=2"])
+    run = read_finished_run(run_dir)
+    loss = run.summary["val/loss"]
+    assert set(loss) >= {"min", "last"}, loss
+    assert loss["min"] == pytest.approx(results["metrics"]["val/loss_best"], rel=1e-6)
+    assert run.summary["val/acc"]["max"] == pytest.approx(results["metrics"]["val/acc_best"],
+                                                          rel=1e-6)

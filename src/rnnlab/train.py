@@ -148,6 +148,19 @@ def _log_run_metadata(trainer, cfg: DictConfig, task, commit: str | None) -> Non
               "row": run_name(settings, swept, None)}
     for logger in trainer.loggers:
         logger.log_hyperparams(params)
+        if hasattr(logger.experiment, "define_metric"):  # W&B
+            _define_best_summaries(logger.experiment, task)
+
+
+def _define_best_summaries(run, task) -> None:
+    """W&B summaries of validation metrics keep the best value beside the last one (min for
+    losses, max for accuracy/F1), so a runs table can sort by best val/loss."""
+    from rnnlab.task import HIGHER_IS_BETTER
+
+    names = ["val/loss", *(f"val/{name}" for name in task.metrics["val_metrics"])]
+    for name in dict.fromkeys(names):
+        best = "max" if name.rsplit("/", 1)[-1] in HIGHER_IS_BETTER else "min"
+        run.define_metric(name, summary=f"{best},last")
 
 
 def _in_multirun() -> bool:
