@@ -205,10 +205,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         datamodule, task, trainer = build(cfg)
     except ConfigError as error:
         tracking.finish_wandb(exit_code=1)
-        print(f"rnnlab-train: error: {error}", file=sys.stderr)
         if _in_multirun():
-            # One job of a sweep: recorded as failed with its reason, and the sweep goes on.
+            # One job of a sweep: recorded as failed with its reason (main() prints it), and the
+            # sweep goes on.
             return _record_refused(cfg, output_dir, error, started)
+        print(f"rnnlab-train: error: {error}", file=sys.stderr)
         _remove_if_empty_run_dir(output_dir)
         raise SystemExit(2) from None
 
@@ -229,7 +230,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                         verbose=False)
             task.set_extra_state(fit_record)
             final_metrics.update(_floats(tester.callback_metrics))
-    except Exception as error:
+    except Exception as error:  # recorded in results.json, then re-raised (unless diverged)
         from rnnlab.task import Diverged
 
         results["status"] = "diverged" if isinstance(error, Diverged) else "failed"
@@ -321,8 +322,7 @@ def report_line(results: dict[str, Any], output_dir: Path) -> str:
     from rnnlab.results.aggregate import BASELINE_METRIC, VERDICT_METRIC, present_metrics, verdict
 
     metrics = results.get("metrics", {})
-    shown = [m for m in present_metrics(metrics)]
-    parts = [f"{m} {metrics[m]:.4g}" for m in shown]
+    parts = [f"{m} {metrics[m]:.4g}" for m in present_metrics(metrics)]
     if BASELINE_METRIC in metrics and VERDICT_METRIC in metrics:
         said = verdict(metrics[VERDICT_METRIC], metrics[BASELINE_METRIC])
         parts.append(f"baseline {metrics[BASELINE_METRIC]:.4g} ({said})")

@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from rnnlab.results import references as refs_
-from rnnlab.results.rowkeys import comparable, config_columns, row_keys
+from rnnlab.results.rowkeys import comparable, config_columns, row_ids, row_keys
 
 # Shown when the runs have them, in this order; the first is the headline.
 DEFAULT_METRICS = ("test/loss", "test/acc", "test/mse", "test/nll", "test/f1", "test/mae")
@@ -92,10 +92,8 @@ def aggregate(frame: pd.DataFrame, metrics: Sequence[str] | None = None,
     has_baseline = BASELINE_METRIC in frame and frame[BASELINE_METRIC].notna().any()
     setting_columns = config_columns(frame)
 
-    group_ids = (frame[keys].map(comparable).apply(tuple, axis=1) if keys
-                 else pd.Series([()] * len(frame), index=frame.index))
     rows, settings_of_rows = [], []
-    for _, group in frame.groupby(group_ids, sort=False):
+    for _, group in frame.groupby(row_ids(frame, keys), sort=False):
         first = group.iloc[0]
         done = group[group["status"] == "completed"]
         row: dict[str, Any] = {k: first[k] for k in keys}

@@ -12,11 +12,12 @@ from rnnlab.results.runs import load_runs
 from rnnlab.results.tables import print_rich, render
 
 
-def write_summary(sweep_dir: Path, figures: bool = True) -> Path | None:
+def write_summary(sweep_dir: Path, figures: bool = True):
     """Aggregate every run under ``sweep_dir`` into summary.csv / summary.md and print it; with
-    ``figures``, also write the sweep's report folder (rnnlab-report) and say where it is."""
-    runs = load_runs([sweep_dir])
-    if runs.empty:
+    ``figures``, also write the sweep's report folder (rnnlab-report) and say where it is.
+    Returns the runs (one row each), or None when the sweep left none."""
+    runs = load_runs([sweep_dir]) if sweep_dir.exists() else None
+    if runs is None or runs.empty:
         return None
     table = aggregate(runs)
     (sweep_dir / "summary.csv").write_text(render(table, "csv"))
@@ -38,7 +39,7 @@ def write_summary(sweep_dir: Path, figures: bool = True) -> Path | None:
             print(f"report:  {report}  (table, figures as PNG and PDF)")
             if (report.parent / "gradflow.png").exists():
                 print(f"gradient flow: {report.parent / 'gradflow.png'}")
-    return sweep_dir / "summary.md"
+    return runs
 
 
 class SweepSummary(Callback):
@@ -48,10 +49,8 @@ class SweepSummary(Callback):
         self.figures = figures
 
     def on_multirun_end(self, config, **kwargs) -> None:
-        sweep_dir = Path(config.hydra.sweep.dir)
-        write_summary(sweep_dir, figures=self.figures)
-        runs = load_runs([sweep_dir]) if sweep_dir.exists() else None
-        if runs is None or runs.empty:
+        runs = write_summary(Path(config.hydra.sweep.dir), figures=self.figures)
+        if runs is None:
             return
         for status in ("diverged", "failed"):
             for run in runs[runs["status"] == status].itertuples():

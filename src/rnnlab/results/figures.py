@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from rnnlab.gradflow.plots import _figure
-from rnnlab.results.rowkeys import comparable, label, show
+from rnnlab.results.rowkeys import comparable, label, row_ids, rows_with_runs, show
 
 
 def row_label(row: pd.Series, keys: Sequence[str]) -> str:
@@ -49,8 +49,7 @@ def metric_vs(table: pd.DataFrame, key: str, metric: str):
     others = [k for k in keys if k != key]
     fig = _figure(6.0, 4.2)
     ax = fig.subplots()
-    groups = (table.groupby(table[others].map(comparable).apply(tuple, axis=1), sort=False)
-              if others else [((), table)])
+    groups = table.groupby(row_ids(table, others), sort=False)
     positive = True
     has_x = table[key].map(lambda v: comparable(v) != comparable(None))
     for i, (_, group) in enumerate(groups):
@@ -100,12 +99,9 @@ def training_curves(runs: pd.DataFrame, table: pd.DataFrame,
     keys = table.attrs["keys"]
     fig = _figure(5.5 * len(metrics), 4.0)
     axes = fig.subplots(1, len(metrics), squeeze=False)[0]
-    row_of = runs[keys].map(comparable).apply(tuple, axis=1) if keys else None
     drawn = False
     for ax, metric in zip(axes, metrics):
-        for i, (_, row) in enumerate(table.iterrows()):
-            ident = tuple(comparable(row[k]) for k in keys)
-            members = runs[row_of == ident] if keys else runs
+        for i, row, members in rows_with_runs(runs, table):
             curves = [c for c in (_curve(d, metric) for d in members["run_dir"]) if c is not None]
             if not curves:
                 continue
@@ -167,11 +163,8 @@ def gradflow_per_row(runs: pd.DataFrame, table: pd.DataFrame):
     from rnnlab.gradflow.summary import load_gradflow
 
     keys = table.attrs["keys"]
-    row_of = runs[keys].map(comparable).apply(tuple, axis=1) if keys else None
     chosen = []
-    for _, row in table.iterrows():
-        ident = tuple(comparable(row[k]) for k in keys)
-        members = runs[row_of == ident] if keys else runs
+    for _, row, members in rows_with_runs(runs, table):
         members = members[[(Path(d) / "gradflow.npz").exists() for d in members["run_dir"]]]
         if members.empty:
             continue

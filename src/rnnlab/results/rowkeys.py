@@ -71,6 +71,21 @@ def comparable(value: Any) -> Any:
     return value
 
 
+def row_ids(frame: pd.DataFrame, keys: Sequence[str]) -> pd.Series:
+    """Each run's (or row's) identity under ``keys``: a tuple of comparable values."""
+    if not keys:
+        return pd.Series([()] * len(frame), index=frame.index, dtype=object)
+    return frame[list(keys)].map(comparable).apply(tuple, axis=1)
+
+
+def rows_with_runs(runs: pd.DataFrame, table: pd.DataFrame):
+    """Each row of an aggregate ``table`` with the runs it pools: (index, row, runs)."""
+    keys = table.attrs["keys"]
+    ids = row_ids(runs, keys)
+    for i, (_, row) in enumerate(table.iterrows()):
+        yield i, row, runs[ids == tuple(comparable(row[k]) for k in keys)]
+
+
 def swept_keys(override_lists: Iterable[Sequence[str]]) -> list[str]:
     """Config keys named on the runs' command lines (Hydra overrides), in the order given."""
     keys: list[str] = []
