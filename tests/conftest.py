@@ -76,7 +76,9 @@ def run_training(tmp_path):
 
 def cli(args: list[str], cwd: Path, env: dict | None = None, timeout: int = 600):
     """Run `python -m rnnlab.train ARGS` as a user would; returns the CompletedProcess."""
-    full_env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    # WANDB_SERVICE: the runs start their own W&B service, as from a shell (not this process's).
+    full_env = {k: v for k, v in os.environ.items() if k not in ("HYDRA_FULL_ERROR",
+                                                                  "WANDB_SERVICE")}
     full_env.update(env or {})
     return subprocess.run([sys.executable, "-m", "rnnlab.train", *args], cwd=cwd, env=full_env,
                           capture_output=True, text=True, timeout=timeout, check=False)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 from conftest import CONF, cli, compose_config
 
+from rnnlab.composition import command_line_error
+
 GROUPS = ["data", "model", "optimizer", "scheduler", "trainer", "logger", "callbacks", "debug",
           "experiment", "hparams_search"]
 
@@ -33,29 +35,54 @@ def test_there_is_something_to_compose():
 
 
 @pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["model.hiden_size=8"],
+         "model.hiden_size is not a setting of model (did you mean model.hidden_size?)"),
+        (["model.hidden_size=abc"],
+         "model.hidden_size=abc: Value 'abc' of type 'str' could not be converted to Integer"),
+        (["model=gruu"],
+         "model=gruu: no such option in 'model' (did you mean model=gru?); available: gru, lstm, rnn"),
+        (["data=nonexistent"], "data=nonexistent: no such option in 'data'; available: adding"),
+        (["optimizer.lr=fast"], "optimizer.lr=fast"),
+        (["-m", "model=gru,gruu", "seed=0,1"], "model=gruu: no such option"),
+        (["-m", "seed=0,1", "hydra/launcher=joblibb"], "did you mean hydra/launcher=joblib?"),
+    ],
+)
+def test_a_command_line_that_does_not_compose_is_one_line(argv, expected):
+    reason = command_line_error(argv, str(CONF), "train")
+    assert reason is not None and expected in reason
+    assert "\n" not in reason
+
+
+@pytest.mark.parametrize("argv", [["experiment=quickstart"], ["-m", "model=rnn,gru", "seed=0,1"],
+                                  ["-m", "hparams_search=optuna"], ["--help"], ["+extra=1"]])
+def test_a_command_line_that_composes_passes(argv):
+    assert command_line_error(argv, str(CONF), "train") is None
+
+
+@pytest.mark.parametrize(
     ("override", "expected"),
     [
-        ("model.hiden_size=8", "hiden_size"),
-        ("model.hidden_size=abc", "hidden_size"),
-        ("model=gruu", "gruu"),
         ("data.seq_len=0", "data.seq_len"),
-        ("optimizer.lr=fast", "lr"),
         ("model=rnn model.forget_bias=1", "model.forget_bias"),
         ("model.init=zeros", "init"),
     ],
 )
-def test_bad_override_is_one_clear_line(override, expected, tmp_path):
-    result = cli([*override.split(), "debug=fast", "logger=csv"], cwd=tmp_path, timeout=120)
-    assert result.returncode != 0
-    assert "Traceback" not in result.stderr
-    assert expected in result.stderr
-    # Nothing half-written: no run directory with a results.json or a checkpoint.
-    assert not list(tmp_path.rglob("results.json"))
-    assert not list(tmp_path.rglob("*.ckpt"))
+def test_a_setting_refused_before_training_is_one_line(override, expected, run_training, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        run_training([*override.split(), "debug=fast", "logger=csv"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("rnnlab-train: error:") and expected in err[0]
 
 
-def test_unknown_group_choice_lists_the_choices(tmp_path):
-    result = cli(["model=gruu"], cwd=tmp_path, timeout=120)
-    assert result.returncode != 0
-    for choice in ("rnn", "gru", "lstm"):
-        assert choice in result.stderr
+def test_the_cli_refuses_a_typo_in_one_line_with_exit_2_and_writes_nothing(tmp_path):
+    result = cli(["model.hiden_size=8", "debug=fast"], cwd=tmp_path, timeout=120)
+    assert result.returncode == 2
+    expected = ("rnnlab-train: error: model.hiden_size is not a setting of model (did you mean "
+                "model.hidden_size?); its settings: cell, dropout, embedding_dim, encoder, "
+                "forget_bias, hidden_size, impl, init, nonlinearity, num_layers, param_budget, "
+                "record_grad_norms, reset, variant (to add a new key: +model.hiden_size=8)")
+    assert result.stderr.strip().splitlines() == [expected]
+    assert not list(tmp_path.rglob("*")), "nothing is written"

@@ -90,6 +90,9 @@ class SequenceTask(L.LightningModule):
         # ModuleDict keys cannot shadow nn.Module attributes such as `train`.
         self.metrics = torch.nn.ModuleDict(
             {f"{stage}_metrics": _metrics_for(self.spec) for stage in ("train", "val", "test")})
+        # A checkpoint taken mid-epoch carries the epoch's running train metrics, so a resumed
+        # run reports the same train/acc at the epoch's end.
+        self.metrics["train_metrics"].persistent(True)
         self.best: dict[str, float] = {}
         self.num_train_steps = 0
         scale, shift = self.spec.target_scale, self.spec.target_shift
@@ -193,11 +196,13 @@ class SequenceTask(L.LightningModule):
 
     # Carried in the state dict so that ddp_spawn's worker hands them back to the main process.
     def get_extra_state(self) -> dict:
-        return {"best": dict(self.best), "num_train_steps": self.num_train_steps}
+        return {"best": dict(self.best), "num_train_steps": self.num_train_steps,
+                "first_loss": self.first_loss}
 
     def set_extra_state(self, state: dict) -> None:
         self.best = dict(state.get("best", {}))
         self.num_train_steps = int(state.get("num_train_steps", 0))
+        self.first_loss = state.get("first_loss", self.first_loss)
 
     # ---------------------------------------------------------------------------- optim
     def configure_optimizers(self):

@@ -11,10 +11,11 @@ import os
 import platform
 import subprocess
 import sys
-import tempfile
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from rnnlab.atomic import atomic_open
 
 RESULT_STATUSES = ("completed", "diverged", "failed")
 _VERSIONED = ("rnnlab", "torch", "lightning", "hydra-core", "omegaconf", "wandb", "torchmetrics",
@@ -23,7 +24,8 @@ _VERSIONED = ("rnnlab", "torch", "lightning", "hydra-core", "omegaconf", "wandb"
 
 def wandb_logger(save_dir: str, offline: bool = True, project: str = "rnnlab",
                  entity: str | None = None, group: str | None = None,
-                 tags: list[str] | None = None, job_type: str = "train", name: str | None = None):
+                 tags: list[str] | None = None, job_type: str = "train", name: str | None = None,
+                 id: str | None = None):
     """A Lightning WandbLogger that never prompts.
 
     Offline unless the user asked for online with ``WANDB_MODE=online`` or
@@ -40,10 +42,11 @@ def wandb_logger(save_dir: str, offline: bool = True, project: str = "rnnlab",
         )
     os.environ.setdefault("WANDB_SILENT", "true")
     Path(save_dir).mkdir(parents=True, exist_ok=True)
+    # id: a resumed run continues its W&B run ("allow": offline, a new file under the same id).
     return WandbLogger(
         save_dir=save_dir, offline=not online, project=project, entity=entity, group=group,
-        tags=list(tags or []), job_type=job_type, name=name,
-        settings=_wandb_settings(),
+        tags=list(tags or []), job_type=job_type, name=name, id=id,
+        resume="allow" if id else None, settings=_wandb_settings(),
     )
 
 
@@ -98,21 +101,11 @@ def git_commit(cwd: str | os.PathLike | None = None) -> str | None:
 
 
 def write_json_atomic(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
-    """Write JSON to a temp file in the same folder, then rename it over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(payload, handle, indent=2, sort_keys=False, default=_jsonable)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write JSON so that a reader sees the old file or the new one, never half of one."""
+    with atomic_open(path) as handle:
+        json.dump(payload, handle, indent=2, sort_keys=False, default=_jsonable)
+        handle.write("\n")
+    return Path(path)
 
 
 def _jsonable(value: Any) -> Any:

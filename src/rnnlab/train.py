@@ -21,7 +21,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 import rnnlab.schemas  # noqa: F401  (registers the config schemas before composition)
-from rnnlab import tracking
+from rnnlab import composition, resume, tracking
 from rnnlab.models import ConfigError, SequenceModel
 from rnnlab.results.references import ReferenceError, parse_references
 from rnnlab.results.rowkeys import is_setting, label, run_name, show, swept_keys
@@ -37,8 +37,9 @@ def _one_line(error: BaseException) -> str:
     return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
-def build(cfg: DictConfig):
-    """Everything a run needs, built from the config; raises ConfigError with one line."""
+def build(cfg: DictConfig, wandb_id: str | None = None):
+    """Everything a run needs, built from the config; raises ConfigError with one line.
+    ``wandb_id``: the W&B run a resumed run continues."""
     import lightning as L
 
     from rnnlab.task import SequenceTask
@@ -55,9 +56,10 @@ def build(cfg: DictConfig):
                             divergence_factor=cfg.divergence_factor)
         parse_references(OmegaConf.to_container(cfg.reference, resolve=True)
                          if cfg.get("reference") is not None else None)
-        loggers = _loggers(cfg)
+        loggers = _loggers(cfg, wandb_id)
         callbacks = _callbacks(cfg, has_logger=bool(loggers))
-        trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
+        trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks,
+                              plugins=[resume.AtomicCheckpointIO()])
     except ConfigError:
         raise
     except ReferenceError as error:
@@ -108,7 +110,7 @@ def _callbacks(cfg: DictConfig, has_logger: bool) -> list:
     return callbacks
 
 
-def _loggers(cfg: DictConfig) -> list:
+def _loggers(cfg: DictConfig, wandb_id: str | None = None) -> list:
     loggers = []
     for name, logger_cfg in (cfg.get("logger") or {}).items():
         if not logger_cfg:
@@ -122,6 +124,8 @@ def _loggers(cfg: DictConfig) -> list:
             extra["name"] = run_name(settings, swept, cfg.seed)
             # The table row of the run (its name without the seed): W&B groups seeds by it.
             extra["job_type"] = run_name(settings, swept, None)
+            if wandb_id:
+                extra["id"] = wandb_id
         loggers.append(instantiate(logger_cfg, **extra))
     return loggers
 
@@ -186,6 +190,23 @@ def _record_refused(cfg: DictConfig, output_dir: Path, error: ConfigError,
     return results
 
 
+def _finished_result(output_dir: Path) -> dict[str, Any] | None:
+    """results.json of a run in this dir that completed or diverged (None otherwise)."""
+    try:
+        results = tracking.read_results(output_dir)
+    except (OSError, ValueError):
+        return None
+    return results if results.get("status") in ("completed", "diverged") else None
+
+
+def _clear_unfinished_attempt(output_dir: Path) -> None:
+    """An earlier attempt that was stopped before its first checkpoint starts over: its partial
+    CSV log (which the logger would append to), checkpoints and gradient record go."""
+    for leftover in ("csv/metrics.csv", "gradflow.npz"):
+        (output_dir / leftover).unlink(missing_ok=True)
+    shutil.rmtree(output_dir / "checkpoints", ignore_errors=True)
+
+
 def _remove_if_empty_run_dir(output_dir: Path) -> None:
     """A run that never started leaves no folder that looks like a run."""
     leftovers = [p for p in output_dir.iterdir() if p.name != ".hydra" and p.suffix != ".log"]
@@ -198,11 +219,25 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     output_dir = Path(cfg.paths.output_dir)
     user_wandb_mode = os.environ.get("WANDB_MODE")
     started = time.perf_counter()
+    finished = _finished_result(output_dir)
+    if finished is not None:
+        # A run that ended as a result is kept, not trained again: a sweep rerun on its sweep dir
+        # (or resume=) continues only the jobs that did not finish.
+        print(f"rnnlab-train: {output_dir} already {finished['status']}: kept", file=sys.stderr)
+        return finished
+    checkpoint = resume.last_checkpoint(output_dir)
+    if checkpoint is None:
+        _clear_unfinished_attempt(output_dir)
     # A W&B run still open in this process (a caller that never finished it) would be reused by
     # the WandbLogger: close it so this job is its own run.
     tracking.finish_wandb()
     try:
-        datamodule, task, trainer = build(cfg)
+        datamodule, task, trainer = build(
+            cfg, wandb_id=resume.wandb_run_id(output_dir) if checkpoint else None)
+        if checkpoint is not None:
+            step = int(resume.check_checkpoint_fits(checkpoint, task).get("global_step", 0))
+            print(f"rnnlab-train: resuming {output_dir} at step {step} ({resume.CHECKPOINT})",
+                  file=sys.stderr)
     except ConfigError as error:
         tracking.finish_wandb(exit_code=1)
         if _in_multirun():
@@ -219,7 +254,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     exit_code = 0
     try:
         _log_run_metadata(trainer, cfg, task, commit)
-        trainer.fit(task, datamodule=datamodule)
+        # weights_only=False: last.ckpt holds RNG states and the gradflow records (our own file).
+        trainer.fit(task, datamodule=datamodule, ckpt_path=checkpoint, weights_only=False)
         # Testing resets callback_metrics: keep the final train/val values first.
         final_metrics.update(_floats(trainer.callback_metrics))
         if cfg.test:
@@ -227,6 +263,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             fit_record = task.get_extra_state()
             tester = _test_trainer(cfg, trainer)
             tester.test(task, datamodule=datamodule, ckpt_path=_best_checkpoint(trainer),
+                        weights_only=False,
                         verbose=False)
             task.set_extra_state(fit_record)
             final_metrics.update(_floats(tester.callback_metrics))
@@ -277,10 +314,12 @@ def _adopt_csv_header(logger) -> None:
 
 
 def _best_checkpoint(trainer) -> str | None:
-    callback = trainer.checkpoint_callback
-    if callback is None or not getattr(callback, "best_model_path", ""):
-        return None
-    return callback.best_model_path if Path(callback.best_model_path).exists() else None
+    """The file of the checkpoint callback that monitors a metric (not last.ckpt)."""
+    for callback in trainer.checkpoint_callbacks:
+        path = getattr(callback, "best_model_path", "")
+        if getattr(callback, "monitor", None) and path and Path(path).exists():
+            return path
+    return None
 
 
 def _floats(metrics) -> dict[str, float]:
@@ -289,8 +328,11 @@ def _floats(metrics) -> dict[str, float]:
 
 def _finish(cfg, output_dir, results, final_metrics, task, trainer, started, commit, wandb_mode,
             exit_code):
-    # What the trainer holds covers a run that stopped early; what was collected wins.
-    metrics = {**_floats(trainer.callback_metrics), **final_metrics}
+    # What the trainer holds covers a run that stopped early; what was collected wins; a resumed
+    # run starts from what the checkpointed process had logged.
+    restored = next((c.restored_metrics for c in trainer.callbacks
+                     if isinstance(c, resume.RunState)), {})
+    metrics = {**restored, **_floats(trainer.callback_metrics), **final_metrics}
     metrics.update({f"{k}_best": v for k, v in task.best.items()})
     results.update({
         "metrics": dict(sorted(metrics.items())),
@@ -338,8 +380,16 @@ def report_line(results: dict[str, Any], output_dir: Path) -> str:
     return text
 
 
+def main() -> float | None:
+    """``rnnlab-train``: Hydra's command line, plus ``resume=<run dir or sweep dir>``; a command
+    line that does not compose is refused in one line, exit 2, before anything is written."""
+    resume.main_argv()
+    composition.refuse_bad_command_line(CONFIG_DIR, "train")
+    return _hydra_main()
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
-def main(cfg: DictConfig) -> float | None:
+def _hydra_main(cfg: DictConfig) -> float | None:
     try:
         results = run(cfg)
     except Exception as error:

@@ -68,6 +68,54 @@ class TensorDictDataset(Dataset):
         return {key: value[index] for key, value in self.tensors.items()}
 
 
+class ResumableLoader(DataLoader):
+    """The training DataLoader, able to continue an epoch where a checkpoint left it.
+
+    It keeps its shuffle generator's state at the start of each epoch (``epoch_start``). Given a
+    checkpoint's :class:`LoaderResume`, its first epoch replays the checkpoint's epoch from that
+    state and drops the batches already trained on -- or, when the training loop has moved on to
+    the next epoch, starts from the state the generator had at the checkpoint -- so a resumed run
+    sees exactly the batches, in the order, of the uninterrupted one. (Samplers seeded per epoch,
+    e.g. DistributedSampler or the bucket sampler, need only the skip: Lightning calls their
+    ``set_epoch``.)
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.epoch_start: torch.Tensor | None = None
+        self._resume: LoaderResume | None = None
+        self._current_epoch = lambda: 0
+
+    def resume(self, state: LoaderResume, current_epoch) -> None:
+        """Continue ``state`` on the next ``__iter__``; ``current_epoch()``: the trainer's epoch."""
+        self._resume, self._current_epoch = state, current_epoch
+
+    def __iter__(self):
+        skip = 0
+        if self._resume is not None:
+            resume, self._resume = self._resume, None
+            same_epoch = self._current_epoch() == resume.epoch
+            state = resume.epoch_start if same_epoch else resume.now
+            if state is not None and self.generator is not None:
+                self.generator.set_state(state)
+            skip = resume.batches_done if same_epoch else 0
+        self.epoch_start = self.generator.get_state() if self.generator is not None else None
+        iterator = super().__iter__()
+        for _ in range(skip):  # drawn and dropped: the generator and workers advance as before
+            next(iterator)
+        return iterator
+
+
+@dataclass
+class LoaderResume:
+    """Where a checkpoint left the training loader (rnnlab.resume.RunState saves it)."""
+
+    epoch: int
+    batches_done: int
+    epoch_start: torch.Tensor | None  # generator state when the epoch's iteration began
+    now: torch.Tensor | None  # generator state at the checkpoint
+
+
 class SequenceDataModule(L.LightningDataModule):
     """Base class: subclasses build ``self.splits = {"train"|"val"|"test": Dataset}`` in setup()
     and describe themselves through :attr:`spec`."""
@@ -81,6 +129,8 @@ class SequenceDataModule(L.LightningDataModule):
         self.num_workers = num_workers
         self.seed = seed
         self.splits: dict[str, Dataset] = {}
+        # Where the next training loader continues (set when a run resumes from a checkpoint).
+        self.resume_state: LoaderResume | None = None
 
     @property
     def spec(self) -> DataSpec:  # pragma: no cover - abstract
@@ -89,18 +139,24 @@ class SequenceDataModule(L.LightningDataModule):
     def collate(self, examples: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
         return torch.utils.data.default_collate(examples)
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+    def _loader(self, split: str, shuffle: bool, loader_class=DataLoader, **options) -> DataLoader:
         if split not in self.splits:
             self.setup()
-        generator = torch.Generator().manual_seed(self.seed)
-        return DataLoader(
-            self.splits[split], batch_size=self.batch_size, shuffle=shuffle,
-            num_workers=self.num_workers, collate_fn=self.collate, generator=generator,
-            persistent_workers=self.num_workers > 0,
-        )
+        if "batch_sampler" not in options:
+            options.update(batch_size=self.batch_size, shuffle=shuffle,
+                           generator=torch.Generator().manual_seed(self.seed))
+        return loader_class(
+            self.splits[split], num_workers=self.num_workers, collate_fn=self.collate,
+            persistent_workers=self.num_workers > 0, **options)
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
+    def train_dataloader(self, **options) -> DataLoader:
+        """The shuffled training batches (a :class:`ResumableLoader`); ``options`` replace the
+        sampling (e.g. ``batch_sampler=``)."""
+        loader = self._loader("train", shuffle=True, loader_class=ResumableLoader, **options)
+        if self.resume_state is not None:
+            loader.resume(self.resume_state, lambda: self.trainer.current_epoch)
+            self.resume_state = None
+        return loader
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val", shuffle=False)

@@ -449,10 +449,8 @@ class SentimentDataModule(SequenceDataModule):
             logging.getLogger("rnnlab.data").warning(
                 "data.bucket_by_length is single-process only; using shuffled batches")
             return super().train_dataloader()
-        dataset = self.splits["train"]
-        sampler = BucketBatchSampler(dataset.lengths, self.batch_size, seed=self.seed)
-        return DataLoader(dataset, batch_sampler=sampler, num_workers=self.num_workers,
-                          collate_fn=self.collate, persistent_workers=self.num_workers > 0)
+        sampler = BucketBatchSampler(self.splits["train"].lengths, self.batch_size, seed=self.seed)
+        return super().train_dataloader(batch_sampler=sampler)
 
     def summary(self) -> dict:
         """Sizes, token-length statistics and class balance per split (scripts/prepare_data.py)."""

@@ -41,11 +41,12 @@ from typing import Any
 
 import numpy as np
 
+from rnnlab.atomic import PARTIAL, atomic_path, remove
+
 log = logging.getLogger("rnnlab.data")
 
 DATA_ENV = "RNNLAB_DATA"
 MANIFEST = "manifest.json"
-_PARTIAL = ".partial-"
 _LOCKS: dict[str, Any] = {}
 
 
@@ -109,35 +110,6 @@ def sha256_of(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
         while block := handle.read(chunk):
             digest.update(block)
     return digest.hexdigest()
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    elif path.exists() or path.is_symlink():
-        path.unlink(missing_ok=True)
-
-
-@contextmanager
-def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path next to ``target``; rename it onto ``target`` only on success.
-
-    Works for a file or a folder written at the yielded path. The temporary name is hidden and
-    never matches the target, so a reader (or the manifest check) never takes an interrupted
-    write for a finished one; leftovers of killed runs are swept by :meth:`Cache.sweep`.
-    """
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}{_PARTIAL}{os.getpid()}-{os.urandom(3).hex()}")
-    try:
-        yield tmp
-        if not tmp.exists():
-            raise FileNotFoundError(f"nothing was written at {tmp}")
-        if target.is_dir() and not target.is_symlink():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    finally:
-        _remove(tmp)
 
 
 def write_json_atomic(path: str | os.PathLike, payload: Any) -> None:
@@ -246,14 +218,14 @@ class Cache:
         cannot clean up after itself); only called while holding that entry's lock."""
         path = self.path(name)
         if path.parent.exists():
-            for leftover in path.parent.glob(f".{path.name}{_PARTIAL}*"):
-                _remove(leftover)
+            for leftover in path.parent.glob(f".{path.name}{PARTIAL}*"):
+                remove(leftover)
 
     def tempdir(self, name: str, purpose: str) -> tempfile.TemporaryDirectory:
         """A scratch folder for building entry ``name``, swept with its leftovers."""
         self.path(name).parent.mkdir(parents=True, exist_ok=True)
         return tempfile.TemporaryDirectory(dir=self.path(name).parent,
-                                           prefix=f".{self.path(name).name}{_PARTIAL}{purpose}-")
+                                           prefix=f".{self.path(name).name}{PARTIAL}{purpose}-")
 
     def ensure(self, name: str, build: Callable[[Path], Any], params: dict[str, Any] | None = None,
                expected_sha256: str | None = None, what: str | None = None) -> Path:

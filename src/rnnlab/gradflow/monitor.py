@@ -220,8 +220,23 @@ class GradientFlowMonitor(Callback):
         self._heatmap_records = 0
         self._warned = False
 
+    # What a checkpoint keeps, so that a resumed run's gradflow.npz holds every record, once.
+    _STATE = ("records", "param_records", "layers", "_last_probe_step", "_last_param_step",
+              "_pending", "_clipped_steps", "_heatmap_records")
+
+    def state_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self._STATE}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if self._stage != "fit":  # testing with the best checkpoint: keep the fit's record
+            return
+        for name in self._STATE:
+            if name in state_dict:
+                setattr(self, name, state_dict[name])
+
     # ------------------------------------------------------------------------ lifecycle
     def setup(self, trainer, pl_module, stage: str) -> None:
+        self._stage = stage
         if stage != "fit":
             return
         self._reset()

@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from rnnlab.atomic import atomic_open
 
 DH = "dL/dh_t"  # total gradient at each layer's hidden state (scratch cells)
 DX = "dL/dx_t"  # gradient reaching the first layer's input (fused cells)
@@ -96,23 +97,11 @@ def log10_floored(values: np.ndarray) -> np.ndarray:
 
 # ------------------------------------------------------------------------------ gradflow.npz
 def save_npz_atomic(path: str | os.PathLike, arrays: dict[str, Any], durable: bool = True) -> Path:
-    """``np.savez`` to a temp file in the same folder, then rename it over ``path``: a reader
-    sees the old file or the new one, never half of one. ``durable`` also fsyncs before the
-    rename (survives a power cut; costs 10-30 ms on a busy disk)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, **arrays)
-            if durable:
-                handle.flush()
-                os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """``np.savez`` so that a reader sees the old file or the new one, never half of one;
+    ``durable`` also fsyncs before the rename."""
+    with atomic_open(path, "wb", durable=durable) as handle:
+        np.savez(handle, **arrays)
+    return Path(path)
 
 
 def load_gradflow(path: str | os.PathLike) -> dict[str, Any]:

@@ -25,7 +25,10 @@ from rnnlab.results.runs import RUN_COLUMNS
 REPLICATE_KEY = "seed"
 # Prefixes of config keys that change where or how a run is recorded, not what is trained.
 NOT_SETTINGS = ("paths.", "logger.", "callbacks.progress_bar.", "callbacks.lr_monitor.",
-                "callbacks.gradflow.", "callbacks.model_checkpoint.dirpath", "hydra.",
+                "callbacks.gradflow.", "callbacks.model_checkpoint.dirpath",
+                "callbacks.last_checkpoint.", "callbacks.timed_checkpoint.", "callbacks.run_state.",
+                "callbacks.preemption.",
+                "hydra.",
                 "trainer.enable_progress_bar", "trainer.enable_model_summary",
                 "trainer.log_every_n_steps", "trainer.default_root_dir", "data.num_workers",
                 "tags", "reference")

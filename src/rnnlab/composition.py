@@ -1,0 +1,139 @@
+"""Refuse a command line Hydra cannot compose in one line, exit 2, before anything runs.
+
+Hydra reports composition errors itself in 5-13 lines with exit 1, after the sweep has started
+(a typo in the second value of a sweep ends the sweep half-way). ``rnnlab-train`` composes the
+command line first (a sweep: every value of every swept setting, up to ``MAX_JOBS``
+compositions; search sweepers such as optuna: their fixed overrides) and turns the first failure into one line naming the setting and
+what is allowed. ``HYDRA_FULL_ERROR=1`` skips this and lets Hydra report as it does.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import sys
+
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import (
+    ConfigCompositionException,
+    HydraException,
+    MissingConfigException,
+    OverrideParseException,
+)
+from omegaconf import OmegaConf
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
+
+MAX_JOBS = 256
+_FLAGS_WITH_VALUE = ("-cp", "-cn", "-cd", "--config-path", "--config-name", "--config-dir",
+                     "--experimental-rerun", "-p", "--package")
+
+
+def command_line_error(argv: list[str], config_dir: str, config_name: str) -> str | None:
+    """The one-line reason ``argv`` does not compose, or None when every job composes (or when
+    Hydra is asked for something else: --help, --cfg, shell completion, ...)."""
+    multirun = any(a in ("-m", "--multirun") for a in argv)
+    if any(a.startswith("-") and a not in ("-m", "--multirun") for a in argv):
+        return None  # --help, --cfg job, --info, -c: Hydra's own business
+    overrides = [a for a in argv if a not in ("-m", "--multirun")]
+    try:
+        jobs = _jobs(overrides, multirun)
+    except OverrideParseException as error:
+        return f"cannot read the command line: {_first_line(error)}"
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=config_dir, version_base="1.3"):
+            for job in jobs:
+                try:
+                    compose(config_name=config_name, overrides=job)
+                except (HydraException, OmegaConfBaseException, ValueError) as error:
+                    return _explain(error, job, config_name)
+    finally:
+        GlobalHydra.instance().clear()
+    return None
+
+
+def _jobs(overrides: list[str], multirun: bool) -> list[list[str]]:
+    """The override lists to compose: the sweep's first job, then that job with each other value
+    of each swept setting (a typo in any value shows, without composing the whole grid)."""
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    if not multirun or not any(o.is_sweep_override() for o in parsed):
+        return [overrides]
+    search = any(o.key_or_group in ("hydra/sweeper", "hparams_search")
+                 or o.get_key_element().startswith("hydra.sweeper") for o in parsed)
+    if search:  # a search sweeper draws its own values: check what is fixed
+        return [[o.input_line for o in parsed if not o.is_sweep_override()]]
+    choices = [[f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()]
+               if o.is_sweep_override() else [o.input_line] for o in parsed]
+    first = [values[0] for values in choices]
+    jobs = [first]
+    for i, values in enumerate(choices):
+        jobs += [first[:i] + [value] + first[i + 1:] for value in values[1:]]
+    return jobs[:MAX_JOBS]
+
+
+def _explain(error: BaseException, job: list[str], config_name: str) -> str:
+    if isinstance(error, MissingConfigException):
+        return _missing_option(error, job)
+    cause = error.__cause__ if isinstance(error, ConfigCompositionException) else error
+    if isinstance(cause, (ConfigKeyError, ConfigAttributeError)) and getattr(cause, "full_key",
+                                                                             None):
+        return _unknown_key(cause, job, config_name)
+    lines = [_first_line(error).removeprefix("Error merging override ")]
+    if cause is not None and cause is not error:
+        lines.append(_first_line(cause))
+    return ": ".join(line.rstrip(".") for line in lines if line)
+
+
+def _missing_option(error: MissingConfigException, job: list[str]) -> str:
+    missing = (error.missing_cfg_file or "").strip("/")
+    group, _, name = missing.rpartition("/")
+    options = list(error.options or [])
+    if not group:  # the primary config or a defaults entry that names nothing
+        return _first_line(error)
+    text = f"{group}={name}: no such option in '{group}'"
+    close = difflib.get_close_matches(name, options, n=1)
+    if close:
+        text += f" (did you mean {group}={close[0]}?)"
+    return text + (f"; available: {', '.join(options)}" if options else "")
+
+
+def _unknown_key(error: OmegaConfBaseException, job: list[str], config_name: str) -> str:
+    key = str(error.full_key)
+    parent, _, leaf = key.rpartition(".")
+    setting = next((o for o in job if o.lstrip("+~").split("=", 1)[0] == key), key)
+    allowed = _keys_under(parent, [o for o in job if o is not setting], config_name)
+    text = f"{key} is not a setting"
+    if parent:
+        text += f" of {parent}"
+    close = difflib.get_close_matches(leaf, allowed, n=1)
+    if close:
+        text += f" (did you mean {parent + '.' if parent else ''}{close[0]}?)"
+    if allowed:
+        text += f"; its settings: {', '.join(allowed)}"
+    return text + f" (to add a new key: +{setting.lstrip('+~')})"
+
+
+def _keys_under(parent: str, job: list[str], config_name: str) -> list[str]:
+    try:
+        cfg = compose(config_name=config_name, overrides=job)
+        node = OmegaConf.select(cfg, parent) if parent else cfg
+    except Exception:  # noqa: BLE001 - the suggestion is a courtesy; the refusal stands
+        return []
+    return sorted(str(k) for k in node) if OmegaConf.is_dict(node) else []
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0].strip() if text else type(error).__name__
+
+
+def refuse_bad_command_line(config_dir: str, config_name: str) -> None:
+    """Exit 2 with one line when ``sys.argv`` does not compose (``rnnlab-train``'s first step)."""
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        return
+    reason = command_line_error(sys.argv[1:], config_dir, config_name)
+    if reason is not None:
+        print(f"rnnlab-train: error: {reason}", file=sys.stderr)
+        raise SystemExit(2)

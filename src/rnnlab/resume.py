@@ -1,0 +1,306 @@
+"""Continuing an interrupted run or sweep where it stopped (docs in README, "Resume").
+
+A run keeps ``<run dir>/checkpoints/last.ckpt`` (the ``last_checkpoint`` callback: every epoch
+end, and every ``train_time_interval`` in between). Whenever a run starts in a run dir that holds
+one -- ``rnnlab-train resume=<run dir>``, a sweep rerun on its sweep dir, a requeued SLURM job --
+it continues from it, in the same run dir:
+
+- Lightning restores the weights, optimizer, scheduler, loop counters and callback states;
+- :class:`RunState` (below) adds what Lightning leaves out, so the continuation is the same
+  computation as the uninterrupted run: the global RNG states, the training loader's shuffle
+  state at the start of the epoch plus the batches of it already trained on, and how many rows
+  the CSV log held (rows written after the checkpoint are dropped, as they are trained again);
+- the W&B run continues under the same id (offline: a second ``offline-run-*`` folder with that
+  id, which ``wandb sync`` uploads into the one run, in order).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+
+from rnnlab.atomic import atomic_open, atomic_path
+from rnnlab.models import ConfigError
+
+CHECKPOINT = Path("checkpoints") / "last.ckpt"
+RESUME_KEY = "resume"
+
+
+class ResumeError(ConfigError):
+    """A resume that cannot be done as asked (one line for the user)."""
+
+
+def last_checkpoint(run_dir: str | os.PathLike) -> Path | None:
+    path = Path(run_dir) / CHECKPOINT
+    return path if path.is_file() else None
+
+
+def checkpoint_step(path: str | os.PathLike) -> int:
+    return int(torch.load(path, map_location="cpu", weights_only=False).get("global_step", 0))
+
+
+def check_checkpoint_fits(path: str | os.PathLike, module: torch.nn.Module) -> dict[str, Any]:
+    """The checkpoint, or ResumeError naming the first weight whose shape differs from the model's
+    (a checkpoint of another model: another cell, size or dataset)."""
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    saved = checkpoint.get("state_dict", {})
+    wanted = module.state_dict()
+    for name, tensor in wanted.items():
+        if not isinstance(tensor, torch.Tensor):  # _extra_state
+            continue
+        if name not in saved:
+            raise ResumeError(f"{path} is a checkpoint of another model: it has no {name}")
+        if tuple(saved[name].shape) != tuple(tensor.shape):
+            raise ResumeError(f"{path} is a checkpoint of another model: {name} is "
+                              f"{tuple(saved[name].shape)} there, {tuple(tensor.shape)} here")
+    extra = sorted(set(saved) - set(wanted))
+    if extra:
+        raise ResumeError(f"{path} is a checkpoint of another model: it has {extra[0]}, this "
+                          "model does not")
+    return checkpoint
+
+
+def wandb_run_id(run_dir: str | os.PathLike) -> str | None:
+    """The id of the W&B run an earlier attempt of this run dir started (offline or online)."""
+    found = sorted((Path(run_dir) / "wandb").glob("*run-*-*"))
+    ids = {match.group(1) for path in found
+           if (match := re.fullmatch(r"(?:offline-)?run-\d{8}_\d{6}-(\w+)", path.name))}
+    return next(iter(ids)) if len(ids) == 1 else None
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, made atomic: each checkpoint goes to a temp file renamed
+    into place, so a kill while saving leaves the previous last.ckpt whole (Lightning writes the
+    file in place)."""
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
+        with atomic_path(path) as tmp:
+            super().save_checkpoint(checkpoint, tmp, storage_options)
+
+
+# --------------------------------------------------------------------------------- CSV log
+class _AppendingWriter(ExperimentWriter):
+    def _check_log_dir_exists(self) -> None:
+        # Lightning deletes an existing metrics.csv here; this one continues it.
+        if self._fs.isfile(self.metrics_file_path):
+            with self._fs.open(self.metrics_file_path, "r", newline="") as handle:
+                self.metrics_keys = sorted(next(csv.reader(handle), []))
+
+
+class ResumableCSVLogger(CSVLogger):
+    """Lightning's CSVLogger, except that an existing metrics.csv is continued, not deleted: a
+    resumed run appends to it (RunState first cuts the rows logged after the checkpoint; a run
+    that starts over removes it)."""
+
+    @property
+    def experiment(self) -> _AppendingWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _AppendingWriter(log_dir=self.log_dir)
+        return self._experiment
+
+
+def csv_rows(path: Path) -> int:
+    """Data rows of a CSV file (its header excluded); 0 when absent."""
+    if not path.is_file():
+        return 0
+    with path.open(newline="") as handle:
+        return max(sum(1 for _ in csv.reader(handle)) - 1, 0)
+
+
+def truncate_csv(path: Path, rows: int) -> None:
+    """Keep the header and the first ``rows`` rows (written atomically)."""
+    if not path.is_file():
+        return
+    with path.open(newline="") as handle:
+        kept = list(csv.reader(handle))[: rows + 1]
+    with atomic_open(path, newline="") as handle:
+        csv.writer(handle).writerows(kept)
+
+
+def _csv_files(trainer) -> list[tuple[Any, Path]]:
+    return [(logger, Path(logger.experiment.metrics_file_path)) for logger in trainer.loggers
+            if isinstance(logger, CSVLogger)]
+
+
+# ------------------------------------------------------------------------------ the state
+class RunState(Callback):
+    """What a resumed run needs beyond Lightning's own checkpoint to continue bit for bit.
+
+    Saved with every checkpoint: the RNG states of torch, numpy and Python; the training loader's
+    generator state at the start of the current epoch and at the checkpoint; the CSV log's row
+    count (the log is flushed first, so nothing logged before the checkpoint is lost to a kill);
+    the metrics logged so far.
+    """
+
+    def __init__(self):
+        # The metrics the checkpointed process had logged (e.g. the last val/loss), which a run
+        # resumed after its last validation does not log again; results.json starts from them.
+        self.restored_metrics: dict[str, float] = {}
+
+    @property
+    def state_key(self) -> str:
+        return "rnnlab.RunState"
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
+        from lightning.fabric.utilities.seed import _collect_rng_states
+
+        rows = {}
+        for logger, path in _csv_files(trainer):
+            logger.save()
+            rows[path.name] = csv_rows(path)
+        combined = trainer.fit_loop._combined_loader
+        loader = combined.flattened[0] if combined is not None and combined.flattened else None
+        generator = getattr(loader, "generator", None)
+        checkpoint[self.state_key] = {
+            "rng": _collect_rng_states(),
+            # the shuffle generator at the start of this epoch (to replay its order mid-epoch)
+            # and now (the next epoch draws from here)
+            "loader": {"epoch_start": getattr(loader, "epoch_start", None),
+                       "now": generator.get_state() if generator is not None else None},
+            "csv_rows": rows,
+            "metrics": {k: float(v) for k, v in trainer.callback_metrics.items()},
+        }
+
+    def on_load_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
+        from lightning.fabric.utilities.seed import _set_rng_states
+
+        state = checkpoint.get(self.state_key)
+        # Only a resumed fit continues: testing with the best checkpoint leaves the run as it is.
+        # (None: a checkpoint written without this callback, Lightning's state only.)
+        if state is None or trainer.state.fn != "fit":
+            return
+        _set_rng_states(state["rng"])
+        self.restored_metrics = dict(state.get("metrics", {}))
+        for _logger, path in _csv_files(trainer):
+            truncate_csv(path, state["csv_rows"].get(path.name, 0))
+        datamodule = trainer.datamodule
+        if datamodule is not None and hasattr(datamodule, "resume_state"):
+            from rnnlab.data.base import LoaderResume
+
+            progress = (checkpoint.get("loops", {}).get("fit_loop", {})
+                        .get("epoch_loop.batch_progress", {}).get("current", {}))
+            # A checkpoint taken at a batch end counts that batch as processed, not completed.
+            datamodule.resume_state = LoaderResume(
+                epoch=int(checkpoint.get("epoch", 0)),
+                batches_done=int(progress.get("processed", 0)),
+                epoch_start=state["loader"]["epoch_start"], now=state["loader"]["now"])
+
+
+# ------------------------------------------------------------------------------ preemption
+class Preemption(Callback):
+    """Checkpoint first, then let the scheduler requeue.
+
+    A cluster warns a job it is about to stop with a signal (submitit, the SLURM launcher:
+    SIGUSR2; SLURM's own ``--signal``: often SIGUSR1) whose handler -- submitit's -- requeues the
+    job at once. While training, this callback defers such a handler to the end of the current
+    batch and writes last.ckpt there first; the requeued job then resumes from that very batch.
+    Only handlers someone installed are wrapped; with none (a plain run) it does nothing.
+    """
+
+    SIGNALS = ("SIGUSR1", "SIGUSR2")
+
+    def __init__(self, checkpoint: str):
+        self.checkpoint = checkpoint
+        self._wrapped: dict[int, Any] = {}
+        self._pending: tuple[int, Any] | None = None
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        import signal
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for name in self.SIGNALS:
+            number = getattr(signal, name, None)
+            handler = signal.getsignal(number) if number is not None else None
+            if callable(handler):
+                self._wrapped[number] = handler
+                signal.signal(number, self._defer)
+
+    def _defer(self, signum, frame) -> None:
+        self._pending = (signum, self._wrapped[signum])
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self._pending is None:
+            return
+        signum, handler = self._pending
+        trainer.save_checkpoint(self.checkpoint)
+        print(f"rnnlab-train: signal {signum}: saved {self.checkpoint} at step "
+              f"{trainer.global_step}; handing over to the scheduler", file=sys.stderr, flush=True)
+        self._restore()
+        handler(signum, None)
+
+    def _restore(self) -> None:
+        import signal
+
+        for number, handler in self._wrapped.items():
+            signal.signal(number, handler)
+        self._wrapped, self._pending = {}, None
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        # A warning that came while validating is handled now, by the scheduler's handler.
+        pending = self._pending
+        self._restore()
+        if pending is not None:
+            pending[1](pending[0], None)
+
+    def on_exception(self, trainer, pl_module, exception) -> None:
+        self._restore()
+
+
+# --------------------------------------------------------------------- rnnlab-train resume=
+def resume_argv(argv: list[str]) -> list[str]:
+    """Turn ``rnnlab-train resume=<dir> [extra overrides]`` into the command line that started
+    the run (or sweep), pointed at its own directory; ``argv`` without ``resume=`` is returned as
+    is. Raises ResumeError with one line."""
+    given = [a for a in argv if a.startswith(f"{RESUME_KEY}=")]
+    if not given:
+        return argv
+    if len(given) > 1:
+        raise ResumeError("resume= given twice: name one run dir or sweep dir")
+    target = Path(given[0].split("=", 1)[1]).expanduser()
+    extra = [a for a in argv if a not in given and a not in ("-m", "--multirun")]
+    if not target.is_dir():
+        raise ResumeError(f"resume={target}: no such directory (give a run dir or a sweep dir "
+                          "under logs/)")
+    sweep_file = target / "multirun.yaml"
+    if sweep_file.is_file():
+        task, hydra = _saved_overrides(sweep_file)
+        return ["--multirun", *task, *hydra, f"hydra.sweep.dir={target.resolve()}", *extra]
+    saved = target / ".hydra" / "hydra.yaml"
+    if not saved.is_file():
+        raise ResumeError(f"resume={target}: not a run dir or sweep dir of rnnlab-train (it has "
+                          "neither .hydra/hydra.yaml nor multirun.yaml)")
+    task, hydra = _saved_overrides(saved)
+    return [*task, *hydra, f"hydra.run.dir={target.resolve()}", *extra]
+
+
+def _saved_overrides(path: Path) -> tuple[list[str], list[str]]:
+    """The task and hydra overrides a run or sweep was started with, as Hydra recorded them."""
+    from omegaconf import OmegaConf
+
+    saved = OmegaConf.load(path).hydra.overrides
+    hydra = [o for o in saved.hydra
+             if not o.split("=", 1)[0].lstrip("+~") in ("hydra.mode", "hydra.run.dir",
+                                                        "hydra.sweep.dir")]
+    return list(saved.task), hydra
+
+
+def main_argv() -> None:
+    """Rewrite ``sys.argv`` for resume= before Hydra parses it (the console script's first step)."""
+    try:
+        sys.argv[1:] = resume_argv(sys.argv[1:])
+    except ResumeError as error:
+        print(f"rnnlab-train: error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None

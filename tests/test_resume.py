@@ -1,0 +1,207 @@
+"""Resume: a run or sweep killed at any moment continues where it stopped and ends with exactly
+what an uninterrupted run gives (README "Resume")."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import cli
+
+from rnnlab import resume, tracking
+from rnnlab.wandb_offline import find_offline_runs, read_offline_run
+
+# 3 epochs x 8 batches; last.ckpt at every epoch end and, with a 30 ms interval, after nearly
+# every batch, so the kill lands mid-epoch.
+RUN = ["data=adding", "data.seq_len=10", "data.train_size=256", "data.val_size=64",
+       "data.test_size=64", "data.batch_size=32", "model=lstm", "model.hidden_size=16",
+       "model.num_layers=2", "model.dropout=0.25", "trainer.max_epochs=3",
+       "trainer.enable_progress_bar=false", "callbacks.gradflow.every_n_steps=3",
+       "callbacks.timed_checkpoint.train_time_interval.minutes=0.0005"]
+TOTAL_STEPS = 24
+
+
+def _env() -> dict[str, str]:
+    # WANDB_SERVICE: a W&B service of this pytest process would be shared by the runs it starts,
+    # and would still hold the killed run's id when the resumed one asks for it.
+    return {k: v for k, v in os.environ.items() if k not in ("HYDRA_FULL_ERROR", "WANDB_SERVICE")}
+
+
+def _start(args: list[str], cwd: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "rnnlab.train", *args], cwd=cwd, env=_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _step_of(run_dir: Path) -> int:
+    path = resume.last_checkpoint(run_dir)
+    try:
+        return resume.checkpoint_step(path) if path else -1
+    except Exception:  # noqa: BLE001 - another process is replacing it: look again
+        return -1
+
+
+def _kill_when(process: subprocess.Popen, ready, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while not ready():
+        assert process.poll() is None, "the run ended before it could be killed"
+        assert time.monotonic() < deadline, "no checkpoint to kill at"
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+
+
+def _rows(path: Path) -> list[list[str]]:
+    with path.open(newline="") as handle:
+        return list(csv.reader(handle))
+
+
+def test_kill_9_mid_epoch_then_resume_equals_the_uninterrupted_run(tmp_path):
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    done = cli([*RUN, f"hydra.run.dir={whole}"], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+    process = _start([*RUN, f"hydra.run.dir={killed}"], cwd=tmp_path)
+    # mid-epoch, in the second epoch: the loader must replay the epoch's order and skip
+    _kill_when(process, lambda: _step_of(killed) >= 10 and _step_of(killed) % 8 != 0)
+    assert not (killed / "results.json").exists()
+
+    resumed = cli([f"resume={killed}"], cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    line = next(l for l in resumed.stderr.splitlines() if "resuming" in l)
+    step = int(line.split(" at step ")[1].split()[0])
+    assert 10 <= step < TOTAL_STEPS and step % 8 != 0
+
+    a, b = tracking.read_results(whole), tracking.read_results(killed)
+    assert b["status"] == "completed" and b["steps"] == a["steps"] == TOTAL_STEPS
+    assert b["metrics"] == a["metrics"]  # bit for bit: weights, data order, dropout draws
+    assert _rows(killed / "csv" / "metrics.csv") == _rows(whole / "csv" / "metrics.csv")
+    fa, fb = np.load(whole / "gradflow.npz"), np.load(killed / "gradflow.npz")
+    assert fa.files == fb.files
+    for key in fa.files:
+        np.testing.assert_array_equal(fa[key], fb[key], err_msg=key)
+    # one W&B run continued in a second offline file (wandb sync uploads both into it)
+    runs = [read_offline_run(p) for p in find_offline_runs(killed)]
+    assert len(runs) == 2 and runs[0].run_id == runs[1].run_id
+    assert runs[1].exit_code == 0
+    assert max(runs[1].series("trainer/global_step")) == TOTAL_STEPS
+
+
+def test_a_killed_sweep_resumes_only_its_unfinished_jobs(tmp_path):
+    sweep = tmp_path / "sweep"
+    args = ["-m", "debug=fast", "trainer.limit_train_batches=4", "trainer.max_epochs=2",
+            "model=rnn,gru", "hydra.callbacks.sweep_summary.figures=false",
+            "callbacks.timed_checkpoint.train_time_interval.minutes=0.0005",
+            f"hydra.sweep.dir={sweep}"]
+    process = _start(args, cwd=tmp_path)
+    _kill_when(process, lambda: (sweep / "0" / "results.json").exists()
+               and _step_of(sweep / "1") >= 2)
+    assert not (sweep / "1" / "results.json").exists()
+    first = tracking.read_results(sweep / "0")
+
+    resumed = cli([f"resume={sweep}"], cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"{sweep / '0'} already completed: kept" in resumed.stderr
+    assert f"resuming {sweep / '1'} at step" in resumed.stderr
+    assert tracking.read_results(sweep / "0") == first  # not trained again
+    second = tracking.read_results(sweep / "1")
+    assert second["status"] == "completed" and second["steps"] == 8  # 2 epochs x 4 batches
+    summary = _rows(sweep / "summary.csv")
+    assert len(summary) == 3  # header + rnn + gru, each completed once
+
+
+def test_resume_refuses_what_it_cannot_continue(tmp_path, run_training):
+    with pytest.raises(resume.ResumeError, match="no such directory"):
+        resume.resume_argv([f"resume={tmp_path / 'nope'}"])
+    with pytest.raises(resume.ResumeError, match="not a run dir or sweep dir"):
+        resume.resume_argv([f"resume={tmp_path}"])
+
+    fast = ["debug=fast", "model=gru", "model.hidden_size=8", "callbacks.gradflow.every_n_steps=1"]
+    results, run_dir = run_training(fast, name="run")
+    assert results["status"] == "completed"
+    # a finished run is kept, not trained again
+    again, _ = run_training([*fast, "model.hidden_size=12"], name="run")
+    assert again == results
+    # an unfinished one whose checkpoint belongs to another model is refused in one line
+    (run_dir / "results.json").unlink()
+    with pytest.raises(SystemExit) as exit_info:
+        run_training([*fast, "model.hidden_size=12"], name="run")
+    assert exit_info.value.code == 2
+    assert not (run_dir / "results.json").exists()
+
+
+def test_resume_error_is_one_line_exit_2(tmp_path):
+    done = cli([f"resume={tmp_path / 'missing'}"], cwd=tmp_path)
+    assert done.returncode == 2
+    expected = (f"rnnlab-train: error: resume={tmp_path / 'missing'}: no such directory (give a "
+                "run dir or a sweep dir under logs/)")
+    assert done.stderr.strip().splitlines() == [expected]
+
+
+def test_resume_argv_restores_the_recorded_command_line(tmp_path):
+    (tmp_path / ".hydra").mkdir()
+    (tmp_path / ".hydra" / "hydra.yaml").write_text(
+        "hydra:\n  overrides:\n    hydra: [hydra.mode=RUN, hydra/launcher=basic]\n"
+        "    task: [model=lstm, seed=3]\n")
+    argv = resume.resume_argv([f"resume={tmp_path}", "trainer.max_epochs=20"])
+    assert argv == ["model=lstm", "seed=3", "hydra/launcher=basic",
+                    f"hydra.run.dir={tmp_path.resolve()}", "trainer.max_epochs=20"]
+    assert resume.resume_argv(["model=gru"]) == ["model=gru"]
+
+
+def test_csv_truncation_keeps_the_header_and_the_first_rows(tmp_path):
+    path = tmp_path / "metrics.csv"
+    path.write_text("a,b\n1,2\n3,4\n5,6\n")
+    assert resume.csv_rows(path) == 3
+    resume.truncate_csv(path, 1)
+    assert path.read_text().splitlines() == ["a,b", "1,2"]
+
+
+def test_a_preempted_submitit_job_checkpoints_requeues_and_resumes(tmp_path):
+    """submitit_local stands in for SLURM: its stop warning (SIGUSR2) reaches the job, which
+    saves last.ckpt at the batch end; submitit requeues it and the new attempt resumes there."""
+    sweep = tmp_path / "sweep"
+    args = ["-m", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10", "debug=fast",
+            "data.train_size=256", "trainer.limit_train_batches=8", "trainer.max_epochs=3",
+            "model=gru", "hydra.callbacks.sweep_summary.figures=false",
+            f"hydra.sweep.dir={sweep}"]
+    process = subprocess.Popen([sys.executable, "-m", "rnnlab.train", *args], cwd=tmp_path,
+                               env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True)
+    deadline = time.monotonic() + 300
+    while _step_of(sweep / "0") < 3:
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.02)
+    jobs = subprocess.run(["pgrep", "-f", "submitit.core._submit"], capture_output=True,
+                          text=True, check=False).stdout.split()
+    mine = [pid for pid in jobs if str(sweep) in Path(f"/proc/{pid}/cmdline").read_text()]
+    assert len(mine) == 1
+    os.kill(int(mine[0]), signal.SIGUSR2)
+    output, _ = process.communicate(timeout=400)
+    assert process.returncode == 0, output[-2000:]
+
+    log = "\n".join(p.read_text() for p in (sweep / ".submitit").rglob("*_log.err"))
+    saved = next(l for l in log.splitlines() if "handing over to the scheduler" in l)
+    step = int(saved.split(" at step ")[1].split(";")[0])
+    assert 3 <= step < 24
+    assert f"resuming {sweep / '0'} at step {step}" in log
+    results = tracking.read_results(sweep / "0")
+    assert results["status"] == "completed" and results["steps"] == 24
+
+
+def test_run_files_have_the_usual_modes_and_no_leftovers(run_training):
+    results, run_dir = run_training(["debug=fast", "model=gru", "model.hidden_size=8",
+                                     "callbacks.gradflow.every_n_steps=1"])
+    assert results["status"] == "completed"
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in ("results.json", "gradflow.npz", "checkpoints/last.ckpt", "checkpoints/best.ckpt",
+                 "csv/metrics.csv"):
+        assert (run_dir / name).stat().st_mode & 0o777 == 0o666 & ~umask, name
+    assert not [p for p in run_dir.rglob("*") if ".partial-" in p.name]
