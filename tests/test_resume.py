@@ -24,7 +24,7 @@ RUN = ["data=adding", "data.seq_len=10", "data.train_size=256", "data.val_size=6
        "data.test_size=64", "data.batch_size=32", "model=lstm", "model.hidden_size=16",
        "model.num_layers=2", "model.dropout=0.25", "trainer.max_epochs=3",
        "trainer.enable_progress_bar=false", "callbacks.gradflow.every_n_steps=3",
-       "callbacks.timed_checkpoint.train_time_interval.minutes=0.0005"]
+       "callbacks.mid_epoch_checkpoint.minutes=0.0005"]
 TOTAL_STEPS = 24
 
 
@@ -97,7 +97,7 @@ def test_a_killed_sweep_resumes_only_its_unfinished_jobs(tmp_path):
     sweep = tmp_path / "sweep"
     args = ["-m", "debug=fast", "trainer.limit_train_batches=4", "trainer.max_epochs=2",
             "model=rnn,gru", "hydra.callbacks.sweep_summary.figures=false",
-            "callbacks.timed_checkpoint.train_time_interval.minutes=0.0005",
+            "callbacks.mid_epoch_checkpoint.minutes=0.0005",
             f"hydra.sweep.dir={sweep}"]
     process = _start(args, cwd=tmp_path)
     _kill_when(process, lambda: (sweep / "0" / "results.json").exists()

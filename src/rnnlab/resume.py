@@ -197,28 +197,42 @@ class RunState(Callback):
                 epoch_start=state["loader"]["epoch_start"], now=state["loader"]["now"])
 
 
-# ------------------------------------------------------------------------------ preemption
-class Preemption(Callback):
-    """Checkpoint first, then let the scheduler requeue.
+# ----------------------------------------------------------------- checkpoints inside epochs
+class MidEpochCheckpoint(Callback):
+    """last.ckpt inside long epochs: every ``minutes`` of training, and at once when a scheduler
+    warns that it will stop the job.
 
-    A cluster warns a job it is about to stop with a signal (submitit, the SLURM launcher:
-    SIGUSR2; SLURM's own ``--signal``: often SIGUSR1) whose handler -- submitit's -- requeues the
-    job at once. While training, this callback defers such a handler to the end of the current
-    batch and writes last.ckpt there first; the requeued job then resumes from that very batch.
-    Only handlers someone installed are wrapped; with none (a plain run) it does nothing.
+    Saved at the *start* of a batch, when everything of the previous batch -- optimizer step,
+    logged rows, gradient-flow record -- is done, so the resumed run redoes exactly the batches
+    after it. (Lightning's ModelCheckpoint saves time-based checkpoints at a batch end, before
+    that batch's metrics are logged: a run resumed from there never logs them.)
+
+    The warning: a cluster signals a job before stopping it (submitit and its SLURM launcher:
+    SIGUSR2; SLURM's own ``--signal``: often SIGUSR1) and the handler -- submitit's -- requeues the
+    job at once. While training, that handler is deferred to the next batch start and called
+    after last.ckpt is written there; the requeued job then resumes from that very batch. Only
+    handlers someone installed are wrapped; a plain run has none.
     """
 
     SIGNALS = ("SIGUSR1", "SIGUSR2")
 
-    def __init__(self, checkpoint: str):
+    def __init__(self, checkpoint: str, minutes: float | None = 30):
+        if minutes is not None and not minutes > 0:
+            raise ValueError(f"callbacks.mid_epoch_checkpoint.minutes must be > 0 or null, got "
+                             f"{minutes}")
         self.checkpoint = checkpoint
+        self.seconds = None if minutes is None else 60.0 * minutes
         self._wrapped: dict[int, Any] = {}
         self._pending: tuple[int, Any] | None = None
+        self._last = 0.0
+        self._saving = False
 
     def on_train_start(self, trainer, pl_module) -> None:
         import signal
         import threading
+        import time
 
+        self._last = time.monotonic()
         if threading.current_thread() is not threading.main_thread():
             return
         for name in self.SIGNALS:
@@ -231,15 +245,37 @@ class Preemption(Callback):
     def _defer(self, signum, frame) -> None:
         self._pending = (signum, self._wrapped[signum])
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if self._pending is None:
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        import time
+
+        due = self._pending is not None or (
+            self.seconds is not None and time.monotonic() - self._last >= self.seconds)
+        if trainer.world_size > 1:  # every rank saves, or none (saving is collective)
+            due = trainer.strategy.broadcast(due, src=0)
+        if not due:
             return
-        signum, handler = self._pending
-        trainer.save_checkpoint(self.checkpoint)
-        print(f"rnnlab-train: signal {signum}: saved {self.checkpoint} at step "
-              f"{trainer.global_step}; handing over to the scheduler", file=sys.stderr, flush=True)
-        self._restore()
-        handler(signum, None)
+        self._saving = True
+        try:
+            trainer.save_checkpoint(self.checkpoint)
+        finally:
+            self._saving = False
+        self._last = time.monotonic()
+        if self._pending is not None:
+            from rnnlab.tracking import say
+
+            signum, handler = self._pending
+            say(f"rnnlab-train: signal {signum}: saved {self.checkpoint} at step "
+                f"{trainer.global_step}; handing over to the scheduler")
+            self._restore()
+            handler(signum, None)
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
+        if not self._saving:
+            return
+        # Lightning restores a checkpoint from inside a batch assuming it was taken at the batch
+        # end, before the step counter of the loggers moved on, and adds 1; here it has moved on.
+        epoch_loop = checkpoint["loops"]["fit_loop"]["epoch_loop.state_dict"]
+        epoch_loop["_batches_that_stepped"] -= 1
 
     def _restore(self) -> None:
         import signal
@@ -249,7 +285,7 @@ class Preemption(Callback):
         self._wrapped, self._pending = {}, None
 
     def on_train_end(self, trainer, pl_module) -> None:
-        # A warning that came while validating is handled now, by the scheduler's handler.
+        # A warning that came after the last batch is the scheduler's to handle now.
         pending = self._pending
         self._restore()
         if pending is not None:

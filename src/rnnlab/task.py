@@ -26,7 +26,8 @@ HIGHER_IS_BETTER = ("acc", "f1")
 
 
 class Diverged(RuntimeError):
-    """The training loss stopped being a finite number."""
+    """The training or validation loss stopped being finite or exceeded divergence_factor x the
+    first training loss."""
 
 
 class FrameAccuracy(torchmetrics.Metric):
@@ -179,10 +180,26 @@ class SequenceTask(L.LightningModule):
         self.log_dict({f"baseline/{name}": float(value)
                        for name, value in self.spec.baselines.items()})
         if not self.trainer.sanity_checking:
+            self._check_val_divergence()
             self._update_best()
 
     def on_test_epoch_end(self) -> None:
         self._log_epoch_metrics("test")
+
+    def _check_val_divergence(self) -> None:
+        """A model whose validation loss exploded is diverged too, even when its last training
+        batch still looked fine (e.g. two steps at an absurd learning rate)."""
+        value = self.trainer.callback_metrics.get("val/loss")
+        if value is None or self.first_loss is None:
+            return
+        value = float(value)
+        if not math.isfinite(value):
+            raise Diverged(f"val/loss became {value} at step {self.global_step}")
+        if (self.divergence_factor is not None and self.first_loss > 0
+                and value > self.divergence_factor * self.first_loss):
+            raise Diverged(f"val/loss {value:.4g} at step {self.global_step} exceeds "
+                           f"divergence_factor={self.divergence_factor:g} x the first train/loss "
+                           f"{self.first_loss:.4g}")
 
     def _update_best(self) -> None:
         for key, value in self.trainer.callback_metrics.items():

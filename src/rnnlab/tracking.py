@@ -6,11 +6,14 @@ sees a half-written results.json.
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import logging
 import os
 import platform
 import subprocess
 import sys
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -40,14 +43,119 @@ def wandb_logger(save_dir: str, offline: bool = True, project: str = "rnnlab",
             "logger.wandb: online mode needs W&B credentials: run `wandb login` or set "
             "WANDB_API_KEY (or stay offline: unset WANDB_MODE / logger.wandb.offline=true)"
         )
+    if online:
+        url, unreachable = _wandb_unreachable()
+        if unreachable:
+            # W&B itself would retry for ~90 s and then fail the run: log offline instead.
+            say(f"rnnlab-train: warning: W&B server {url} unreachable ({unreachable}): logging "
+                f"offline; upload later with `wandb sync {save_dir}/wandb/offline-run-*`")
+            online = False
     os.environ.setdefault("WANDB_SILENT", "true")
     Path(save_dir).mkdir(parents=True, exist_ok=True)
+    _keep_wandb_files_in(save_dir)
     # id: a resumed run continues its W&B run ("allow": offline, a new file under the same id).
     return WandbLogger(
         save_dir=save_dir, offline=not online, project=project, entity=entity, group=group,
         tags=list(tags or []), job_type=job_type, name=name, id=id,
         resume="allow" if id else None, settings=_wandb_settings(),
     )
+
+
+def _wandb_unreachable(timeout: float = 5.0) -> tuple[str, str | None]:
+    """(the W&B server's URL, why it cannot be reached within ``timeout`` s or None)."""
+    import socket
+    import threading
+    from urllib.parse import urlparse
+
+    url = os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai"
+    parsed = urlparse(url)
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    outcome: dict[str, str | None] = {}
+
+    def probe() -> None:  # in a thread: a name lookup without a network can hang far longer
+        try:
+            socket.create_connection((parsed.hostname or "", port), timeout=timeout).close()
+            outcome["error"] = None
+        except OSError as error:
+            outcome["error"] = str(error) or type(error).__name__
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return url, outcome.get("error", f"no answer in {timeout:g} s")
+
+
+# W&B puts files of a run outside its folder unless told otherwise: artifact staging (W&B Tables
+# are logged as artifacts) in ~/.local/share/wandb, its artifact cache in ~/.cache/wandb. Each run
+# points them into its own wandb/ folder (where `wandb sync` finds them), unless the user set them.
+_WANDB_DIRS = {"WANDB_DIR": "", "WANDB_DATA_DIR": "wandb/data", "WANDB_CACHE_DIR": "wandb/cache"}
+_USER_WANDB_DIRS = {name for name in _WANDB_DIRS if name in os.environ}
+
+
+def _keep_wandb_files_in(save_dir: str) -> None:
+    for name, sub in _WANDB_DIRS.items():
+        if name not in _USER_WANDB_DIRS:
+            os.environ[name] = str(Path(save_dir) / sub)
+
+
+@contextmanager
+def temp_files_in(run_dir: str | os.PathLike):
+    """Temporary files made during a run (W&B's table files, Lightning's ddp_spawn hand-over)
+    go to ``<run dir>/.tmp``, removed at the end, instead of leaving folders in /tmp."""
+    import getpass
+    import shutil
+    import tempfile
+
+    # Made before the switch, so they outlive this run: W&B's media folder (made on import, used
+    # by every later run of the process) and the torch compile cache (shared between runs).
+    if importlib.util.find_spec("wandb") is not None:
+        import wandb  # noqa: F401
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", os.path.join(
+        tempfile.gettempdir(), f"torchinductor_{getpass.getuser()}"))
+    tmp = Path(run_dir) / ".tmp"
+    tmp.mkdir(parents=True, exist_ok=True)
+    saved_env, saved_dir = os.environ.get("TMPDIR"), tempfile.tempdir
+    os.environ["TMPDIR"], tempfile.tempdir = str(tmp), str(tmp)
+    try:
+        yield tmp
+    finally:
+        tempfile.tempdir = saved_dir
+        if saved_env is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = saved_env
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------- train.log
+def _run_log_files() -> list[logging.Handler]:
+    """The file handlers Hydra gave the root logger for this job (its ``train.log``)."""
+    return [h for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
+
+
+def say(message: str, file=None) -> None:
+    """Print a line for the user (stderr unless ``file``) and keep it in the job's train.log."""
+    print(message, file=file or sys.stderr, flush=True)
+    record = logging.LogRecord("rnnlab", logging.INFO, __file__, 0, message, None, None)
+    for handler in _run_log_files():
+        handler.handle(record)
+
+
+@contextmanager
+def lightning_lines_in_run_log():
+    """Lightning logs to its own console handler and not to the root logger (so Hydra's
+    train.log stayed empty): hand its lines to the job's log file as well, for this run."""
+    handlers = _run_log_files()
+    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
+    for logger in loggers:
+        for handler in handlers:
+            logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        for logger in loggers:
+            for handler in handlers:
+                logger.removeHandler(handler)
 
 
 def _wandb_settings():
@@ -64,13 +172,16 @@ def _wandb_credentials_present() -> bool:
     return netrc.exists() and "api.wandb.ai" in netrc.read_text(errors="ignore")
 
 
-def finish_wandb(exit_code: int = 0) -> None:
-    """Close the W&B run of this job, so the next multirun job starts its own."""
+def finish_wandb(exit_code: int = 0, summary: dict[str, Any] | None = None) -> None:
+    """Close the W&B run of this job (after adding ``summary``, e.g. its status and error), so
+    the next multirun job starts its own."""
     if "wandb" not in sys.modules:
         return
     import wandb
 
     if wandb.run is not None:
+        if summary:
+            wandb.run.summary.update(summary)
         wandb.finish(exit_code=exit_code)
 
 

@@ -7,7 +7,9 @@
 from __future__ import annotations
 
 import csv
+import math
 import os
+import re
 import shutil
 import sys
 import time
@@ -209,13 +211,19 @@ def _clear_unfinished_attempt(output_dir: Path) -> None:
 
 def _remove_if_empty_run_dir(output_dir: Path) -> None:
     """A run that never started leaves no folder that looks like a run."""
-    leftovers = [p for p in output_dir.iterdir() if p.name != ".hydra" and p.suffix != ".log"]
+    leftovers = [p for p in output_dir.iterdir()
+                 if p.name not in (".hydra", ".tmp") and p.suffix != ".log"]
     if not leftovers:
         shutil.rmtree(output_dir, ignore_errors=True)
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Train and test one configuration; write and return its results.json payload."""
+    with tracking.temp_files_in(cfg.paths.output_dir), tracking.lightning_lines_in_run_log():
+        return _run(cfg)
+
+
+def _run(cfg: DictConfig) -> dict[str, Any]:
     output_dir = Path(cfg.paths.output_dir)
     user_wandb_mode = os.environ.get("WANDB_MODE")
     started = time.perf_counter()
@@ -223,7 +231,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if finished is not None:
         # A run that ended as a result is kept, not trained again: a sweep rerun on its sweep dir
         # (or resume=) continues only the jobs that did not finish.
-        print(f"rnnlab-train: {output_dir} already {finished['status']}: kept", file=sys.stderr)
+        tracking.say(f"rnnlab-train: {output_dir} already {finished['status']}: kept")
         return finished
     checkpoint = resume.last_checkpoint(output_dir)
     if checkpoint is None:
@@ -236,8 +244,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             cfg, wandb_id=resume.wandb_run_id(output_dir) if checkpoint else None)
         if checkpoint is not None:
             step = int(resume.check_checkpoint_fits(checkpoint, task).get("global_step", 0))
-            print(f"rnnlab-train: resuming {output_dir} at step {step} ({resume.CHECKPOINT})",
-                  file=sys.stderr)
+            tracking.say(f"rnnlab-train: resuming {output_dir} at step {step} ({resume.CHECKPOINT})")
     except ConfigError as error:
         tracking.finish_wandb(exit_code=1)
         if _in_multirun():
@@ -268,17 +275,59 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             task.set_extra_state(fit_record)
             final_metrics.update(_floats(tester.callback_metrics))
     except Exception as error:  # recorded in results.json, then re-raised (unless diverged)
-        from rnnlab.task import Diverged
-
-        results["status"] = "diverged" if isinstance(error, Diverged) else "failed"
-        results["error"] = f"{type(error).__name__}: {_one_line(error)}"
+        divergence = _divergence(error)
+        results["status"] = "diverged" if divergence else "failed"
+        results["error"] = divergence or f"{type(error).__name__}: {_one_line(error)}"
         exit_code = 1
-        if not isinstance(error, Diverged):
+        if not divergence:
             _finish(cfg, output_dir, results, final_metrics, task, trainer, started, commit,
                            user_wandb_mode, exit_code)
             raise
     return _finish(cfg, output_dir, results, final_metrics, task, trainer, started, commit,
                            user_wandb_mode, exit_code)
+
+
+def _divergence(error: BaseException) -> str | None:
+    """"Diverged: <cause>" when ``error`` is a divergence -- raised here, or in a spawned DDP
+    worker, whose exception reaches this process only as the text of its traceback."""
+    from rnnlab.task import Diverged
+
+    if isinstance(error, Diverged):
+        return f"Diverged: {_one_line(error)}"
+    if type(error).__name__ == "ProcessRaisedException":
+        causes = re.findall(r"^rnnlab\.task\.Diverged: (.+)$", str(error), re.MULTILINE)
+        if causes:
+            return f"Diverged: {causes[-1].strip()}"
+    return None
+
+
+def _steps(results: dict[str, Any], task) -> int:
+    """Training steps taken; a divergence in a spawned DDP worker is known here only by its
+    message (the worker's counter stays there), which names the step."""
+    steps = int(task.num_train_steps)
+    if not steps and results["status"] == "diverged":
+        found = re.search(r" at step (\d+)", results.get("error", ""))
+        steps = int(found.group(1)) if found else 0
+    return steps
+
+
+def _last_logged(output_dir: Path) -> dict[str, float]:
+    """The last finite value of every metric in the run's CSV log: what a spawned DDP worker
+    logged before it stopped, which this process never saw."""
+    path = output_dir / "csv" / "metrics.csv"
+    if not path.is_file():
+        return {}
+    import pandas as pd
+
+    frame = pd.read_csv(path).drop(columns=["epoch", "step"], errors="ignore")
+    frame = frame.apply(pd.to_numeric, errors="coerce")
+    last = {}
+    for column in frame.columns:
+        values = frame[column].dropna()
+        values = values[values.map(math.isfinite)]
+        if len(values):
+            last[column] = float(values.iloc[-1])
+    return last
 
 
 def _test_trainer(cfg: DictConfig, trainer):
@@ -333,13 +382,15 @@ def _finish(cfg, output_dir, results, final_metrics, task, trainer, started, com
     restored = next((c.restored_metrics for c in trainer.callbacks
                      if isinstance(c, resume.RunState)), {})
     metrics = {**restored, **_floats(trainer.callback_metrics), **final_metrics}
+    if results["status"] != "completed" and "spawn" in str(cfg.trainer.get("strategy")):
+        metrics = {**_last_logged(output_dir), **metrics}
     metrics.update({f"{k}_best": v for k, v in task.best.items()})
     results.update({
         "metrics": dict(sorted(metrics.items())),
         "num_params": task.model.num_params,
         "hidden_size": task.model.hidden_size,
         "wall_time_s": round(time.perf_counter() - started, 3),
-        "steps": int(task.num_train_steps),
+        "steps": _steps(results, task),
         "seed": int(cfg.seed),
         "config": OmegaConf.to_container(cfg, resolve=True),
         "versions": tracking.versions(),
@@ -348,7 +399,10 @@ def _finish(cfg, output_dir, results, final_metrics, task, trainer, started, com
     if cfg.get("reference"):
         results["reference"] = OmegaConf.to_container(cfg.reference, resolve=True)
     tracking.write_json_atomic(output_dir / "results.json", results)
-    tracking.finish_wandb(exit_code=exit_code)
+    # The W&B run says how it ended too (a DDP worker's divergence included), for run tables.
+    tracking.finish_wandb(exit_code=exit_code, summary={
+        "status": results["status"], "error": results.get("error", ""),
+        "steps": results["steps"]})
     # WandbLogger(offline=True) sets WANDB_MODE for the whole process: restore what the user had,
     # so the next job of a multirun decides online/offline afresh. (WANDB_SERVICE and the like
     # stay: spawned DDP workers attach to the run through them.)
@@ -400,9 +454,9 @@ def _hydra_main(cfg: DictConfig) -> float | None:
         results = tracking.read_results(cfg.paths.output_dir) if (
             Path(cfg.paths.output_dir) / "results.json").exists() else {
             "status": "failed", "error": f"{type(error).__name__}: {_one_line(error)}"}
-    print(report_line(results, Path(cfg.paths.output_dir)), flush=True)
+    tracking.say(report_line(results, Path(cfg.paths.output_dir)), file=sys.stdout)
     if results["status"] != "completed":  # the one line that says so, where errors go
-        print(f"rnnlab-train: {results['status']}: {results.get('error')}", file=sys.stderr)
+        tracking.say(f"rnnlab-train: {results['status']}: {results.get('error')}")
     # The optimised value for hparams_search sweepers; NaN marks a diverged trial.
     value = results["metrics"].get(cfg.monitor) if results["status"] == "completed" else None
     return float("nan") if value is None else value

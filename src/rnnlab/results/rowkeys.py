@@ -26,8 +26,8 @@ REPLICATE_KEY = "seed"
 # Prefixes of config keys that change where or how a run is recorded, not what is trained.
 NOT_SETTINGS = ("paths.", "logger.", "callbacks.progress_bar.", "callbacks.lr_monitor.",
                 "callbacks.gradflow.", "callbacks.model_checkpoint.dirpath",
-                "callbacks.last_checkpoint.", "callbacks.timed_checkpoint.", "callbacks.run_state.",
-                "callbacks.preemption.",
+                "callbacks.last_checkpoint.", "callbacks.mid_epoch_checkpoint.",
+                "callbacks.run_state.",
                 "hydra.",
                 "trainer.enable_progress_bar", "trainer.enable_model_summary",
                 "trainer.log_every_n_steps", "trainer.default_root_dir", "data.num_workers",
