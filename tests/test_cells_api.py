@@ -211,3 +211,89 @@ def test_new_shapes_compile_only_when_they_recur(monkeypatch):
     assert compiled == [8, 5]  # ... until it has come back compile_after times
     call(8), call(5)
     assert compiled == [8, 5]
+
+
+def test_a_graph_traced_under_autocast_never_serves_a_float32_call(monkeypatch):
+    traced = []
+
+    def fake_compile(fn, args):  # records the autocast state each graph was traced under
+        traced.append(torch.is_autocast_enabled("cpu"))
+        return fn
+
+    monkeypatch.setattr(bptt, "_inductor_compile", fake_compile)
+    monkeypatch.setattr(bptt._CompileState, "compile_after", 1)
+    sf = bptt.StepFunction(lambda a: (a + 1,), "test")
+    args = (torch.zeros(4, 3),)  # the same tensors both times: only the autocast state differs
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        sf.specialize(args, True)
+    sf.specialize(args, True)
+    assert traced == [True, False]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        sf.specialize(args, True)
+    assert traced == [True, False]  # cached per state
+
+
+def test_compiles_are_serialised_and_a_failure_stays_with_its_step_function(monkeypatch):
+    import threading
+    import time
+
+    active, peak = [0], [0]
+
+    def fake_compile(fn, args):
+        active[0] += 1
+        peak[0] = max(peak[0], active[0])
+        time.sleep(0.05)
+        active[0] -= 1
+        if fn is broken_fn:
+            raise RuntimeError("inductor bug")
+        return fn
+
+    def broken_fn(a):
+        return (a - 1,)
+
+    monkeypatch.setattr(bptt, "_inductor_compile", fake_compile)
+    monkeypatch.setattr(bptt._CompileState, "failed", False)
+    functions = [bptt.StepFunction(lambda a, k=k: (a + k,), f"f{k}") for k in range(4)]
+    broken = bptt.StepFunction(broken_fn, "broken")
+    threads = [threading.Thread(target=f.specialize, args=((torch.zeros(2, 2),), True))
+               for f in [*functions, broken]]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert peak[0] == 1  # never two compiles at once
+    assert len([w for w in caught if issubclass(w.category, RuntimeWarning)]) == 1
+    assert broken.specialize((torch.zeros(2, 2),), True) is broken_fn  # eager from now on
+    assert all(len(f._cache) == 1 for f in functions)  # the others compiled all the same
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_bf16_autocast_gradients_are_finite_and_close_to_float32_and_torch_nn(cell):
+    """Autocast runs the step matmuls in bf16 (states and gates stay float32), as it does for
+    torch.nn's cells: gradients within 2% (relative norm) of float32 and of torch.nn."""
+    from rnnlab.cells import GRU, LSTM
+
+    torch.manual_seed(0)
+    ours = {"gru": GRU, "lstm": LSTM}[cell](16, 32, compile=False)
+    ref = {"gru": torch.nn.GRU, "lstm": torch.nn.LSTM}[cell](16, 32)
+    ref.load_state_dict(ours.state_dict())
+    x = torch.randn(20, 8, 16)
+
+    def grads(module, autocast):
+        module.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            out, _ = module(x)
+        out.float().pow(2).mean().backward()
+        return torch.cat([p.grad.flatten() for p in module.parameters()])
+
+    bf16, f32 = grads(ours, True), grads(ours, False)
+    assert torch.isfinite(bf16).all()
+    assert (bf16 - f32).norm() / f32.norm() < 0.02
+    try:
+        nn_bf16 = grads(ref, True)
+    except RuntimeError as error:  # oneDNN has no bf16 LSTM on CPUs without bf16 support
+        assert "primitive" in str(error)
+        return
+    assert (bf16 - nn_bf16).norm() / f32.norm() < 0.02

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -82,7 +83,7 @@ _FALSY = {"0", "false", "no", "off"}
 
 
 class _CompileState:
-    failed: bool = False  # set after the first compile failure: everything runs eager afterwards
+    failed: bool = False  # a compile has failed (and said so once); that step function runs eager
     max_signatures: int = 32  # per step function; beyond that new shapes run eager
     # a step function's first signature compiles at once; a further one (a smaller last batch, a
     # validation batch size) only when it has come back this many times: one-off shapes run
@@ -90,17 +91,27 @@ class _CompileState:
     compile_after: int = 3
 
 
+# Tracing and inductor are not thread-safe (two threads compiling at once raised "CURRENT_PATCHER
+# is None"): one compile at a time per process.
+_COMPILE_LOCK = threading.Lock()
+
+
 def compile_enabled(flag: bool | None = None) -> bool:
     """Resolve the ``compile`` switch: an explicit bool wins, else ``RNNLAB_COMPILE`` (default on)."""
     if flag is None:
         flag = os.environ.get("RNNLAB_COMPILE", "1").strip().lower() not in _FALSY
-    return bool(flag) and not _CompileState.failed
+    return bool(flag)
 
 
 def _signature(args: Sequence[Tensor]) -> tuple:
-    return tuple(
-        (tuple(a.shape), a.stride(), a.dtype, a.device, a.data_ptr() % 16 == 0) for a in args
-    )
+    """What a compiled step is specialised on: each argument's shape, strides, dtype, device and
+    alignment, and the autocast state (a graph traced under bf16 autocast has the casts baked in
+    and must not serve a float32 call, nor the reverse)."""
+    device = args[0].device.type if args else "cpu"
+    autocast = (torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device)
+                else None)
+    return (autocast, *(
+        (tuple(a.shape), a.stride(), a.dtype, a.device, a.data_ptr() % 16 == 0) for a in args))
 
 
 class StepFunction:
@@ -121,30 +132,39 @@ class StepFunction:
         self.name = name
         self._cache: dict[tuple, Callable] = {}
         self._seen: dict[tuple, int] = {}
+        self._failed = False
 
     def specialize(self, args: Sequence[Tensor], compile: bool) -> Callable:
-        if not compile or _CompileState.failed:
+        if not compile or self._failed:
             return self.fn
         key = _signature(args)
         compiled = self._cache.get(key)
-        if compiled is None:
-            if len(self._cache) >= _CompileState.max_signatures:
+        if compiled is not None:
+            return compiled
+        if len(self._cache) >= _CompileState.max_signatures:
+            return self.fn
+        if self._cache:  # not the first shape: wait until it recurs
+            seen = self._seen[key] = self._seen.get(key, 0) + 1
+            if seen < _CompileState.compile_after:
                 return self.fn
-            if self._cache:  # not the first shape: wait until it recurs
-                seen = self._seen[key] = self._seen.get(key, 0) + 1
-                if seen < _CompileState.compile_after:
-                    return self.fn
+        with _COMPILE_LOCK:
+            compiled = self._cache.get(key)  # another thread may have compiled it meanwhile
+            if compiled is not None or self._failed:
+                return compiled or self.fn
             try:
                 compiled = _inductor_compile(self.fn, args)
             except Exception as err:  # noqa: BLE001  (no C++ compiler, no triton, a compiler bug)
-                _CompileState.failed = True
-                msg = str(err).strip().splitlines()[0] if str(err).strip() else ""
-                warnings.warn(
-                    f"rnnlab.cells: torch compilation unavailable ({type(err).__name__}: "
-                    f"{msg[:160]}); running the recurrent cells eagerly (slower).",
-                    RuntimeWarning,
-                    stacklevel=4,
-                )
+                # this step function runs eager from now on; others still try
+                self._failed = True
+                if not _CompileState.failed:
+                    _CompileState.failed = True
+                    msg = str(err).strip().splitlines()[0] if str(err).strip() else ""
+                    warnings.warn(
+                        f"rnnlab.cells: torch compilation failed ({type(err).__name__}: "
+                        f"{msg[:160]}); running the recurrent cells eagerly (slower).",
+                        RuntimeWarning,
+                        stacklevel=4,
+                    )
                 return self.fn
             self._cache[key] = compiled
         return compiled
