@@ -86,3 +86,40 @@ def test_the_cli_refuses_a_typo_in_one_line_with_exit_2_and_writes_nothing(tmp_p
                 "record_grad_norms, reset, variant (to add a new key: +model.hiden_size=8)")
     assert result.stderr.strip().splitlines() == [expected]
     assert not list(tmp_path.rglob("*")), "nothing is written"
+
+
+def test_gru_reset_defaults_to_each_variants_own_form(tmp_path):
+    from omegaconf import OmegaConf
+
+    from rnnlab.data.base import DataSpec
+    from rnnlab.models import SequenceModel
+
+    spec = DataSpec("step_classification", output_size=3, vocab_size=3)
+    for variant, reset in (("gru", "after"), ("no_reset", "after"), ("mgu", "before")):
+        cfg = compose_config(["model=gru", f"model.variant={variant}"], tmp_path)
+        model = SequenceModel(spec, **OmegaConf.to_container(cfg.model))
+        assert model.rnn.reset == reset, variant
+    cfg = compose_config(["model=gru", "model.variant=mgu", "model.reset=after"], tmp_path)
+    assert SequenceModel(spec, **OmegaConf.to_container(cfg.model)).rnn.reset == "after"
+
+
+@pytest.mark.parametrize(("monitor", "mode"), [("val/loss", "min"), ("val/acc", "max"),
+                                                ("val/f1", "max"), ("val/nll", "min")])
+def test_the_monitored_metric_decides_every_direction(monitor, mode, tmp_path):
+    cfg = compose_config([f"monitor={monitor}", "scheduler=plateau", "hparams_search=optuna"],
+                         tmp_path)
+    assert cfg.callbacks.model_checkpoint.mode == mode
+    assert cfg.scheduler.mode == mode
+    from hydra.core.hydra_config import HydraConfig
+
+    assert HydraConfig.get().sweeper.direction == f"{mode}imize"
+
+
+@pytest.mark.parametrize(("override", "expected"), [
+    ("model.dropout=0.3", "model.dropout=0.3 acts between layers"),
+    ("model.param_budget=5000 model.hidden_size=64", "model.hidden_size and model.param_budget"),
+])
+def test_contradictory_model_settings_are_refused(override, expected, run_training, capsys):
+    with pytest.raises(SystemExit):
+        run_training([*override.split(), "debug=fast", "logger=csv"])
+    assert expected in capsys.readouterr().err

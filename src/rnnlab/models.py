@@ -35,7 +35,7 @@ def cell_class(cell: str, impl: str):
     return getattr(cells, name if impl == "scratch" else f"Fused{name}")
 
 
-def _cell_options(cell: str, impl: str, nonlinearity: str, reset: str, variant: str | None,
+def _cell_options(cell: str, impl: str, nonlinearity: str, reset: str | None, variant: str | None,
                   record_grad_norms: bool) -> dict:
     """The constructor options of one cell type, refusing those that belong to another."""
     options: dict = {}
@@ -45,17 +45,17 @@ def _cell_options(cell: str, impl: str, nonlinearity: str, reset: str, variant: 
         options["nonlinearity"] = nonlinearity
     elif nonlinearity != "tanh":
         raise ConfigError(f"model.nonlinearity applies only to model=rnn (got model={cell})")
-    if cell != "gru" and reset != "after":
+    if cell != "gru" and reset is not None:
         raise ConfigError(f"model.reset applies only to model=gru (got model={cell})")
     if cell == "rnn" and variant is not None:
         raise ConfigError("model.variant applies only to model=gru or model=lstm")
     if impl == "fused":
         plain = {"gru": (None, "gru"), "lstm": (None, "torch")}.get(cell, (None,))
-        if variant not in plain or (cell == "gru" and reset != "after"):
+        if variant not in plain or (cell == "gru" and reset not in (None, "after")):
             raise ConfigError(
                 "model.impl=fused has only torch.nn's cells: reset/variant need model.impl=scratch")
         return options
-    if cell == "gru":
+    if cell == "gru" and reset is not None:
         options["reset"] = reset
     if variant is not None:
         options["variant"] = variant
@@ -76,7 +76,7 @@ class SequenceModel(nn.Module):
         init: str = "default",
         nonlinearity: str = "tanh",
         forget_bias: float | None = None,
-        reset: str = "after",
+        reset: str | None = None,
         variant: str | None = None,
         encoder: str = "auto",
         embedding_dim: int = 128,
@@ -89,6 +89,9 @@ class SequenceModel(nn.Module):
             raise ConfigError(f"model.num_layers must be >= 1, got {num_layers}")
         if not 0.0 <= dropout < 1.0:
             raise ConfigError(f"model.dropout must be in [0, 1), got {dropout}")
+        if dropout and num_layers == 1:  # torch.nn would drop it with a warning; say so instead
+            raise ConfigError(f"model.dropout={dropout} acts between layers: set "
+                              "model.num_layers >= 2, or model.dropout=0")
         if forget_bias is not None and cell != "lstm":
             raise ConfigError(f"model.forget_bias applies only to model=lstm (got model={cell})")
         self.spec = spec

@@ -37,7 +37,9 @@ class ModelConfig:
     init: str = "default"  # default | orthogonal | identity (recurrent weights)
     nonlinearity: str = "tanh"  # rnn only: tanh | relu
     forget_bias: Optional[float] = None  # lstm only
-    reset: str = "after"  # gru: after (torch.nn/cuDNN) | before (Cho et al. 2014 v3)
+    # gru: after (torch.nn/cuDNN) | before (Cho et al. 2014 v3); null: the variant's own form
+    # (after for gru and no_reset, before for mgu)
+    reset: Optional[str] = None
     variant: Optional[str] = None  # gru: gru|no_reset|mgu; lstm: torch|vanilla|nig|nfg|...
     encoder: str = "auto"  # auto | onehot | embedding | linear | identity
     embedding_dim: int = 128
@@ -151,7 +153,21 @@ def register_schemas() -> None:
     import rnnlab.data.schemas  # noqa: F401  (the real datasets register their own schemas)
 
 
+# Metrics where higher is better (the rest, losses, are minimised): decides the checkpoint's,
+# the plateau scheduler's and the optuna sweeper's direction from `monitor`.
+HIGHER_IS_BETTER = ("acc", "f1")
+
+
+def monitor_mode(metric: str) -> str:
+    """"max" for accuracy-like metrics (val/acc, val/f1), "min" otherwise (losses)."""
+    return "max" if str(metric).rsplit("/", 1)[-1] in HIGHER_IS_BETTER else "min"
+
+
 register_schemas()
+for _name, _resolver in (("monitor_mode", monitor_mode),
+                         ("monitor_direction", lambda m: f"{monitor_mode(m)}imize")):
+    if not OmegaConf.has_resolver(_name):
+        OmegaConf.register_new_resolver(_name, _resolver)
 # The launch directory, usable where ${hydra:runtime.cwd} is not yet set (the sweep dir is
 # resolved before any job starts).
 if not OmegaConf.has_resolver("rnnlab_cwd"):

@@ -21,8 +21,7 @@ from torch.nn import functional as F
 
 from rnnlab.data.base import DataSpec
 from rnnlab.models import SequenceModel
-
-HIGHER_IS_BETTER = ("acc", "f1")
+from rnnlab.schemas import HIGHER_IS_BETTER
 
 
 class Diverged(RuntimeError):

@@ -83,6 +83,9 @@ def _check_run_settings(cfg: DictConfig) -> None:
     if factor is not None and (isinstance(factor, bool) or not isinstance(factor, (int, float))
                                or not factor > 1):
         raise ConfigError(f"divergence_factor must be a number > 1 or null, got {factor!r}")
+    if cfg.model.get("param_budget") is not None and "model.hidden_size" in _command_line_keys():
+        raise ConfigError("model.hidden_size and model.param_budget are both set: the budget "
+                          "solves for the hidden size; give one of them")
     if cfg.trainer.get("max_steps") == 0 or cfg.trainer.get("max_epochs") == 0:
         raise ConfigError("trainer.max_steps=0 / trainer.max_epochs=0 would train nothing: use "
                           ">= 1 (max_steps=-1 means no step limit)")
@@ -130,6 +133,17 @@ def _loggers(cfg: DictConfig, wandb_id: str | None = None) -> list:
                 extra["id"] = wandb_id
         loggers.append(instantiate(logger_cfg, **extra))
     return loggers
+
+
+def _command_line_keys() -> set[str]:
+    """The config keys this run's command line set (empty when not under Hydra)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    try:
+        overrides = HydraConfig.get().overrides.task
+    except ValueError:
+        return set()
+    return {o.split("=", 1)[0].lstrip("+~") for o in overrides}
 
 
 def _swept_settings(cfg: DictConfig) -> tuple[dict[str, Any], list[str]]:
