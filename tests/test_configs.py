@@ -123,3 +123,16 @@ def test_contradictory_model_settings_are_refused(override, expected, run_traini
     with pytest.raises(SystemExit):
         run_training([*override.split(), "debug=fast", "logger=csv"])
     assert expected in capsys.readouterr().err
+
+
+def test_refusing_a_command_line_needs_neither_torch_nor_lightning():
+    """rnnlab-train checks the command line before it imports the heavy stack (a typo is
+    refused in about a second instead of the 10+ s Lightning's import takes)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, rnnlab.cli, rnnlab.schemas, rnnlab.composition; "
+            "print(sorted(m for m in ('torch', 'lightning', 'pandas') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.strip() == "[]"

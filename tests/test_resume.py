@@ -16,6 +16,8 @@ import pytest
 from conftest import cli
 
 from rnnlab import resume, tracking
+from rnnlab.cli import resume_argv
+from rnnlab.errors import ResumeError
 from rnnlab.wandb_offline import find_offline_runs, read_offline_run
 
 # 3 epochs x 8 batches; last.ckpt at every epoch end and, with a 30 ms interval, after nearly
@@ -117,10 +119,10 @@ def test_a_killed_sweep_resumes_only_its_unfinished_jobs(tmp_path):
 
 
 def test_resume_refuses_what_it_cannot_continue(tmp_path, run_training):
-    with pytest.raises(resume.ResumeError, match="no such directory"):
-        resume.resume_argv([f"resume={tmp_path / 'nope'}"])
-    with pytest.raises(resume.ResumeError, match="not a run dir or sweep dir"):
-        resume.resume_argv([f"resume={tmp_path}"])
+    with pytest.raises(ResumeError, match="no such directory"):
+        resume_argv([f"resume={tmp_path / 'nope'}"])
+    with pytest.raises(ResumeError, match="not a run dir or sweep dir"):
+        resume_argv([f"resume={tmp_path}"])
 
     fast = ["debug=fast", "model=gru", "model.hidden_size=8", "callbacks.gradflow.every_n_steps=1"]
     results, run_dir = run_training(fast, name="run")
@@ -149,10 +151,10 @@ def test_resume_argv_restores_the_recorded_command_line(tmp_path):
     (tmp_path / ".hydra" / "hydra.yaml").write_text(
         "hydra:\n  overrides:\n    hydra: [hydra.mode=RUN, hydra/launcher=basic]\n"
         "    task: [model=lstm, seed=3]\n")
-    argv = resume.resume_argv([f"resume={tmp_path}", "trainer.max_epochs=20"])
+    argv = resume_argv([f"resume={tmp_path}", "trainer.max_epochs=20"])
     assert argv == ["model=lstm", "seed=3", "hydra/launcher=basic",
                     f"hydra.run.dir={tmp_path.resolve()}", "trainer.max_epochs=20"]
-    assert resume.resume_argv(["model=gru"]) == ["model=gru"]
+    assert resume_argv(["model=gru"]) == ["model=gru"]
 
 
 def test_csv_truncation_keeps_the_header_and_the_first_rows(tmp_path):

@@ -13,15 +13,12 @@ from torch import nn
 from torch.nn import functional as F
 
 from rnnlab.data.base import DataSpec
+from rnnlab.errors import ConfigError
 
 CELLS = ("rnn", "gru", "lstm")
 IMPLS = ("scratch", "fused")
 ENCODERS = ("auto", "onehot", "embedding", "linear", "identity")
 ONEHOT_MAX_VOCAB = 64  # "auto" one-hot encodes small vocabularies (the synthetic tasks), embeds large
-
-
-class ConfigError(ValueError):
-    """A setting that composes but makes no sense; its message is one line naming the setting."""
 
 
 def cell_class(cell: str, impl: str):

@@ -19,7 +19,6 @@ from __future__ import annotations
 import csv
 import os
 import re
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -30,14 +29,9 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
 from rnnlab.atomic import atomic_open, atomic_path
-from rnnlab.models import ConfigError
+from rnnlab.errors import ResumeError
 
 CHECKPOINT = Path("checkpoints") / "last.ckpt"
-RESUME_KEY = "resume"
-
-
-class ResumeError(ConfigError):
-    """A resume that cannot be done as asked (one line for the user)."""
 
 
 def last_checkpoint(run_dir: str | os.PathLike) -> Path | None:
@@ -293,50 +287,3 @@ class MidEpochCheckpoint(Callback):
 
     def on_exception(self, trainer, pl_module, exception) -> None:
         self._restore()
-
-
-# --------------------------------------------------------------------- rnnlab-train resume=
-def resume_argv(argv: list[str]) -> list[str]:
-    """Turn ``rnnlab-train resume=<dir> [extra overrides]`` into the command line that started
-    the run (or sweep), pointed at its own directory; ``argv`` without ``resume=`` is returned as
-    is. Raises ResumeError with one line."""
-    given = [a for a in argv if a.startswith(f"{RESUME_KEY}=")]
-    if not given:
-        return argv
-    if len(given) > 1:
-        raise ResumeError("resume= given twice: name one run dir or sweep dir")
-    target = Path(given[0].split("=", 1)[1]).expanduser()
-    extra = [a for a in argv if a not in given and a not in ("-m", "--multirun")]
-    if not target.is_dir():
-        raise ResumeError(f"resume={target}: no such directory (give a run dir or a sweep dir "
-                          "under logs/)")
-    sweep_file = target / "multirun.yaml"
-    if sweep_file.is_file():
-        task, hydra = _saved_overrides(sweep_file)
-        return ["--multirun", *task, *hydra, f"hydra.sweep.dir={target.resolve()}", *extra]
-    saved = target / ".hydra" / "hydra.yaml"
-    if not saved.is_file():
-        raise ResumeError(f"resume={target}: not a run dir or sweep dir of rnnlab-train (it has "
-                          "neither .hydra/hydra.yaml nor multirun.yaml)")
-    task, hydra = _saved_overrides(saved)
-    return [*task, *hydra, f"hydra.run.dir={target.resolve()}", *extra]
-
-
-def _saved_overrides(path: Path) -> tuple[list[str], list[str]]:
-    """The task and hydra overrides a run or sweep was started with, as Hydra recorded them."""
-    from omegaconf import OmegaConf
-
-    saved = OmegaConf.load(path).hydra.overrides
-    hydra = [o for o in saved.hydra
-             if not o.split("=", 1)[0].lstrip("+~") in ("hydra.mode", "hydra.run.dir",
-                                                        "hydra.sweep.dir")]
-    return list(saved.task), hydra
-
-
-def main_argv() -> None:
-    """Rewrite ``sys.argv`` for resume= before Hydra parses it (the console script's first step)."""
-    try:
-        sys.argv[1:] = resume_argv(sys.argv[1:])
-    except ResumeError as error:
-        print(f"rnnlab-train: error: {error}", file=sys.stderr)
-        raise SystemExit(2) from None

@@ -23,13 +23,12 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 import rnnlab.schemas  # noqa: F401  (registers the config schemas before composition)
-from rnnlab import composition, resume, tracking
+from rnnlab import resume, tracking
+from rnnlab.cli import CONFIG_DIR, main
 from rnnlab.models import ConfigError, SequenceModel
 from rnnlab.results.references import ReferenceError, parse_references
 from rnnlab.results.rowkeys import is_setting, label, run_name, show, swept_keys
 from rnnlab.results.runs import flatten
-
-CONFIG_DIR = str(Path(__file__).resolve().parent / "conf")
 
 
 def _one_line(error: BaseException) -> str:
@@ -448,16 +447,8 @@ def report_line(results: dict[str, Any], output_dir: Path) -> str:
     return text
 
 
-def main() -> float | None:
-    """``rnnlab-train``: Hydra's command line, plus ``resume=<run dir or sweep dir>``; a command
-    line that does not compose is refused in one line, exit 2, before anything is written."""
-    resume.main_argv()
-    composition.refuse_bad_command_line(CONFIG_DIR, "train")
-    return _hydra_main()
-
-
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
-def _hydra_main(cfg: DictConfig) -> float | None:
+def hydra_main(cfg: DictConfig) -> float | None:
     try:
         results = run(cfg)
     except Exception as error:
