@@ -67,6 +67,9 @@ def test_a_command_line_that_composes_passes(argv):
         ("data.seq_len=0", "data.seq_len"),
         ("model=rnn model.forget_bias=1", "model.forget_bias"),
         ("model.init=zeros", "init"),
+        ("data.num_workers=-1", "data.num_workers must be >= 0"),
+        ("callbacks.gradflow._target_=rnnlab.gradflow.Nope",
+         "Error loading 'rnnlab.gradflow.Nope': ModuleNotFoundError"),
     ],
 )
 def test_a_setting_refused_before_training_is_one_line(override, expected, run_training, capsys):

@@ -62,6 +62,14 @@ def test_short_scratch_run_reaches_wandb_csv_results_and_npz(run_training):
     table = json.loads((run.path.parent / "files" / paths[0]).read_text())
     assert len(table["data"]) == 3 * 30
     assert {row[1] for row in table["data"]} == {"mean", "p10", "p90"}
+    # the summary scalars per record as one W&B Table per layer (horizon vs training step)
+    for layer in ("layer0", "layer1"):
+        [path] = run.series(f"gradflow/{layer}/summaries/path")
+        summaries = json.loads((run.path.parent / "files" / path).read_text())
+        assert summaries["columns"] == ["step", "epoch", *SUMMARY_NAMES]
+        assert [row[0] for row in summaries["data"]] == [0, 1]
+        assert [row[2 + SUMMARY_NAMES.index("horizon")] for row in summaries["data"]] == \
+            run.series(f"gradflow/{layer}/horizon")
     # optimizer side: per-parameter norms, total before clipping, clipping fired every step
     assert "gradflow/param/model.rnn.weight_hh_l0" in run.keys
     assert run.series("gradflow/clip_fraction") == [1.0, 1.0]

@@ -35,7 +35,11 @@ def _one_line(error: BaseException) -> str:
     """Hydra wraps errors raised in a ``_target_``; show the user's message, not the wrapping."""
     while isinstance(error, InstantiationException) and error.__cause__ is not None:
         error = error.__cause__
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    if not lines:
+        return type(error).__name__
+    # "Error loading 'x':" says what failed on its first line and why on the next
+    return f"{lines[0]} {lines[1]}" if lines[0].endswith(":") and len(lines) > 1 else lines[0]
 
 
 def build(cfg: DictConfig, wandb_id: str | None = None):

@@ -126,6 +126,9 @@ class SequenceDataModule(L.LightningDataModule):
         if batch_size < 1:
             raise ValueError(f"data.batch_size must be a positive integer, got {batch_size}")
         self.batch_size = batch_size
+        if num_workers < 0:
+            raise ValueError(f"data.num_workers must be >= 0 (0: load in the main process), got "
+                             f"{num_workers}")
         self.num_workers = num_workers
         self.seed = seed
         self.splits: dict[str, Dataset] = {}

@@ -553,3 +553,24 @@ class GradientFlowMonitor(Callback):
         if images and self.heatmap and len(self.records) >= 2 and (fresh or images == "final"):
             self._log_heatmaps(trainer, arrays, final=images == "final")
             self._heatmap_records = len(self.records)
+        if images == "final":
+            self._log_summary_tables(trainer, arrays)
+
+    def _log_summary_tables(self, trainer, arrays: dict[str, Any]) -> None:
+        """At the end, per layer, a W&B Table with one row per record (step, epoch and the
+        summary scalars): a dashboard plots horizon or decay against the training step from it
+        in one panel, across runs, without reading the history row by row."""
+        logger = self._wandb(trainer)
+        if logger is None or not self.records:
+            return
+        import wandb
+
+        payload: dict[str, Any] = {}
+        for k, layer in enumerate(self.layers or []):
+            rows = [[int(arrays["steps"][i]), int(arrays["epochs"][i]),
+                     *(float(arrays[name][i, k]) for name in SUMMARIES)]
+                    for i in range(len(arrays["steps"]))]
+            payload[metric_key(self.quantity, layer, "summaries")] = wandb.Table(
+                columns=["step", "epoch", *SUMMARIES], data=rows)
+        payload["trainer/global_step"] = int(arrays["steps"][-1])
+        logger.experiment.log(payload)
