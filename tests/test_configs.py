@@ -139,3 +139,28 @@ def test_refusing_a_command_line_needs_neither_torch_nor_lightning():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_help_lists_every_group_and_the_composed_config_without_loading_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.argv = ['rnnlab-train', 'model=lstm', '--help']; "
+            "from rnnlab.cli import main; main(); "
+            "print('loaded:', sorted(m for m in ('torch', 'lightning') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    page = done.stdout
+    for group in GROUPS:
+        assert f"\n  {group} " in page, group
+    assert "schema" not in page  # the internal schema groups stay out of it
+    assert "gru_variants" in page and "The config of model=lstm" in page
+    assert "cell: lstm" in page
+    assert page.rstrip().endswith("loaded: []")
+
+
+def test_help_with_a_bad_override_says_why_there_is_no_config():
+    from rnnlab.cli import help_text
+
+    page = help_text(["model=gruu"])
+    assert "(no config: model=gruu: no such option in 'model'" in page

@@ -21,8 +21,14 @@ CONFIG_NAME = "train"
 RESUME_KEY = "resume"
 
 
+HELP_FLAGS = ("--help", "-h")
+
+
 def main():
     """``rnnlab-train``: Hydra's command line, plus ``resume=<run dir or sweep dir>``."""
+    if any(flag in sys.argv[1:] for flag in HELP_FLAGS):
+        print(help_text([a for a in sys.argv[1:] if a not in HELP_FLAGS]))
+        return 0
     try:
         sys.argv[1:] = resume_argv(sys.argv[1:])
     except ResumeError as error:
@@ -35,6 +41,48 @@ def main():
     from rnnlab.train import hydra_main
 
     return hydra_main()
+
+
+def help_text(overrides: list[str]) -> str:
+    """``rnnlab-train [overrides] --help``: the config groups and their options (read from the
+    conf folder, so the page never lags behind it), then the config these overrides compose.
+    (Hydra's own page, which also lists the internal schema groups: ``--hydra-help``.)"""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import OmegaConf
+
+    import rnnlab.schemas  # noqa: F401  (schemas and resolvers)
+
+    conf = Path(CONFIG_DIR)
+    groups = sorted(p.name for p in conf.iterdir() if p.is_dir() and p.name != "hydra")
+    lines = [
+        "rnnlab-train: train recurrent cells and compare them (README.md has the whole guide)",
+        "",
+        "  rnnlab-train [group=option ...] [key=value ...]      one run",
+        "  rnnlab-train -m model=rnn,gru,lstm seed=0,1,2        a sweep (comma lists)",
+        "  rnnlab-train -m experiment=<preset>                  a paper's comparison",
+        "  rnnlab-train resume=<run dir or sweep dir>           continue what was stopped",
+        "  rnnlab-train [overrides] --help                      this page, for those overrides",
+        "",
+        "Config groups (group=option):",
+    ]
+    lines += [f"  {group:<15} " + ", ".join(sorted(p.stem for p in (conf / group).glob("*.yaml")))
+              for group in groups]
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+            cfg = compose(config_name=CONFIG_NAME, overrides=overrides)
+    except Exception as error:  # noqa: BLE001 - the page still helps; say why there is no config
+        from rnnlab.composition import command_line_error
+
+        reason = command_line_error(overrides, CONFIG_DIR, CONFIG_NAME) or str(error)
+        return "\n".join([*lines, "", f"(no config: {reason})"])
+    finally:
+        GlobalHydra.instance().clear()
+    title = "The config" + (f" of {' '.join(overrides)}" if overrides else " (the defaults)")
+    lines += ["", f"{title}; every key can be set with key=value:", "",
+              OmegaConf.to_yaml(cfg, resolve=False).rstrip()]
+    return "\n".join(lines)
 
 
 def resume_argv(argv: list[str]) -> list[str]:
