@@ -25,6 +25,8 @@ from hydra.errors import (
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
+from rnnlab.errors import one_line
+
 MAX_JOBS = 256
 _FLAGS_WITH_VALUE = ("-cp", "-cn", "-cd", "--config-path", "--config-name", "--config-dir",
                      "--experimental-rerun", "-p", "--package")
@@ -40,7 +42,7 @@ def command_line_error(argv: list[str], config_dir: str, config_name: str) -> st
     try:
         jobs = _jobs(overrides, multirun)
     except OverrideParseException as error:
-        return f"cannot read the command line: {_first_line(error)}"
+        return f"cannot read the command line: {one_line(error)}"
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=config_dir, version_base="1.3"):
@@ -80,9 +82,9 @@ def _explain(error: BaseException, job: list[str], config_name: str) -> str:
     if isinstance(cause, (ConfigKeyError, ConfigAttributeError)) and getattr(cause, "full_key",
                                                                              None):
         return _unknown_key(cause, job, config_name)
-    lines = [_first_line(error).removeprefix("Error merging override ")]
+    lines = [one_line(error).removeprefix("Error merging override ")]
     if cause is not None and cause is not error:
-        lines.append(_first_line(cause))
+        lines.append(one_line(cause))
     return ": ".join(line.rstrip(".") for line in lines if line)
 
 
@@ -91,7 +93,7 @@ def _missing_option(error: MissingConfigException, job: list[str]) -> str:
     group, _, name = missing.rpartition("/")
     options = list(error.options or [])
     if not group:  # the primary config or a defaults entry that names nothing
-        return _first_line(error)
+        return one_line(error)
     text = f"{group}={name}: no such option in '{group}'"
     close = difflib.get_close_matches(name, options, n=1)
     if close:
@@ -122,11 +124,6 @@ def _keys_under(parent: str, job: list[str], config_name: str) -> list[str]:
     except Exception:  # noqa: BLE001 - the suggestion is a courtesy; the refusal stands
         return []
     return sorted(str(k) for k in node) if OmegaConf.is_dict(node) else []
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0].strip() if text else type(error).__name__
 
 
 def refuse_bad_command_line(config_dir: str, config_name: str) -> None:

@@ -1,7 +1,7 @@
 """Continuing an interrupted run or sweep where it stopped (docs in README, "Resume").
 
-A run keeps ``<run dir>/checkpoints/last.ckpt`` (the ``last_checkpoint`` callback: every epoch
-end, and every ``train_time_interval`` in between). Whenever a run starts in a run dir that holds
+A run keeps ``<run dir>/checkpoints/last.ckpt`` (the ``last_checkpoint`` callback at every
+validation, :class:`MidEpochCheckpoint` every ``minutes`` in between and on a preemption warning). Whenever a run starts in a run dir that holds
 one -- ``rnnlab-train resume=<run dir>``, a sweep rerun on its sweep dir, a requeued SLURM job --
 it continues from it, in the same run dir:
 
@@ -19,6 +19,9 @@ from __future__ import annotations
 import csv
 import os
 import re
+import signal
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +69,7 @@ def check_checkpoint_fits(path: str | os.PathLike, module: torch.nn.Module) -> d
 
 def wandb_run_id(run_dir: str | os.PathLike) -> str | None:
     """The id of the W&B run an earlier attempt of this run dir started (offline or online)."""
-    found = sorted((Path(run_dir) / "wandb").glob("*run-*-*"))
+    found = (Path(run_dir) / "wandb").glob("*run-*-*")
     ids = {match.group(1) for path in found
            if (match := re.fullmatch(r"(?:offline-)?run-\d{8}_\d{6}-(\w+)", path.name))}
     return next(iter(ids)) if len(ids) == 1 else None
@@ -83,12 +86,21 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 # --------------------------------------------------------------------------------- CSV log
+def adopt_csv_header(writer) -> None:
+    """Let Lightning's CSV writer know the columns already in its metrics.csv (written by an
+    earlier attempt of the run, or by spawned DDP workers): it rewrites the file with only the
+    columns it has seen itself, which fails on rows that have others."""
+    path = Path(writer.metrics_file_path)
+    if path.is_file():
+        with path.open(newline="") as handle:
+            header = next(csv.reader(handle), [])
+        writer.metrics_keys = sorted(set(writer.metrics_keys) | set(header))
+
+
 class _AppendingWriter(ExperimentWriter):
     def _check_log_dir_exists(self) -> None:
         # Lightning deletes an existing metrics.csv here; this one continues it.
-        if self._fs.isfile(self.metrics_file_path):
-            with self._fs.open(self.metrics_file_path, "r", newline="") as handle:
-                self.metrics_keys = sorted(next(csv.reader(handle), []))
+        adopt_csv_header(self)
 
 
 class ResumableCSVLogger(CSVLogger):
@@ -217,15 +229,11 @@ class MidEpochCheckpoint(Callback):
         self.checkpoint = checkpoint
         self.seconds = None if minutes is None else 60.0 * minutes
         self._wrapped: dict[int, Any] = {}
-        self._pending: tuple[int, Any] | None = None
+        self._pending: int | None = None  # a deferred warning's signal number
         self._last = 0.0
         self._saving = False
 
     def on_train_start(self, trainer, pl_module) -> None:
-        import signal
-        import threading
-        import time
-
         self._last = time.monotonic()
         if threading.current_thread() is not threading.main_thread():
             return
@@ -237,11 +245,9 @@ class MidEpochCheckpoint(Callback):
                 signal.signal(number, self._defer)
 
     def _defer(self, signum, frame) -> None:
-        self._pending = (signum, self._wrapped[signum])
+        self._pending = signum
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        import time
-
         due = self._pending is not None or (
             self.seconds is not None and time.monotonic() - self._last >= self.seconds)
         if trainer.world_size > 1:  # every rank saves, or none (saving is collective)
@@ -257,11 +263,9 @@ class MidEpochCheckpoint(Callback):
         if self._pending is not None:
             from rnnlab.tracking import say
 
-            signum, handler = self._pending
-            say(f"rnnlab-train: signal {signum}: saved {self.checkpoint} at step "
+            say(f"rnnlab-train: signal {self._pending}: saved {self.checkpoint} at step "
                 f"{trainer.global_step}; handing over to the scheduler")
-            self._restore()
-            handler(signum, None)
+            self._hand_over()
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
         if not self._saving:
@@ -271,19 +275,21 @@ class MidEpochCheckpoint(Callback):
         epoch_loop = checkpoint["loops"]["fit_loop"]["epoch_loop.state_dict"]
         epoch_loop["_batches_that_stepped"] -= 1
 
-    def _restore(self) -> None:
-        import signal
+    def _hand_over(self) -> None:
+        """Put the scheduler's handlers back and let the pending warning's one act."""
+        pending, handler = self._pending, self._wrapped.get(self._pending)
+        self._restore()
+        if handler is not None:
+            handler(pending, None)
 
+    def _restore(self) -> None:
         for number, handler in self._wrapped.items():
             signal.signal(number, handler)
         self._wrapped, self._pending = {}, None
 
     def on_train_end(self, trainer, pl_module) -> None:
         # A warning that came after the last batch is the scheduler's to handle now.
-        pending = self._pending
-        self._restore()
-        if pending is not None:
-            pending[1](pending[0], None)
+        self._hand_over()
 
     def on_exception(self, trainer, pl_module, exception) -> None:
         self._restore()

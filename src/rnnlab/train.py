@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import csv
 import math
 import os
 import re
@@ -25,21 +24,11 @@ from omegaconf import DictConfig, OmegaConf
 import rnnlab.schemas  # noqa: F401  (registers the config schemas before composition)
 from rnnlab import resume, tracking
 from rnnlab.cli import CONFIG_DIR, main
+from rnnlab.errors import one_line
 from rnnlab.models import ConfigError, SequenceModel
 from rnnlab.results.references import ReferenceError, parse_references
 from rnnlab.results.rowkeys import is_setting, label, run_name, show, swept_keys
 from rnnlab.results.runs import flatten
-
-
-def _one_line(error: BaseException) -> str:
-    """Hydra wraps errors raised in a ``_target_``; show the user's message, not the wrapping."""
-    while isinstance(error, InstantiationException) and error.__cause__ is not None:
-        error = error.__cause__
-    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
-    if not lines:
-        return type(error).__name__
-    # "Error loading 'x':" says what failed on its first line and why on the next
-    return f"{lines[0]} {lines[1]}" if lines[0].endswith(":") and len(lines) > 1 else lines[0]
 
 
 def build(cfg: DictConfig, wandb_id: str | None = None):
@@ -70,7 +59,7 @@ def build(cfg: DictConfig, wandb_id: str | None = None):
     except ReferenceError as error:
         raise ConfigError(str(error)) from error
     except (ValueError, TypeError, RuntimeError, InstantiationException) as error:
-        raise ConfigError(_one_line(error)) from error
+        raise ConfigError(one_line(error)) from error
     return datamodule, task, trainer
 
 
@@ -86,7 +75,7 @@ def _check_run_settings(cfg: DictConfig) -> None:
     if factor is not None and (isinstance(factor, bool) or not isinstance(factor, (int, float))
                                or not factor > 1):
         raise ConfigError(f"divergence_factor must be a number > 1 or null, got {factor!r}")
-    if cfg.model.get("param_budget") is not None and "model.hidden_size" in _command_line_keys():
+    if cfg.model.get("param_budget") is not None and "model.hidden_size" in swept_keys([_command_line()]):
         raise ConfigError("model.hidden_size and model.param_budget are both set: the budget "
                           "solves for the hidden size; give one of them")
     if cfg.trainer.get("max_steps") == 0 or cfg.trainer.get("max_epochs") == 0:
@@ -138,27 +127,21 @@ def _loggers(cfg: DictConfig, wandb_id: str | None = None) -> list:
     return loggers
 
 
-def _command_line_keys() -> set[str]:
-    """The config keys this run's command line set (empty when not under Hydra)."""
+def _command_line() -> list[str]:
+    """The overrides this run's command line gave (empty when not under Hydra: a caller composed
+    the config itself)."""
     from hydra.core.hydra_config import HydraConfig
 
     try:
-        overrides = HydraConfig.get().overrides.task
+        return list(HydraConfig.get().overrides.task)
     except ValueError:
-        return set()
-    return {o.split("=", 1)[0].lstrip("+~") for o in overrides}
+        return []
 
 
 def _swept_settings(cfg: DictConfig) -> tuple[dict[str, Any], list[str]]:
     """The run's flat settings and the config keys its command line set (what a sweep varies)."""
-    from hydra.core.hydra_config import HydraConfig
-
     settings = flatten(OmegaConf.to_container(cfg, resolve=True))
-    try:
-        overrides = list(HydraConfig.get().overrides.task)
-    except ValueError:  # not under Hydra (a caller composed the config itself)
-        overrides = []
-    swept = [k for k in swept_keys([overrides]) if k in settings and is_setting(k)]
+    swept = [k for k in swept_keys([_command_line()]) if k in settings and is_setting(k)]
     return settings, swept
 
 
@@ -294,7 +277,7 @@ def _run(cfg: DictConfig) -> dict[str, Any]:
     except Exception as error:  # recorded in results.json, then re-raised (unless diverged)
         divergence = _divergence(error)
         results["status"] = "diverged" if divergence else "failed"
-        results["error"] = divergence or f"{type(error).__name__}: {_one_line(error)}"
+        results["error"] = divergence or f"{type(error).__name__}: {one_line(error)}"
         exit_code = 1
         if not divergence:
             _finish(cfg, output_dir, results, final_metrics, task, trainer, started, commit,
@@ -310,7 +293,7 @@ def _divergence(error: BaseException) -> str | None:
     from rnnlab.task import Diverged
 
     if isinstance(error, Diverged):
-        return f"Diverged: {_one_line(error)}"
+        return f"Diverged: {one_line(error)}"
     if type(error).__name__ == "ProcessRaisedException":
         causes = re.findall(r"^rnnlab\.task\.Diverged: (.+)$", str(error), re.MULTILINE)
         if causes:
@@ -363,20 +346,12 @@ def _test_trainer(cfg: DictConfig, trainer):
 
 
 def _adopt_csv_header(logger) -> None:
-    """Let this process's CSVLogger know the columns the spawned workers wrote.
-
-    Lightning's CSV writer rewrites metrics.csv with only the columns it has seen itself, which
-    fails on rows the workers wrote (their columns are unknown to the main process).
-    """
+    """Let this process's CSVLogger know the columns the spawned workers wrote (see
+    rnnlab.resume.adopt_csv_header)."""
     from lightning.pytorch.loggers import CSVLogger
 
-    if not isinstance(logger, CSVLogger):
-        return
-    path = Path(logger.experiment.metrics_file_path)
-    if path.exists():
-        with path.open(newline="") as handle:
-            header = next(csv.reader(handle), [])
-        logger.experiment.metrics_keys = sorted(set(logger.experiment.metrics_keys) | set(header))
+    if isinstance(logger, CSVLogger):
+        resume.adopt_csv_header(logger.experiment)
 
 
 def _best_checkpoint(trainer) -> str | None:
@@ -462,7 +437,7 @@ def hydra_main(cfg: DictConfig) -> float | None:
         # and its summary lists this one (the sweep then exits non-zero).
         results = tracking.read_results(cfg.paths.output_dir) if (
             Path(cfg.paths.output_dir) / "results.json").exists() else {
-            "status": "failed", "error": f"{type(error).__name__}: {_one_line(error)}"}
+            "status": "failed", "error": f"{type(error).__name__}: {one_line(error)}"}
     tracking.say(report_line(results, Path(cfg.paths.output_dir)), file=sys.stdout)
     if results["status"] != "completed":  # the one line that says so, where errors go
         tracking.say(f"rnnlab-train: {results['status']}: {results.get('error')}")

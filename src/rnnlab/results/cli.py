@@ -67,8 +67,10 @@ def aggregate_main(argv: list[str] | None = None) -> int:
     except (KeyError, ValueError) as error:
         raise SystemExit(f"{parser.prog}: error: {str(error).strip(chr(39))}") from None
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
+        from rnnlab.atomic import atomic_open
+
+        with atomic_open(args.out) as handle:
+            handle.write(text)
     else:
         sys.stdout.write(text)
     return 0

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
 
+from rnnlab.atomic import atomic_path
 from rnnlab.results import figures
 from rnnlab.results.aggregate import VERDICT_METRIC
 from rnnlab.results.rowkeys import label
@@ -23,16 +22,9 @@ def write_report(runs: pd.DataFrame, table: pd.DataFrame, out: Path,
     leaves no half-written report.
     """
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_path(out) as tmp:
+        tmp.mkdir()
         _write(runs, table, tmp, by)
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out / "report.md"
 
 
