@@ -112,7 +112,8 @@ class SequenceTask(L.LightningModule):
         metrics = self.metrics[f"{stage}_metrics"]
         if kind == "step_classification":
             valid = _valid_steps(lengths, y.shape[0], y.shape[1], y.device)
-            loss = F.cross_entropy(output[valid], y[valid])
+            counted = valid & batch["loss_mask"] if "loss_mask" in batch else valid
+            loss = F.cross_entropy(output[counted], y[counted])
             scored = valid & batch["score_mask"] if "score_mask" in batch else valid
             metrics.update(output[scored].detach(), y[scored])
         elif kind == "last_classification":

@@ -8,7 +8,9 @@ trivial predictor scores. Batches are dicts:
 - ``y``: targets, shaped by the task kind (see ``TASK_KINDS``)
 - ``lengths`` (optional): ``(B,)`` int64 valid lengths of a right-padded batch
 - ``score_mask`` (optional, per-step kinds): ``(B, T)`` bool, the steps whose accuracy is reported
-  (copy: the recalled symbols); the loss still covers every valid step.
+  (copy: the recalled symbols); the loss still covers every valid step, unless
+- ``loss_mask`` (optional, per-step kinds): ``(B, T)`` bool, the only steps the loss covers
+  (selective copy: the recalled tokens; the other targets mean nothing).
 """
 
 from __future__ import annotations

@@ -10,6 +10,13 @@ Adding problem (Le, Jaitly & Hinton 2015; the uRNN form of Arjovsky et al. 2016)
     each half of the sequence. target: the sum of the two marked values. MSE. Always predicting 1
     scores Var(U1 + U2) = 1/6.
 
+Selective copy (Gu & Dao 2023, the Mamba paper's form)
+    input, length T + K: K data tokens drawn uniformly from {1..V} at K random positions (kept in
+    order) of T noise tokens (0), then K recall markers (V + 1). target: the K data tokens in
+    order, at the K marker steps. Cross-entropy and accuracy over those K steps only (the other
+    targets are never scored). A memoryless strategy (uniform guesses) scores loss ln(V) and
+    accuracy 1/V. Gu & Dao use T = 4096, K = 16, V = 16; the defaults here are CPU-sized.
+
 Each split is drawn from its own generator seeded from (seed, split), so train, val and test are
 fresh samples and a run is reproducible from its seed alone.
 """
@@ -44,6 +51,24 @@ def make_copy(n: int, blanks: int, generator: torch.Generator, num_symbols: int 
     score_mask = torch.zeros((n, length), dtype=torch.bool)
     score_mask[:, -copy_length:] = True
     return {"x": x, "y": y, "score_mask": score_mask}
+
+
+def make_selective_copy(n: int, noise_length: int, generator: torch.Generator,
+                        num_symbols: int = 8, copy_length: int = 4) -> dict[str, torch.Tensor]:
+    """Selective-copy examples: x, y of shape (n, noise_length + copy_length)."""
+    length = noise_length + copy_length
+    symbols = torch.randint(1, num_symbols + 1, (n, copy_length), generator=generator)
+    # K distinct positions among the first T, in increasing order
+    positions = torch.rand((n, noise_length), generator=generator).topk(copy_length, 1).indices
+    positions = positions.sort(1).values
+    x = torch.zeros((n, length), dtype=torch.int64)
+    x.scatter_(1, positions, symbols)
+    x[:, noise_length:] = num_symbols + 1  # recall markers
+    y = torch.zeros((n, length), dtype=torch.int64)
+    y[:, noise_length:] = symbols
+    recall = torch.zeros((n, length), dtype=torch.bool)
+    recall[:, noise_length:] = True
+    return {"x": x, "y": y, "score_mask": recall, "loss_mask": recall}
 
 
 def make_adding(n: int, length: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
@@ -103,6 +128,31 @@ class CopyDataModule(_SyntheticDataModule):
             task_kind="step_classification", vocab_size=DELIMITER + 1,
             output_size=self.num_symbols + 1,
             baselines={"loss": memoryless, "acc": 1.0 / self.num_symbols},
+        )
+
+
+class SelectiveCopyDataModule(_SyntheticDataModule):
+    def __init__(self, name: str = "selective_copy", seq_len: int = 64, num_symbols: int = 8,
+                 copy_length: int = 4, **kwargs):
+        if copy_length < 1:
+            raise ValueError(f"data.copy_length must be >= 1, got {copy_length}")
+        if seq_len < copy_length:
+            raise ValueError(f"data.seq_len (the noise length T) must be >= data.copy_length="
+                             f"{copy_length}, got {seq_len}")
+        if num_symbols < 2:
+            raise ValueError(f"data.num_symbols must be >= 2, got {num_symbols}")
+        super().__init__(name=name, seq_len=seq_len, **kwargs)
+        self.num_symbols, self.copy_length = num_symbols, copy_length
+
+    def _make(self, n, generator):
+        return make_selective_copy(n, self.seq_len, generator, self.num_symbols, self.copy_length)
+
+    @property
+    def spec(self) -> DataSpec:
+        return DataSpec(
+            task_kind="step_classification", vocab_size=self.num_symbols + 2,
+            output_size=self.num_symbols + 1,
+            baselines={"loss": math.log(self.num_symbols), "acc": 1.0 / self.num_symbols},
         )
 
 
