@@ -1,16 +1,29 @@
 """Gradient flow in real runs: what reaches W&B, CSV, results.json and gradflow.npz; the probes do
-not change training; DDP logs and writes once."""
+not change training; DDP logs and writes once; the W&B heatmap's colour range is the same for
+every cell."""
 
 from __future__ import annotations
 
 import csv
 import json
+from itertools import pairwise
 
 import numpy as np
 import pytest
 from conftest import cli
 
 from rnnlab.gradflow import load_gradflow
+from rnnlab.gradflow.plots import (
+    CURVE_COLUMNS,
+    CURVES_CHART,
+    CURVES_VEGA,
+    DEFAULT_HEATMAP_RANGE,
+    HEATMAP_CHART,
+    HEATMAP_COLUMNS,
+    HEATMAP_VEGA,
+    heatmap_rows,
+    render_chart,
+)
 from rnnlab.wandb_offline import find_offline_runs, read_finished_run
 
 pytestmark = pytest.mark.slow
@@ -24,6 +37,24 @@ NPZ_ARRAYS = {"version", "quantity", "prefix", "probe", "cell", "impl", "layers"
 def _read_run(run_dir):
     assert len(find_offline_runs(run_dir)) == 1
     return read_finished_run(run_dir)
+
+
+def _table(run, key, index=-1):
+    """The logged W&B Table ``key`` (its ``index``-th logging) as {"columns", "data"}."""
+    path = run.series(f"{key}/path")[index]
+    return json.loads((run.path.parent / "files" / path).read_text())
+
+
+def _chart(run, key):
+    """The custom chart logged under ``key``: (preset name, Vega-Lite spec as W&B draws it)."""
+    config = run.config[f"_wandb/visualize/{key}"]["panel_config"]
+    spec = {HEATMAP_CHART: HEATMAP_VEGA, CURVES_CHART: CURVES_VEGA}[config["panelDefId"]]
+    return config, render_chart(spec, config["fieldSettings"], config["stringSettings"])
+
+
+def _colour_domain(spec):
+    scale = spec["spec"]["encoding"]["color"]["scale"]
+    return float(scale["domainMin"]["expr"]), float(scale["domainMax"]["expr"])
 
 
 def _check_npz(run_dir, quantity, layers, records, steps_per_record):
@@ -54,14 +85,29 @@ def test_short_scratch_run_reaches_wandb_csv_results_and_npz(run_training):
             values = run.series(f"gradflow/{layer}/{name}")
             assert len(values) == 2 and all(np.isfinite(values)), (layer, name)
         assert f"gradflow/{layer}/horizon" in results["metrics"]  # via callback_metrics
-        assert set(run.series(f"gradflow/{layer}/heatmap/_type")) == {"image-file"}
     assert not any(key.startswith("gradflow_input/") for key in run.keys)  # dL/dh_t only
-    # at least one curve: the line series' table, with t, mean, p10 and p90 of 30 steps
-    paths = run.series("gradflow/layer0/curve_table/path")
-    assert len(paths) == 2
-    table = json.loads((run.path.parent / "files" / paths[0]).read_text())
-    assert len(table["data"]) == 3 * 30
-    assert {row[1] for row in table["data"]} == {"mean", "p10", "p90"}
+    assert not any(key.endswith("/_type") and "image" in str(run.series(key)) for key in run.keys)
+    saved = _check_npz(run_dir, "dL/dh_t", ["layer0", "layer1"], 2, 30)
+    # each record's curves: a table of t, mean, p10, p90 (the norms) under a log-y custom chart
+    assert len(run.series("gradflow/layer0/curve_table/path")) == 2
+    table = _table(run, "gradflow/layer0/curve_table", 0)
+    assert table["columns"] == list(CURVE_COLUMNS) and [row[0] for row in table["data"]] == \
+        list(range(1, 31))
+    assert np.allclose([row[1:] for row in table["data"]],
+                       np.stack([saved[s][0, 0] for s in ("mean", "p10", "p90")], axis=1))
+    config, spec = _chart(run, "gradflow/layer0/curve")
+    assert config["panelDefId"] == CURVES_CHART  # offline, no entity: the bare preset name
+    assert {layer["encoding"]["y"]["scale"]["type"] for layer in spec["layer"]} == {"log"}
+    assert spec["encoding"]["x"]["title"] == "time step t"
+    # the heatmap, logged at the epoch end: one row per (record, t), log10 of the batch mean
+    for k, layer in enumerate(("layer0", "layer1")):
+        assert len(run.series(f"gradflow/{layer}/heatmap_table/path")) == 1
+        table = _table(run, f"gradflow/{layer}/heatmap_table")
+        assert table["columns"] == list(HEATMAP_COLUMNS) and len(table["data"]) == 2 * 30
+        steps, t, t_end, value, status = zip(*table["data"])
+        assert steps == (0,) * 30 + (1,) * 30 and t == t_end == tuple(range(1, 31)) * 2
+        assert set(status) == {"ok"}
+        assert np.allclose(value, np.log10(saved["mean"][:, k]).ravel(), atol=1e-4)
     # the summary scalars per record as one W&B Table per layer (horizon vs training step)
     for layer in ("layer0", "layer1"):
         [path] = run.series(f"gradflow/{layer}/summaries/path")
@@ -76,7 +122,6 @@ def test_short_scratch_run_reaches_wandb_csv_results_and_npz(run_training):
     assert results["metrics"]["gradflow/clipped_steps"] == 2.0
     with (run_dir / "csv" / "metrics.csv").open() as handle:
         assert "gradflow/layer1/log10_decay_per_step" in next(csv.reader(handle))
-    saved = _check_npz(run_dir, "dL/dh_t", ["layer0", "layer1"], 2, 30)
     assert saved["probe"] == "train" and list(saved["steps"]) == [0, 1]
     assert saved["cell"] == "gru" and saved["impl"] == "scratch"
     assert list(saved["clip_fraction"]) == [1.0, 1.0] and saved["gradient_clip_val"] == 1e-6
@@ -86,7 +131,8 @@ def test_short_scratch_run_reaches_wandb_csv_results_and_npz(run_training):
 def test_fused_run_measures_input_gradient_under_its_own_name(run_training):
     _, run_dir = run_training(["debug=fast", "model.impl=fused", "model.hidden_size=16",
                                "callbacks.gradflow.every_n_steps=1",
-                               "callbacks.gradflow.probe=fixed"])
+                               "callbacks.gradflow.probe=fixed",
+                               "callbacks.gradflow.heatmap_range=[-2.5,-1]"])
     run = _read_run(run_dir)
     assert run.config["model"]["impl"] == "fused"
     assert len(run.series("gradflow_input/layer0/horizon")) == 3  # steps 0, 1 and the end
@@ -95,6 +141,63 @@ def test_fused_run_measures_input_gradient_under_its_own_name(run_training):
     saved = _check_npz(run_dir, "dL/dx_t", ["layer0"], 3, 30)
     assert saved["prefix"] == "gradflow_input" and saved["probe"] == "fixed"
     assert list(saved["steps"]) == [0, 1, 2]
+    # heatmaps: at the epoch end (steps 0, 1) and at the end (the probe's record at step 2)
+    assert [len(_table(run, "gradflow_input/layer0/heatmap_table", i)["data"])
+            for i in (0, 1)] == [2 * 30, 3 * 30]
+    # the configured colour range, and the cells outside it counted in the subtitle
+    config, spec = _chart(run, "gradflow_input/layer0/heatmap")
+    assert _colour_domain(spec) == (-2.5, -1.0)
+    assert "∂L/∂x_t" in spec["spec"]["encoding"]["color"]["title"]
+    logs = np.log10(saved["mean"][:, 0]).ravel()
+    below, above = int((logs < -2.5).sum()), int((logs > -1).sum())
+    assert below + above > 0
+    assert f"{below} cells below it and {above} above, clamped" in \
+        config["stringSettings"]["subtitle"]
+
+
+def test_heatmap_colour_range_is_shared_by_different_cells(run_training):
+    """GRU and LSTM runs: different gradient norms, one colour scale (the default range)."""
+    charts, data = {}, {}
+    for cell in ("gru", "lstm"):
+        _, run_dir = run_training([f"model={cell}", "model.impl=scratch", "model.hidden_size=8",
+                                   "debug=fast", "callbacks.gradflow.every_n_steps=1",
+                                   "~logger.csv"], cell)
+        run = _read_run(run_dir)
+        config, spec = _chart(run, "gradflow/layer0/heatmap")
+        assert config["panelDefId"] == HEATMAP_CHART and cell in spec["title"]["text"]
+        assert spec["spec"]["encoding"]["x"]["title"] == "time step t"
+        assert spec["spec"]["encoding"]["y"]["title"] == "training step"
+        assert spec["spec"]["encoding"]["color"]["scale"]["clamp"] is True
+        charts[cell] = _colour_domain(spec)
+        data[cell] = [row[3] for row in _table(run, "gradflow/layer0/heatmap_table")["data"]]
+    assert charts["gru"] == charts["lstm"] == DEFAULT_HEATMAP_RANGE
+    assert (min(data["gru"]), max(data["gru"])) != (min(data["lstm"]), max(data["lstm"]))
+
+
+def test_heatmap_table_is_thinned_to_its_budget():
+    rng = np.random.default_rng(0)
+    steps = np.arange(300) * 10
+    mean = 10.0 ** rng.uniform(-30, 2, size=(300, 500))
+    mean[5, :7] = 0.0  # underflow
+    mean[7, 3] = np.inf  # overflow
+    mean[-1, -20:] = np.nan  # padding
+    rows, shape = heatmap_rows(steps, mean, max_rows=4096)
+    assert len(rows) <= 4096 and shape["records"] == 300 and shape["steps"] == 500
+    kept = sorted({row[0] for row in rows})
+    assert len(kept) == shape["kept_records"] < 300 and kept[0] == 0 and kept[-1] == 2990
+    bins = sorted({(row[1], row[2]) for row in rows if row[0] == 0})
+    assert len(bins) == shape["bins"] < 500 and bins[0][0] == 1 and bins[-1][1] == 500
+    assert all(a[1] + 1 == b[0] for a, b in pairwise(bins))  # contiguous, no gap
+    for step, t, t_end, value, status in rows[:50]:
+        cells = mean[step // 10, t - 1:t_end]
+        assert status == "ok" and value == pytest.approx(np.log10(cells).mean(), abs=1e-4)
+    # untouched when small; underflow, overflow and padding kept apart
+    rows, shape = heatmap_rows(steps[:10], mean[:10, :40])
+    assert len(rows) == 400 and shape["kept_records"] == 10 and shape["bins"] == 40
+    status = {(row[0], row[1]): (row[3], row[4]) for row in rows}
+    assert status[(50, 1)] == (None, "underflow") and status[(70, 4)] == (None, "overflow")
+    rows, _ = heatmap_rows(steps[-2:], mean[-2:, -25:])  # the last record: 20 padded steps
+    assert len(rows) == 25 + 5 and rows[-1][:3] == [2990, 5, 5]
 
 
 @pytest.mark.parametrize("probe", ["train", "fixed"])
@@ -129,10 +232,16 @@ def test_ddp_reduces_and_writes_once(tmp_path):
         saved["log10_first_over_last"][-1, 0])
 
 
-def test_bad_gradflow_setting_is_one_clear_line(run_training, capsys):
+@pytest.mark.parametrize(("override", "message"), [
+    ("callbacks.gradflow.probe=val", "callbacks.gradflow.probe='val' is not one of train, fixed"),
+    ("callbacks.gradflow.heatmap_range=[1,1]",
+     "callbacks.gradflow.heatmap_range must be [lo, hi] in log10 units with lo < hi, got [1, 1]"),
+    ("callbacks.gradflow.heatmap_range=[-5]", "callbacks.gradflow.heatmap_range must be [lo, hi]"),
+])
+def test_bad_gradflow_setting_is_one_clear_line(override, message, run_training, capsys):
     with pytest.raises(SystemExit) as stop:
-        run_training(["debug=fast", "logger=none", "callbacks.gradflow.probe=val"])
+        run_training(["debug=fast", "logger=none", override])
     assert stop.value.code == 2
     err = capsys.readouterr().err
-    assert "callbacks.gradflow.probe='val' is not one of train, fixed" in err
+    assert message in err
     assert "Traceback" not in err

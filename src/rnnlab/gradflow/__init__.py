@@ -2,13 +2,18 @@
 
 - :class:`GradientFlowMonitor` (monitor.py): the Lightning callback (``callbacks.gradflow``).
 - summary.py: batch statistics, the per-layer scalars and the ``gradflow.npz`` reader/writer.
-- plots.py: norm-vs-t curves and the (training step x t) heatmap.
+- plots.py: norm-vs-t curves and the (training step x t) heatmap, as matplotlib figures and as
+  the W&B custom charts (Vega-Lite specs, tables, the shared colour range).
 
-Definitions and file layout: docs/gradflow.md.
+Definitions and file layout: docs/gradflow.md. The callback's names are imported on first use, so
+that reading ``gradflow.npz`` or the chart specs (rnnlab-dashboard) does not import Lightning.
 """
 
-from .monitor import GradientFlowMonitor, fixed_probe, last_step_loss
+from typing import Any
+
 from .summary import DH, DX, PREFIX, SUMMARIES, batch_stats, curve_summaries, load_gradflow
+
+_MONITOR = ("GradientFlowMonitor", "fixed_probe", "last_step_loss")
 
 __all__ = [
     "DH",
@@ -22,3 +27,11 @@ __all__ = [
     "last_step_loss",
     "load_gradflow",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MONITOR:
+        from . import monitor
+
+        return getattr(monitor, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

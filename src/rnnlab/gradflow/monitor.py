@@ -24,17 +24,20 @@ often ``trainer.gradient_clip_val`` fires; at the measured steps the per-paramet
 previous record.
 
 Outputs: scalars to every logger (and ``pl_module.log(logger=False)``, so the final values reach
-``trainer.callback_metrics`` and results.json), line series and heatmap images to W&B when a
-WandbLogger is present, and ``gradflow.npz`` in ``output_dir``, written atomically by rank 0 at
-every epoch end, at the end of training and when training stops on an exception. Under DDP the
-curves are averaged over ranks (every rank computes the same numbers; rank 0 logs and writes).
+``trainer.callback_metrics`` and results.json); to W&B, when a WandbLogger is present, two custom
+charts over W&B Tables (plots.py): each record's curves on a log y axis and, at every epoch end,
+the (training step x t) heatmap on a fixed colour range shared by every run
+(``heatmap_range``), plus a table of the summaries per record at the end; and ``gradflow.npz`` in
+``output_dir``, written atomically by rank 0 at every epoch end, at the end of training and when
+training stops on an exception. Under DDP the curves are averaged over ranks (every rank computes
+the same numbers; rank 0 logs and writes).
 """
 
 from __future__ import annotations
 
-import io
 import math
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +53,6 @@ from .summary import (
     SUMMARIES,
     batch_stats,
     curve_summaries,
-    log10_floored,
     metric_key,
     save_npz_atomic,
 )
@@ -163,8 +165,12 @@ class GradientFlowMonitor(Callback):
         horizon_fraction: f of the ``horizon`` summary (steps back with norm >= f * peak).
         output_dir: where ``gradflow.npz`` goes (the run dir); default ``trainer.default_root_dir``.
         param_norms: log per-parameter gradient norms at the measured steps.
-        log_curves: log each record's curves to W&B as line series.
-        heatmap: log the (training step x t) heatmap image to W&B at every epoch end and at the end.
+        log_curves: log each record's curves to W&B (custom chart, log y axis).
+        heatmap: log the (training step x t) heatmap to W&B (table + custom chart) at every epoch
+            end with new records and at the end.
+        heatmap_range: [lo, hi], the heatmap's colour range in log10 units, the same for every
+            run so that colours compare across runs (None: plots.DEFAULT_HEATMAP_RANGE); values
+            outside are clamped to the end colours, and the chart says so.
     """
 
     def __init__(
@@ -178,7 +184,10 @@ class GradientFlowMonitor(Callback):
         param_norms: bool = True,
         log_curves: bool = True,
         heatmap: bool = True,
+        heatmap_range: Sequence[float] | None = None,
     ):
+        from .plots import check_heatmap_range
+
         super().__init__()
         if not isinstance(every_n_steps, int) or every_n_steps < 1:
             raise ValueError(f"callbacks.gradflow.every_n_steps must be an int >= 1, got "
@@ -200,6 +209,7 @@ class GradientFlowMonitor(Callback):
         self.param_norms = param_norms
         self.log_curves = log_curves
         self.heatmap = heatmap
+        self.heatmap_range = check_heatmap_range(heatmap_range)
         self._reset()
 
     def _reset(self) -> None:
@@ -444,55 +454,83 @@ class GradientFlowMonitor(Callback):
             if logger is not wandb_logger:
                 logger.log_metrics(scalars, step=step)
 
+    def _label(self) -> str:
+        label = " ".join(part for part in (self.cell, self.impl) if part)
+        return f"{label}: " if label else ""
+
+    def _chart_entity(self, logger) -> str:
+        """The W&B entity the chart presets are looked up under: the run's (online, or set by
+        ``logger.wandb.entity`` / WANDB_ENTITY); empty for an offline run without one."""
+        return str(getattr(logger.experiment, "entity", "") or "")
+
     def _log_curves(self, trainer, record: dict[str, Any], scalars: dict[str, float]) -> None:
-        """The record's curves as W&B line series (log10 of mean, p10, p90 over t), in one
-        history row with its scalars."""
+        """The record's curves (mean, p10, p90 of the norm over t) as a W&B Table and a custom
+        chart over it with a log y axis, in one history row with its scalars."""
         logger = self._wandb(trainer)
         import wandb
 
-        stats = record["stats"]
-        t = np.arange(1, stats.shape[-1] + 1)
+        from .plots import CURVE_COLUMNS, CURVE_FIELDS, CURVES_CHART, UNICODE, chart_id, curve_rows
+
+        symbol = UNICODE.get(self.quantity, self.quantity)
+        preset = chart_id(self._chart_entity(logger), CURVES_CHART)
         payload: dict[str, Any] = dict(scalars)
         for k, layer in enumerate(self.layers):
-            keep = np.isfinite(stats[0, k])
-            ys = [log10_floored(stats[s, k][keep]).tolist() for s in range(3)]
-            payload[metric_key(self.quantity, layer, "curve")] = wandb.plot.line_series(
-                xs=t[keep].tolist(), ys=ys, keys=["mean", "p10", "p90"], xname="t",
-                title=f"log10 ||{self.quantity}|| ({self.probe} probe), {layer}, "
-                      f"step {record['step']}")
+            table = wandb.Table(columns=list(CURVE_COLUMNS), data=curve_rows(record["stats"][:, k]))
+            payload[metric_key(self.quantity, layer, "curve")] = wandb.plot_table(
+                vega_spec_name=preset, data_table=table, fields=dict(CURVE_FIELDS),
+                string_fields={
+                    "title": f"{self._label()}‖{symbol}‖ over t, {layer}, "
+                             f"training step {record['step']}",
+                    "subtitle": f"{self.probe} probe; line: batch mean, band: 10th-90th "
+                                "percentile; log y (underflowed norms left out)",
+                    "yname": f"‖{symbol}‖"})
         payload["trainer/global_step"] = record["step"]
         logger.experiment.log(payload)
 
-    def _log_heatmaps(self, trainer, arrays: dict[str, Any], final: bool) -> None:
-        """Each epoch a quick image (colours only, the axes in the caption: matplotlib's layout
-        would cost ~0.1-0.2 s per epoch); at the end the labelled figure with its colour bar."""
+    def _log_heatmaps(self, trainer, arrays: dict[str, Any]) -> None:
+        """Per layer, the (training step x t) heatmap so far as a long-format W&B Table (at most
+        plots.HEATMAP_MAX_ROWS rows) and a custom chart over it: colour = log10 of the batch-mean
+        norm on the fixed range ``heatmap_range``, the same for every run of a group."""
         logger = self._wandb(trainer)
         if logger is None:
             return
         import wandb
 
-        from .plots import figure_png, heatmap_array, heatmap_figure
+        from .plots import (
+            HEATMAP_CHART,
+            HEATMAP_COLUMNS,
+            HEATMAP_FIELDS,
+            UNICODE,
+            chart_id,
+            heatmap_rows,
+            number_text,
+        )
 
+        symbol = UNICODE.get(self.quantity, self.quantity)
+        preset = chart_id(self._chart_entity(logger), HEATMAP_CHART)
+        lo, hi = self.heatmap_range
         steps = arrays["steps"]
         payload: dict[str, Any] = {}
         for k, layer in enumerate(self.layers):
-            mean = arrays["mean"][:, k]
-            if final:
-                from PIL import Image
-
-                title = (f"{self.cell} {self.impl}: ||{self.quantity}||, {layer} "
-                         f"({self.probe} probe)")
-                image = Image.open(io.BytesIO(figure_png(heatmap_figure(steps, mean,
-                                                                        self.quantity, title))))
-                caption = f"{layer}: training step x t, log colour scale"
-            else:
-                image, (lo, hi) = heatmap_array(mean)
-                caption = (f"{layer}: rows = training steps {int(steps[0])}..{int(steps[-1])} "
-                           f"(bottom to top, {len(steps)} records), columns = t 1..{mean.shape[-1]};"
-                           f" colour = log10 ||{self.quantity}|| from {lo:.1f} (dark) to {hi:.1f} "
-                           "(yellow); grey = underflow or padding")
-            payload[metric_key(self.quantity, layer, "heatmap")] = wandb.Image(image,
-                                                                               caption=caption)
+            rows, shape = heatmap_rows(steps, arrays["mean"][:, k])
+            values = [row[3] for row in rows if row[4] == "ok"]
+            below = sum(v < lo for v in values)
+            above = sum(v > hi for v in values)
+            span = f"[{number_text(lo)}, {number_text(hi)}]"
+            notes = [f"colour: fixed range {span} (callbacks.gradflow.heatmap_range)",
+                     f"{below} cells below it and {above} above, clamped" if below or above
+                     else "no cell outside it", "grey: underflow, red: overflow"]
+            if shape["kept_records"] < shape["records"] or shape["bins"] < shape["steps"]:
+                notes.append(f"thinned: {shape['kept_records']} of {shape['records']} records, "
+                             f"t in {shape['bins']} bins")
+            table = wandb.Table(columns=list(HEATMAP_COLUMNS), data=rows)
+            payload[metric_key(self.quantity, layer, "heatmap")] = wandb.plot_table(
+                vega_spec_name=preset, data_table=table, fields=dict(HEATMAP_FIELDS),
+                string_fields={
+                    "title": f"{self._label()}log10 ‖{symbol}‖, {layer} "
+                             f"({self.probe} probe), training step × t",
+                    "subtitle": "; ".join(notes),
+                    "quantity": symbol, "lo": number_text(lo), "hi": number_text(hi)})
         payload["trainer/global_step"] = int(steps[-1])
         logger.experiment.log(payload)
 
@@ -541,17 +579,17 @@ class GradientFlowMonitor(Callback):
         return out
 
     def _flush(self, trainer, images: str | None) -> None:
-        """Write gradflow.npz (rank 0); ``images``: None, "epoch" (the quick heatmap, when there
-        are new records) or "final" (the labelled one)."""
+        """Write gradflow.npz (rank 0); ``images``: None, "epoch" or "final" (log the heatmap
+        when there are records it has not shown yet)."""
         if not trainer.is_global_zero or not (self.records or self.param_records):
             return
         arrays = self.arrays(trainer)
         # the epoch-end copies skip the fsync (the rename keeps them whole); the last one has it
         save_npz_atomic(self.npz_path(trainer), arrays, durable=images != "epoch")
         fresh = len(self.records) > self._heatmap_records
-        # one row is no heatmap (and spares short runs, e.g. tests, the figure's ~0.2 s)
-        if images and self.heatmap and len(self.records) >= 2 and (fresh or images == "final"):
-            self._log_heatmaps(trainer, arrays, final=images == "final")
+        # one row is no heatmap: the curve of that record says it all
+        if images and self.heatmap and len(self.records) >= 2 and fresh:
+            self._log_heatmaps(trainer, arrays)
             self._heatmap_records = len(self.records)
         if images == "final":
             self._log_summary_tables(trainer, arrays)
