@@ -13,6 +13,11 @@ fresh subprocess, malloc forced to return freed blocks; CUDA: torch.cuda.max_mem
     python scripts/bench_cells.py --device cuda --json bench.json
     python scripts/bench_cells.py --sizes ref --cells gru --repeats 40
     python scripts/bench_cells.py --cold-cache          # compile time with an empty inductor cache
+    python scripts/bench_cells.py --scan                # minGRU/minLSTM scans vs the scratch GRU
+
+``--scan`` times instead, at B=64 I=32 H=128 and T in ``--scan-lengths``, one training step of
+minGRU and minLSTM in their parallel (linear-space scan), log-space and sequential modes against
+the scratch GRU (all compiled, recording dL/dh_t), interleaved round by round.
 """
 
 from __future__ import annotations
@@ -55,6 +60,9 @@ def _parse(argv=None):
                         "busy machine hardly disturbs (meaningful with --threads 1)")
     p.add_argument("--cold-cache", action="store_true",
                    help="use an empty TorchInductor cache (cold compile time)")
+    p.add_argument("--scan", action="store_true",
+                   help="time minGRU/minLSTM scans against the scratch GRU (see above)")
+    p.add_argument("--scan-lengths", default="128,512,1024,4096")
     p.add_argument("--_memory", nargs=3, metavar=("CELL", "SIZE", "IMPL"), help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
@@ -159,6 +167,69 @@ def bench_one(torch, args, cell, size):
         "times_ms": {k: [round(t * 1e3, 3) for t in v] for k, v in times.items()},
     }
     return res
+
+
+SCAN_IMPLS = ("gru", "mingru", "mingru_log", "mingru_seq", "minlstm", "minlstm_seq")
+
+
+def bench_scan(torch, args, steps):
+    """One row of --scan: median ms per training step of each implementation at length T."""
+    from rnnlab.cells import GRU, MinGRU, MinLSTM
+
+    B, _, I, H = SIZES["ref"]
+    compile = not args.no_compile
+    build = {
+        "gru": lambda: GRU(I, H, compile=compile),
+        "mingru": lambda: MinGRU(I, H, compile=compile),
+        "mingru_log": lambda: MinGRU(I, H, compile=compile, mode="log"),
+        "mingru_seq": lambda: MinGRU(I, H, compile=compile, mode="sequential"),
+        "minlstm": lambda: MinLSTM(I, H, compile=compile),
+        "minlstm_seq": lambda: MinLSTM(I, H, compile=compile, mode="sequential"),
+    }
+    impls = {k: build[k]().to(args.device) for k in SCAN_IMPLS}
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    x = torch.randn(steps, B, I, generator=gen).to(args.device).requires_grad_()
+    target = torch.randn(steps, B, H, generator=gen).to(args.device)
+    first = {}
+    for k, m in impls.items():
+        t0 = time.perf_counter()
+        _step(torch, m, x, target)  # compiles
+        first[k] = time.perf_counter() - t0
+        _clear(m, x)
+    rounds = args.repeats if steps <= 512 else max(3, args.repeats // 3)
+    times = {k: [] for k in impls}
+    order = list(impls)
+    for r in range(rounds):
+        shift = r % len(order)
+        for k in order[shift:] + order[:shift]:
+            m = impls[k]
+            times[k].append(_timed(torch, lambda m=m: _step(torch, m, x, target), args.device))
+            _clear(m, x)
+    med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
+    # per-round ratios: the GRU's time over each other implementation's
+    speedup = {k: statistics.median(g / t for g, t in zip(times["gru"], times[k]))
+               for k in impls if k != "gru"}
+    return {"T": steps, "B": B, "I": I, "H": H, "rounds": rounds, "ms": med,
+            "gru_over": speedup, "first_call_s": first,
+            "times_ms": {k: [round(t * 1e3, 3) for t in v] for k, v in times.items()}}
+
+
+def scan_main(torch, args, info):
+    lengths = [int(t) for t in args.scan_lengths.split(",") if t.strip()]
+    header = (f"{'T':>5} | " + " ".join(f"{k:>11}" for k in SCAN_IMPLS)
+              + " | GRU / minGRU parallel, log, seq | GRU / minLSTM parallel, seq")
+    print("# median ms per training step (forward + backward, dL/dh_t recorded), B=64 I=32 H=128")
+    print(header)
+    print("-" * len(header))
+    results = []
+    for steps in lengths:
+        r = bench_scan(torch, args, steps)
+        results.append(r)
+        o = r["gru_over"]
+        print(f"{steps:>5} | " + " ".join(f"{r['ms'][k]:9.1f}ms" for k in SCAN_IMPLS)
+              + f" | {o['mingru']:5.1f}x {o['mingru_log']:5.1f}x {o['mingru_seq']:5.1f}x"
+              + f" | {o['minlstm']:5.1f}x {o['minlstm_seq']:5.1f}x", flush=True)
+    return results
 
 
 def _peak_rss_kib():
@@ -266,6 +337,10 @@ def main(argv=None):
     info = machine_info(torch, args)
     print(f"# {info['date']}  torch {info['torch']}  {info['cpu']}  nproc={info['nproc']}  "
           f"threads={args.threads}  device={args.device}  compile={info['compile']}")
+    if args.scan:
+        results = scan_main(torch, args, info)
+        _finish(info, args, results)
+        return
     results = []
     header = (f"{'cell':5} {'size':5} {'B':>3} {'T':>4} {'H':>4} | {'torch.nn':>9} {'scratch':>9} "
               f"{'ratio':>6} {'[q1-q3]':>11} | {'best':>5} {'best':>5} {'ratio':>5} | "
@@ -287,6 +362,10 @@ def main(argv=None):
                   f"{100 * r['recording_cost']:+6.1f}% | "
                   f"{r['compile_s']:6.1f}s | {fmt(r.get('torch_peak_mib'))}MiB "
                   f"{fmt(r.get('scratch_peak_mib'))}MiB", flush=True)
+    _finish(info, args, results)
+
+
+def _finish(info, args, results):
     info["loadavg_end"] = os.getloadavg()
     info["cpu_pressure_end"] = _cpu_pressure()
     print(f"# load average start {info['loadavg_start']}, end {info['loadavg_end']}; "

@@ -76,6 +76,14 @@ def run_label(run_dir: Path, data: dict[str, Any]) -> str:
         parts.append(str(model["variant"]))
     if model.get("reset") not in (None, "after"):
         parts.append(f"reset={model['reset']}")
+    if model.get("layer_norm"):
+        parts.append("layer_norm")
+    if model.get("zoneout"):
+        parts.append(f"zoneout={model['zoneout']:g}")
+    if model.get("mode") not in (None, "parallel"):
+        parts.append(f"mode={model['mode']}")
+    if model.get("recurrent_max") is not None:
+        parts.append(f"recurrent_max={model['recurrent_max']:g}")
     return f"{cell} ({', '.join(parts)})" if parts else str(cell)
 
 

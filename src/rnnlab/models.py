@@ -15,10 +15,23 @@ from torch.nn import functional as F
 from rnnlab.data.base import DataSpec
 from rnnlab.errors import ConfigError
 
-CELLS = ("rnn", "gru", "lstm")
+# cell -> (scratch class, torch.nn class or None), by name in rnnlab.cells
+CELLS = {
+    "rnn": ("RNN", "FusedRNN"),
+    "gru": ("GRU", "FusedGRU"),
+    "lstm": ("LSTM", "FusedLSTM"),
+    "mingru": ("MinGRU", None),
+    "minlstm": ("MinLSTM", None),
+    "indrnn": ("IndRNN", None),
+}
 IMPLS = ("scratch", "fused")
 ENCODERS = ("auto", "onehot", "embedding", "linear", "identity")
 ONEHOT_MAX_VOCAB = 64  # "auto" one-hot encodes small vocabularies (the synthetic tasks), embeds large
+# What torch.nn's kernels can honour of the scratch cells' options: exactly these values.
+FUSED_ONLY = {"variant": {"gru": (None, "gru"), "lstm": (None, "torch")},
+              "reset": {"gru": (None, "after")}, "nonlinearity": {"rnn": ("tanh", "relu")},
+              "layer_norm": {"gru": (False,), "lstm": (False,)},
+              "zoneout": {"gru": (0, 0.0), "lstm": (0, 0.0)}}
 
 
 def cell_class(cell: str, impl: str):
@@ -28,36 +41,30 @@ def cell_class(cell: str, impl: str):
         raise ConfigError(f"model.cell={cell!r} is not one of {', '.join(CELLS)}")
     if impl not in IMPLS:
         raise ConfigError(f"model.impl={impl!r} is not one of {', '.join(IMPLS)}")
-    name = cell.upper()
-    return getattr(cells, name if impl == "scratch" else f"Fused{name}")
+    scratch, fused = CELLS[cell]
+    if impl == "fused" and fused is None:
+        raise ConfigError(f"model.impl=fused: model={cell} has no torch.nn kernel (use "
+                          "model.impl=scratch)")
+    return getattr(cells, scratch if impl == "scratch" else fused)
 
 
-def _cell_options(cell: str, impl: str, nonlinearity: str, reset: str | None, variant: str | None,
-                  record_grad_norms: bool) -> dict:
-    """The constructor options of one cell type, refusing those that belong to another."""
-    options: dict = {}
-    if cell == "rnn":
-        if nonlinearity not in ("tanh", "relu"):
-            raise ConfigError(f"model.nonlinearity={nonlinearity!r} is not one of tanh, relu")
-        options["nonlinearity"] = nonlinearity
-    elif nonlinearity != "tanh":
-        raise ConfigError(f"model.nonlinearity applies only to model=rnn (got model={cell})")
-    if cell != "gru" and reset is not None:
-        raise ConfigError(f"model.reset applies only to model=gru (got model={cell})")
-    if cell == "rnn" and variant is not None:
-        raise ConfigError("model.variant applies only to model=gru or model=lstm")
+def _cell_options(cell: str, impl: str, options: dict, record_grad_norms: bool) -> dict:
+    """The constructor options of one cell type, refusing those it does not take."""
+    import inspect
+
+    cls = cell_class(cell, impl)
     if impl == "fused":
-        plain = {"gru": (None, "gru"), "lstm": (None, "torch")}.get(cell, (None,))
-        if variant not in plain or (cell == "gru" and reset not in (None, "after")):
-            raise ConfigError(
-                "model.impl=fused has only torch.nn's cells: reset/variant need model.impl=scratch")
-        return options
-    if cell == "gru" and reset is not None:
-        options["reset"] = reset
-    if variant is not None:
-        options["variant"] = variant
-    options["record_grad_norms"] = record_grad_norms
-    return options
+        for key, value in options.items():
+            if value not in FUSED_ONLY.get(key, {}).get(cell, ()):
+                raise ConfigError(f"model.impl=fused has only torch.nn's cells: model.{key}="
+                                  f"{value} needs model.impl=scratch")
+        return {k: v for k, v in options.items() if k == "nonlinearity"}
+    accepted = inspect.signature(cls.__init__).parameters
+    for key in options:
+        if key not in accepted or key in ("input_size", "hidden_size", "num_layers", "dropout"):
+            raise ConfigError(f"model.{key} is not a setting of model={cell}")
+    options = {k: v for k, v in options.items() if v is not None}  # None: the cell's own default
+    return {**options, "record_grad_norms": record_grad_norms}
 
 
 class SequenceModel(nn.Module):
@@ -71,14 +78,15 @@ class SequenceModel(nn.Module):
         dropout: float = 0.0,
         param_budget: int | None = None,
         init: str = "default",
-        nonlinearity: str = "tanh",
         forget_bias: float | None = None,
-        reset: str | None = None,
-        variant: str | None = None,
         encoder: str = "auto",
         embedding_dim: int = 128,
         record_grad_norms: bool = True,
+        **cell_options,
     ):
+        """``cell_options``: the chosen cell's own settings (``nonlinearity``, ``variant``,
+        ``reset``, ``layer_norm``, ``zoneout``, ``mode``, ...; see its schema in
+        ``rnnlab.schemas``); one the cell does not take is refused."""
         super().__init__()
         if encoder not in ENCODERS:
             raise ConfigError(f"model.encoder={encoder!r} is not one of {', '.join(ENCODERS)}")
@@ -91,17 +99,19 @@ class SequenceModel(nn.Module):
                               "model.num_layers >= 2, or model.dropout=0")
         if forget_bias is not None and cell != "lstm":
             raise ConfigError(f"model.forget_bias applies only to model=lstm (got model={cell})")
+        if init != "default" and cell not in ("rnn", "gru", "lstm"):
+            raise ConfigError(f"model.init={init} applies to cells with a recurrent weight matrix "
+                              f"(rnn, gru, lstm), not model={cell}")
         self.spec = spec
         self.cell_name, self.impl = cell, impl
         self.record_grad_norms = bool(record_grad_norms)
         self.encoder_kind = self._resolve_encoder(encoder, spec)
         rnn_class = cell_class(cell, impl)
-        options = _cell_options(cell, impl, nonlinearity, reset, variant, record_grad_norms)
+        options = _cell_options(cell, impl, cell_options, record_grad_norms)
         if param_budget is not None:
             hidden_size = solve_hidden_size(
                 param_budget, spec=spec, cell=cell, impl=impl, num_layers=num_layers,
-                nonlinearity=nonlinearity, reset=reset, variant=variant, encoder=encoder,
-                embedding_dim=embedding_dim)
+                encoder=encoder, embedding_dim=embedding_dim, **cell_options)
         if hidden_size < 1:
             raise ConfigError(f"model.hidden_size must be >= 1, got {hidden_size}")
         self.hidden_size, self.num_layers = hidden_size, num_layers

@@ -19,7 +19,9 @@ import torch
 import torchmetrics
 from torch.nn import functional as F
 
+from rnnlab.cells.sequence import lengths_mask
 from rnnlab.data.base import DataSpec
+from rnnlab.metrics import FrameAccuracy
 from rnnlab.models import SequenceModel
 from rnnlab.schemas import HIGHER_IS_BETTER
 
@@ -27,26 +29,6 @@ from rnnlab.schemas import HIGHER_IS_BETTER
 class Diverged(RuntimeError):
     """The training or validation loss stopped being finite or exceeded divergence_factor x the
     first training loss."""
-
-
-class FrameAccuracy(torchmetrics.Metric):
-    """Frame-level accuracy of multi-label predictions: TP / (TP + FP + FN), pooled over frames."""
-
-    def __init__(self, threshold: float = 0.5):
-        super().__init__()
-        self.threshold = threshold
-        for name in ("tp", "fp", "fn"):
-            self.add_state(name, default=torch.tensor(0.0), dist_reduce_fx="sum")
-
-    def update(self, probs: torch.Tensor, target: torch.Tensor) -> None:
-        predicted = probs >= self.threshold
-        actual = target >= 0.5
-        self.tp += (predicted & actual).sum()
-        self.fp += (predicted & ~actual).sum()
-        self.fn += (~predicted & actual).sum()
-
-    def compute(self) -> torch.Tensor:
-        return self.tp / (self.tp + self.fp + self.fn).clamp(min=1)
 
 
 def _metrics_for(spec: DataSpec) -> torchmetrics.MetricCollection:
@@ -71,7 +53,7 @@ def _metrics_for(spec: DataSpec) -> torchmetrics.MetricCollection:
 def _valid_steps(lengths: torch.Tensor | None, batch: int, steps: int, device) -> torch.Tensor:
     if lengths is None:
         return torch.ones((batch, steps), dtype=torch.bool, device=device)
-    return torch.arange(steps, device=device).unsqueeze(0) < lengths.to(device).unsqueeze(1)
+    return lengths_mask(lengths.to(device), steps).t()
 
 
 class SequenceTask(L.LightningModule):

@@ -2,15 +2,17 @@
 
 A cell file (``rnn.py``, ``gru.py``, ``lstm.py``) supplies the *equations* as a :class:`Recurrence`:
 
-* ``step(gi, state, params) -> (new_state, saved)``: one time step. ``gi`` is the input projection
-  ``W_ih x_t`` of this step (precomputed for all steps in one matmul, without bias: both bias
-  vectors are added inside the fused per-step kernel, where it is free), ``state`` a tuple
-  (``(h,)``, ``(h, c)``, ...), ``params`` = ``(W_hh, b_ih, b_hh, *extras)``.
-  ``saved`` is whatever the backward step needs (gate activations ...).
-* ``step_backward(dstate, state_prev, state_new, saved, params) -> (dstate_prev, dgi, extras)``:
-  the hand-derived derivative of one step. ``dstate[0]`` is the *total* ∂L/∂h_t. It returns
-  ∂L/∂state_{t-1} (including the products with ``W_hh``), ∂L/∂gi_t and per-step ``extras``
-  that ``param_grads`` needs (they are stacked over time).
+* ``step(gi, state, params, *inputs) -> (new_state, saved)``: one time step. ``gi`` is the input
+  projection ``W_ih x_t`` of this step (precomputed for all steps in one matmul, without bias:
+  both bias vectors are added inside the fused per-step kernel, where it is free), ``state`` a
+  tuple (``(h,)``, ``(h, c)``, ...), ``params`` = ``(W_hh, b_ih, b_hh, *extras)``.
+  ``saved`` is whatever the backward step needs (gate activations ...). ``inputs``: this step's
+  slices of the module's non-differentiable per-step inputs (:meth:`RecurrentBase.step_inputs`,
+  e.g. zoneout masks); none for most cells, which then never see the argument.
+* ``step_backward(dstate, state_prev, state_new, saved, params, *inputs) -> (dstate_prev, dgi,
+  extras)``: the hand-derived derivative of one step. ``dstate[0]`` is the *total* ∂L/∂h_t. It
+  returns ∂L/∂state_{t-1} (including the products with ``W_hh``), ∂L/∂gi_t and per-step
+  ``extras`` that ``param_grads`` needs (they are stacked over time).
 * ``param_grads(ctx) -> grads``: gradients of ``params`` from the stacked per-step quantities,
   done after the loop with one large matmul each instead of one small one per step.
 
@@ -211,33 +213,38 @@ class Recurrence:
     def __post_init__(self):
         object.__setattr__(self, "_fns", {})
 
-    # the per-step graphs, built once per (masked, record) combination
-    def forward_fn(self, masked: bool) -> StepFunction:
-        key = ("fwd", masked)
-        if key not in self._fns:
-            self._fns[key] = StepFunction(_make_forward(self, masked), f"{self.name}.{key}")
-        return self._fns[key]
-
-    def backward_fn(self, masked: bool, record: bool, n_saved: int) -> StepFunction:
-        key = ("bwd", masked, record, n_saved)
+    # the per-step graphs, built once per (masked, record, number of per-step inputs) combination
+    def forward_fn(self, masked: bool, n_inputs: int = 0) -> StepFunction:
+        key = ("fwd", masked, n_inputs)
         if key not in self._fns:
             self._fns[key] = StepFunction(
-                _make_backward(self, masked, record, n_saved), f"{self.name}.{key}"
+                _make_forward(self, masked, n_inputs), f"{self.name}.{key}"
+            )
+        return self._fns[key]
+
+    def backward_fn(
+        self, masked: bool, record: bool, n_saved: int, n_inputs: int = 0
+    ) -> StepFunction:
+        key = ("bwd", masked, record, n_saved, n_inputs)
+        if key not in self._fns:
+            self._fns[key] = StepFunction(
+                _make_backward(self, masked, record, n_saved, n_inputs), f"{self.name}.{key}"
             )
         return self._fns[key]
 
 
-def _make_forward(rec: Recurrence, masked: bool) -> Callable:
+def _make_forward(rec: Recurrence, masked: bool, n_inputs: int = 0) -> Callable:
     n = len(rec.state_sizes(1))
 
     def forward_step(*args):
-        # args: gi, [mask], *state, *params, *new_state_slots   ->   *saved
+        # args: gi, [mask], *inputs, *state, *params, *new_state_slots   ->   *saved
         # the new state is written into the slots (views of the layer's state/output buffers)
         gi, rest = args[0], args[1:]
         if masked:
             m, rest = rest[0], rest[1:]
+        inputs, rest = rest[:n_inputs], rest[n_inputs:]
         state, params, slots = rest[:n], rest[n:-n], rest[-n:]
-        new_state, saved = rec.step(gi, state, params)
+        new_state, saved = rec.step(gi, state, params, *inputs)
         if masked:  # past the end of a sequence the state is frozen
             new_state = tuple(torch.where(m, a, b) for a, b in zip(new_state, state))
         for slot, value in zip(slots, new_state):
@@ -247,15 +254,19 @@ def _make_forward(rec: Recurrence, masked: bool) -> Callable:
     return forward_step
 
 
-def _make_backward(rec: Recurrence, masked: bool, record: bool, n_saved: int) -> Callable:
+def _make_backward(
+    rec: Recurrence, masked: bool, record: bool, n_saved: int, n_inputs: int = 0
+) -> Callable:
     n = len(rec.state_sizes(1))
 
     def backward_step(*args):
-        # args: dy, [mask], *dstate, *state_prev, *state_new, *saved, *params, dgi_slot, [norm_slot]
+        # args: dy, [mask], *inputs, *dstate, *state_prev, *state_new, *saved, *params, dgi_slot,
+        #       [norm_slot]
         # returns: *dstate_prev, *extras   (dL/dgi_t and the norm are written into the slots)
         dy, rest = args[0], args[1:]
         if masked:
             m, rest = rest[0], rest[1:]
+        inputs, rest = rest[:n_inputs], rest[n_inputs:]
         if record:
             rest, norm_slot = rest[:-1], rest[-1]
         rest, dgi_slot = rest[:-1], rest[-1]
@@ -273,7 +284,9 @@ def _make_backward(rec: Recurrence, masked: bool, record: bool, n_saved: int) ->
             dh = dstate[0] + dy
             dtot = dvalid = (dh, *dstate[1:])
         # step_backward is linear in dstate: zero input at a frozen step -> zero contributions
-        dprev, dgi, extras = rec.step_backward(dvalid, state_prev, state_new, saved, params)
+        dprev, dgi, extras = rec.step_backward(
+            dvalid, state_prev, state_new, saved, params, *inputs
+        )
         if masked:  # frozen steps pass the state gradient through unchanged
             dprev = tuple(torch.where(m, p, d) for p, d in zip(dprev, dtot))
         dgi_slot.copy_(dgi)
@@ -373,12 +386,15 @@ class BackwardContext:
 class RecurrenceFunction(torch.autograd.Function):
     """One layer of a recurrent cell over a whole (time-major) sequence, with hand-written BPTT.
 
-    ``apply(rec, compile, sink, layer, gi, mask, num_states, *state0, *params)`` returns
-    ``(output (T, B, H), *final_states)``. ``mask`` is ``None`` or a (T, B, 1) bool tensor.
+    ``apply(rec, compile, sink, layer, gi, mask, inputs, num_states, *state0, *params)`` returns
+    ``(output (T, B, H), *final_states)``. ``mask`` is ``None`` or a (T, B, 1) bool tensor;
+    ``inputs`` a tuple of non-differentiable (T, B, ...) tensors whose step-t slices go to
+    ``step`` and ``step_backward`` (usually empty).
     """
 
     @staticmethod
-    def forward(ctx, rec, compile, sink, layer, gi, mask, num_states, *rest):
+    def forward(ctx, rec, compile, sink, layer, gi, mask, inputs, num_states, *rest):
+        inputs = tuple(u.detach() for u in inputs)
         state0 = tuple(s.detach() for s in rest[:num_states])
         params = tuple(p.detach() for p in rest[num_states:])
         gi = gi.detach()
@@ -386,7 +402,8 @@ class RecurrenceFunction(torch.autograd.Function):
             gi = gi.contiguous()
         steps, _batch = gi.shape[0], gi.shape[1]
         masked = mask is not None
-        fwd = rec.forward_fn(masked)
+        n_inputs = len(inputs)
+        fwd = rec.forward_fn(masked, n_inputs)
 
         buffers = []
         for k, s0 in enumerate(state0):
@@ -400,6 +417,9 @@ class RecurrenceFunction(torch.autograd.Function):
         # every argument of every step is known up front (states live in the buffers), so the
         # loop itself is only the calls
         heads = zip(gi.unbind(0), mask.unbind(0)) if masked else ((g,) for g in gi.unbind(0))
+        if n_inputs:
+            per_step = zip(*(u.unbind(0) for u in inputs))
+            heads = ((*head, *step_in) for head, step_in in zip(heads, per_step))
         step_args = [
             (*head, *states.at(t), *params, *states.slots(t)) for t, head in enumerate(heads)
         ]
@@ -422,10 +442,11 @@ class RecurrenceFunction(torch.autograd.Function):
         # saved as an output, so modifying it in place before backward raises as usual
         n_saved = len(saved_steps[0]) if steps else 0
         ctx.rec, ctx.compile, ctx.sink, ctx.layer = rec, compile, sink, layer
-        ctx.layout = (len(params), masked, num_states, steps, n_saved)
+        ctx.layout = (len(params), masked, n_inputs, num_states, steps, n_saved)
         ctx.save_for_backward(
             *params,
             *((mask,) if masked else ()),
+            *inputs,
             *state0,
             *(output if k == 0 and not masked else b for k, b in enumerate(buffers)),
             *(s for per_step in saved_steps for s in per_step),
@@ -436,12 +457,13 @@ class RecurrenceFunction(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, dout, *dfinals):
         rec: Recurrence = ctx.rec
-        n_params, masked, n, steps, n_saved = ctx.layout
+        n_params, masked, n_inputs, n, steps, n_saved = ctx.layout
         flat = ctx.saved_tensors
         params, flat = flat[:n_params], flat[n_params:]
         mask = None
         if masked:
             mask, flat = flat[0], flat[1:]
+        inputs, flat = flat[:n_inputs], flat[n_inputs:]
         state0, buffers, flat = flat[:n], flat[n : 2 * n], flat[2 * n :]
         saved_steps = [flat[t * n_saved : (t + 1) * n_saved] for t in range(steps)]
         del flat
@@ -460,14 +482,17 @@ class RecurrenceFunction(torch.autograd.Function):
 
         dgi = params[0].new_empty(steps, h0.shape[0], params[0].shape[0])
         norms = h0.new_empty(steps, h0.shape[0]) if record else None
-        bwd = rec.backward_fn(masked, record, n_saved)
+        bwd = rec.backward_fn(masked, record, n_saved, n_inputs)
         douts, dgis = dout.unbind(0), dgi.unbind(0)
         masks = mask.unbind(0) if masked else None
+        inputs_t = list(zip(*(u.unbind(0) for u in inputs))) if n_inputs else None
         norm_slots = norms.unbind(0) if record else None
-        # per step: (dy_t, [mask_t]) + dstate (from the previous iteration) + the rest
+        # per step: (dy_t, [mask_t], *inputs_t) + dstate (from the previous iteration) + the rest
         heads, rests = [], []
         for t in range(steps):
             heads.append((douts[t], masks[t]) if masked else (douts[t],))
+            if n_inputs:
+                heads[-1] = (*heads[-1], *inputs_t[t])
             tail = (dgis[t], norm_slots[t]) if record else (dgis[t],)
             rests.append((*states.at(t), *states.at(t + 1), *saved_steps[t], *params, *tail))
         extras_steps = [()] * steps
@@ -489,7 +514,7 @@ class RecurrenceFunction(torch.autograd.Function):
             grads = tuple(rec.param_grads(bctx))
         else:
             grads = tuple(torch.zeros_like(p) for p in params)
-        return (None, None, None, None, dgi, None, None, *dstate, *grads)
+        return (None, None, None, None, dgi, None, None, None, *dstate, *grads)
 
 
 # --------------------------------------------------------------------------------------------
@@ -503,7 +528,10 @@ class RecurrentBase(nn.Module):
     Subclasses set ``self.gate_size`` (rows of ``weight_ih``/``weight_hh``) and implement
     :meth:`recurrence` (the :class:`Recurrence` of the chosen variant) and, if they have extra
     recurrent parameters, :meth:`extra_parameter_shapes` (``{name_without_layer: shape}``;
-    parameters are registered as ``f"{name}_l{layer}"``).
+    parameters are registered as ``f"{name}_l{layer}"``). Optional hooks: :meth:`input_projection`
+    (what ``gi`` is, e.g. a normalised ``W_ih x``), :meth:`step_inputs` (per-step random masks
+    ...), and :meth:`layer_parameters` when an extra parameter is used outside the recurrence
+    (by ``input_projection``) and must not be passed to it.
 
     Gradient-norm recording: with ``record_grad_norms=True`` every backward pass leaves, in
     ``hidden_grad_norms``, a detached float32 tensor ``(num_layers, T, B)`` holding
@@ -563,7 +591,8 @@ class RecurrentBase(nn.Module):
                 f"weight_ih_l{layer}", nn.Parameter(torch.empty(gate_size, layer_input, **factory))
             )
             self.register_parameter(
-                f"weight_hh_l{layer}", nn.Parameter(torch.empty(gate_size, hidden_size, **factory))
+                f"weight_hh_l{layer}",
+                nn.Parameter(torch.empty(*self.recurrent_weight_shape(), **factory)),
             )
             if self.bias:
                 self.register_parameter(
@@ -582,8 +611,23 @@ class RecurrentBase(nn.Module):
     def recurrence(self) -> Recurrence:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def recurrent_weight_shape(self) -> tuple[int, ...]:
+        """Shape of ``weight_hh_l{k}``: a (gate_size, H) matrix; IndRNN's is a vector."""
+        return (self.gate_size, self.hidden_size)
+
     def extra_parameter_shapes(self) -> dict[str, tuple[int, ...]]:
         return {}
+
+    def input_projection(self, layer: int, x: Tensor) -> Tensor:
+        """``gi`` of all steps at once, (T, B, gate_size): ``W_ih x_t`` (b_ih is added in the step
+        kernel). Differentiated by autograd, like anything a subclass adds here."""
+        return F.linear(x, getattr(self, f"weight_ih_l{layer}"))
+
+    def step_inputs(self, layer: int, gi: Tensor) -> tuple[Tensor, ...]:
+        """Non-differentiable per-step inputs of ``layer``'s recurrence, each (T, B, ...) with
+        T = ``gi.shape[0]``; step t of ``Recurrence.step``/``step_backward`` gets their t-th
+        slices as trailing arguments. None by default."""
+        return ()
 
     def reset_parameters(self) -> None:
         """Uniform(-1/√H, 1/√H) for every parameter, like torch.nn."""
@@ -673,7 +717,7 @@ class RecurrentBase(nn.Module):
         finals = [[] for _ in range(nu)]
         for layer in range(self.num_layers):
             # all steps' input projections in one matmul (b_ih is added in the step kernel)
-            gi = F.linear(x, getattr(self, f"weight_ih_l{layer}"))
+            gi = self.input_projection(layer, x)
             state0 = []
             for k, width in enumerate(widths):
                 if k < nu and hx is not None:
@@ -681,7 +725,8 @@ class RecurrentBase(nn.Module):
                 else:
                     state0.append(torch.zeros(batch, width, dtype=dtype, device=device))
             out, *fin = RecurrenceFunction.apply(
-                rec, compile, sink, layer, gi, mask, len(widths), *state0,
+                rec, compile, sink, layer, gi, mask, self.step_inputs(layer, gi), len(widths),
+                *state0,
                 *self.layer_parameters(layer),
             )
             for k in range(nu):

@@ -49,17 +49,69 @@ reset="before" (Cho et al. 2014 v3; the MGU paper's form), the same parameters:
     ∂L/∂b_ih = ∂L/∂b_hh = Σ_t [δa_g, δa_n]
 
 With r ≡ 1 (no_reset) both placements are the same function; it always runs the "after" code.
+
+Layer normalisation (``layer_norm=True``; Ba et al. 2016, haste's LayerNormGRU). For a row vector
+y of width N:  μ = mean(y),  ρ = 1/√(mean((y − μ)²) + ε),  ŷ = N(y) = (y − μ) ρ  (ε = 1e-5 and
+the biased variance, as torch.nn.LayerNorm and haste). The input and the recurrent projection are
+normalised separately, each with its own gain, *before* the biases, which act as the
+normalisations' shifts (β_ih = b_ih, β_hh = b_hh: a separate β would only duplicate them; they
+start at 0, the gains γ_ih, γ_hh at 1). As in haste, a projection is normalised over the whole
+gate vector (3H, or 2H: all gate blocks together, not block by block):
+
+    gi = N(W_ih x_t) ⊙ γ_ih          (all t at once, outside the time loop; autograd)
+    after:   gh = N(W_hh h) ⊙ γ_hh + b_hh,   the rest as above (haste's LayerNormGRU)
+    before:  (haste has no such GRU) the candidate's recurrent input W_hn u needs r, hence the
+             gate rows' normalised input first, so the recurrent projection is normalised in two
+             parts, the gate rows g and the candidate rows n, each with its slice of γ_hh:
+             g = σ(gi_g + b_ig + b_hg + N(W_hg h) ⊙ γ_hg)
+             n = tanh(gi_n + b_in + b_hn + N(W_hn u) ⊙ γ_hn)
+
+  backward of ŷ = N(y) (the means run over the row): ∂ŷ_j/∂y_k = ρ (δ_jk − 1/N − ŷ_j ŷ_k / N), so
+
+    δy = N'(δŷ) := ρ ⊙ (δŷ − mean(δŷ) − ŷ ⊙ mean(δŷ ⊙ ŷ))
+
+  after:  δy = N'(∂L/∂gh ⊙ γ_hh),   δh = δh' ⊙ z + δy · W_hh          (instead of ∂L/∂gh · W_hh)
+          ∂L/∂W_hh = Σ_t δy_tᵀ h_{t-1},  ∂L/∂γ_hh = Σ_t ∂L/∂gh_t ⊙ ŷ_t,  ∂L/∂b_hh = Σ_t ∂L/∂gh_t
+          (∂L/∂gh, ∂L/∂gi, δa_* as above, with gh_n = ŷ_n ⊙ γ_hn + b_hn)
+  before: δy_n = N'(δa_n ⊙ γ_hn),  δu = δy_n · W_hn  (then δr = δu ⊙ h as before),
+          δy_g = N'(δa_g ⊙ γ_hg),  δh = δh' ⊙ z + δu ⊙ r + δy_g · W_hg
+          ∂L/∂W_hg = Σ_t δy_gᵀ h_{t-1},  ∂L/∂W_hn = Σ_t δy_nᵀ u_t,
+          ∂L/∂γ_hh = Σ_t [δa_g ⊙ ŷ_g, δa_n ⊙ ŷ_n],  biases as above
+
+Zoneout (``zoneout=p``; Krueger et al. 2017): with h̃ the new state computed above,
+
+    h_t = d_t ⊙ h_{t-1} + (1 − d_t) ⊙ h̃_t     training: d_t ~ Bernoulli(p) per (t, b, unit);
+                                               eval: d_t ≡ p (the expectation)
+
+  backward: the step above gets δh̃ = (1 − d_t) ⊙ δh_t in place of δh', and
+  δh_{t-1} gains the direct term d_t ⊙ δh_t. δh_t is the total ∂L/∂h_t (what is recorded).
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from .bptt import Recurrence, RecurrentBase, check_choice, outer_sum
 
 VARIANTS = ("gru", "no_reset", "mgu")
 RESETS = ("after", "before")
+LN_EPS = 1e-5  # torch.nn.LayerNorm's (and haste's) epsilon
+
+
+def normalize(y: Tensor) -> tuple[Tensor, Tensor]:
+    """Layer normalisation of the rows of y without gain and shift: (ŷ, ρ = 1/√(var + ε))."""
+    yc = y - y.mean(1, keepdim=True)
+    rho = torch.rsqrt((yc * yc).mean(1, keepdim=True) + LN_EPS)
+    return yc * rho, rho
+
+
+def normalize_backward(dyhat: Tensor, yhat: Tensor, rho: Tensor) -> Tensor:
+    """δy = ρ ⊙ (δŷ − mean(δŷ) − ŷ ⊙ mean(δŷ ⊙ ŷ)) (module docstring)."""
+    mean_d = dyhat.mean(1, keepdim=True)
+    mean_dy = (dyhat * yhat).mean(1, keepdim=True)
+    return rho * (dyhat - mean_d - yhat * mean_dy)
 
 
 def _split(g: Tensor, variant: str):
@@ -81,28 +133,52 @@ def _merge(dr: Tensor | None, dz: Tensor, variant: str) -> Tensor:
     return dr - dz  # mgu
 
 
+def _zoneout(d: Tensor, prev: Tensor, new: Tensor) -> Tensor:
+    # d·prev + (1 − d)·new rather than new + d·(prev − new): exact for a 0/1 mask (the unit keeps
+    # its previous value bit for bit; d = 0 gives exactly the plain cell's state)
+    return d * prev + (1 - d) * new
+
+
 # ---- reset after --------------------------------------------------------------------------
 
 
-def gru_after_step(gi, state, params, *, variant):
+def gru_after_step(gi, state, params, *zoneout, variant, layer_norm=False):
     (h,) = state
-    w_hh, b_ih, b_hh = params
+    w_hh, b_ih, b_hh = params[:3]
     k = w_hh.shape[0] - h.shape[1]  # rows of the sigmoid gates
     gi = gi + b_ih
-    gh = h.mm(w_hh.t()) + b_hh
+    if layer_norm:
+        yhat, rho = normalize(h.mm(w_hh.t()))
+        gh = yhat * params[3] + b_hh
+    else:
+        gh = h.mm(w_hh.t()) + b_hh
     g = torch.sigmoid(gi[:, :k] + gh[:, :k])
     r, z = _split(g, variant)
     gh_n = gh[:, k:].contiguous()  # saved: its own (B, H) tensor, not a view pinning all of gh
     n = torch.tanh(gi[:, k:] + (gh_n if r is None else r * gh_n))
     h_new = n + z * (h - n)
-    return (h_new,), (g, n, gh_n)
+    # with layer norm gh_n is recomputed from ŷ in the backward step instead of being saved
+    saved = (g, n, yhat, rho) if layer_norm else (g, n, gh_n)
+    if zoneout:
+        h_new = _zoneout(zoneout[0], h, h_new)
+    return (h_new,), saved
 
 
-def gru_after_step_backward(dstate, state_prev, state_new, saved, params, *, variant):
+def gru_after_step_backward(
+    dstate, state_prev, state_new, saved, params, *zoneout, variant, layer_norm=False
+):
     (dh,) = dstate
     (h,) = state_prev
-    g, n, gh_n = saved
     w_hh = params[0]
+    if layer_norm:
+        g, n, yhat, rho = saved
+        k = g.shape[1]
+        gh_n = yhat[:, k:] * params[3][k:] + params[2][k:]
+    else:
+        g, n, gh_n = saved
+    if zoneout:  # δh (total at h_t) -> δh̃; the direct term d ⊙ δh is added to δh_{t-1} below
+        d = zoneout[0]
+        dh_out, dh = dh, dh * (1 - d)
     r, z = _split(g, variant)
     dz = dh * (h - n)
     da_n = dh * (1 - z) * (1 - n * n)
@@ -114,8 +190,18 @@ def gru_after_step_backward(dstate, state_prev, state_new, saved, params, *, var
     else:
         dgh_n = da_n * r
         dgh, extras = torch.cat([da_g, dgh_n], 1), (dgh_n,)
-    dh_prev = torch.addmm(dh * z, dgh, w_hh)
+    direct = dh * z if not zoneout else dh * z + dh_out * d
+    if layer_norm:  # through gh = N(W_hh h) ⊙ γ_hh + b_hh
+        dy = normalize_backward(dgh * params[3], yhat, rho)
+        dh_prev = torch.addmm(direct, dy, w_hh)
+        return (dh_prev,), dgi, (dy, (dgh * yhat).sum(0), dgh.sum(0))
+    dh_prev = torch.addmm(direct, dgh, w_hh)
     return (dh_prev,), dgi, extras
+
+
+def gru_after_ln_param_grads(ctx):
+    dy, dgamma, db_hh = ctx.extras  # dL/d(W_hh h) per step; batch sums for γ_hh and b_hh
+    return ctx.outer_prev(dy), ctx.dgi.sum((0, 1)), db_hh.sum(0), dgamma.sum(0)
 
 
 def gru_after_param_grads(ctx):
@@ -132,73 +218,196 @@ def gru_after_param_grads(ctx):
 # ---- reset before -------------------------------------------------------------------------
 
 
-def gru_before_step(gi, state, params, *, variant):
+def gru_before_step(gi, state, params, *zoneout, variant, layer_norm=False):
     (h,) = state
-    w_hh, b_ih, b_hh = params
+    w_hh, b_ih, b_hh = params[:3]
     k = w_hh.shape[0] - h.shape[1]
     gi = gi + b_ih + b_hh
-    g = torch.sigmoid(gi[:, :k] + h.mm(w_hh[:k].t()))
+    if layer_norm:
+        gamma = params[3]
+        yhat_g, rho_g = normalize(h.mm(w_hh[:k].t()))
+        g = torch.sigmoid(gi[:, :k] + yhat_g * gamma[:k])
+    else:
+        g = torch.sigmoid(gi[:, :k] + h.mm(w_hh[:k].t()))
     r, z = _split(g, variant)
     u = r * h
-    n = torch.tanh(gi[:, k:] + u.mm(w_hh[k:].t()))
+    if layer_norm:
+        yhat_n, rho_n = normalize(u.mm(w_hh[k:].t()))
+        n = torch.tanh(gi[:, k:] + yhat_n * gamma[k:])
+        saved = (g, n, u, yhat_g, rho_g, yhat_n, rho_n)
+    else:
+        n = torch.tanh(gi[:, k:] + u.mm(w_hh[k:].t()))
+        saved = (g, n, u)
     h_new = n + z * (h - n)
-    return (h_new,), (g, n, u)
+    if zoneout:
+        h_new = _zoneout(zoneout[0], h, h_new)
+    return (h_new,), saved
 
 
-def gru_before_step_backward(dstate, state_prev, state_new, saved, params, *, variant):
+def gru_before_step_backward(
+    dstate, state_prev, state_new, saved, params, *zoneout, variant, layer_norm=False
+):
     (dh,) = dstate
     (h,) = state_prev
-    g, n, _u = saved
+    g, n, _u = saved[:3]
     w_hh = params[0]
     k = w_hh.shape[0] - h.shape[1]
+    if zoneout:  # δh (total at h_t) -> δh̃; the direct term d ⊙ δh is added to δh_{t-1} below
+        d = zoneout[0]
+        dh_out, dh = dh, dh * (1 - d)
     r, z = _split(g, variant)
     dz = dh * (h - n)
     da_n = dh * (1 - z) * (1 - n * n)
-    du = da_n.mm(w_hh[k:])
+    if layer_norm:
+        gamma = params[3]
+        yhat_g, rho_g, yhat_n, rho_n = saved[3:]
+        dy_n = normalize_backward(da_n * gamma[k:], yhat_n, rho_n)
+        du = dy_n.mm(w_hh[k:])
+    else:
+        du = da_n.mm(w_hh[k:])
     da_g = _merge(du * h, dz, variant) * g * (1 - g)
     dgi = torch.cat([da_g, da_n], 1)
-    dh_prev = torch.addmm(dh * z + du * r, da_g, w_hh[:k])
+    direct = dh * z + du * r if not zoneout else dh * z + du * r + dh_out * d
+    if layer_norm:
+        dy_g = normalize_backward(da_g * gamma[:k], yhat_g, rho_g)
+        dh_prev = torch.addmm(direct, dy_g, w_hh[:k])
+        dgamma = torch.cat([(da_g * yhat_g).sum(0), (da_n * yhat_n).sum(0)])
+        return (dh_prev,), dgi, (torch.cat([dy_g, dy_n], 1), dgamma)
+    dh_prev = torch.addmm(direct, da_g, w_hh[:k])
     return (dh_prev,), dgi, ()
 
 
 def gru_before_param_grads(ctx):
     k = ctx.dgi.shape[-1] - ctx.hidden_size
     u = ctx.saved(2)
+    # dL/d(W_hg h), dL/d(W_hn u): the pre-activation gradients, or with layer norm the
+    # gradients before the normalisations
+    dy = ctx.extras[0] if ctx.extras else ctx.dgi
     dw = torch.cat(
-        [ctx.outer_prev(ctx.dgi[..., :k]), outer_sum(ctx.dgi[..., k:], u)], 0
+        [ctx.outer_prev(dy[..., :k]), outer_sum(dy[..., k:], u)], 0
     )
     db = ctx.dgi.sum((0, 1))
+    if ctx.extras:
+        return dw, db, db.clone(), ctx.extras[1].sum(0)
     return dw, db, db.clone()
 
 
 # ---- registry -----------------------------------------------------------------------------
 
 
-def _recurrence(variant: str, reset: str) -> Recurrence:
+def _recurrence(variant: str, reset: str, layer_norm: bool = False, zoneout: bool = False):
     if reset == "after" or variant == "no_reset":
         step, backward, grads = gru_after_step, gru_after_step_backward, gru_after_param_grads
+        if layer_norm:
+            grads = gru_after_ln_param_grads
         reset = "after"
     else:
         step, backward, grads = gru_before_step, gru_before_step_backward, gru_before_param_grads
+    name = f"gru_{variant}_{reset}" + "_ln" * layer_norm + "_zoneout" * zoneout
+    # without options the step functions run exactly the plain cell's operations (d is empty)
     return Recurrence(
-        f"gru_{variant}_{reset}",
-        lambda gi, s, p: step(gi, s, p, variant=variant),
-        lambda ds, sp, sn, sv, p: backward(ds, sp, sn, sv, p, variant=variant),
+        name,
+        lambda gi, s, p, *d: step(gi, s, p, *d, variant=variant, layer_norm=layer_norm),
+        lambda ds, sp, sn, sv, p, *d: backward(
+            ds, sp, sn, sv, p, *d, variant=variant, layer_norm=layer_norm
+        ),
         grads,
         lambda H: (H,),
     )
 
 
-RECURRENCES = {(v, r): _recurrence(v, r) for v in VARIANTS for r in RESETS}
+# keyed by (variant, reset, layer_norm, zoneout)
+RECURRENCES = {
+    (v, r, ln, zo): _recurrence(v, r, ln, zo)
+    for v in VARIANTS for r in RESETS for ln in (False, True) for zo in (False, True)
+}
 
 
-class GRU(RecurrentBase):
+class NormZoneoutMixin:
+    """``layer_norm`` and ``zoneout`` for a :class:`RecurrentBase` cell (GRU, LSTM): option
+    checks, the normalised input projection, the zoneout masks and the extra parameters' names.
+
+    The cell lists ``norm_parameter_shapes()`` in its ``extra_parameter_shapes`` and passes
+    ``zoned_states`` masks' worth of per-step inputs to its recurrence.
+    """
+
+    zoned_states = 1  # state components zoneout acts on (h; LSTM: h and c)
+
+    def _set_options(self, layer_norm, zoneout) -> None:
+        if layer_norm is not True and layer_norm is not False:  # 1, "yes", None: refused
+            raise ValueError(f"layer_norm must be True or False; got {layer_norm!r}")
+        if isinstance(zoneout, bool) or not isinstance(zoneout, (int, float)) or not (
+            0 <= zoneout < 1
+        ):
+            raise ValueError(f"zoneout must be a number in [0, 1); got {zoneout!r}")
+        self.layer_norm = layer_norm
+        self.zoneout = float(zoneout)
+
+    def norm_parameter_shapes(self) -> dict[str, tuple[int, ...]]:
+        """The gains of the input and recurrent normalisations, one per gate-vector entry."""
+        if not self.layer_norm:
+            return {}
+        return {"ln_weight_ih": (self.gate_size,), "ln_weight_hh": (self.gate_size,)}
+
+    @torch.no_grad()
+    def reset_norm_parameters(self) -> None:
+        """Gains 1 and the shifts 0: the normalisations' own ``ln_bias_*`` and, with layer norm,
+        ``bias_ih``/``bias_hh``, which act as the gate normalisations' shifts (Ba et al. 2016;
+        haste). Called by ``reset_parameters`` after the uniform init."""
+        if not self.layer_norm:
+            return
+        for name, param in self.named_parameters():
+            base = name.rsplit("_l", 1)[0]
+            if base.startswith("ln_weight"):
+                param.fill_(1.0)
+            elif base.startswith("ln_bias") or base in ("bias_ih", "bias_hh"):
+                param.zero_()
+
+    def input_projection(self, layer: int, x: Tensor) -> Tensor:
+        gi = super().input_projection(layer, x)
+        if not self.layer_norm:
+            return gi
+        # every step at once, differentiated by autograd like the W_ih matmul itself
+        gain = getattr(self, f"ln_weight_ih_l{layer}")
+        return F.layer_norm(gi, (gi.shape[-1],), weight=gain, eps=LN_EPS)
+
+    def layer_parameters(self, layer: int) -> tuple[Tensor, ...]:
+        params = super().layer_parameters(layer)
+        if not self.layer_norm:
+            return params
+        gain = getattr(self, f"ln_weight_ih_l{layer}")  # used by input_projection only
+        return tuple(p for p in params if p is not gain)
+
+    def step_inputs(self, layer: int, gi: Tensor) -> tuple[Tensor, ...]:
+        if not self.zoneout:
+            return ()
+        shape = (gi.shape[0], gi.shape[1], self.hidden_size)
+        if self.training:
+            # d = 1: keep the previous value. Bernoulli(p) as U < p with U uniform from torch's
+            # global RNG: on the CPU about twice as fast as bernoulli_, which cost up to a fifth
+            # of a training step
+            return tuple(
+                (torch.rand(shape, dtype=gi.dtype, device=gi.device) < self.zoneout).to(gi.dtype)
+                for _ in range(self.zoned_states)
+            )
+        # eval: the expectation, d ≡ p; a full tensor (not a stride-0 broadcast) has the training
+        # masks' signature, so validation reuses the compiled step graphs instead of new ones
+        d = torch.full(shape, self.zoneout, dtype=gi.dtype, device=gi.device)
+        return (d,) * self.zoned_states
+
+    def options_repr(self) -> str:
+        s = ", layer_norm=True" if self.layer_norm else ""
+        return s + (f", zoneout={self.zoneout}" if self.zoneout else "")
+
+
+class GRU(NormZoneoutMixin, RecurrentBase):
     """GRU with torch.nn.GRU's constructor, parameters and outputs, and our own BPTT.
 
     ``GRU(input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
-    reset=None, variant="gru", record_grad_norms=True, compile=None, device=None, dtype=None)``;
-    ``forward(input, hx=None, lengths=None) -> (output, h_n)``. Equations and their hand-derived
-    derivatives: the module docstring of ``rnnlab.cells.gru``.
+    reset=None, variant="gru", layer_norm=False, zoneout=0.0, record_grad_norms=True,
+    compile=None, device=None, dtype=None)``; ``forward(input, hx=None, lengths=None) ->
+    (output, h_n)``. Equations and their hand-derived derivatives: the module docstring of
+    ``rnnlab.cells.gru``.
 
     * ``reset="after"`` (torch.nn/cuDNN) or ``"before"`` (Cho 2014 v3). ``None`` means "after"
       for ``gru``/``no_reset`` and "before" for ``mgu`` (the MGU paper's form).
@@ -211,6 +420,14 @@ class GRU(RecurrentBase):
       n = tanh(W_in x + b_in + W_hn (f ⊙ h) + b_hn), h' = (1 − f) ⊙ h + f ⊙ n. Weights (2H, I),
       (2H, H), biases (2H), rows [f, n]. With reset="after": n = tanh(W_in x + b_in
       + f ⊙ (W_hn h + b_hn)).
+    * ``layer_norm=True`` (haste's LayerNormGRU; any variant and reset): W_ih x and the
+      recurrent projection are layer-normalised over the whole gate vector before the biases
+      (reset="before": gate rows and candidate rows of the recurrent projection separately).
+      Adds ``ln_weight_ih_l{k}`` and ``ln_weight_hh_l{k}`` (G = rows of weight_ih), the gains,
+      initialised to 1; ``bias_ih``/``bias_hh`` are the shifts and start at 0.
+    * ``zoneout=p`` in [0, 1): in training each unit of h keeps its previous value with
+      probability p (masks from torch's global RNG); in eval h_t = p h_{t-1} + (1 − p) h̃_t.
+    Both off (the default): exactly the plain cell, same parameters and step graphs.
     """
 
     def __init__(
@@ -225,6 +442,8 @@ class GRU(RecurrentBase):
         *,
         reset: str | None = None,
         variant: str = "gru",
+        layer_norm: bool = False,
+        zoneout: float = 0.0,
         record_grad_norms: bool = True,
         compile: bool | None = None,
         device=None,
@@ -235,6 +454,7 @@ class GRU(RecurrentBase):
             check_choice("reset", reset, RESETS)
         if bidirectional:
             raise ValueError("bidirectional must be False (the scratch cells are unidirectional)")
+        self._set_options(layer_norm, zoneout)
         self.variant = variant
         self.reset = reset if reset is not None else ("before" if variant == "mgu" else "after")
         rows = 3 if variant == "gru" else 2
@@ -244,17 +464,25 @@ class GRU(RecurrentBase):
             device=device, dtype=dtype,
         )
 
+    def extra_parameter_shapes(self) -> dict[str, tuple[int, ...]]:
+        return self.norm_parameter_shapes()
+
+    def reset_parameters(self) -> None:
+        super().reset_parameters()
+        self.reset_norm_parameters()
+
     @property
     def gate_names(self) -> tuple[str, ...]:
         """Gate blocks of weight_ih / weight_hh / biases, in row order."""
         return {"gru": ("r", "z", "n"), "no_reset": ("z", "n"), "mgu": ("f", "n")}[self.variant]
 
     def recurrence(self) -> Recurrence:
-        return RECURRENCES[(self.variant, self.reset)]
+        return RECURRENCES[(self.variant, self.reset, self.layer_norm, self.zoneout > 0)]
 
     def forward(self, input: Tensor, hx: Tensor | None = None, lengths: Tensor | None = None):
         output, (h_n,) = self._run(input, None if hx is None else (hx,), lengths)
         return output, h_n
 
     def extra_repr(self) -> str:
-        return super().extra_repr() + f", reset={self.reset!r}, variant={self.variant!r}"
+        s = super().extra_repr() + f", reset={self.reset!r}, variant={self.variant!r}"
+        return s + self.options_repr()

@@ -31,9 +31,9 @@ def check_module_args(input_size, hidden_size, num_layers, dropout) -> None:
 
 
 def lengths_mask(lengths: Tensor, steps: int) -> Tensor:
-    """``(steps, B, 1)`` bool: ``mask[t, b] = t < lengths[b]``, on ``lengths``' device."""
-    t = torch.arange(steps, device=lengths.device).unsqueeze(1)
-    return (t < lengths.unsqueeze(0)).unsqueeze(-1)
+    """``(steps, B)`` bool, time-major: ``mask[t, b] = t < lengths[b]``, on ``lengths``' device.
+    The one lengths-to-mask helper (cells, task loss, gradient-flow statistics)."""
+    return torch.arange(steps, device=lengths.device).unsqueeze(1) < lengths.unsqueeze(0)
 
 
 @dataclass
@@ -80,7 +80,7 @@ class Sequence:
                 raise ValueError(f"lengths must lie in [0, {steps}] (the sequence length)")
             run_steps = int(lengths_cpu.max()) if batch else 0
             if batch and int(lengths_cpu.min()) < run_steps:
-                mask = lengths_mask(lengths_cpu, run_steps).to(input.device)
+                mask = lengths_mask(lengths_cpu, run_steps).unsqueeze(-1).to(input.device)
             input = input[:run_steps]
         return cls(input, hx, mask, steps, unbatched, batch_first)
 

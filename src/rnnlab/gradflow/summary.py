@@ -27,13 +27,12 @@ import numpy as np
 import torch
 
 from rnnlab.atomic import atomic_open
+from rnnlab.cells.sequence import lengths_mask
 
 DH = "dL/dh_t"  # total gradient at each layer's hidden state (scratch cells)
 DX = "dL/dx_t"  # gradient reaching the first layer's input (fused cells)
-QUANTITIES = (DH, DX)
 # Metric-name prefix per quantity, so the two are never mistaken for one another.
 PREFIX = {DH: "gradflow", DX: "gradflow_input"}
-STATS = ("mean", "p10", "p90")
 SUMMARIES = ("log10_first_over_last", "horizon", "log10_decay_per_step")
 DEFAULT_HORIZON_FRACTION = 0.01
 FLOOR = float(np.finfo(np.float32).tiny)
@@ -49,8 +48,7 @@ def valid_steps(steps: int, lengths: torch.Tensor | None, device=None) -> torch.
     """(T, B) bool: t < lengths[b]; None when every step is valid."""
     if lengths is None:
         return None
-    lengths = torch.as_tensor(lengths, device=device)
-    return torch.arange(steps, device=device).unsqueeze(1) < lengths.unsqueeze(0)
+    return lengths_mask(torch.as_tensor(lengths, device=device), steps)
 
 
 def batch_stats(norms: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
@@ -88,11 +86,6 @@ def curve_summaries(mean: np.ndarray | torch.Tensor,
     horizon = float(t[-1] - reached.min() + 1)
     return {"log10_first_over_last": first_over_last, "horizon": horizon,
             "log10_decay_per_step": slope}
-
-
-def log10_floored(values: np.ndarray) -> np.ndarray:
-    values = np.asarray(values, dtype=np.float64)
-    return np.where(np.isfinite(values), np.log10(np.maximum(values, FLOOR)), np.nan)
 
 
 # ------------------------------------------------------------------------------ gradflow.npz

@@ -7,8 +7,9 @@ ever merging what differs:
 * Keys that only say where or how results are *recorded* (paths, loggers, the progress bar, the
   gradient-flow monitor, log intervals) are not settings of the experiment.
 * A differing key that only follows from a config-group choice (``data._target_`` from
-  ``data.name``, ``optimizer.betas`` from the optimizer) is not shown: dropping it leaves exactly
-  the same rows. Keys swept on the command line and the keys in PRIMARY always show.
+  ``data.name``, ``optimizer.betas`` from the optimizer, ``model.init`` that ``model=mingru``
+  does not have) is not shown: dropping it leaves exactly the same rows. Keys swept on the
+  command line always show, and so do the keys in PRIMARY that every run sets.
 """
 
 from __future__ import annotations
@@ -122,8 +123,11 @@ def row_keys(frame: pd.DataFrame) -> list[str]:
     kept = list(ranked)
     rows = _partition(frame, kept)
     for key in reversed(ranked):  # the least telling first
-        if key in swept or key in PRIMARY:
-            continue  # what the user swept, and the keys a reader looks for, always show
+        if key in swept or (key in PRIMARY and not _unset_somewhere(frame, key)):
+            # what the user swept, and the keys a reader looks for, always show; but a key that
+            # some runs lack (another cell's setting: model.init beside model=mingru) is only
+            # shown where it tells rows apart
+            continue
         chooser = GROUP_KEYS.get(key.split(".", 1)[0])
         if chooser is None or chooser == key or chooser not in kept:
             continue
@@ -131,6 +135,10 @@ def row_keys(frame: pd.DataFrame) -> list[str]:
         if _partition(frame, rest) == rows:  # a default of the group choice: same rows without it
             kept = rest
     return kept
+
+
+def _unset_somewhere(frame: pd.DataFrame, key: str) -> bool:
+    return bool((frame[key].map(comparable) == _MISSING).any())
 
 
 def _not_run_specific(frame: pd.DataFrame, key: str) -> bool:
