@@ -75,12 +75,12 @@ def _setup(args):
         sys.path.insert(0, str(src))
     import torch
 
-    from rnnlab.cells import bptt
+    from rnnlab.cells import compile_cache
 
     torch.set_num_threads(args.threads)
     # compile every new shape at its first call (the cells otherwise run a further shape eagerly
     # until it recurs), so the first call of each size measures its compilation
-    bptt._CompileState.compile_after = 1
+    compile_cache._CompileState.compile_after = 1
     return torch
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from rnnlab import cells
-from rnnlab.cells import GRU, LSTM, RNN, bptt, initialize_recurrent
+from rnnlab.cells import GRU, LSTM, RNN, compile_cache, initialize_recurrent
 
 
 @pytest.mark.parametrize(
@@ -158,24 +158,24 @@ def test_dropout_between_layers_only_in_training():
 
 def test_compile_switch(monkeypatch):
     monkeypatch.setenv("RNNLAB_COMPILE", "0")
-    assert bptt.compile_enabled(None) is False
-    assert bptt.compile_enabled(True) is True
+    assert compile_cache.compile_enabled(None) is False
+    assert compile_cache.compile_enabled(True) is True
     monkeypatch.setenv("RNNLAB_COMPILE", "1")
-    assert bptt.compile_enabled(None) is True
-    assert bptt.compile_enabled(False) is False
+    assert compile_cache.compile_enabled(None) is True
+    assert compile_cache.compile_enabled(False) is False
     monkeypatch.delenv("RNNLAB_COMPILE")
-    assert bptt.compile_enabled(None) is True
+    assert compile_cache.compile_enabled(None) is True
 
 
 def test_compile_failure_falls_back_to_eager_with_one_warning(monkeypatch):
     def broken(fn, args):
         raise RuntimeError("no C++ compiler found\nsecond line")
 
-    monkeypatch.setattr(bptt, "_inductor_compile", broken)
-    monkeypatch.setattr(bptt._CompileState, "failed", False)
+    monkeypatch.setattr(compile_cache, "_inductor_compile", broken)
+    monkeypatch.setattr(compile_cache._CompileState, "failed", False)
     # A shape no other test compiled (step functions cache per shape across tests in a worker),
     # compiled at its first sight.
-    monkeypatch.setattr(bptt._CompileState, "compile_after", 1)
+    monkeypatch.setattr(compile_cache._CompileState, "compile_after", 1)
     torch.manual_seed(0)
     x = torch.randn(4, 3, 2)
     m = RNN(2, 11, compile=True)
@@ -199,9 +199,9 @@ def test_new_shapes_compile_only_when_they_recur(monkeypatch):
         compiled.append(args[0].shape[0])
         return fn
 
-    monkeypatch.setattr(bptt, "_inductor_compile", fake_compile)
-    monkeypatch.setattr(bptt._CompileState, "failed", False)
-    sf = bptt.StepFunction(lambda a: (a + 1,), "test")
+    monkeypatch.setattr(compile_cache, "_inductor_compile", fake_compile)
+    monkeypatch.setattr(compile_cache._CompileState, "failed", False)
+    sf = compile_cache.StepFunction(lambda a: (a + 1,), "test")
     call = lambda b: sf.specialize((torch.zeros(b, 3),), True)
     call(8)
     assert compiled == [8]  # the first shape at once
@@ -220,9 +220,9 @@ def test_a_graph_traced_under_autocast_never_serves_a_float32_call(monkeypatch):
         traced.append(torch.is_autocast_enabled("cpu"))
         return fn
 
-    monkeypatch.setattr(bptt, "_inductor_compile", fake_compile)
-    monkeypatch.setattr(bptt._CompileState, "compile_after", 1)
-    sf = bptt.StepFunction(lambda a: (a + 1,), "test")
+    monkeypatch.setattr(compile_cache, "_inductor_compile", fake_compile)
+    monkeypatch.setattr(compile_cache._CompileState, "compile_after", 1)
+    sf = compile_cache.StepFunction(lambda a: (a + 1,), "test")
     args = (torch.zeros(4, 3),)  # the same tensors both times: only the autocast state differs
     with torch.autocast("cpu", dtype=torch.bfloat16):
         sf.specialize(args, True)
@@ -251,10 +251,10 @@ def test_compiles_are_serialised_and_a_failure_stays_with_its_step_function(monk
     def broken_fn(a):
         return (a - 1,)
 
-    monkeypatch.setattr(bptt, "_inductor_compile", fake_compile)
-    monkeypatch.setattr(bptt._CompileState, "failed", False)
-    functions = [bptt.StepFunction(lambda a, k=k: (a + k,), f"f{k}") for k in range(4)]
-    broken = bptt.StepFunction(broken_fn, "broken")
+    monkeypatch.setattr(compile_cache, "_inductor_compile", fake_compile)
+    monkeypatch.setattr(compile_cache._CompileState, "failed", False)
+    functions = [compile_cache.StepFunction(lambda a, k=k: (a + k,), f"f{k}") for k in range(4)]
+    broken = compile_cache.StepFunction(broken_fn, "broken")
     threads = [threading.Thread(target=f.specialize, args=((torch.zeros(2, 2),), True))
                for f in [*functions, broken]]
     with warnings.catch_warnings(record=True) as caught:

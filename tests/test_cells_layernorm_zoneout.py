@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from rnnlab.cells import GRU, LSTM, bptt, initialize_recurrent
+from rnnlab.cells import GRU, LSTM, compile_cache, initialize_recurrent
 
 F64 = torch.float64
 sig, tanh = torch.sigmoid, torch.tanh
@@ -207,7 +207,7 @@ def test_gradcheck_layer_norm_and_zoneout(cls, kw, name, train):
 def test_gradcheck_compiled(monkeypatch):
     """The inductor-compiled step graphs with layer norm and zoneout (LSTM: both masks, the
     cell normalisation, peepholes), ragged, one layer; then eval mode through the same graphs."""
-    monkeypatch.setattr(bptt._CompileState, "compile_after", 1)
+    monkeypatch.setattr(compile_cache._CompileState, "compile_after", 1)
     gen = torch.Generator().manual_seed(2)
     kw = {"variant": "vanilla", "layer_norm": True, "zoneout": 0.3}
     m = LSTM(2, 2, 1, compile=True, dtype=F64, **kw)

@@ -1,11 +1,16 @@
-"""Recurrent cells.
+"""Recurrent cells (torch only: nothing here knows Lightning, Hydra or W&B).
 
-``RNN``, ``GRU``, ``LSTM``: the scratch implementations (equations in ``rnn.py``, ``gru.py``,
-``lstm.py``; hand-written BPTT, lengths masking, per-step gradient norms and the compiled fast
-path in ``bptt.py``). ``FusedRNN``, ``FusedGRU``, ``FusedLSTM``: torch.nn's kernels behind the
-same interface. ``MinGRU``, ``MinLSTM`` (``minrnn.py``): Feng et al. 2024's gate-only cells,
-trained as a parallel scan (``scan.py``). ``initialize_recurrent``: shared initialisation
-schemes. ``IndRNN`` (``indrnn.py``): Li et al. 2018's independently recurrent ReLU cell.
+The equations, one short file per family, each with its hand-derived backward in the docstring:
+``rnn.py`` (``RNN``), ``gru.py`` (``GRU`` and its variants, layer norm, zoneout), ``lstm.py``
+(``LSTM``, Greff's variants), ``indrnn.py`` (``IndRNN``), ``minrnn.py`` (``MinGRU``,
+``MinLSTM``: gate-only cells trained as a parallel scan, ``scan.py``).
+
+The machinery they share, by job: ``recurrence.py`` (the time loop as an autograd Function, the
+exact ∂L/∂h_t record), ``compile_cache.py`` (per-step graphs compiled with TorchInductor, or
+eager), ``base.py`` (the ``nn.Module`` plumbing: parameters named like torch.nn, layers,
+dropout), ``sequence.py`` (batch_first, ``hx``, ``lengths`` masks). ``fused.py``: torch.nn's
+kernels behind the same interface (``FusedRNN``, ``FusedGRU``, ``FusedLSTM``). ``init.py``:
+``initialize_recurrent``, the shared initialisation schemes.
 """
 
 from .fused import FusedGRU, FusedLSTM, FusedRNN

@@ -93,7 +93,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .bptt import Recurrence, RecurrentBase, check_choice, outer_sum
+from .base import RecurrentBase
+from .recurrence import Recurrence, check_choice, outer_sum
 
 VARIANTS = ("gru", "no_reset", "mgu")
 RESETS = ("after", "before")

@@ -28,7 +28,8 @@ import math
 import torch
 from torch import Tensor, nn
 
-from .bptt import Recurrence, RecurrentBase
+from .base import RecurrentBase
+from .recurrence import Recurrence
 
 
 def indrnn_step(gi: Tensor, state, params):

@@ -87,8 +87,9 @@ from dataclasses import dataclass, replace
 import torch
 from torch import Tensor, nn
 
-from .bptt import Recurrence, RecurrentBase, check_choice
+from .base import RecurrentBase
 from .gru import NormZoneoutMixin, normalize, normalize_backward
+from .recurrence import Recurrence, check_choice
 
 VARIANTS = ("torch", "vanilla", "nig", "nfg", "nog", "niaf", "noaf", "np", "cifg", "fgr")
 

@@ -53,7 +53,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .bptt import NormSink, StepFunction, check_choice, compile_enabled
+from .compile_cache import StepFunction, compile_enabled
+from .recurrence import NormSink, check_choice
 from .scan import (
     linear_scan,
     log_scan,

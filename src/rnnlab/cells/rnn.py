@@ -18,7 +18,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .bptt import Recurrence, RecurrentBase, check_choice
+from .base import RecurrentBase
+from .recurrence import Recurrence, check_choice
 
 NONLINEARITIES = ("tanh", "relu")
 

@@ -1,0 +1,200 @@
+"""``RecurrentBase``: the ``nn.Module`` plumbing shared by the classic scratch cells (RNN, GRU,
+LSTM, IndRNN): parameters named like torch.nn, layers, dropout between them, ``batch_first``,
+``hx``, ``lengths`` (``sequence.py``), the gradient-norm record, and one
+:class:`~rnnlab.cells.recurrence.RecurrenceFunction` per layer. Only torch is imported here.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .compile_cache import compile_enabled
+from .recurrence import NormSink, Recurrence, RecurrenceFunction
+from .sequence import Sequence, check_module_args
+
+__all__ = ["RecurrentBase"]
+
+
+class RecurrentBase(nn.Module):
+    """Multi-layer, unidirectional recurrent module shaped like torch.nn.RNN/GRU/LSTM.
+
+    Subclasses set ``self.gate_size`` (rows of ``weight_ih``/``weight_hh``) and implement
+    :meth:`recurrence` (the :class:`Recurrence` of the chosen variant) and, if they have extra
+    recurrent parameters, :meth:`extra_parameter_shapes` (``{name_without_layer: shape}``;
+    parameters are registered as ``f"{name}_l{layer}"``). Optional hooks: :meth:`input_projection`
+    (what ``gi`` is, e.g. a normalised ``W_ih x``), :meth:`step_inputs` (per-step random masks
+    ...), and :meth:`layer_parameters` when an extra parameter is used outside the recurrence
+    (by ``input_projection``) and must not be passed to it.
+
+    Gradient-norm recording: with ``record_grad_norms=True`` every backward pass leaves, in
+    ``hidden_grad_norms``, a detached float32 tensor ``(num_layers, T, B)`` holding
+    ``‖∂L/∂h_t‖₂`` per layer, time step and sample (time-major and in the original batch order
+    whatever ``batch_first``; 0 at padded steps). It is ``None`` after each forward until a
+    backward has run through that forward's graph.
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        *,
+        gate_size: int,
+        record_grad_norms: bool = True,
+        compile: bool | None = None,
+        device=None,
+        dtype=None,
+    ):
+        super().__init__()
+        check_module_args(input_size, hidden_size, num_layers, dropout)
+        if compile not in (None, True, False):
+            raise ValueError(f"compile must be one of None, True, False; got {compile!r}")
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.bias = bool(bias)
+        self.batch_first = bool(batch_first)
+        self.dropout = float(dropout)
+        self.bidirectional = False
+        self.gate_size = gate_size
+        self.record_grad_norms = bool(record_grad_norms)
+        self.compile = compile
+        self._norm_sink: NormSink | None = None
+        self._norm_cache: Tensor | None = None
+
+        factory = {"device": device, "dtype": dtype}
+        for layer in range(num_layers):
+            layer_input = input_size if layer == 0 else hidden_size
+            self.register_parameter(
+                f"weight_ih_l{layer}", nn.Parameter(torch.empty(gate_size, layer_input, **factory))
+            )
+            self.register_parameter(
+                f"weight_hh_l{layer}",
+                nn.Parameter(torch.empty(*self.recurrent_weight_shape(), **factory)),
+            )
+            if self.bias:
+                self.register_parameter(
+                    f"bias_ih_l{layer}", nn.Parameter(torch.empty(gate_size, **factory))
+                )
+                self.register_parameter(
+                    f"bias_hh_l{layer}", nn.Parameter(torch.empty(gate_size, **factory))
+                )
+            for name, shape in self.extra_parameter_shapes().items():
+                self.register_parameter(
+                    f"{name}_l{layer}", nn.Parameter(torch.empty(*shape, **factory))
+                )
+        self.reset_parameters()
+
+    # ---- hooks for subclasses -----------------------------------------------------------
+    def recurrence(self) -> Recurrence:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def recurrent_weight_shape(self) -> tuple[int, ...]:
+        """Shape of ``weight_hh_l{k}``: a (gate_size, H) matrix; IndRNN's is a vector."""
+        return (self.gate_size, self.hidden_size)
+
+    def extra_parameter_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {}
+
+    def input_projection(self, layer: int, x: Tensor) -> Tensor:
+        """``gi`` of all steps at once, (T, B, gate_size): ``W_ih x_t`` (b_ih is added in the step
+        kernel). Differentiated by autograd, like anything a subclass adds here."""
+        return F.linear(x, getattr(self, f"weight_ih_l{layer}"))
+
+    def step_inputs(self, layer: int, gi: Tensor) -> tuple[Tensor, ...]:
+        """Non-differentiable per-step inputs of ``layer``'s recurrence, each (T, B, ...) with
+        T = ``gi.shape[0]``; step t of ``Recurrence.step``/``step_backward`` gets their t-th
+        slices as trailing arguments. None by default."""
+        return ()
+
+    def reset_parameters(self) -> None:
+        """Uniform(-1/√H, 1/√H) for every parameter, like torch.nn."""
+        k = 1.0 / math.sqrt(self.hidden_size)
+        for p in self.parameters():
+            nn.init.uniform_(p, -k, k)
+
+    # ---- gradient-norm record -----------------------------------------------------------
+    @property
+    def hidden_grad_norms(self) -> Tensor | None:
+        if self._norm_cache is None and self._norm_sink is not None:
+            self._norm_cache = self._norm_sink.result()
+        return self._norm_cache
+
+    @hidden_grad_norms.setter
+    def hidden_grad_norms(self, value) -> None:
+        self._norm_sink = None
+        self._norm_cache = value
+
+    # ---- forward -------------------------------------------------------------------------
+    def layer_parameters(self, layer: int) -> tuple[Tensor, ...]:
+        """(weight_hh, bias_ih, bias_hh, *extras) of one layer, as ``Recurrence`` expects them
+        (zero biases when ``bias=False``)."""
+        w_hh = getattr(self, f"weight_hh_l{layer}")
+        if self.bias:
+            b_ih = getattr(self, f"bias_ih_l{layer}")
+            b_hh = getattr(self, f"bias_hh_l{layer}")
+        else:
+            b_ih = b_hh = torch.zeros(self.gate_size, dtype=w_hh.dtype, device=w_hh.device)
+        extras = tuple(getattr(self, f"{n}_l{layer}") for n in self.extra_parameter_shapes())
+        return (w_hh, b_ih, b_hh, *extras)
+
+    # a model-level torch.compile must not trace (unroll) the time loop: the step graphs are
+    # compiled here, one step at a time
+    @torch.compiler.disable
+    def _run(self, input: Tensor, hx: tuple[Tensor, ...] | None, lengths):
+        rec = self.recurrence()
+        nu = rec.num_user_states
+        H = self.hidden_size
+        seq = Sequence.of(input, hx, lengths, batch_first=self.batch_first,
+                          input_size=self.input_size, hidden_size=H, num_layers=self.num_layers)
+        input, hx, mask, steps = seq.x, seq.hx, seq.mask, seq.steps
+        batch = input.shape[1]
+
+        compile = compile_enabled(self.compile)
+        record = self.record_grad_norms and torch.is_grad_enabled()
+        sink = NormSink(self.num_layers, steps, batch) if record else None
+        self._norm_sink, self._norm_cache = sink, None
+
+        dtype, device = input.dtype, input.device
+        widths = rec.state_sizes(H)
+        x = input
+        finals = [[] for _ in range(nu)]
+        for layer in range(self.num_layers):
+            # all steps' input projections in one matmul (b_ih is added in the step kernel)
+            gi = self.input_projection(layer, x)
+            state0 = []
+            for k, width in enumerate(widths):
+                if k < nu and hx is not None:
+                    state0.append(hx[k][layer].contiguous())
+                else:
+                    state0.append(torch.zeros(batch, width, dtype=dtype, device=device))
+            out, *fin = RecurrenceFunction.apply(
+                rec, compile, sink, layer, gi, mask, self.step_inputs(layer, gi), len(widths),
+                *state0,
+                *self.layer_parameters(layer),
+            )
+            for k in range(nu):
+                finals[k].append(fin[k])
+            if layer < self.num_layers - 1 and self.dropout > 0 and self.training:
+                out = F.dropout(out, self.dropout, True)
+            x = out
+        return seq.restore(x, tuple(torch.stack(f) for f in finals))
+
+    def extra_repr(self) -> str:
+        s = f"{self.input_size}, {self.hidden_size}"
+        if self.num_layers != 1:
+            s += f", num_layers={self.num_layers}"
+        if not self.bias:
+            s += ", bias=False"
+        if self.batch_first:
+            s += ", batch_first=True"
+        if self.dropout:
+            s += f", dropout={self.dropout}"
+        return s

@@ -1,0 +1,130 @@
+"""Compile-or-eager for the per-step graphs of the scratch cells.
+
+Each step function (forward and backward of one time step, or a pointwise kernel over the whole
+sequence) is one small graph compiled with TorchInductor (``make_fx`` +
+``torch._inductor.compile``; graphs of *one* step, never the unrolled sequence), cached per input
+signature and autocast state. Without a working compiler a step function falls back to eager
+with one warning per process. ``compile=False`` on a cell or the environment variable
+``RNNLAB_COMPILE=0`` switch compilation off. Only torch is imported here.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import warnings
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor
+
+__all__ = ["StepFunction", "compile_enabled"]
+
+
+_FALSY = {"0", "false", "no", "off"}
+
+
+class _CompileState:
+    failed: bool = False  # a compile has failed (and said so once); that step function runs eager
+    max_signatures: int = 32  # per step function; beyond that new shapes run eager
+    # a step function's first signature compiles at once; a further one (a smaller last batch, a
+    # validation batch size) only when it has come back this many times: one-off shapes run
+    # eager instead of paying seconds of C++ compilation
+    compile_after: int = 3
+
+
+# Tracing and inductor are not thread-safe (two threads compiling at once raised "CURRENT_PATCHER
+# is None"): one compile at a time per process.
+_COMPILE_LOCK = threading.Lock()
+
+
+def compile_enabled(flag: bool | None = None) -> bool:
+    """Resolve the ``compile`` switch: an explicit bool wins, else ``RNNLAB_COMPILE`` (default on)."""
+    if flag is None:
+        flag = os.environ.get("RNNLAB_COMPILE", "1").strip().lower() not in _FALSY
+    return bool(flag)
+
+
+def _signature(args: Sequence[Tensor]) -> tuple:
+    """What a compiled step is specialised on: each argument's shape, strides, dtype, device and
+    alignment, and the autocast state (a graph traced under bf16 autocast has the casts baked in
+    and must not serve a float32 call, nor the reverse)."""
+    device = args[0].device.type if args else "cpu"
+    autocast = (torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device)
+                else None)
+    return (autocast, *(
+        (tuple(a.shape), a.stride(), a.dtype, a.device, a.data_ptr() % 16 == 0) for a in args))
+
+
+class StepFunction:
+    """A per-step function compiled with TorchInductor once per input signature.
+
+    ``fn`` takes tensors only and returns a tuple of tensors. :meth:`specialize` returns a callable
+    for arguments shaped like ``args`` (the compiled graph, or ``fn`` itself when compilation is
+    off or unavailable). The compiled callable bypasses TorchDynamo (the function is traced with
+    ``make_fx`` and handed to ``torch._inductor.compile``), which saves the guard evaluation on
+    every call: 100 time steps make 200 calls per layer per training step, so per-call overhead
+    matters as much as the kernels themselves.
+
+    The first signature is compiled at once, later ones once they recur (``compile_after``).
+    """
+
+    def __init__(self, fn: Callable, name: str):
+        self.fn = fn
+        self.name = name
+        self._cache: dict[tuple, Callable] = {}
+        self._seen: dict[tuple, int] = {}
+        self._failed = False
+
+    def specialize(self, args: Sequence[Tensor], compile: bool) -> Callable:
+        if not compile or self._failed:
+            return self.fn
+        key = _signature(args)
+        compiled = self._cache.get(key)
+        if compiled is not None:
+            return compiled
+        if len(self._cache) >= _CompileState.max_signatures:
+            return self.fn
+        if self._cache:  # not the first shape: wait until it recurs
+            seen = self._seen[key] = self._seen.get(key, 0) + 1
+            if seen < _CompileState.compile_after:
+                return self.fn
+        with _COMPILE_LOCK:
+            compiled = self._cache.get(key)  # another thread may have compiled it meanwhile
+            if compiled is not None or self._failed:
+                return compiled or self.fn
+            try:
+                compiled = _inductor_compile(self.fn, args)
+            except Exception as err:  # noqa: BLE001  (no C++ compiler, no triton, a compiler bug)
+                # this step function runs eager from now on; others still try
+                self._failed = True
+                if not _CompileState.failed:
+                    _CompileState.failed = True
+                    msg = str(err).strip().splitlines()[0] if str(err).strip() else ""
+                    warnings.warn(
+                        f"rnnlab.cells: torch compilation of {self.name} failed "
+                        f"({type(err).__name__}: {msg[:160]}); running it and any other step "
+                        "function that fails eagerly (slower).",
+                        RuntimeWarning,
+                        stacklevel=4,
+                    )
+                return self.fn
+            self._cache[key] = compiled
+        return compiled
+
+
+_INDUCTOR_OPTIONS = {"pattern_matcher": False}
+
+
+def _inductor_compile(fn: Callable, args: Sequence[Tensor]) -> Callable:
+    import torch._inductor
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    with torch.no_grad():
+        gm = make_fx(fn)(*args)
+        # no pattern rewrites: they turn "gi + b + h @ W_hhᵀ" into a separate add kernel plus an
+        # addmm that first copies that sum into its output; we want mm + one fused kernel
+        compiled = torch._inductor.compile(gm, list(args), options=_INDUCTOR_OPTIONS)
+        # run once so that a failure at first call (e.g. a missing compiler) shows up here
+        compiled(*args)
+    return compiled
