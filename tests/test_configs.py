@@ -176,3 +176,44 @@ def test_help_with_a_bad_override_says_why_there_is_no_config():
 
     page = help_text(["model=gruu"])
     assert "(no config: model=gruu: no such option in 'model'" in page
+
+
+def test_the_code_defaults_are_the_schema_defaults():
+    """Every setting's default lives in rnnlab.schemas; where a constructor also has one (the
+    Python API), it must be the same value, so the two can never drift apart."""
+    import importlib
+    import inspect
+
+    from hydra.core.config_store import ConfigStore
+    from omegaconf import OmegaConf
+
+    import rnnlab.schemas  # noqa: F401  (registers the schemas)
+    from rnnlab.models import CELLS, SequenceModel
+
+    def defaults(fn) -> dict:
+        return {name: p.default for name, p in inspect.signature(fn).parameters.items()
+                if p.default is not inspect.Parameter.empty}
+
+    repo = ConfigStore.instance().repo["schema"]
+    checked = 0
+    for group in ("data", "model"):
+        for node in repo[group].values():
+            schema = OmegaConf.to_container(node.node)
+            if group == "data":
+                module, _, name = schema["_target_"].rpartition(".")
+                targets = [getattr(importlib.import_module(module), name)]
+            else:
+                import rnnlab.cells
+
+                targets = [SequenceModel, getattr(rnnlab.cells, CELLS[schema["cell"]][0])]
+            for target in targets:
+                code = defaults(target)
+                for key, value in schema.items():
+                    # null in a schema means "the code's own default" (e.g. model.variant);
+                    # an interpolation (${paths.data_dir}) has no code twin
+                    if (key in code and value is not None and key not in ("_target_", "cell")
+                            and not (isinstance(value, str) and value.startswith("${"))):
+                        assert code[key] == value, f"{target.__name__}({key}={code[key]!r}) " \
+                                                   f"but the schema says {value!r}"
+                        checked += 1
+    assert checked > 30

@@ -187,7 +187,7 @@ class TrainerConfig:
     max_epochs: int = 10
     max_steps: int = -1
     min_epochs: Optional[int] = None
-    gradient_clip_val: Optional[float] = None
+    gradient_clip_val: Optional[float] = 1.0  # clip the total gradient norm (null: never)
     gradient_clip_algorithm: str = "norm"
     accumulate_grad_batches: int = 1
     val_check_interval: Any = None
