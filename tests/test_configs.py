@@ -187,7 +187,7 @@ def test_the_code_defaults_are_the_schema_defaults():
     from hydra.core.config_store import ConfigStore
     from omegaconf import OmegaConf
 
-    import rnnlab.schemas  # noqa: F401  (registers the schemas)
+    import rnnlab.schemas
     from rnnlab.models import CELLS, SequenceModel
 
     def defaults(fn) -> dict:
