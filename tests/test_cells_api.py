@@ -213,6 +213,49 @@ def test_new_shapes_compile_only_when_they_recur(monkeypatch):
     assert compiled == [8, 5]
 
 
+@pytest.mark.parametrize("cls", [GRU, LSTM])
+def test_a_smaller_batch_is_padded_onto_the_compiled_graphs(cls, monkeypatch):
+    """An epoch's ragged last batch reuses the graphs compiled for the full batch (no compile
+    mid-run), with the same outputs, gradients and recorded norms as eager; a batch more than
+    4x smaller, and a training batch that draws random numbers per row, are not padded."""
+    batches = []
+
+    def fake_compile(fn, args):  # stands in for inductor: records the batch of each graph
+        batches.append(args[0].shape[0])
+        return fn
+
+    monkeypatch.setattr(compile_cache, "_inductor_compile", fake_compile)
+    monkeypatch.setattr(compile_cache._CompileState, "failed", False)
+    monkeypatch.setattr(compile_cache._CompileState, "compile_after", 1)
+    torch.manual_seed(0)
+    m = cls(3, 5, 2, batch_first=True, compile=True, dtype=torch.float64)
+    ref = cls(3, 5, 2, batch_first=True, compile=False, dtype=torch.float64)
+    ref.load_state_dict(m.state_dict())
+    m(torch.randn(12, 7, 3, dtype=torch.float64))[0].sum().backward()
+    assert set(batches) == {12}
+    for lengths in (None, torch.tensor([7, 2, 5, 1])):
+        x = torch.randn(4, 7, 3, dtype=torch.float64, requires_grad=True)
+        x_ref = x.detach().clone().requires_grad_()
+        m.zero_grad(), ref.zero_grad()
+        out, _ = m(x, lengths=lengths)
+        out_ref, _ = ref(x_ref, lengths=lengths)
+        (out * out).sum().backward()
+        (out_ref * out_ref).sum().backward()
+        torch.testing.assert_close(out, out_ref)
+        torch.testing.assert_close(x.grad, x_ref.grad)
+        for p, q in zip(m.parameters(), ref.parameters()):
+            torch.testing.assert_close(p.grad, q.grad)
+        torch.testing.assert_close(m.hidden_grad_norms, ref.hidden_grad_norms)
+    assert set(batches) == {12}, "the batch of 4 ran on the graphs compiled for 12"
+    m(torch.randn(2, 7, 3, dtype=torch.float64))  # 6x smaller: its own graphs
+    assert 2 in batches
+    dropped = cls(3, 5, 2, batch_first=True, compile=True, dropout=0.5)
+    dropped(torch.randn(12, 7, 3))
+    batches.clear()
+    dropped(torch.randn(4, 7, 3))  # training with dropout: rows draw random numbers
+    assert 4 in batches
+
+
 def test_a_graph_traced_under_autocast_never_serves_a_float32_call(monkeypatch):
     traced = []
 

@@ -19,6 +19,16 @@ from .sequence import Sequence, check_module_args
 __all__ = ["RecurrentBase"]
 
 
+def _pad_batch(x: Tensor, hx, mask, pad: int):
+    """``pad`` zero rows more: inputs and initial states 0, and (ragged batches) never valid."""
+    x = F.pad(x, (0, 0, 0, pad))
+    if hx is not None:
+        hx = tuple(F.pad(h, (0, 0, 0, pad)) for h in hx)
+    if mask is not None:
+        mask = torch.cat([mask, mask.new_zeros(mask.shape[0], pad, 1)], 1)
+    return x, hx, mask
+
+
 class RecurrentBase(nn.Module):
     """Multi-layer, unidirectional recurrent module shaped like torch.nn.RNN/GRU/LSTM.
 
@@ -158,8 +168,11 @@ class RecurrentBase(nn.Module):
         batch = input.shape[1]
 
         compile = compile_enabled(self.compile)
+        pad = self._batch_padding(batch, compile)
+        if pad:
+            input, hx, mask = _pad_batch(input, hx, mask, pad)
         record = self.record_grad_norms and torch.is_grad_enabled()
-        sink = NormSink(self.num_layers, steps, batch) if record else None
+        sink = NormSink(self.num_layers, steps, batch + pad, keep=batch) if record else None
         self._norm_sink, self._norm_cache = sink, None
 
         dtype, device = input.dtype, input.device
@@ -174,7 +187,7 @@ class RecurrentBase(nn.Module):
                 if k < nu and hx is not None:
                     state0.append(hx[k][layer].contiguous())
                 else:
-                    state0.append(torch.zeros(batch, width, dtype=dtype, device=device))
+                    state0.append(torch.zeros(batch + pad, width, dtype=dtype, device=device))
             out, *fin = RecurrenceFunction.apply(
                 rec, compile, sink, layer, gi, mask, self.step_inputs(layer, gi), len(widths),
                 *state0,
@@ -185,7 +198,31 @@ class RecurrentBase(nn.Module):
             if layer < self.num_layers - 1 and self.dropout > 0 and self.training:
                 out = F.dropout(out, self.dropout, True)
             x = out
+        if pad:  # the padded rows got zero gradient; drop them from everything returned
+            x, finals = x[:, :batch], [[f[:batch] for f in fs] for fs in finals]
         return seq.restore(x, tuple(torch.stack(f) for f in finals))
+
+    # The compiled step graphs are specialised on the batch size, so a smaller batch (an epoch's
+    # ragged last batch, the rest of a validation split) would be compiled again (seconds,
+    # mid-run) or run eagerly. Padded with zero rows up to the largest batch this module has
+    # run, it reuses those graphs; the padded rows get zero gradient and are dropped from every
+    # output. Not when rows draw random numbers (dropout between layers, zoneout masks while
+    # training: the run's random stream must not depend on compilation), and not beyond
+    # PAD_LIMIT x the batch (a batch of 1 for step-by-step inference).
+    PAD_LIMIT = 4
+    _largest_batch = 0
+
+    def _batch_padding(self, batch: int, compile: bool) -> int:
+        if not compile or not batch:
+            return 0
+        if self.training and (self.dropout > 0 or getattr(self, "zoneout", 0)):
+            return 0
+        if batch >= self._largest_batch:
+            self._largest_batch = batch
+            return 0
+        if self._largest_batch > self.PAD_LIMIT * batch:
+            return 0
+        return self._largest_batch - batch
 
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"

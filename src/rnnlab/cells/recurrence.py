@@ -180,23 +180,25 @@ def _make_backward(
 
 
 class NormSink:
-    """Where a layer's backward writes its (T, B) gradient norms."""
+    """Where a layer's backward writes its (T, B) gradient norms; ``keep``: the rows reported
+    (the first ``keep``: a batch padded with zero rows reports only its own)."""
 
-    def __init__(self, num_layers: int, steps: int, batch: int):
+    def __init__(self, num_layers: int, steps: int, batch: int, keep: int | None = None):
         self.slots: list[Tensor | None] = [None] * num_layers
         self.steps = steps
         self.batch = batch
+        self.keep = batch if keep is None else keep
 
     def result(self) -> Tensor | None:
         filled = [s for s in self.slots if s is not None]
         if not filled:
             return None
         out = torch.zeros(
-            len(self.slots), self.steps, self.batch, dtype=torch.float32, device=filled[0].device
+            len(self.slots), self.steps, self.keep, dtype=torch.float32, device=filled[0].device
         )
         for layer, s in enumerate(self.slots):
             if s is not None:
-                out[layer, : s.shape[0]] = s
+                out[layer, : s.shape[0]] = s[:, : self.keep]
         return out
 
 
