@@ -22,6 +22,20 @@ RESUME_KEY = "resume"
 
 
 HELP_FLAGS = ("--help", "-h")
+# One line per config group on the --help page (a group missing here shows its options only).
+GROUP_HELP = {
+    "callbacks": "checkpoints, resume state, the gradient-flow monitor, progress bar",
+    "data": "the task (synthetic memory tasks and real datasets)",
+    "debug": "quick checks: a few batches, overfitting, profiling",
+    "experiment": "a paper's comparison, preset (run with -m)",
+    "hparams_search": "a search space for -m (grid or optuna)",
+    "logger": "where metrics go (W&B offline + CSV by default)",
+    "model": "the recurrent cell; model.<setting> as in its schema",
+    "optimizer": "optimizer and learning rate",
+    "paths": "where runs and data caches live",
+    "scheduler": "learning-rate schedule (none by default)",
+    "trainer": "Lightning Trainer: device, epochs, precision, clipping",
+}
 
 
 def main():
@@ -66,8 +80,12 @@ def help_text(overrides: list[str]) -> str:
         "",
         "Config groups (group=option):",
     ]
-    lines += [f"  {group:<15} " + ", ".join(sorted(p.stem for p in (conf / group).glob("*.yaml")))
-              for group in groups]
+    for group in groups:
+        options = ", ".join(sorted(p.stem for p in (conf / group).glob("*.yaml")))
+        if group in GROUP_HELP:
+            lines += [f"  {group:<15} {GROUP_HELP[group]}", f"  {'':<15}   {options}"]
+        else:
+            lines.append(f"  {group:<15} {options}")
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
