@@ -17,11 +17,10 @@ from functools import partial
 import lightning as L
 import torch
 import torchmetrics
-from torch.nn import functional as F
 
 from rnnlab.cells.sequence import lengths_mask
 from rnnlab.data.base import DataSpec
-from rnnlab.metrics import FrameAccuracy
+from rnnlab.metrics import FrameAccuracy, task_loss
 from rnnlab.models import SequenceModel
 from rnnlab.schemas import HIGHER_IS_BETTER
 
@@ -95,20 +94,19 @@ class SequenceTask(L.LightningModule):
         if kind == "step_classification":
             valid = _valid_steps(lengths, y.shape[0], y.shape[1], y.device)
             counted = valid & batch["loss_mask"] if "loss_mask" in batch else valid
-            loss = F.cross_entropy(output[counted], y[counted])
+            loss = task_loss(kind, output[counted], y[counted])
             scored = valid & batch["score_mask"] if "score_mask" in batch else valid
             metrics.update(output[scored].detach(), y[scored])
         elif kind == "last_classification":
-            loss = F.cross_entropy(output, y)
+            loss = task_loss(kind, output, y)
             # Class indices suit both the binary F1 and the multiclass metrics.
             metrics.update(output.detach().argmax(-1), y)
         elif kind == "last_regression":
-            loss = F.mse_loss(output, y)
+            loss = task_loss(kind, output, y)
             metrics.update(self._original_units(output.detach()), self._original_units(y))
         else:  # step_multilabel
             valid = _valid_steps(lengths, y.shape[0], y.shape[1], y.device)
-            per_frame = F.binary_cross_entropy_with_logits(output, y, reduction="none").sum(-1)
-            loss = per_frame[valid].mean()
+            loss = task_loss(kind, output[valid], y[valid])
             metrics.update(torch.sigmoid(output[valid].detach()), y[valid])
             self.log(f"{stage}/nll", loss.detach(), on_step=False, on_epoch=True,
                      batch_size=int(valid.sum()), sync_dist=stage != "train")

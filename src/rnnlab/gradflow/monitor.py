@@ -46,6 +46,8 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from torch.nn import functional as F
 
+from rnnlab.metrics import task_loss
+
 from .summary import (
     DEFAULT_HORIZON_FRACTION,
     NPZ_VERSION,
@@ -85,12 +87,7 @@ def last_step_loss(spec, output: torch.Tensor, batch: dict) -> torch.Tensor:
         else:
             last = (lengths.to(output.device) - 1).clamp(min=0)
         output, y = output[rows, last], y[rows, last]
-    kind = spec.task_kind
-    if kind in ("step_classification", "last_classification"):
-        return F.cross_entropy(output, y)
-    if kind == "last_regression":
-        return F.mse_loss(output, y)
-    return F.binary_cross_entropy_with_logits(output, y, reduction="none").sum(-1).mean()
+    return task_loss(spec.task_kind, output, y)
 
 
 def fixed_probe(model, batch: dict, loss_fn=None) -> tuple[dict[str, torch.Tensor], float]:
