@@ -1,6 +1,7 @@
 """Gradient flow through time: the per-time-step gradient norm as a first-class measurement.
 
 - :class:`GradientFlowMonitor` (monitor.py): the Lightning callback (``callbacks.gradflow``).
+- probe.py: the fixed probe (the last-step loss on a held-out batch, training state untouched).
 - summary.py: batch statistics, the per-layer scalars and the ``gradflow.npz`` reader/writer.
 - plots.py: norm-vs-t curves and the (training step x t) heatmap, as matplotlib figures and as
   the W&B custom charts (Vega-Lite specs, tables, the shared colour range).
@@ -13,7 +14,8 @@ from typing import Any
 
 from .summary import DH, DX, PREFIX, SUMMARIES, batch_stats, curve_summaries, load_gradflow
 
-_MONITOR = ("GradientFlowMonitor", "fixed_probe", "last_step_loss")
+_MONITOR = ("GradientFlowMonitor",)
+_PROBE = ("fixed_probe", "last_step_loss")
 
 __all__ = [
     "DH",
@@ -34,4 +36,8 @@ def __getattr__(name: str) -> Any:
         from . import monitor
 
         return getattr(monitor, name)
+    if name in _PROBE:
+        from . import probe
+
+        return getattr(probe, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
