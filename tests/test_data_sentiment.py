@@ -9,17 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from rnnlab.data.sentiment import (
-    SNIPPETS,
-    BucketBatchSampler,
-    SentimentDataModule,
-    Vocab,
-    load_glove,
-    pad_collate,
-    read_snippets,
-    tokenize,
-)
+from rnnlab.data.sentiment import SNIPPETS, SentimentDataModule, read_snippets
 from rnnlab.data.sources import SourceUnavailable
+from rnnlab.data.text import BucketBatchSampler, Vocab, load_glove, pad_collate, tokenize
 
 
 @pytest.fixture(scope="session")

@@ -13,10 +13,12 @@ from rnnlab.data.sources import (
     Cache,
     SourceUnavailable,
     atomic_path,
-    check_choice,
     data_root,
-    majority_baselines,
     package_file,
+)
+from rnnlab.data.splits import (
+    check_choice,
+    majority_baselines,
     random_split,
     stratified_split,
     subsample,

@@ -45,10 +45,12 @@ from rnnlab.data.base import DataSpec, SequenceDataModule
 from rnnlab.data.sources import (
     Cache,
     SourceUnavailable,
+    download_url,
+)
+from rnnlab.data.splits import (
     check_choice,
     check_fractions,
     check_sizes,
-    download_url,
     length_stats,
     random_split,
     subsample,

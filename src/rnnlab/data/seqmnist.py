@@ -35,12 +35,14 @@ from rnnlab.data.base import DataSpec, SequenceDataModule, TensorDictDataset
 from rnnlab.data.sources import (
     Cache,
     SourceUnavailable,
+    package_file,
+)
+from rnnlab.data.splits import (
     check_choice,
     check_fractions,
     check_sizes,
     class_balance,
     majority_baselines,
-    package_file,
     stratified_split,
     subsample,
 )

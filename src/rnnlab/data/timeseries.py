@@ -42,9 +42,8 @@ import numpy as np
 import torch
 
 from rnnlab.data.base import DataSpec, SequenceDataModule, TensorDictDataset
-from rnnlab.data.sources import (
-    Cache,
-    SourceUnavailable,
+from rnnlab.data.sources import Cache, SourceUnavailable
+from rnnlab.data.splits import (
     check_fractions,
     check_sizes,
     length_stats,
