@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from rnnlab.gradflow.plots import curves_figure, heatmaps_figure
-from rnnlab.gradflow.summary import load_gradflow
+from rnnlab.gradflow.stats import load_gradflow
 
 
 def run_dirs(paths: list[str]) -> list[Path]:

@@ -17,7 +17,7 @@ from rnnlab.gradflow.plots import (
     HEATMAP_CHART,
     render_chart,
 )
-from rnnlab.gradflow.summary import save_npz_atomic
+from rnnlab.gradflow.stats import save_npz_atomic
 from rnnlab.results import dashboard
 from rnnlab.results.cli import dashboard_main
 

@@ -22,7 +22,7 @@ from rnnlab.gradflow import (
     fixed_probe,
     load_gradflow,
 )
-from rnnlab.gradflow.summary import FLOOR
+from rnnlab.gradflow.stats import FLOOR
 from rnnlab.models import SequenceModel
 from rnnlab.task import SequenceTask
 

@@ -2,7 +2,7 @@
 
 - :class:`GradientFlowMonitor` (monitor.py): the Lightning callback (``callbacks.gradflow``).
 - probe.py: the fixed probe (the last-step loss on a held-out batch, training state untouched).
-- summary.py: batch statistics, the per-layer scalars and the ``gradflow.npz`` reader/writer.
+- stats.py: batch statistics, the per-layer scalars and the ``gradflow.npz`` reader/writer.
 - plots.py: norm-vs-t curves and the (training step x t) heatmap, as matplotlib figures and as
   the W&B custom charts (Vega-Lite specs, tables, the shared colour range).
 
@@ -12,7 +12,7 @@ that reading ``gradflow.npz`` or the chart specs (rnnlab-dashboard) does not imp
 
 from typing import Any
 
-from .summary import DH, DX, PREFIX, SUMMARIES, batch_stats, curve_summaries, load_gradflow
+from .stats import DH, DX, PREFIX, SUMMARIES, batch_stats, curve_summaries, load_gradflow
 
 _MONITOR = ("GradientFlowMonitor",)
 _PROBE = ("fixed_probe", "last_step_loss")

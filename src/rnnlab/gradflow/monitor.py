@@ -47,7 +47,7 @@ from lightning.pytorch.callbacks import Callback
 from torch.nn import functional as F
 
 from .probe import fixed_probe, take_rows
-from .summary import (
+from .stats import (
     DEFAULT_HORIZON_FRACTION,
     NPZ_VERSION,
     PREFIX,

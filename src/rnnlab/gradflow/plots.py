@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .summary import DH, DX, FLOOR
+from .stats import DH, DX, FLOOR
 
 SYMBOL = {DH: r"\partial L/\partial h_t", DX: r"\partial L/\partial x_t"}
 

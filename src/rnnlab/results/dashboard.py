@@ -68,7 +68,7 @@ def heatmap_domain(run_dirs: Sequence[str | Path], layers: Sequence[str]
     and padding left out), and how many runs it read; None when no run has one."""
     import numpy as np
 
-    from rnnlab.gradflow.summary import FLOOR, PREFIX, load_gradflow
+    from rnnlab.gradflow.stats import FLOOR, PREFIX, load_gradflow
 
     lo, hi, used = math.inf, -math.inf, 0
     for run_dir in run_dirs:

@@ -160,7 +160,7 @@ def success_heatmap(table: pd.DataFrame, rows: str, columns: str):
 def gradflow_per_row(runs: pd.DataFrame, table: pd.DataFrame):
     """‖∂L/∂h_t‖ over t per row (its lowest-seed run), first and last record; None without data."""
     from rnnlab.gradflow.plots import curves_figure
-    from rnnlab.gradflow.summary import load_gradflow
+    from rnnlab.gradflow.stats import load_gradflow
 
     keys = table.attrs["keys"]
     chosen = []
