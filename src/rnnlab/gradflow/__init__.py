@@ -1,6 +1,7 @@
 """Gradient flow through time: the per-time-step gradient norm as a first-class measurement.
 
 - :class:`GradientFlowMonitor` (monitor.py): the Lightning callback (``callbacks.gradflow``).
+- clipping.py: how often gradient clipping fires (counted before Lightning clips).
 - probe.py: the fixed probe (the last-step loss on a held-out batch, training state untouched).
 - stats.py: batch statistics, the per-layer scalars and the ``gradflow.npz`` reader/writer.
 - plots.py: norm-vs-t curves and the (training step x t) heatmap, as matplotlib figures and as

@@ -46,6 +46,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from torch.nn import functional as F
 
+from .clipping import ClipCounter
 from .probe import fixed_probe, take_rows
 from .stats import (
     DEFAULT_HORIZON_FRACTION,
@@ -65,13 +66,6 @@ def flow_model(pl_module) -> Any | None:
         if candidate is not None and callable(getattr(candidate, "gradient_flow", None)):
             return candidate
     return None
-
-
-def _per_tensor_norms(tensors: list[torch.Tensor], order: float) -> list[torch.Tensor]:
-    try:
-        return list(torch._foreach_norm(tensors, order))  # one call for all of them
-    except (AttributeError, RuntimeError, TypeError):  # no foreach for these tensors
-        return [torch.linalg.vector_norm(t, order) for t in tensors]
 
 
 # -------------------------------------------------------------------------------- callback
@@ -147,7 +141,7 @@ class GradientFlowMonitor(Callback):
         self._probe_batch: dict | None = None
         self._last_probe_step: int | None = None
         self._last_param_step: int | None = None
-        self._pending: list[list[torch.Tensor]] = []  # per step: each gradient's norm
+        self._clipping = ClipCounter()
         self._clipped_steps = 0
         self._heatmap_records = 0
         self._warned = False
@@ -155,6 +149,14 @@ class GradientFlowMonitor(Callback):
     # What a checkpoint keeps, so that a resumed run's gradflow.npz holds every record, once.
     _STATE = ("records", "param_records", "layers", "_last_probe_step", "_last_param_step",
               "_pending", "_clipped_steps", "_heatmap_records")
+
+    @property
+    def _pending(self) -> list[list[torch.Tensor]]:  # the checkpointed part of the counter
+        return self._clipping.pending
+
+    @_pending.setter
+    def _pending(self, value: list[list[torch.Tensor]]) -> None:
+        self._clipping.pending = value
 
     def state_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self._STATE}
@@ -257,40 +259,17 @@ class GradientFlowMonitor(Callback):
                      can_log=can_log)
 
     def _track_clipping(self, trainer, pl_module) -> None:
-        """Per step, only when clipping is configured: each gradient's norm (one foreach call,
-        kept on the device, no sync); reduced to "did clipping fire" at the next record."""
-        if not trainer.gradient_clip_val:
-            return
-        grads = [p.grad for p in self._params if p.grad is not None]
-        if grads:
-            self._pending.append(_per_tensor_norms(grads, self._clip_order(trainer)))
-
-    @staticmethod
-    def _clip_order(trainer) -> float:
-        return math.inf if str(trainer.gradient_clip_algorithm) == "value" else 2.0
-
-    def _count_clipping(self, trainer) -> tuple[int, int]:
-        """(steps where clipping fired, steps) since the previous call. Norm clipping fires when
-        the total norm exceeds the clip value (clip_grad_norm_ rescales exactly then), value
-        clipping when any |g| does."""
-        pending, self._pending = self._pending, []
-        if not pending:
-            return 0, 0
-        order = self._clip_order(trainer)
-        if len({len(norms) for norms in pending}) == 1:
-            per_step = torch.stack([n for norms in pending for n in norms]).view(len(pending), -1)
-            totals = torch.linalg.vector_norm(per_step, order, dim=1)
-        else:  # some parameter had no gradient at some step
-            totals = torch.stack([torch.linalg.vector_norm(torch.stack(n), order)
-                                  for n in pending])
-        return int((totals > trainer.gradient_clip_val).sum()), len(pending)
+        if trainer.gradient_clip_val:  # only when clipping is configured
+            self._clipping.track([p.grad for p in self._params if p.grad is not None],
+                                 trainer.gradient_clip_algorithm)
 
     def _record_params(self, trainer, pl_module, step: int | None) -> None:
         """Optimizer-side record: total norm before clipping, clipping frequency, per-parameter
         norms. ``step=None``: the end of training (only the clipping count of the last steps)."""
         from lightning.pytorch.utilities import grad_norm
 
-        fired, steps = self._count_clipping(trainer)
+        fired, steps = self._clipping.count(trainer.gradient_clip_val,
+                                            trainer.gradient_clip_algorithm)
         if step is None and not steps:
             return
         self._clipped_steps += fired
