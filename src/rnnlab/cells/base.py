@@ -6,14 +6,12 @@ LSTM, IndRNN): parameters named like torch.nn, layers, dropout between them, ``b
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .compile_cache import compile_enabled
-from .recurrence import NormSink, Recurrence, RecurrenceFunction
+from .recurrence import GradNormRecord, NormSink, Recurrence, RecurrenceFunction, uniform_init
 from .sequence import Sequence, check_module_args
 
 __all__ = ["RecurrentBase"]
@@ -29,7 +27,7 @@ def _pad_batch(x: Tensor, hx, mask, pad: int):
     return x, hx, mask
 
 
-class RecurrentBase(nn.Module):
+class RecurrentBase(GradNormRecord, nn.Module):
     """Multi-layer, unidirectional recurrent module shaped like torch.nn.RNN/GRU/LSTM.
 
     Subclasses set ``self.gate_size`` (rows of ``weight_ih``/``weight_hh``) and implement
@@ -76,8 +74,6 @@ class RecurrentBase(nn.Module):
         self.gate_size = gate_size
         self.record_grad_norms = bool(record_grad_norms)
         self.compile = compile
-        self._norm_sink: NormSink | None = None
-        self._norm_cache: Tensor | None = None
 
         factory = {"device": device, "dtype": dtype}
         for layer in range(num_layers):
@@ -126,21 +122,7 @@ class RecurrentBase(nn.Module):
 
     def reset_parameters(self) -> None:
         """Uniform(-1/√H, 1/√H) for every parameter, like torch.nn."""
-        k = 1.0 / math.sqrt(self.hidden_size)
-        for p in self.parameters():
-            nn.init.uniform_(p, -k, k)
-
-    # ---- gradient-norm record -----------------------------------------------------------
-    @property
-    def hidden_grad_norms(self) -> Tensor | None:
-        if self._norm_cache is None and self._norm_sink is not None:
-            self._norm_cache = self._norm_sink.result()
-        return self._norm_cache
-
-    @hidden_grad_norms.setter
-    def hidden_grad_norms(self, value) -> None:
-        self._norm_sink = None
-        self._norm_cache = value
+        uniform_init(self, self.hidden_size)
 
     # ---- forward -------------------------------------------------------------------------
     def layer_parameters(self, layer: int) -> tuple[Tensor, ...]:

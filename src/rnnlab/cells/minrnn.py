@@ -54,7 +54,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .compile_cache import StepFunction, compile_enabled
-from .recurrence import NormSink, check_choice
+from .recurrence import GradNormRecord, NormSink, check_choice, uniform_init
 from .scan import (
     linear_scan,
     log_scan,
@@ -232,7 +232,7 @@ class MinRecurrenceFunction(torch.autograd.Function):
 
 
 # --------------------------------------------------------------------------------- the modules
-class _MinRNN(nn.Module):
+class _MinRNN(GradNormRecord, nn.Module):
     """Multi-layer minGRU/minLSTM shaped like torch.nn.GRU: ``forward(input, hx=None,
     lengths=None) -> (output, h_n)``; parameters per layer ``weight_ih_l{k}`` (rows·H, I or H) and
     ``bias_ih_l{k}`` (rows·H), no recurrent weights. ``hidden_grad_norms`` after a backward: the
@@ -254,8 +254,6 @@ class _MinRNN(nn.Module):
         self.mode, self.compile = mode, compile
         self.record_grad_norms = bool(record_grad_norms)
         self.gate_size = self.equations.rows * hidden_size
-        self._norm_sink: NormSink | None = None
-        self._norm_cache: Tensor | None = None
         factory = {"device": device, "dtype": dtype}
         for layer in range(num_layers):
             width = input_size if layer == 0 else hidden_size
@@ -268,19 +266,7 @@ class _MinRNN(nn.Module):
 
     def reset_parameters(self) -> None:
         """Uniform(−1/√H, 1/√H), the classic cells' (torch.nn's) initialisation."""
-        bound = 1.0 / math.sqrt(self.hidden_size)
-        for p in self.parameters():
-            nn.init.uniform_(p, -bound, bound)
-
-    @property
-    def hidden_grad_norms(self) -> Tensor | None:
-        if self._norm_cache is None and self._norm_sink is not None:
-            self._norm_cache = self._norm_sink.result()
-        return self._norm_cache
-
-    @hidden_grad_norms.setter
-    def hidden_grad_norms(self, value) -> None:
-        self._norm_sink, self._norm_cache = None, value
+        uniform_init(self, self.hidden_size)
 
     def forward(self, input: Tensor, hx: Tensor | None = None, lengths: Tensor | None = None):
         seq = Sequence.of(input, None if hx is None else (hx,), lengths,

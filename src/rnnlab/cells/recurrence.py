@@ -35,6 +35,7 @@ Only torch is imported here.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -43,7 +44,8 @@ from torch import Tensor
 
 from .compile_cache import StepFunction
 
-__all__ = ["NormSink", "Recurrence", "RecurrenceFunction", "check_choice", "outer_sum"]
+__all__ = ["GradNormRecord", "NormSink", "Recurrence", "RecurrenceFunction", "check_choice",
+           "outer_sum", "uniform_init"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -200,6 +202,32 @@ class NormSink:
             if s is not None:
                 out[layer, : s.shape[0]] = s[:, : self.keep]
         return out
+
+
+class GradNormRecord:
+    """What a cell module that records ‖∂L/∂h_t‖ exposes: ``hidden_grad_norms``, the
+    (num_layers, T, B) float32 norms of the last backward (assembled from its :class:`NormSink`
+    on first read), ``None`` after a forward until a backward has run; settable (to ``None``)."""
+
+    _norm_sink: NormSink | None = None
+    _norm_cache: Tensor | None = None
+
+    @property
+    def hidden_grad_norms(self) -> Tensor | None:
+        if self._norm_cache is None and self._norm_sink is not None:
+            self._norm_cache = self._norm_sink.result()
+        return self._norm_cache
+
+    @hidden_grad_norms.setter
+    def hidden_grad_norms(self, value) -> None:
+        self._norm_sink, self._norm_cache = None, value
+
+
+def uniform_init(module: torch.nn.Module, hidden_size: int) -> None:
+    """Every parameter uniform(−1/√H, 1/√H): torch.nn's recurrent-layer initialisation."""
+    bound = 1.0 / math.sqrt(hidden_size)
+    for p in module.parameters():
+        torch.nn.init.uniform_(p, -bound, bound)
 
 
 class _States:
