@@ -24,6 +24,11 @@ Each of Greff's variants changes one thing of vanilla:
 
 (FGR's gate activations at t−1 start at 0 and are carried as an extra internal state.)
 
+In the code each variant is one pair of functions written like these equations
+(``vanilla_forward`` / ``vanilla_backward``, ``cifg_forward`` ..., table ``EQUATIONS``);
+``lstm_step`` and ``lstm_step_backward`` add what all variants share (the recurrent matmul, layer
+norm, FGR's gate recurrence, zoneout, the parameter gradients' per-step sums).
+
 Backward, given the total δh' = ∂L/∂h_t and δc' = ∂L/∂c_t coming back from step t+1 (and, for
 FGR, δs = ∂L/∂[i, f, o]_t from step t+1's gate recurrence):
 
@@ -83,6 +88,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from types import SimpleNamespace
 
 import torch
 from torch import Tensor, nn
@@ -96,14 +102,12 @@ VARIANTS = ("torch", "vanilla", "nig", "nfg", "nog", "niaf", "noaf", "np", "cifg
 
 @dataclass(frozen=True)
 class LSTMSpec:
-    """What a variant changes, as flags read by the step functions."""
+    """A variant's parameter layout: which gate blocks and peephole rows exist, and the options."""
 
+    variant: str
     gates: tuple[str, ...]  # blocks of W_ih / W_hh, in torch's order i, f, g, o
-    peepholes: tuple[str, ...]  # rows of weight_peephole (a subset of i, f, o)
-    input_act: bool = True  # g = tanh(a_g)
-    output_act: bool = True  # h = o ⊙ tanh(c)
-    coupled: bool = False  # cifg: f = 1 - i
-    gate_recurrence: bool = False  # fgr
+    peepholes: tuple[str, ...] = ()  # rows of weight_peephole (a subset of i, f, o)
+    gate_recurrence: bool = False  # fgr: R [i, f, o]_{t-1} enters the gates; an extra state
     layer_norm: bool = False  # params end with γ_hh, γ_c, β_c
     zoneout: bool = False  # two per-step inputs: the masks d^h, d^c
 
@@ -118,26 +122,271 @@ class LSTMSpec:
         return peep, gg, tuple(params[k : k + 3]) if self.layer_norm else ()
 
     @property
+    def core_saved(self) -> int:
+        """How many tensors the variant's forward saves: its gates, and tanh(m) unless noaf."""
+        return len(self.gates) + (self.variant != "noaf")
+
+    @property
     def saves_candidate_cell(self) -> bool:
         """With zoneout the new state's c is not c̃: save c̃ where the backward step reads it
-        (o's peephole; noaf without layer norm, where tc = c̃)."""
-        return self.zoneout and ("o" in self.peepholes or not (self.output_act or self.layer_norm))
+        (o's peephole; noaf without layer norm, where m = c̃)."""
+        return self.zoneout and (
+            "o" in self.peepholes or (self.variant == "noaf" and not self.layer_norm))
 
     @classmethod
     def of(cls, variant: str) -> LSTMSpec:
         full, peep = ("i", "f", "g", "o"), ("i", "f", "o")
         return {
-            "torch": cls(full, ()),
-            "vanilla": cls(full, peep),
-            "nig": cls(("f", "g", "o"), ("f", "o")),
-            "nfg": cls(("i", "g", "o"), ("i", "o")),
-            "nog": cls(("i", "f", "g"), ("i", "f")),
-            "niaf": cls(full, peep, input_act=False),
-            "noaf": cls(full, peep, output_act=False),
-            "np": cls(full, ()),
-            "cifg": cls(("i", "g", "o"), ("i", "o"), coupled=True),
-            "fgr": cls(full, peep, gate_recurrence=True),
+            "torch": cls("torch", full),
+            "vanilla": cls("vanilla", full, peep),
+            "nig": cls("nig", ("f", "g", "o"), ("f", "o")),
+            "nfg": cls("nfg", ("i", "g", "o"), ("i", "o")),
+            "nog": cls("nog", ("i", "f", "g"), ("i", "f")),
+            "niaf": cls("niaf", full, peep),
+            "noaf": cls("noaf", full, peep),
+            "np": cls("np", full),
+            "cifg": cls("cifg", ("i", "g", "o"), ("i", "o")),
+            "fgr": cls("fgr", full, peep, gate_recurrence=True),
         }[variant]
+
+
+# --------------------------------------------------------------------------------------------
+# Each variant's equations, written as in Greff et al. (2017), forward and backward.
+#
+# forward(a, c, p, out) -> (c', h', saved): a.i, a.f, a.g, a.o are the gate pre-activations
+#   (W x + R h + b, the blocks this variant has; fgr's gate recurrence already added), c = c_{t-1},
+#   p.i, p.f, p.o the peephole rows, out(c') = m, what the output nonlinearity reads (c' itself,
+#   or LN(c') ⊙ γ_c + β_c with layer norm). saved: the gates present in torch's order, then
+#   tanh(m) (not for noaf).
+# backward(dh, dc, c, c', saved, p, out, ds) -> (δa, da, δc_{t-1}): dh, dc are the totals
+#   ∂L/∂h_t, ∂L/∂c_t; out(δm) = ∂L/∂c' through m; ds is fgr's δ[i, f, o]_t from step t+1 (else
+#   None). δa = [δa_i, δa_f, δa_g, δa_o] (the blocks present) is ∂L/∂a, also as da.i, da.f, ...
+# lstm_step / lstm_step_backward below do what every variant shares: the recurrent matmul (and its
+# layer norm), fgr's gate recurrence, zoneout, the peephole and layer-norm parameter gradients.
+# --------------------------------------------------------------------------------------------
+
+Gates = SimpleNamespace  # a.i, a.f, a.g, a.o: the blocks of one gate vector
+σ, tanh = torch.sigmoid, torch.tanh
+
+
+def torch_forward(a, c, p, out):  # also "np": no peepholes
+    i = σ(a.i)
+    f = σ(a.f)
+    g = tanh(a.g)
+    c_new = f * c + i * g
+    o = σ(a.o)
+    tc = tanh(out(c_new))
+    return c_new, o * tc, (i, f, g, o, tc)
+
+
+def torch_backward(dh, dc, c, c_new, s, p, out, ds):
+    i, f, g, o, tc = s
+    dc = dc + out(dh * o * (1 - tc * tc))
+    da_o = dh * tc * o * (1 - o)
+    di, df = dc * g, dc * c
+    da_i = di * i * (1 - i)
+    da_f = df * f * (1 - f)
+    da_g = dc * i * (1 - g * g)
+    da = Gates(i=da_i, f=da_f, g=da_g, o=da_o)
+    return torch.cat([da_i, da_f, da_g, da_o], 1), da, dc * f
+
+
+def vanilla_forward(a, c, p, out):  # also "fgr", whose a already holds R [i, f, o]_{t-1}
+    i = σ(a.i + p.i * c)
+    f = σ(a.f + p.f * c)
+    g = tanh(a.g)
+    c_new = f * c + i * g
+    o = σ(a.o + p.o * c_new)
+    tc = tanh(out(c_new))
+    return c_new, o * tc, (i, f, g, o, tc)
+
+
+def vanilla_backward(dh, dc, c, c_new, s, p, out, ds):
+    i, f, g, o, tc = s
+    dc = dc + out(dh * o * (1 - tc * tc))
+    do = dh * tc if ds is None else dh * tc + ds.o
+    da_o = do * o * (1 - o)
+    dc = dc + da_o * p.o
+    di, df = dc * g, dc * c
+    if ds is not None:
+        di, df = di + ds.i, df + ds.f
+    da_i = di * i * (1 - i)
+    da_f = df * f * (1 - f)
+    da_g = dc * i * (1 - g * g)
+    da = Gates(i=da_i, f=da_f, g=da_g, o=da_o)
+    return torch.cat([da_i, da_f, da_g, da_o], 1), da, dc * f + da_i * p.i + da_f * p.f
+
+
+def nig_forward(a, c, p, out):  # no input gate: i ≡ 1
+    f = σ(a.f + p.f * c)
+    g = tanh(a.g)
+    c_new = f * c + g
+    o = σ(a.o + p.o * c_new)
+    tc = tanh(out(c_new))
+    return c_new, o * tc, (f, g, o, tc)
+
+
+def nig_backward(dh, dc, c, c_new, s, p, out, ds):
+    f, g, o, tc = s
+    dc = dc + out(dh * o * (1 - tc * tc))
+    da_o = dh * tc * o * (1 - o)
+    dc = dc + da_o * p.o
+    da_f = dc * c * f * (1 - f)
+    da_g = dc * (1 - g * g)
+    da = Gates(f=da_f, g=da_g, o=da_o)
+    return torch.cat([da_f, da_g, da_o], 1), da, dc * f + da_f * p.f
+
+
+def nfg_forward(a, c, p, out):  # no forget gate: f ≡ 1
+    i = σ(a.i + p.i * c)
+    g = tanh(a.g)
+    c_new = c + i * g
+    o = σ(a.o + p.o * c_new)
+    tc = tanh(out(c_new))
+    return c_new, o * tc, (i, g, o, tc)
+
+
+def nfg_backward(dh, dc, c, c_new, s, p, out, ds):
+    i, g, o, tc = s
+    dc = dc + out(dh * o * (1 - tc * tc))
+    da_o = dh * tc * o * (1 - o)
+    dc = dc + da_o * p.o
+    da_i = dc * g * i * (1 - i)
+    da_g = dc * i * (1 - g * g)
+    da = Gates(i=da_i, g=da_g, o=da_o)
+    return torch.cat([da_i, da_g, da_o], 1), da, dc + da_i * p.i
+
+
+def nog_forward(a, c, p, out):  # no output gate: o ≡ 1
+    i = σ(a.i + p.i * c)
+    f = σ(a.f + p.f * c)
+    g = tanh(a.g)
+    c_new = f * c + i * g
+    tc = tanh(out(c_new))
+    return c_new, tc, (i, f, g, tc)
+
+
+def nog_backward(dh, dc, c, c_new, s, p, out, ds):
+    i, f, g, tc = s
+    dc = dc + out(dh * (1 - tc * tc))
+    di, df = dc * g, dc * c
+    da_i = di * i * (1 - i)
+    da_f = df * f * (1 - f)
+    da_g = dc * i * (1 - g * g)
+    da = Gates(i=da_i, f=da_f, g=da_g)
+    return torch.cat([da_i, da_f, da_g], 1), da, dc * f + da_i * p.i + da_f * p.f
+
+
+def niaf_forward(a, c, p, out):  # no input activation: g = a_g
+    i = σ(a.i + p.i * c)
+    f = σ(a.f + p.f * c)
+    g = a.g
+    c_new = f * c + i * g
+    o = σ(a.o + p.o * c_new)
+    tc = tanh(out(c_new))
+    return c_new, o * tc, (i, f, g, o, tc)
+
+
+def niaf_backward(dh, dc, c, c_new, s, p, out, ds):
+    i, f, g, o, tc = s
+    dc = dc + out(dh * o * (1 - tc * tc))
+    da_o = dh * tc * o * (1 - o)
+    dc = dc + da_o * p.o
+    di, df = dc * g, dc * c
+    da_i = di * i * (1 - i)
+    da_f = df * f * (1 - f)
+    da_g = dc * i
+    da = Gates(i=da_i, f=da_f, g=da_g, o=da_o)
+    return torch.cat([da_i, da_f, da_g, da_o], 1), da, dc * f + da_i * p.i + da_f * p.f
+
+
+def noaf_forward(a, c, p, out):  # no output activation: h' = o ⊙ m
+    i = σ(a.i + p.i * c)
+    f = σ(a.f + p.f * c)
+    g = tanh(a.g)
+    c_new = f * c + i * g
+    o = σ(a.o + p.o * c_new)
+    return c_new, o * out(c_new), (i, f, g, o)
+
+
+def noaf_backward(dh, dc, c, c_new, s, p, out, ds):
+    i, f, g, o = s
+    m = out.value(c_new)  # recomputed, not saved
+    dc = dc + out(dh * o)
+    da_o = dh * m * o * (1 - o)
+    dc = dc + da_o * p.o
+    di, df = dc * g, dc * c
+    da_i = di * i * (1 - i)
+    da_f = df * f * (1 - f)
+    da_g = dc * i * (1 - g * g)
+    da = Gates(i=da_i, f=da_f, g=da_g, o=da_o)
+    return torch.cat([da_i, da_f, da_g, da_o], 1), da, dc * f + da_i * p.i + da_f * p.f
+
+
+def cifg_forward(a, c, p, out):  # coupled input and forget gate: f = 1 − i
+    i = σ(a.i + p.i * c)
+    f = 1 - i
+    g = tanh(a.g)
+    c_new = f * c + i * g
+    o = σ(a.o + p.o * c_new)
+    tc = tanh(out(c_new))
+    return c_new, o * tc, (i, g, o, tc)
+
+
+def cifg_backward(dh, dc, c, c_new, s, p, out, ds):
+    i, g, o, tc = s
+    f = 1 - i
+    dc = dc + out(dh * o * (1 - tc * tc))
+    da_o = dh * tc * o * (1 - o)
+    dc = dc + da_o * p.o
+    da_i = (dc * g - dc * c) * i * (1 - i)  # through i and through f = 1 − i
+    da_g = dc * i * (1 - g * g)
+    da = Gates(i=da_i, g=da_g, o=da_o)
+    return torch.cat([da_i, da_g, da_o], 1), da, dc * f + da_i * p.i
+
+
+EQUATIONS = {  # variant: (forward, backward)
+    "torch": (torch_forward, torch_backward),
+    "vanilla": (vanilla_forward, vanilla_backward),
+    "nig": (nig_forward, nig_backward),
+    "nfg": (nfg_forward, nfg_backward),
+    "nog": (nog_forward, nog_backward),
+    "niaf": (niaf_forward, niaf_backward),
+    "noaf": (noaf_forward, noaf_backward),
+    "np": (torch_forward, torch_backward),
+    "cifg": (cifg_forward, cifg_backward),
+    "fgr": (vanilla_forward, vanilla_backward),
+}
+
+
+class CellOutput:
+    """m = out(c'): c' itself, or LN(c') ⊙ γ_c + β_c; keeps (ĉ, ρ_c) for the saved tensors."""
+
+    def __init__(self, ln: tuple[Tensor, ...]):
+        self.ln, self.saved = ln, ()
+
+    def __call__(self, c_new: Tensor) -> Tensor:
+        if not self.ln:
+            return c_new
+        chat, rho_c = normalize(c_new)
+        self.saved = (chat, rho_c)
+        return chat * self.ln[1] + self.ln[2]
+
+
+class CellOutputBackward:
+    """out(δm) = ∂L/∂c' through m; keeps δm for γ_c, β_c. ``value(c')`` recomputes m."""
+
+    def __init__(self, ln: tuple[Tensor, ...], chat: Tensor | None, rho_c: Tensor | None):
+        self.ln, self.chat, self.rho_c, self.dm = ln, chat, rho_c, None
+
+    def __call__(self, dm: Tensor) -> Tensor:
+        if not self.ln:
+            return dm
+        self.dm = dm
+        return normalize_backward(dm * self.ln[1], self.chat, self.rho_c)
+
+    def value(self, c_new: Tensor | None) -> Tensor:
+        return self.chat * self.ln[1] + self.ln[2] if self.ln else c_new
 
 
 def lstm_step(gi, state, params, *zoneout, spec: LSTMSpec):
@@ -150,44 +399,25 @@ def lstm_step(gi, state, params, *zoneout, spec: LSTMSpec):
     else:
         a = gi + b_ih + h.mm(w_hh.t()) + b_hh
     a = dict(zip(spec.gates, a.chunk(len(spec.gates), 1)))
-    p = dict(zip(spec.peepholes, peep.unbind(0))) if spec.peepholes else {}
+    p = Gates(**dict(zip(spec.peepholes, peep.unbind(0)))) if spec.peepholes else None
     if spec.gate_recurrence:  # the previous step's gate activations enter i, f, o
         r = state[2].mm(gg.t()).chunk(3, 1)
         for name, extra in zip(("i", "f", "o"), r):
             a[name] = a[name] + extra
 
-    def gate(name, peep_at):
-        pre = a[name] if name not in p else a[name] + p[name] * peep_at
-        return torch.sigmoid(pre)
-
-    i = gate("i", c) if "i" in a else None
-    f = gate("f", c) if "f" in a else (1 - i if spec.coupled else None)
-    g = torch.tanh(a["g"]) if spec.input_act else a["g"]
-    c_new = (c if f is None else f * c) + (g if i is None else i * g)
-    o = gate("o", c_new) if "o" in a else None
+    out = CellOutput(ln)
+    c_new, h_new, saved = EQUATIONS[spec.variant][0](Gates(**a), c, p, out)
     if spec.layer_norm:
-        chat, rho_c = normalize(c_new)
-        m = chat * ln[1] + ln[2]
-    else:
-        m = c_new
-    tc = torch.tanh(m) if spec.output_act else m
-    h_new = tc if o is None else o * tc
-
-    present = {"i": i, "f": f, "o": o}
-    saved = tuple(g if name == "g" else present[name] for name in spec.gates)  # (i, f, g, o) ∩ gates
-    if spec.output_act:
-        saved = (*saved, tc)
-    if spec.layer_norm:
-        saved = (*saved, yhat, rho, chat, rho_c)
+        saved = (*saved, yhat, rho, *out.saved)
     if spec.saves_candidate_cell:
         saved = (*saved, c_new)
+    new_state = (h_new, c_new)
     if zoneout:  # h_new, c_new are h̃, c̃
         d_h, d_c = zoneout
-        h_new, c_new = d_h * h + (1 - d_h) * h_new, d_c * c + (1 - d_c) * c_new
-
-    new_state = (h_new, c_new)
+        new_state = (d_h * h + (1 - d_h) * h_new, d_c * c + (1 - d_c) * c_new)
     if spec.gate_recurrence:
-        new_state = (h_new, c_new, torch.cat([i, f, o], 1))
+        i, f, _, o = saved[:4]
+        new_state = (*new_state, torch.cat([i, f, o], 1))
     return new_state, saved
 
 
@@ -198,56 +428,22 @@ def lstm_step_backward(
     c, c_new = state_prev[1], state_new[1]
     w_hh = params[0]
     peep, gg, ln = spec.extras(params)
-    p = dict(zip(spec.peepholes, peep.unbind(0))) if spec.peepholes else {}
-    saved = list(saved)
-    i = saved.pop(0) if "i" in spec.gates else None
-    f = saved.pop(0) if "f" in spec.gates else (1 - i if spec.coupled else None)
-    g = saved.pop(0)
-    o = saved.pop(0) if "o" in spec.gates else None
-    tc = saved.pop(0) if spec.output_act else None
+    p = Gates(**dict(zip(spec.peepholes, peep.unbind(0)))) if spec.peepholes else None
+    core, rest = saved[: spec.core_saved], saved[spec.core_saved :]
+    yhat = rho = chat = rho_c = None
     if spec.layer_norm:
-        yhat, rho, chat, rho_c = (saved.pop(0) for _ in range(4))
+        (yhat, rho, chat, rho_c), rest = rest[:4], rest[4:]
     if zoneout:
         # c̃ (the un-zoned cell) is what this step's equations saw; saved only where it is read
-        c_new = saved.pop(0) if spec.saves_candidate_cell else None
+        c_new = rest[0] if spec.saves_candidate_cell else None
         # totals at h_t, c_t -> δh̃, δc̃; the direct terms d ⊙ δ go to step t−1 below
         d_h, d_c = zoneout
         dh_out, dc_out = dh, dc
         dh, dc = dh * (1 - d_h), dc * (1 - d_c)
-    if tc is None:  # no output activation: h' = o ⊙ m
-        tc = chat * ln[1] + ln[2] if spec.layer_norm else c_new
-    ds = dict(zip(("i", "f", "o"), dstate[2].chunk(3, 1))) if spec.gate_recurrence else {}
+    ds = Gates(**dict(zip(("i", "f", "o"), dstate[2].chunk(3, 1)))) if spec.gate_recurrence else None
 
-    da = {}
-    dtc = dh if o is None else dh * o
-    if spec.layer_norm:  # through m = N(c') ⊙ γ_c + β_c
-        dm = dtc * (1 - tc * tc) if spec.output_act else dtc
-        dc = dc + normalize_backward(dm * ln[1], chat, rho_c)
-    else:
-        dc = dc + (dtc * (1 - tc * tc) if spec.output_act else dtc)
-    if o is not None:
-        do = dh * tc + ds["o"] if ds else dh * tc
-        da["o"] = do * o * (1 - o)
-        if "o" in p:
-            dc = dc + da["o"] * p["o"]
-    di = dc * g if i is not None else None
-    df = dc * c if f is not None else None
-    if ds:
-        di, df = di + ds["i"], df + ds["f"]
-    if spec.coupled:
-        di = di - df
-    if "i" in spec.gates:
-        da["i"] = di * i * (1 - i)
-    if "f" in spec.gates:
-        da["f"] = df * f * (1 - f)
-    dg = dc if i is None else dc * i
-    da["g"] = dg * (1 - g * g) if spec.input_act else dg
-
-    dgi = torch.cat([da[name] for name in spec.gates], 1)
-    dc_prev = dc if f is None else dc * f
-    for name in ("i", "f"):
-        if name in p:
-            dc_prev = dc_prev + da[name] * p[name]
+    out = CellOutputBackward(ln, chat, rho_c)
+    dgi, da, dc_prev = EQUATIONS[spec.variant][1](dh, dc, c, c_new, core, p, out, ds)
     if spec.layer_norm:  # through N(W_hh h) ⊙ γ_hh
         dy = normalize_backward(dgi * ln[0], yhat, rho)
         dh_prev = dy.mm(w_hh)
@@ -258,12 +454,12 @@ def lstm_step_backward(
     dprev = (dh_prev, dc_prev)
     extras = ()
     if spec.peepholes:  # batch-summed peephole gradients of this step: (rows, H)
-        at = {"i": c, "f": c, "o": c_new}
-        extras = (torch.stack([(da[n] * at[n]).sum(0) for n in spec.peepholes]),)
+        at = {"i": c, "f": c, "o": c_new}  # i, f peep at c_{t-1}, o at c_t
+        extras = (torch.stack([(getattr(da, n) * at[n]).sum(0) for n in spec.peepholes]),)
     if spec.layer_norm:  # dL/d(W_hh h), and batch sums for γ_hh, γ_c, β_c
-        extras = (*extras, dy, (dgi * yhat).sum(0), (dm * chat).sum(0), dm.sum(0))
+        extras = (*extras, dy, (dgi * yhat).sum(0), (out.dm * chat).sum(0), out.dm.sum(0))
     if spec.gate_recurrence:
-        dprev = (*dprev, torch.cat([da["i"], da["f"], da["o"]], 1).mm(gg))
+        dprev = (*dprev, torch.cat([da.i, da.f, da.o], 1).mm(gg))
     return dprev, dgi, extras
 
 
@@ -416,9 +612,10 @@ class LSTM(NormZoneoutMixin, RecurrentBase):
         """
         if not self.bias:
             raise ValueError("forget_bias needs bias=True (there is no bias to set)")
-        if "f" not in self.spec.gates and not self.spec.coupled:
+        coupled = self.variant == "cifg"
+        if "f" not in self.spec.gates and not coupled:
             return
-        gate, value = ("i", -float(value)) if self.spec.coupled else ("f", float(value))
+        gate, value = ("i", -float(value)) if coupled else ("f", float(value))
         H = self.hidden_size
         rows = slice(self.spec.gates.index(gate) * H, (self.spec.gates.index(gate) + 1) * H)
         for layer in range(self.num_layers):
