@@ -113,7 +113,9 @@ class StepFunction:
         return compiled
 
 
-_INDUCTOR_OPTIONS = {"pattern_matcher": False}
+# pattern_matcher: see below. size_asserts: the cache key (_signature) already pins every input's
+# shape and strides, so the generated code's per-call checks of each input are redundant.
+_INDUCTOR_OPTIONS = {"pattern_matcher": False, "size_asserts": False}
 
 
 def _inductor_compile(fn: Callable, args: Sequence[Tensor]) -> Callable:
@@ -126,5 +128,29 @@ def _inductor_compile(fn: Callable, args: Sequence[Tensor]) -> Callable:
         # addmm that first copies that sum into its output; we want mm + one fused kernel
         compiled = torch._inductor.compile(gm, list(args), options=_INDUCTOR_OPTIONS)
         # run once so that a failure at first call (e.g. a missing compiler) shows up here
-        compiled(*args)
-    return compiled
+        expected = compiled(*args)
+        return _direct(compiled, args, expected) or compiled
+
+
+def _direct(compiled: Callable, args: Sequence[Tensor], expected) -> Callable | None:
+    """The generated code itself, without the layers that wrap it (TorchDynamo's disable, AOT's
+    runtime wrapper, the graph object's bookkeeping): 7–8 µs less per call, i.e. per time step
+    (measured at B=16, H=128: the LSTM's forward step 60 -> 52 µs). Used only if it gives the
+    wrapped function's outputs on the compile-time arguments; otherwise None (keep the wrapper)."""
+    inner = getattr(compiled, "current_callable", None)
+    if not callable(inner):
+        return None
+    try:
+        got = inner(list(args))
+    except Exception:  # noqa: BLE001  (another calling convention: keep the wrapper)
+        return None
+    same = (isinstance(got, (tuple, list)) and len(got) == len(expected)
+            and all(isinstance(a, Tensor) and a.shape == b.shape and a.stride() == b.stride()
+                    and torch.equal(a, b) for a, b in zip(got, expected)))
+    if not same:
+        return None
+
+    def call(*a):
+        return inner(list(a))
+
+    return call
