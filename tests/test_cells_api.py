@@ -167,6 +167,24 @@ def test_compile_switch(monkeypatch):
     assert compile_cache.compile_enabled(None) is True
 
 
+def test_compiled_step_is_called_directly_only_when_that_gives_the_same_outputs():
+    args = (torch.arange(6.0).reshape(2, 3),)
+    expected = (args[0] * 2,)
+
+    def wrapped(*a):
+        return (a[0] * 2,)
+
+    wrapped.current_callable = lambda boxed: (boxed[0] * 2,)  # the generated code's convention
+    direct = compile_cache._direct(wrapped, args, expected)
+    assert direct is not None and torch.equal(direct(*args)[0], expected[0])
+    wrapped.current_callable = lambda boxed: (boxed[0] * 3,)  # not the same function: refused
+    assert compile_cache._direct(wrapped, args, expected) is None
+    wrapped.current_callable = lambda a, b: a  # another calling convention: refused
+    assert compile_cache._direct(wrapped, args, expected) is None
+    del wrapped.current_callable  # nothing to unwrap
+    assert compile_cache._direct(wrapped, args, expected) is None
+
+
 def test_compile_failure_falls_back_to_eager_with_one_warning(monkeypatch):
     def broken(fn, args):
         raise RuntimeError("no C++ compiler found\nsecond line")
