@@ -11,6 +11,7 @@ fresh subprocess, malloc forced to return freed blocks; CUDA: torch.cuda.max_mem
 
     python scripts/bench_cells.py                       # CPU, 2 threads, all sizes
     python scripts/bench_cells.py --device cuda --json bench.json
+    python scripts/bench_cells.py --device cuda --autocast bf16 --sizes ref,fastrnns
     python scripts/bench_cells.py --sizes ref --cells gru --repeats 40
     python scripts/bench_cells.py --cold-cache          # compile time with an empty inductor cache
     python scripts/bench_cells.py --scan                # minGRU/minLSTM scans vs the scratch GRU
@@ -40,6 +41,7 @@ SIZES = {  # name: (B, T, I, H)
     "h512": (64, 100, 32, 512),
     "t500": (64, 500, 32, 128),
     "b16": (16, 100, 32, 128),
+    "fastrnns": (64, 100, 512, 512),  # the setting of PyTorch's fastrnns benchmarks (I = H = 512)
 }
 CELLS = ("rnn", "gru", "lstm")
 
@@ -55,6 +57,8 @@ def _parse(argv=None):
     p.add_argument("--json", type=Path, default=None, help="write the results here")
     p.add_argument("--no-memory", action="store_true", help="skip the memory subprocesses")
     p.add_argument("--no-compile", action="store_true", help="time the eager scratch path")
+    p.add_argument("--autocast", default="none", choices=["none", "bf16", "fp16"],
+                   help="run every implementation's step under torch.autocast with this dtype")
     p.add_argument("--clock", default="wall", choices=["wall", "process"],
                    help="wall: elapsed time (default); process: CPU time of this process, which a\n"
                         "busy machine hardly disturbs (meaningful with --threads 1)")
@@ -99,10 +103,17 @@ def _build(torch, cell, size, device, compile, record=True):
     return ref, ours, x, target
 
 
+AUTOCAST = None  # (device type, dtype) from --autocast, or None
+
+
 def _step(torch, module, x, target):
     """One training step's forward + backward (gradients cleared outside the timing)."""
-    out, _ = module(x)
-    loss = (out * target).mean()
+    if AUTOCAST is None:
+        out, _ = module(x)
+    else:
+        with torch.autocast(AUTOCAST[0], dtype=AUTOCAST[1]):
+            out, _ = module(x)
+    loss = (out.float() * target).mean()
     loss.backward()
 
 
@@ -273,7 +284,7 @@ def memory_child(torch, args):
 
 def measure_memory(args, cell, size, impl):
     cmd = [sys.executable, __file__, "--_memory", cell, size, impl, "--device", args.device,
-           "--threads", str(args.threads)]
+           "--threads", str(args.threads), "--autocast", args.autocast]
     if args.no_compile:
         cmd.append("--no-compile")
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="0")
@@ -308,6 +319,7 @@ def machine_info(torch, args):
         "platform": platform.platform(), "cpu": cpu, "nproc": os.cpu_count(),
         "threads": args.threads, "device": args.device,
         "compile": not args.no_compile, "cold_cache": bool(args.cold_cache),
+        "autocast": args.autocast,
         "loadavg_start": os.getloadavg(), "cpu_pressure_start": _cpu_pressure(),
         "clock": args.clock,
     }
@@ -322,6 +334,9 @@ def main(argv=None):
     torch = _setup(args)
     if args.clock == "process":
         CLOCK = time.process_time
+    global AUTOCAST
+    if args.autocast != "none":
+        AUTOCAST = (args.device, {"bf16": torch.bfloat16, "fp16": torch.float16}[args.autocast])
     if args._memory:
         return memory_child(torch, args)
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -336,13 +351,14 @@ def main(argv=None):
             sys.exit(f"--sizes: {s!r} is not one of {', '.join(SIZES)}")
     info = machine_info(torch, args)
     print(f"# {info['date']}  torch {info['torch']}  {info['cpu']}  nproc={info['nproc']}  "
-          f"threads={args.threads}  device={args.device}  compile={info['compile']}")
+          f"threads={args.threads}  device={args.device}  compile={info['compile']}  "
+          f"autocast={args.autocast}")
     if args.scan:
         results = scan_main(torch, args, info)
         _finish(info, args, results)
         return
     results = []
-    header = (f"{'cell':5} {'size':5} {'B':>3} {'T':>4} {'H':>4} | {'torch.nn':>9} {'scratch':>9} "
+    header = (f"{'cell':5} {'size':8} {'B':>3} {'T':>4} {'H':>4} | {'torch.nn':>9} {'scratch':>9} "
               f"{'ratio':>6} {'[q1-q3]':>11} | {'best':>5} {'best':>5} {'ratio':>5} | "
               f"{'rec.cost':>8} | {'compile':>7} | {'mem torch':>9} {'mem ours':>9}")
     print(header)
@@ -355,7 +371,7 @@ def main(argv=None):
                 r["scratch_peak_mib"] = measure_memory(args, cell, size, "scratch")
             results.append(r)
             fmt = lambda v: "   n/a" if v is None else f"{v:6.1f}"
-            print(f"{cell:5} {size:5} {r['B']:>3} {r['T']:>4} {r['H']:>4} | "
+            print(f"{cell:5} {size:8} {r['B']:>3} {r['T']:>4} {r['H']:>4} | "
                   f"{r['torch_ms']:7.1f}ms {r['scratch_ms']:7.1f}ms {r['ratio']:5.2f}x "
                   f"[{r['ratio_q1']:.2f}-{r['ratio_q3']:.2f}] | {r['torch_best_ms']:5.1f} "
                   f"{r['scratch_best_ms']:5.1f} {r['ratio_of_best']:4.2f}x | "

@@ -330,31 +330,43 @@ def test_compiles_are_serialised_and_a_failure_stays_with_its_step_function(monk
     assert all(len(f._cache) == 1 for f in functions)  # the others compiled all the same
 
 
+_NEEDS_CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+AUTOCAST_CASES = [pytest.param("cpu", torch.bfloat16, False, id="cpu-bf16-eager")] + [
+    pytest.param("cuda", dtype, compile, marks=_NEEDS_CUDA,
+                 id=f"cuda-{str(dtype)[6:]}-{'compiled' if compile else 'eager'}")
+    for dtype in (torch.bfloat16, torch.float16) for compile in (False, True)
+]
+
+
+@pytest.mark.parametrize("device,dtype,compile", AUTOCAST_CASES)
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
-def test_bf16_autocast_gradients_are_finite_and_close_to_float32_and_torch_nn(cell):
-    """Autocast runs the step matmuls in bf16 (states and gates stay float32), as it does for
-    torch.nn's cells: gradients within 2% (relative norm) of float32 and of torch.nn."""
+def test_autocast_gradients_are_finite_and_close_to_float32_and_torch_nn(
+    cell, device, dtype, compile
+):
+    """Autocast runs the step matmuls in bf16/fp16 (states and gates stay float32), as it does
+    for torch.nn's cells: gradients within 2% (relative norm) of float32 and of torch.nn (cuDNN
+    on CUDA) under the same autocast."""
     from rnnlab.cells import GRU, LSTM
 
     torch.manual_seed(0)
-    ours = {"gru": GRU, "lstm": LSTM}[cell](16, 32, compile=False)
-    ref = {"gru": torch.nn.GRU, "lstm": torch.nn.LSTM}[cell](16, 32)
+    ours = {"gru": GRU, "lstm": LSTM}[cell](16, 32, compile=compile, device=device)
+    ref = {"gru": torch.nn.GRU, "lstm": torch.nn.LSTM}[cell](16, 32, device=device)
     ref.load_state_dict(ours.state_dict())
-    x = torch.randn(20, 8, 16)
+    x = torch.randn(20, 8, 16, device=device)
 
     def grads(module, autocast):
         module.zero_grad()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        with torch.autocast(device, dtype=dtype, enabled=autocast):
             out, _ = module(x)
         out.float().pow(2).mean().backward()
         return torch.cat([p.grad.flatten() for p in module.parameters()])
 
-    bf16, f32 = grads(ours, True), grads(ours, False)
-    assert torch.isfinite(bf16).all()
-    assert (bf16 - f32).norm() / f32.norm() < 0.02
+    low, f32 = grads(ours, True), grads(ours, False)
+    assert torch.isfinite(low).all()
+    assert (low - f32).norm() / f32.norm() < 0.02
     try:
-        nn_bf16 = grads(ref, True)
+        nn_low = grads(ref, True)
     except RuntimeError as error:  # oneDNN has no bf16 LSTM on CPUs without bf16 support
-        assert "primitive" in str(error)
+        assert device == "cpu" and "primitive" in str(error)
         return
-    assert (bf16 - nn_bf16).norm() / f32.norm() < 0.02
+    assert (low - nn_low).norm() / f32.norm() < 0.02
