@@ -214,11 +214,17 @@ def test_monitoring_does_not_change_training(probe, run_training):
     assert (run_dir / "gradflow.npz").exists()  # no logger: still recorded locally
 
 
-def test_ddp_reduces_and_writes_once(tmp_path):
-    result = cli(["trainer=ddp_cpu", "model.impl=scratch", "model.hidden_size=8", "debug=fast",
-                  "callbacks.gradflow.every_n_steps=1", "experiment_name=gradflowddp"],
+def test_ddp_reduces_and_writes_once(tmp_path, run_training):
+    # Full-batch steps (one batch of 64 per epoch): two gloo ranks' averaged half-batch gradients
+    # are the full batch's, so DDP must report what one process does (train/loss too: the mean
+    # over ranks, not rank 0's shard).
+    common = ["model.impl=scratch", "model.hidden_size=8", "debug=fast", "data.batch_size=64",
+              "data.val_size=64", "data.test_size=64", "trainer.max_epochs=2",
+              "callbacks.gradflow.every_n_steps=1"]
+    result = cli(["trainer=ddp_cpu", *common, "experiment_name=gradflowddp"],
                  cwd=tmp_path, env={"RNNLAB_COMPILE": "0"})
     assert result.returncode == 0, result.stderr[-3000:]
+    single, _ = run_training([*common, "logger=none"], "single")
     run_dirs = list((tmp_path / "logs" / "runs" / "gradflowddp").iterdir())
     assert len(run_dirs) == 1
     run_dir = run_dirs[0]
@@ -230,6 +236,10 @@ def test_ddp_reduces_and_writes_once(tmp_path):
     results = json.loads((run_dir / "results.json").read_text())
     assert results["metrics"]["gradflow/layer0/log10_first_over_last"] == pytest.approx(
         saved["log10_first_over_last"][-1, 0])
+    compared = [k for k in single["metrics"] if k.startswith(("train/", "val/", "test/"))]
+    assert {"train/loss", "val/loss", "test/loss"} <= set(compared)
+    for key in compared:
+        assert results["metrics"][key] == pytest.approx(single["metrics"][key], rel=1e-5), key
 
 
 @pytest.mark.parametrize(("override", "message"), [

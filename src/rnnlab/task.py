@@ -109,7 +109,7 @@ class SequenceTask(L.LightningModule):
             loss = task_loss(kind, output[valid], y[valid])
             metrics.update(torch.sigmoid(output[valid].detach()), y[valid])
             self.log(f"{stage}/nll", loss.detach(), on_step=False, on_epoch=True,
-                     batch_size=int(valid.sum()), sync_dist=stage != "train")
+                     batch_size=int(valid.sum()), sync_dist=True)
         return loss
 
     def _original_units(self, values: torch.Tensor) -> torch.Tensor:
@@ -117,9 +117,13 @@ class SequenceTask(L.LightningModule):
 
     def training_step(self, batch, batch_idx):
         loss = self.loss_and_metrics(batch, "train")
-        if not torch.isfinite(loss):
-            raise Diverged(f"train/loss became {loss.item()} at step {self.global_step}")
-        value = float(loss.detach())
+        # Under DDP each rank holds its shard's loss: train/loss and the divergence checks use the
+        # mean over ranks (the loss of the whole batch the step took), so every rank logs the same
+        # number and stops at the same step.
+        mean_loss = self.trainer.strategy.reduce(loss.detach(), reduce_op="mean")
+        if not torch.isfinite(mean_loss):
+            raise Diverged(f"train/loss became {mean_loss.item()} at step {self.global_step}")
+        value = float(mean_loss)
         if self.first_loss is None:
             self.first_loss = value
         elif (self.divergence_factor is not None and self.first_loss > 0
@@ -127,7 +131,7 @@ class SequenceTask(L.LightningModule):
             raise Diverged(f"train/loss {value:.4g} at step {self.global_step} exceeds "
                            f"divergence_factor={self.divergence_factor:g} x its first value "
                            f"{self.first_loss:.4g}")
-        self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True,
+        self.log("train/loss", mean_loss, on_step=True, on_epoch=False, prog_bar=True,
                  batch_size=batch["y"].shape[0])
         self.num_train_steps += 1
         return loss
