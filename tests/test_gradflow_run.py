@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import subprocess
+import sys
 from itertools import pairwise
 
 import numpy as np
@@ -214,7 +217,7 @@ def test_monitoring_does_not_change_training(probe, run_training):
     assert (run_dir / "gradflow.npz").exists()  # no logger: still recorded locally
 
 
-def test_ddp_reduces_and_writes_once(tmp_path, run_training):
+def test_ddp_spawned_or_launched_reduces_writes_once_and_matches_one_process(tmp_path, run_training):
     # Full-batch steps (one batch of 64 per epoch): two gloo ranks' averaged half-batch gradients
     # are the full batch's, so DDP must report what one process does (train/loss too: the mean
     # over ranks, not rank 0's shard).
@@ -240,6 +243,24 @@ def test_ddp_reduces_and_writes_once(tmp_path, run_training):
     assert {"train/loss", "val/loss", "test/loss"} <= set(compared)
     for key in compared:
         assert results["metrics"][key] == pytest.approx(single["metrics"][key], rel=1e-5), key
+
+    # The same with the ranks started by a launcher (torchrun here; srun on SLURM): plain ddp,
+    # every rank runs the command, one run dir (named by the launch id), rank 0 writes and tests.
+    env = {k: v for k, v in os.environ.items() if k not in ("HYDRA_FULL_ERROR", "WANDB_SERVICE")}
+    launched = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m",
+         "rnnlab.train", "trainer=ddp_cpu", "trainer.strategy=ddp", *common,
+         "experiment_name=torchrun"],
+        cwd=tmp_path, env={**env, "RNNLAB_COMPILE": "0"}, capture_output=True, text=True,
+        timeout=600, check=False)
+    assert launched.returncode == 0, launched.stderr[-3000:]
+    run_dirs = list((tmp_path / "logs" / "runs" / "torchrun").iterdir())
+    assert len(run_dirs) == 1 and run_dirs[0].name.startswith("torchrun-"), run_dirs
+    assert launched.stdout.count("rnnlab-train: completed") == 1  # rank 0 reports
+    by_torchrun = json.loads((run_dirs[0] / "results.json").read_text())
+    assert (run_dirs[0] / "gradflow.npz").exists()
+    for key in compared:
+        assert by_torchrun["metrics"][key] == pytest.approx(single["metrics"][key], rel=1e-5), key
 
 
 @pytest.mark.parametrize(("override", "message"), [

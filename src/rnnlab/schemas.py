@@ -15,6 +15,8 @@ from typing import Any, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
+from rnnlab.launch import run_stamp
+
 
 def _store(group: str, name: str, node: Any) -> None:
     ConfigStore.instance().store(group=f"schema/{group}", name=name, node=node, package=group)
@@ -238,3 +240,7 @@ for _name, _resolver in (("monitor_mode", monitor_mode),
 # resolved before any job starts).
 if not OmegaConf.has_resolver("rnnlab_cwd"):
     OmegaConf.register_new_resolver("rnnlab_cwd", os.getcwd)
+# The run/sweep dir stamp: the time, or the launch id every rank of a torchrun/srun launch shares.
+# Cached like Hydra's ${now:}: a sweep's jobs (submitit's included) reuse the launcher's value.
+if not OmegaConf.has_resolver("rnnlab_stamp"):
+    OmegaConf.register_new_resolver("rnnlab_stamp", run_stamp, use_cache=True)

@@ -22,7 +22,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 import rnnlab.schemas  # noqa: F401  (registers the config schemas before composition)
-from rnnlab import resume, tracking
+from rnnlab import launch, resume, tracking
 from rnnlab.cli import CONFIG_DIR, main
 from rnnlab.errors import one_line
 from rnnlab.models import ConfigError, SequenceModel
@@ -81,6 +81,19 @@ def _check_run_settings(cfg: DictConfig) -> None:
     if cfg.trainer.get("max_steps") == 0 or cfg.trainer.get("max_epochs") == 0:
         raise ConfigError("trainer.max_steps=0 / trainer.max_epochs=0 would train nothing: use "
                           ">= 1 (max_steps=-1 means no step limit)")
+    ranks = launch.launched_ranks()
+    if ranks is not None and "spawn" in str(cfg.trainer.get("strategy")):
+        raise ConfigError(
+            f"trainer.strategy={cfg.trainer.strategy}: this process is rank {ranks[0]} of "
+            f"{ranks[1]} that {launch.launcher_name()} started, and each would spawn its own "
+            "workers: use trainer.strategy=ddp (one process per device, as launched)")
+    if ranks is not None and _in_multirun() and "submitit" not in _launcher_target():
+        # the ranks would run the jobs one after another and have to form a new process group
+        # per job, which torch cannot do reliably (stale rendezvous keys: the next job hangs)
+        raise ConfigError(
+            f"a sweep (-m) under {launch.launcher_name()} runs its jobs one after another in the "
+            "same ranks: start one launch per job, or sweep with hydra/launcher=submitit_slurm "
+            "and hydra.launcher.tasks_per_node=<GPUs per node> (each job its own srun)")
 
 
 def _load_pretrained_embeddings(model: SequenceModel, datamodule) -> None:
@@ -96,7 +109,7 @@ def _load_pretrained_embeddings(model: SequenceModel, datamodule) -> None:
 
 
 def _callbacks(cfg: DictConfig, has_logger: bool) -> list:
-    callbacks = []
+    callbacks = [SharedRunDir(cfg.paths.output_dir)] if launch.launched_ranks() else []
     for name, callback_cfg in (cfg.get("callbacks") or {}).items():
         # Switching the bar or the loggers off drops what depends on them instead of clashing.
         if not callback_cfg or (name == "progress_bar" and not cfg.trainer.enable_progress_bar):
@@ -105,6 +118,34 @@ def _callbacks(cfg: DictConfig, has_logger: bool) -> list:
             continue
         callbacks.append(instantiate(callback_cfg))
     return callbacks
+
+
+class SharedRunDir:
+    """Under ranks a launcher started (torchrun, srun): stop every rank at setup, with the reason,
+    unless all of them resolved rank 0's run dir (they resume from, and rank 0 writes to, one
+    place). A Lightning callback; built lazily so that this module imports no Lightning."""
+
+    def __new__(cls, output_dir):
+        from lightning.pytorch.callbacks import Callback
+
+        class _SharedRunDir(Callback):
+            def setup(self, trainer, pl_module, stage):
+                mine = str(Path(output_dir).resolve())
+                root = trainer.strategy.broadcast(mine, src=0)
+                # every rank decides alike (a rank raising alone would leave the others waiting)
+                if trainer.strategy.reduce_boolean_decision(root != mine, all=False):
+                    raise ConfigError(
+                        f"the {trainer.world_size} ranks resolved different run dirs (rank 0: "
+                        f"{root}): give them one, e.g. hydra.run.dir=<dir> (torchrun: or "
+                        "--rdzv-id=<id>, which names the dir)")
+
+        return _SharedRunDir()
+
+
+def _rank() -> int:
+    """This process's global rank among the ranks a launcher started (0 without one)."""
+    ranks = launch.launched_ranks()
+    return 0 if ranks is None else ranks[0]
 
 
 def _loggers(cfg: DictConfig, wandb_id: str | None = None) -> list:
@@ -169,6 +210,15 @@ def _define_best_summaries(run, task) -> None:
         run.define_metric(name, summary=f"{best},last")
 
 
+def _launcher_target() -> str:
+    """The Hydra launcher's class path ("" when not under Hydra)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return ""
+    return str(HydraConfig.get().launcher.get("_target_", ""))
+
+
 def _in_multirun() -> bool:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
@@ -188,7 +238,8 @@ def _record_refused(cfg: DictConfig, output_dir: Path, error: ConfigError,
                "wall_time_s": round(time.perf_counter() - started, 3), "steps": 0,
                "seed": cfg.get("seed"), "config": config, "versions": tracking.versions(),
                "git_commit": tracking.git_commit()}
-    tracking.write_json_atomic(output_dir / "results.json", results)
+    if _rank() == 0:  # the other ranks of a launch share this dir
+        tracking.write_json_atomic(output_dir / "results.json", results)
     return results
 
 
@@ -234,7 +285,7 @@ def _run(cfg: DictConfig) -> dict[str, Any]:
         tracking.say(f"rnnlab-train: {output_dir} already {finished['status']}: kept")
         return finished
     checkpoint = resume.last_checkpoint(output_dir)
-    if checkpoint is None:
+    if checkpoint is None and _rank() == 0:
         _clear_unfinished_attempt(output_dir)
     # A W&B run still open in this process (a caller that never finished it) would be reused by
     # the WandbLogger: close it so this job is its own run.
@@ -252,7 +303,8 @@ def _run(cfg: DictConfig) -> dict[str, Any]:
             # sweep goes on.
             return _record_refused(cfg, output_dir, error, started)
         print(f"rnnlab-train: error: {error}", file=sys.stderr)
-        _remove_if_empty_run_dir(output_dir)
+        if _rank() == 0:
+            _remove_if_empty_run_dir(output_dir)
         raise SystemExit(2) from None
 
     commit = tracking.git_commit()
@@ -265,7 +317,10 @@ def _run(cfg: DictConfig) -> dict[str, Any]:
         trainer.fit(task, datamodule=datamodule, ckpt_path=checkpoint, weights_only=False)
         # Testing resets callback_metrics: keep the final train/val values first.
         final_metrics.update(_floats(trainer.callback_metrics))
-        if cfg.test:
+        if launch.launched_ranks() is not None:
+            _leave_process_group()
+        # Under launched ranks rank 0 alone tests, on one device (see _test_trainer).
+        if cfg.test and _rank() == 0:
             # Loading the best checkpoint would also roll back the best-so-far record.
             fit_record = task.get_extra_state()
             tester = _test_trainer(cfg, trainer)
@@ -282,9 +337,23 @@ def _run(cfg: DictConfig) -> dict[str, Any]:
         if not divergence:
             _finish(cfg, output_dir, results, final_metrics, task, trainer, started, commit,
                            user_wandb_mode, exit_code)
+            if isinstance(error, ConfigError) and not _in_multirun():
+                # a setting found wrong once the run started (e.g. ranks without one run dir)
+                print(f"rnnlab-train: error: {error}", file=sys.stderr)
+                raise SystemExit(2) from None
             raise
     return _finish(cfg, output_dir, results, final_metrics, task, trainer, started, commit,
                            user_wandb_mode, exit_code)
+
+
+def _leave_process_group() -> None:
+    """After a fit under launched ranks the ranks part: rank 0 then tests alone on one device, and
+    a metric that synced over the group would wait forever for ranks that have left."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def _divergence(error: BaseException) -> str | None:
@@ -335,9 +404,10 @@ def _test_trainer(cfg: DictConfig, trainer):
 
     After a spawn-based DDP fit the test runs on one device in this process: a second spawn would
     restart every logger in fresh workers, and a single device sees each test example exactly once
-    (DistributedSampler pads the last batch with repeats).
+    (DistributedSampler pads the last batch with repeats). Under ranks a launcher started, rank 0
+    tests on one device the same way (the others skip the test).
     """
-    if "spawn" not in str(cfg.trainer.strategy):
+    if "spawn" not in str(cfg.trainer.strategy) and launch.launched_ranks() is None:
         return trainer
     for logger in trainer.loggers:
         _adopt_csv_header(logger)
@@ -390,7 +460,8 @@ def _finish(cfg, output_dir, results, final_metrics, task, trainer, started, com
     })
     if cfg.get("reference"):
         results["reference"] = OmegaConf.to_container(cfg.reference, resolve=True)
-    tracking.write_json_atomic(output_dir / "results.json", results)
+    if _rank() == 0:  # the other ranks of a launch share this dir and write nothing of their own
+        tracking.write_json_atomic(output_dir / "results.json", results)
     # The W&B run says how it ended too (a DDP worker's divergence included), for run tables.
     tracking.finish_wandb(exit_code=exit_code, summary={
         "status": results["status"], "error": results.get("error", ""),
@@ -438,6 +509,8 @@ def hydra_main(cfg: DictConfig) -> float | None:
         results = tracking.read_results(cfg.paths.output_dir) if (
             Path(cfg.paths.output_dir) / "results.json").exists() else {
             "status": "failed", "error": f"{type(error).__name__}: {one_line(error)}"}
+    if _rank() != 0:  # rank 0 reports for all of them
+        return None
     tracking.say(report_line(results, Path(cfg.paths.output_dir)), file=sys.stdout)
     if results["status"] != "completed":  # the one line that says so, where errors go
         tracking.say(f"rnnlab-train: {results['status']}: {results.get('error')}")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from hydra.experimental.callback import Callback
 
+from rnnlab.launch import launched_ranks
 from rnnlab.results.aggregate import aggregate
 from rnnlab.results.runs import load_runs
 from rnnlab.results.tables import print_rich, render
@@ -49,6 +50,9 @@ class SweepSummary(Callback):
         self.figures = figures
 
     def on_multirun_end(self, config, **kwargs) -> None:
+        ranks = launched_ranks()
+        if ranks is not None and ranks[0] != 0:  # a sweep every rank of a launch ran: rank 0 sums
+            return
         runs = write_summary(Path(config.hydra.sweep.dir), figures=self.figures)
         if runs is None:
             return
