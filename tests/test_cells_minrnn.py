@@ -217,8 +217,8 @@ def test_indrnn_keeps_its_recurrent_weights_within_the_bound_while_training():
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
-    ({"mode": "fast"}, "mode must be one of 'parallel', 'log', 'sequential'"),
-    ({"compile": "yes"}, "compile must be one of None, True, False"),
+    ({"mode": "fast"}, "mode='fast' is not one of parallel, log, sequential"),
+    ({"compile": "yes"}, "compile='yes' is not one of None, True, False"),
 ])
 def test_bad_arguments_are_one_line(kwargs, message):
     with pytest.raises(ValueError, match=message):

@@ -17,12 +17,12 @@ from rnnlab.data.sources import (
     package_file,
 )
 from rnnlab.data.splits import (
-    check_choice,
     majority_baselines,
     random_split,
     stratified_split,
     subsample,
 )
+from rnnlab.errors import check_choice
 
 
 def _write(text: str):

@@ -1,5 +1,10 @@
 """The errors rnnlab reports to the user in one line (no traceback), importable without torch."""
 
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
 
 class ConfigError(ValueError):
     """A setting that composes but makes no sense; its message is one line naming the setting."""
@@ -7,6 +12,16 @@ class ConfigError(ValueError):
 
 class ResumeError(ConfigError):
     """A resume that cannot be done as asked (one line for the user)."""
+
+
+def check_choice(setting: str, value: Any, allowed: Iterable[Any], extra: str = "",
+                 error: type[Exception] = ValueError) -> None:
+    """Raise ``error`` with one line, ``setting='x' is not one of a, b`` (then ``extra``, e.g. the
+    forms a prefix allows), unless ``value`` is one of ``allowed``."""
+    allowed = list(allowed)
+    if value not in allowed:
+        raise error(f"{setting}={value!r} is not one of {', '.join(str(a) for a in allowed)}"
+                    f"{' ' + extra if extra else ''}")
 
 
 def one_line(error: BaseException) -> str:

@@ -13,7 +13,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from rnnlab.data.base import DataSpec
-from rnnlab.errors import ConfigError
+from rnnlab.errors import ConfigError, check_choice
 
 # cell -> (scratch class, torch.nn class or None), by name in rnnlab.cells
 CELLS = {
@@ -37,10 +37,8 @@ FUSED_ONLY = {"variant": {"gru": (None, "gru"), "lstm": (None, "torch")},
 def cell_class(cell: str, impl: str):
     from rnnlab import cells
 
-    if cell not in CELLS:
-        raise ConfigError(f"model.cell={cell!r} is not one of {', '.join(CELLS)}")
-    if impl not in IMPLS:
-        raise ConfigError(f"model.impl={impl!r} is not one of {', '.join(IMPLS)}")
+    check_choice("model.cell", cell, CELLS, error=ConfigError)
+    check_choice("model.impl", impl, IMPLS, error=ConfigError)
     scratch, fused = CELLS[cell]
     if impl == "fused" and fused is None:
         raise ConfigError(f"model.impl=fused: model={cell} has no torch.nn kernel (use "
@@ -88,8 +86,7 @@ class SequenceModel(nn.Module):
         ``reset``, ``layer_norm``, ``zoneout``, ``mode``, ...; see its schema in
         ``rnnlab.schemas``); one the cell does not take is refused."""
         super().__init__()
-        if encoder not in ENCODERS:
-            raise ConfigError(f"model.encoder={encoder!r} is not one of {', '.join(ENCODERS)}")
+        check_choice("model.encoder", encoder, ENCODERS, error=ConfigError)
         if num_layers < 1:
             raise ConfigError(f"model.num_layers must be >= 1, got {num_layers}")
         if not 0.0 <= dropout < 1.0:

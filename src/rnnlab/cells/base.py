@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..errors import check_choice
 from .compile_cache import compile_enabled
 from .recurrence import GradNormRecord, NormSink, Recurrence, RecurrenceFunction, uniform_init
 from .sequence import Sequence, check_module_args
@@ -62,8 +63,7 @@ class RecurrentBase(GradNormRecord, nn.Module):
     ):
         super().__init__()
         check_module_args(input_size, hidden_size, num_layers, dropout)
-        if compile not in (None, True, False):
-            raise ValueError(f"compile must be one of None, True, False; got {compile!r}")
+        check_choice("compile", compile, (None, True, False))
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.num_layers = num_layers

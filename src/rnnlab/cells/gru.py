@@ -93,8 +93,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..errors import check_choice
 from .base import RecurrentBase
-from .recurrence import Recurrence, check_choice, outer_sum
+from .recurrence import Recurrence, outer_sum
 
 VARIANTS = ("gru", "no_reset", "mgu")
 RESETS = ("after", "before")

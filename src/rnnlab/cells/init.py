@@ -14,6 +14,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..errors import check_choice
+
 INIT_SCHEMES = ("default", "orthogonal", "identity")
 
 
@@ -33,8 +35,7 @@ def initialize_recurrent(
     blocks stacked along dim 0). For the LSTM forget gate the block is the second quarter of the
     rows (torch.nn's gate order i, f, g, o).
     """
-    if scheme not in INIT_SCHEMES:
-        raise ValueError(f"init={scheme!r} is not one of {', '.join(INIT_SCHEMES)}")
+    check_choice("init", scheme, INIT_SCHEMES)
     if scheme != "default":
         hidden = module.hidden_size
         for name, weight in _recurrent_weights(module):

@@ -93,9 +93,10 @@ from types import SimpleNamespace
 import torch
 from torch import Tensor, nn
 
+from ..errors import check_choice
 from .base import RecurrentBase
 from .gru import NormZoneoutMixin, normalize, normalize_backward
-from .recurrence import Recurrence, check_choice
+from .recurrence import Recurrence
 
 VARIANTS = ("torch", "vanilla", "nig", "nfg", "nog", "niaf", "noaf", "np", "cifg", "fgr")
 

@@ -53,8 +53,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..errors import check_choice
 from .compile_cache import StepFunction, compile_enabled
-from .recurrence import GradNormRecord, NormSink, check_choice, uniform_init
+from .recurrence import GradNormRecord, NormSink, uniform_init
 from .scan import (
     linear_scan,
     log_scan,
@@ -249,8 +250,7 @@ class _MinRNN(GradNormRecord, nn.Module):
         check_choice("mode", mode, MODES)
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.bias, self.batch_first, self.dropout = bool(bias), bool(batch_first), float(dropout)
-        if compile not in (None, True, False):
-            raise ValueError(f"compile must be one of None, True, False; got {compile!r}")
+        check_choice("compile", compile, (None, True, False))
         self.mode, self.compile = mode, compile
         self.record_grad_norms = bool(record_grad_norms)
         self.gate_size = self.equations.rows * hidden_size

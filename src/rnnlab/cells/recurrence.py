@@ -44,20 +44,13 @@ from torch import Tensor
 
 from .compile_cache import StepFunction
 
-__all__ = ["GradNormRecord", "NormSink", "Recurrence", "RecurrenceFunction", "check_choice",
-           "outer_sum", "uniform_init"]
+__all__ = ["GradNormRecord", "NormSink", "Recurrence", "RecurrenceFunction", "outer_sum",
+           "uniform_init"]
 
 
 # --------------------------------------------------------------------------------------------
 # small helpers used by the cell files
 # --------------------------------------------------------------------------------------------
-
-
-def check_choice(name: str, value, allowed: Sequence) -> None:
-    """Raise ``ValueError`` with one clear line if ``value`` is not one of ``allowed``."""
-    if value not in allowed:
-        choices = ", ".join(repr(a) for a in allowed)
-        raise ValueError(f"{name} must be one of {choices}; got {value!r}")
 
 
 def outer_sum(d: Tensor, u: Tensor) -> Tensor:

@@ -18,8 +18,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..errors import check_choice
 from .base import RecurrentBase
-from .recurrence import Recurrence, check_choice
+from .recurrence import Recurrence
 
 NONLINEARITIES = ("tanh", "relu")
 

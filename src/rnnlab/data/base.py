@@ -21,6 +21,8 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from rnnlab.errors import check_choice
+
 # task kind -> (what the model emits, target shape)
 TASK_KINDS = {
     "step_classification": "per-step class logits; y (B, T) int64",
@@ -44,8 +46,7 @@ class DataSpec:
     target_shift: torch.Tensor | float | None = None
 
     def __post_init__(self) -> None:
-        if self.task_kind not in TASK_KINDS:
-            raise ValueError(f"task_kind={self.task_kind!r} is not one of {', '.join(TASK_KINDS)}")
+        check_choice("task_kind", self.task_kind, TASK_KINDS)
         if (self.input_size is None) == (self.vocab_size is None):
             raise ValueError("a DataSpec has exactly one of input_size (real) or vocab_size (tokens)")
 

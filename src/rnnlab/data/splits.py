@@ -5,17 +5,8 @@ majority baselines, length statistics. (Where the data comes from: sources.py.)"
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
 import numpy as np
-
-
-def check_choice(setting: str, value: Any, allowed: Iterable[str], extra: str = "") -> None:
-    """Raise a one-line ValueError unless ``value`` is one of ``allowed``."""
-    allowed = list(allowed)
-    if value not in allowed:
-        more = f" {extra}" if extra else ""
-        raise ValueError(f"{setting}={value!r} is not one of {', '.join(allowed)}{more}")
 
 
 def check_fractions(prefix: str, val_fraction: float, test_fraction: float) -> None:

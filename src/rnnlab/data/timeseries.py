@@ -49,6 +49,7 @@ from rnnlab.data.splits import (
     length_stats,
     subsample,
 )
+from rnnlab.errors import check_choice
 
 
 @dataclass(frozen=True)
@@ -224,9 +225,8 @@ class TimeSeriesDataModule(SequenceDataModule):
                  train_size: int | None = None, val_size: int | None = None,
                  test_size: int | None = None, **kwargs):
         super().__init__(name=name, **kwargs)
-        if series not in SERIES and not series.startswith(PREFIXES):
-            raise ValueError(f"data.series={series!r} is not one of {', '.join(SERIES)}, "
-                             "csv:<path>, rdataset:<package>/<item>")
+        if not series.startswith(PREFIXES):
+            check_choice("data.series", series, [*SERIES, "csv:<path>", "rdataset:<package>/<item>"])
         check_fractions("data", val_fraction, test_fraction)
         self.sizes = {"train": train_size, "val": val_size, "test": test_size}
         check_sizes("data", self.sizes)

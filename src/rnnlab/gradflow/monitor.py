@@ -46,6 +46,8 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from torch.nn import functional as F
 
+from rnnlab.errors import check_choice
+
 from .clipping import ClipCounter
 from .probe import fixed_probe, take_rows
 from .stats import (
@@ -108,8 +110,7 @@ class GradientFlowMonitor(Callback):
         if not isinstance(every_n_steps, int) or every_n_steps < 1:
             raise ValueError(f"callbacks.gradflow.every_n_steps must be an int >= 1, got "
                              f"{every_n_steps!r}")
-        if probe not in PROBES:
-            raise ValueError(f"callbacks.gradflow.probe={probe!r} is not one of {', '.join(PROBES)}")
+        check_choice("callbacks.gradflow.probe", probe, PROBES)
         if not 0.0 < horizon_fraction < 1.0:
             raise ValueError(f"callbacks.gradflow.horizon_fraction must be in (0, 1), got "
                              f"{horizon_fraction}")

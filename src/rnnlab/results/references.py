@@ -20,6 +20,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from rnnlab.errors import check_choice
+
 ROLES = ("published", "baseline")
 _FIELDS = {"metric", "where", "value", "claim", "source", "role", "note"}
 
@@ -81,8 +83,7 @@ def parse_references(entries: Any, where: str = "reference") -> list[Reference]:
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
             raise ReferenceError(f"{name}.value must be a number, got {value!r}")
         role = entry.get("role") or "published"
-        if role not in ROLES:
-            raise ReferenceError(f"{name}.role={role!r} is not one of {', '.join(ROLES)}")
+        check_choice(f"{name}.role", role, ROLES, error=ReferenceError)
         where_ = entry.get("where") or {}
         if not isinstance(where_, dict):
             raise ReferenceError(f"{name}.where must map config keys to values, e.g. "

@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 
+from rnnlab.errors import check_choice
 from rnnlab.results.aggregate import VERDICT_METRIC
 from rnnlab.results.rowkeys import label, show
 
@@ -114,8 +115,7 @@ def pivot(table: pd.DataFrame, by: Sequence[str], metric: str, pm: str = " ± ")
 def render(table: pd.DataFrame, fmt: str = "md", by: Sequence[str] | None = None,
            metric: str | None = None) -> str:
     """The aggregate as markdown, LaTeX or CSV text (CSV keeps the raw numbers)."""
-    if fmt not in FORMATS:
-        raise ValueError(f"format={fmt!r} is not one of {', '.join(FORMATS)}")
+    check_choice("format", fmt, FORMATS)
     if fmt == "csv" and by:
         return pivot(table, by, metric or (table.attrs["metrics"] or [None])[0], " ± ").to_csv(
             index=False)
