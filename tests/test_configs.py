@@ -118,16 +118,39 @@ def test_gru_reset_defaults_to_each_variants_own_form(tmp_path):
     assert SequenceModel(spec, **OmegaConf.to_container(cfg.model)).rnn.reset == "after"
 
 
-@pytest.mark.parametrize(("monitor", "mode"), [("val/loss", "min"), ("val/acc", "max"),
-                                                ("val/f1", "max"), ("val/nll", "min")])
-def test_the_monitored_metric_decides_every_direction(monitor, mode, tmp_path):
-    cfg = compose_config([f"monitor={monitor}", "scheduler=plateau", "hparams_search=optuna"],
-                         tmp_path)
-    assert cfg.callbacks.model_checkpoint.mode == mode
+@pytest.mark.parametrize(("overrides", "metric", "mode"), [
+    ([], "val/loss", "min"),
+    (["monitor.metric=val/acc"], "val/acc", "max"),
+    (["monitor.metric=val/f1"], "val/f1", "max"),
+    (["monitor.metric=val/nll"], "val/nll", "min"),
+    # a metric the default rule reads as a loss, made to count as higher-is-better
+    (["monitor.metric=gradflow/layer0/horizon", "monitor.mode=max"],
+     "gradflow/layer0/horizon", "max"),
+    (["monitor.metric=val/acc", "monitor.mode=min"], "val/acc", "min"),
+])
+def test_the_monitor_decides_every_direction(overrides, metric, mode, tmp_path):
+    cfg = compose_config([*overrides, "scheduler=plateau", "hparams_search=optuna"], tmp_path)
+    assert (cfg.monitor.metric, cfg.monitor.mode) == (metric, mode)
+    for callback in ("model_checkpoint", "early_stopping"):
+        assert cfg.callbacks[callback].monitor == metric
+        assert cfg.callbacks[callback].mode == mode
     assert cfg.scheduler.mode == mode
     from hydra.core.hydra_config import HydraConfig
 
     assert HydraConfig.get().sweeper.direction == f"{mode}imize"
+
+
+@pytest.mark.parametrize(("argv", "expected"), [
+    (["monitor=val/acc"], ("monitor=val/acc is not a setting: monitor is {metric, mode}; use "
+                           "monitor.metric=val/acc (and monitor.mode=min|max if needed)")),
+    (["monitor.mode=maximum"], "monitor.mode='maximum' is not one of min, max"),
+    (["-m", "monitor.mode=min,up"], "monitor.mode='up' is not one of min, max"),
+    (["monitor.metrc=val/acc"], ("monitor.metrc is not a setting of monitor (did you mean "
+                                 "monitor.metric?); its settings: metric, mode")),
+])
+def test_a_bad_monitor_is_refused_at_composition(argv, expected):
+    reason = command_line_error(argv, str(CONF), "train")
+    assert reason is not None and reason.startswith(expected)
 
 
 @pytest.mark.parametrize(("override", "expected"), [

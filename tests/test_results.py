@@ -18,7 +18,8 @@ from rnnlab.results.report import write_report
 from rnnlab.results.rowkeys import run_name
 
 BASE_CONFIG = {
-    "seed": 0, "experiment_name": "x", "tags": ["x"], "test": True, "monitor": "val/loss",
+    "seed": 0, "experiment_name": "x", "tags": ["x"], "test": True,
+    "monitor": {"metric": "val/loss", "mode": "min"},
     "model": {"cell": "lstm", "impl": "scratch", "hidden_size": 8, "forget_bias": None,
               "variant": None, "reset": "after"},
     "data": {"_target_": "rnnlab.data.synthetic.AddingDataModule", "name": "adding",

@@ -152,3 +152,43 @@ def test_wandb_summary_keeps_the_best_validation_values(run_training):
     assert loss["min"] == pytest.approx(results["metrics"]["val/loss_best"], rel=1e-6)
     assert run.summary["val/acc"]["max"] == pytest.approx(results["metrics"]["val/acc_best"],
                                                           rel=1e-6)
+
+
+def test_early_stopping_and_best_follow_the_monitor(run_training):
+    """callbacks.early_stopping.patience stops a run by monitor.metric in monitor.mode, and the
+    monitored metric's best value is taken in that mode. monitor.mode=max on val/loss makes a
+    learning run "stop improving" at once, so the stop is read back against a hand count."""
+    import pandas as pd
+
+    results, run_dir = run_training(["data=adding", "model=gru", "debug=fast",
+                                     "trainer.max_epochs=8", "monitor.mode=max",
+                                     "callbacks.early_stopping.patience=2"])
+    assert results["status"] == "completed"
+    frame = pd.read_csv(run_dir / "csv" / "metrics.csv")
+    val = frame.dropna(subset=["val/loss"]).groupby("epoch")["val/loss"].last().tolist()
+    # Lightning's rule: stop once `patience` validations in a row did not beat the best so far
+    best, wait, expected = val[0], 0, len(val)
+    for epoch, value in enumerate(val[1:], start=1):
+        best, wait = (value, 0) if value > best else (best, wait + 1)
+        if wait >= 2:
+            expected = epoch + 1
+            break
+    assert len(val) == expected < 8, val
+    assert results["steps"] == 2 * len(val)
+    assert results["metrics"]["val/loss_best"] == pytest.approx(max(val), rel=1e-6)
+
+
+def test_early_stopping_is_off_by_default(tmp_path):
+    from conftest import compose_config
+    from lightning.pytorch.callbacks import EarlyStopping
+
+    from rnnlab.train import _callbacks
+
+    def early_stopping(overrides):
+        callbacks = _callbacks(compose_config(overrides, tmp_path), has_logger=True)
+        return [c for c in callbacks if isinstance(c, EarlyStopping)]
+
+    assert early_stopping([]) == []
+    (found,) = early_stopping(["callbacks.early_stopping.patience=3", "monitor.metric=val/acc"])
+    assert (found.patience, found.monitor, found.mode, found.check_finite) == (3, "val/acc", "max",
+                                                                              False)

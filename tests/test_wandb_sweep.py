@@ -48,16 +48,21 @@ def test_a_preset_becomes_a_grid_sweep_of_its_own_settings(capsys):
 
 
 def test_the_metric_follows_monitor_and_the_command_line_wins_over_the_preset():
-    spec = sweep_spec(["experiment=lr_robustness", "monitor=val/acc", "optimizer.lr=0.001,0.01"])
+    spec = sweep_spec(["experiment=lr_robustness", "monitor.metric=val/acc",
+                       "optimizer.lr=0.001,0.01"])
     assert spec["metric"] == {"name": "val/acc", "goal": "maximize"}
     assert spec["parameters"]["optimizer.lr"] == {"values": [0.001, 0.01]}
     assert spec["parameters"]["model"] == {"values": ["rnn", "gru", "lstm"]}
+    spec = sweep_spec(["model=rnn,gru", "monitor.metric=gradflow/layer0/horizon",
+                       "monitor.mode=max"])
+    assert spec["metric"] == {"name": "gradflow/layer0/horizon", "goal": "maximize"}
 
 
 @pytest.mark.parametrize(("argv", "message"), [
     (["model=gru,gruu"], "no such option in 'model'"),
     (["model=gru"], "nothing to sweep"),
-    (["model=rnn,gru", "--method", "annealing"], "--method 'annealing' is not one of"),
+    (["model=rnn,gru", "--method", "annealing"],
+     "--method='annealing' is not one of grid, random, bayes"),
 ])
 def test_bad_sweeps_are_one_line_exit_2(argv, message, capsys):
     assert main(argv) == 2

@@ -26,6 +26,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from rnnlab.errors import one_line
+from rnnlab.schemas import check_monitor
 
 MAX_JOBS = 256
 _FLAGS_WITH_VALUE = ("-cp", "-cn", "-cd", "--config-path", "--config-name", "--config-dir",
@@ -48,9 +49,13 @@ def command_line_error(argv: list[str], config_dir: str, config_name: str) -> st
         with initialize_config_dir(config_dir=config_dir, version_base="1.3"):
             for job in jobs:
                 try:
-                    compose(config_name=config_name, overrides=job)
+                    cfg = compose(config_name=config_name, overrides=job)
                 except (HydraException, OmegaConfBaseException, ValueError) as error:
                     return _explain(error, job, config_name)
+                try:
+                    check_monitor(cfg)
+                except ValueError as error:
+                    return str(error)
     finally:
         GlobalHydra.instance().clear()
     return None

@@ -15,6 +15,7 @@ from typing import Any, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
+from rnnlab.errors import check_choice
 from rnnlab.launch import run_stamp
 
 
@@ -208,6 +209,16 @@ class TrainerConfig:
     default_root_dir: Optional[str] = None
 
 
+# --------------------------------------------------------------------------------- monitor
+@dataclass
+class MonitorConfig:
+    """What "best" means (conf/train.yaml says where it is used)."""
+
+    metric: str = "val/loss"
+    # min | max; by default the metric's own direction (monitor_mode below)
+    mode: str = "${monitor_mode:${monitor.metric}}"
+
+
 def register_schemas() -> None:
     for cell, schema in MODEL_SCHEMAS.items():
         _store("model", cell, schema)
@@ -218,12 +229,15 @@ def register_schemas() -> None:
     _store("optimizer", "rmsprop", RMSpropConfig)
     _store("optimizer", "sgd", SGDConfig)
     _store("trainer", "trainer", TrainerConfig)
+    _store("monitor", "monitor", MonitorConfig)
     import rnnlab.data.schemas  # noqa: F401  (the real datasets register their own schemas)
 
 
-# Metrics where higher is better (the rest, losses, are minimised): decides the checkpoint's,
-# the plateau scheduler's and the optuna sweeper's direction from `monitor`.
+# Metrics where higher is better (the rest, losses, are minimised): a metric's default mode,
+# so `monitor.mode` follows `monitor.metric` unless set, and the best value of every other
+# validation metric (results.json, W&B summaries) is taken the right way.
 HIGHER_IS_BETTER = ("acc", "f1")
+MONITOR_MODES = ("min", "max")
 
 
 def monitor_mode(metric: str) -> str:
@@ -231,11 +245,20 @@ def monitor_mode(metric: str) -> str:
     return "max" if str(metric).rsplit("/", 1)[-1] in HIGHER_IS_BETTER else "min"
 
 
+def check_monitor(cfg) -> None:
+    """Raise a one-line ValueError unless ``cfg.monitor`` is {metric, mode} with mode min or
+    max. (The root config has no schema, so ``monitor=val/acc`` replaces the node instead of
+    being refused by Hydra.)"""
+    monitor = cfg.get("monitor")
+    if not OmegaConf.is_dict(monitor):
+        raise ValueError(f"monitor={monitor} is not a setting: monitor is {{metric, mode}}; use "
+                         f"monitor.metric={monitor} (and monitor.mode=min|max if needed)")
+    check_choice("monitor.mode", monitor.mode, MONITOR_MODES)
+
+
 register_schemas()
-for _name, _resolver in (("monitor_mode", monitor_mode),
-                         ("monitor_direction", lambda m: f"{monitor_mode(m)}imize")):
-    if not OmegaConf.has_resolver(_name):
-        OmegaConf.register_new_resolver(_name, _resolver)
+if not OmegaConf.has_resolver("monitor_mode"):
+    OmegaConf.register_new_resolver("monitor_mode", monitor_mode)
 # The launch directory, usable where ${hydra:runtime.cwd} is not yet set (the sweep dir is
 # resolved before any job starts).
 if not OmegaConf.has_resolver("rnnlab_cwd"):

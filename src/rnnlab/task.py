@@ -22,7 +22,7 @@ from rnnlab.cells.sequence import lengths_mask
 from rnnlab.data.base import DataSpec
 from rnnlab.metrics import FrameAccuracy, task_loss
 from rnnlab.models import SequenceModel
-from rnnlab.schemas import HIGHER_IS_BETTER
+from rnnlab.schemas import monitor_mode as default_mode
 
 
 class Diverged(RuntimeError):
@@ -57,7 +57,8 @@ def _valid_steps(lengths: torch.Tensor | None, batch: int, steps: int, device) -
 
 class SequenceTask(L.LightningModule):
     def __init__(self, model: SequenceModel, optimizer: partial, scheduler: partial | None = None,
-                 monitor: str = "val/loss", divergence_factor: float | None = None):
+                 monitor: str = "val/loss", monitor_mode: str | None = None,
+                 divergence_factor: float | None = None):
         super().__init__()
         # Diverged also when train/loss exceeds this factor of its first value (None: only when
         # it stops being finite): an exploded run that stays finite is not a result to average.
@@ -67,7 +68,9 @@ class SequenceTask(L.LightningModule):
         self.spec: DataSpec = model.spec
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
+        # the monitored metric and its direction (None: the metric's default, monitor_mode())
         self.monitor = monitor
+        self.monitor_mode = monitor_mode or default_mode(monitor)
         # ModuleDict keys cannot shadow nn.Module attributes such as `train`.
         self.metrics = torch.nn.ModuleDict(
             {f"{stage}_metrics": _metrics_for(self.spec) for stage in ("train", "val", "test")})
@@ -192,8 +195,13 @@ class SequenceTask(L.LightningModule):
             value = float(value)
             if not math.isfinite(value):
                 continue
-            better = max if key.rsplit("/", 1)[-1] in HIGHER_IS_BETTER else min
+            better = max if self.mode_of(key) == "max" else min
             self.best[key] = better(self.best.get(key, value), value)
+
+    def mode_of(self, metric: str) -> str:
+        """Which way ``metric`` improves: the monitor's mode for the monitored metric, else the
+        metric's default (max for accuracy-like metrics, min for losses)."""
+        return self.monitor_mode if metric == self.monitor else default_mode(metric)
 
     # Carried in the state dict so that ddp_spawn's worker hands them back to the main process.
     def get_extra_state(self) -> dict:

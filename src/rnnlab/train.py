@@ -29,6 +29,7 @@ from rnnlab.models import ConfigError, SequenceModel
 from rnnlab.results.references import ReferenceError, parse_references
 from rnnlab.results.rowkeys import is_setting, label, run_name, show, swept_keys
 from rnnlab.results.runs import flatten
+from rnnlab.schemas import check_monitor
 
 
 def build(cfg: DictConfig, wandb_id: str | None = None):
@@ -46,7 +47,8 @@ def build(cfg: DictConfig, wandb_id: str | None = None):
         model = SequenceModel(datamodule.spec, **model_options)
         _load_pretrained_embeddings(model, datamodule)
         scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
-        task = SequenceTask(model, instantiate(cfg.optimizer), scheduler, monitor=cfg.monitor,
+        task = SequenceTask(model, instantiate(cfg.optimizer), scheduler,
+                            monitor=cfg.monitor.metric, monitor_mode=cfg.monitor.mode,
                             divergence_factor=cfg.divergence_factor)
         parse_references(OmegaConf.to_container(cfg.reference, resolve=True)
                          if cfg.get("reference") is not None else None)
@@ -68,6 +70,10 @@ def _check_run_settings(cfg: DictConfig) -> None:
     seed = cfg.seed
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ConfigError(f"seed must be an integer, got {seed!r}")
+    try:
+        check_monitor(cfg)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
     lr = cfg.optimizer.get("lr")
     if isinstance(lr, (int, float)) and not lr > 0:
         raise ConfigError(f"optimizer.lr must be > 0, got {lr}")
@@ -116,6 +122,8 @@ def _callbacks(cfg: DictConfig, has_logger: bool) -> list:
             continue
         if name == "lr_monitor" and not has_logger:
             continue
+        if name == "early_stopping" and callback_cfg.get("patience") is None:
+            continue  # patience null: never stop early
         callbacks.append(instantiate(callback_cfg))
     return callbacks
 
@@ -201,13 +209,11 @@ def _log_run_metadata(trainer, cfg: DictConfig, task, commit: str | None) -> Non
 
 def _define_best_summaries(run, task) -> None:
     """W&B summaries of validation metrics keep the best value beside the last one (min for
-    losses, max for accuracy/F1), so a runs table can sort by best val/loss."""
-    from rnnlab.task import HIGHER_IS_BETTER
-
+    losses, max for accuracy/F1, the monitor's mode for its metric), so a runs table can sort by
+    best val/loss."""
     names = ["val/loss", *(f"val/{name}" for name in task.metrics["val_metrics"])]
     for name in dict.fromkeys(names):
-        best = "max" if name.rsplit("/", 1)[-1] in HIGHER_IS_BETTER else "min"
-        run.define_metric(name, summary=f"{best},last")
+        run.define_metric(name, summary=f"{task.mode_of(name)},last")
 
 
 def _launcher_target() -> str:
@@ -515,7 +521,7 @@ def hydra_main(cfg: DictConfig) -> float | None:
     if results["status"] != "completed":  # the one line that says so, where errors go
         tracking.say(f"rnnlab-train: {results['status']}: {results.get('error')}")
     # The optimised value for hparams_search sweepers; NaN marks a diverged trial.
-    value = results["metrics"].get(cfg.monitor) if results["status"] == "completed" else None
+    value = results["metrics"].get(cfg.monitor.metric) if results["status"] == "completed" else None
     return float("nan") if value is None else value
 
 

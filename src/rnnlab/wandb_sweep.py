@@ -10,8 +10,8 @@ each agent run is one rnnlab run -- same run dir layout, results.json, W&B name,
     wandb agent ENTITY/rnnlab/SWEEP_ID
 
 The swept settings are the preset's (its ``hydra.sweeper.params``) and every comma list of the
-command line (which wins over the preset's); the metric is the run's ``monitor`` (maximised for
-val/acc and val/f1).
+command line (which wins over the preset's); the metric and its goal are the run's
+``monitor.metric`` and ``monitor.mode``.
 """
 
 from __future__ import annotations
@@ -31,11 +31,10 @@ def sweep_spec(overrides: list[str], method: str = "grid") -> dict:
 
     import rnnlab.schemas  # noqa: F401  (registers the schemas and resolvers)
     from rnnlab.composition import command_line_error
-    from rnnlab.schemas import monitor_mode
+    from rnnlab.errors import check_choice
     from rnnlab.train import CONFIG_DIR
 
-    if method not in METHODS:
-        raise ValueError(f"--method {method!r} is not one of {', '.join(METHODS)}")
+    check_choice("--method", method, METHODS)
     reason = command_line_error(["-m", *overrides], CONFIG_DIR, "train")
     if reason is not None:
         raise ValueError(reason)
@@ -58,11 +57,10 @@ def sweep_spec(overrides: list[str], method: str = "grid") -> dict:
     if not parameters:
         raise ValueError("nothing to sweep: give a preset with a sweep (experiment=...) or a "
                          "comma list (model=rnn,gru)")
-    goal = "maximize" if monitor_mode(cfg.monitor) == "max" else "minimize"
     return {
         "program": "rnnlab-train",
         "method": method,
-        "metric": {"name": str(cfg.monitor), "goal": goal},
+        "metric": {"name": str(cfg.monitor.metric), "goal": f"{cfg.monitor.mode}imize"},
         # the agent talks to the W&B server, so its runs log online
         "command": ["${env}", "rnnlab-train", *fixed, "logger.wandb.offline=false",
                     "${args_no_hyphens}"],
