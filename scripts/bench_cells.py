@@ -57,6 +57,9 @@ def _parse(argv=None):
     p.add_argument("--json", type=Path, default=None, help="write the results here")
     p.add_argument("--no-memory", action="store_true", help="skip the memory subprocesses")
     p.add_argument("--no-compile", action="store_true", help="time the eager scratch path")
+    p.add_argument("--cuda-graphs", action="store_true",
+                   help="also time the scratch cells with each layer's loops captured as CUDA\n"
+                        "graphs (RNNLAB_CUDA_GRAPHS=1; --device cuda only): column 'graphs'")
     p.add_argument("--autocast", default="none", choices=["none", "bf16", "fp16"],
                    help="run every implementation's step under torch.autocast with this dtype")
     p.add_argument("--clock", default="wall", choices=["wall", "process"],
@@ -142,22 +145,28 @@ def bench_one(torch, args, cell, size):
     ours_off = _build(torch, cell, size, args.device, compile, record=False)[1]
     ours_off.load_state_dict(ours.state_dict())
     impls = {"torch": ref, "scratch": ours, "scratch_norec": ours_off}
+    if args.cuda_graphs:
+        impls["scratch_graphs"] = ours  # the same module, its loops as CUDA graphs
 
     t0 = time.perf_counter()  # compile time is wall time whatever --clock
     _step(torch, ours, x, target)  # compiles
     first = time.perf_counter() - t0
     _clear(ours, x)
-    for _ in range(args.warmup):
-        for m in impls.values():
-            _step(torch, m, x, target)
+    def step(k):
+        os.environ["RNNLAB_CUDA_GRAPHS"] = "1" if k == "scratch_graphs" else "0"
+        _step(torch, impls[k], x, target)
+
+    for _ in range(args.warmup):  # the first scratch_graphs step captures its graphs
+        for k, m in impls.items():
+            step(k)
             _clear(m, x)
     times = {k: [] for k in impls}
     order = list(impls)
     for r in range(args.repeats):
-        for k in order[r % 3 :] + order[: r % 3]:  # rotate who goes first
-            m = impls[k]
-            times[k].append(_timed(torch, lambda m=m: _step(torch, m, x, target), args.device))
-            _clear(m, x)
+        for k in order[r % len(order) :] + order[: r % len(order)]:  # rotate who goes first
+            times[k].append(_timed(torch, lambda k=k: step(k), args.device))
+            _clear(impls[k], x)
+    os.environ["RNNLAB_CUDA_GRAPHS"] = "0"
     med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
     best = {k: min(v) * 1e3 for k, v in times.items()}
     ratios = [s / t for s, t in zip(times["scratch"], times["torch"])]
@@ -177,6 +186,10 @@ def bench_one(torch, args, cell, size):
         "clock": args.clock,
         "times_ms": {k: [round(t * 1e3, 3) for t in v] for k, v in times.items()},
     }
+    if args.cuda_graphs:
+        graphs = [g / t for g, t in zip(times["scratch_graphs"], times["torch"])]
+        res.update(scratch_graphs_ms=med["scratch_graphs"], graphs_ratio=statistics.median(graphs),
+                   graphs_ratio_q1=q(graphs)[0], graphs_ratio_q3=q(graphs)[2])
     return res
 
 
@@ -341,6 +354,8 @@ def main(argv=None):
         return memory_child(torch, args)
     if args.device == "cuda" and not torch.cuda.is_available():
         sys.exit("--device cuda: CUDA is not available")
+    if args.cuda_graphs and args.device != "cuda":
+        sys.exit("--cuda-graphs needs --device cuda (CUDA graphs capture GPU work)")
     cells = [c.strip() for c in args.cells.split(",") if c.strip()]
     sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
     for c in cells:
@@ -360,7 +375,8 @@ def main(argv=None):
     results = []
     header = (f"{'cell':5} {'size':8} {'B':>3} {'T':>4} {'H':>4} | {'torch.nn':>9} {'scratch':>9} "
               f"{'ratio':>6} {'[q1-q3]':>11} | {'best':>5} {'best':>5} {'ratio':>5} | "
-              f"{'rec.cost':>8} | {'compile':>7} | {'mem torch':>9} {'mem ours':>9}")
+              f"{'rec.cost':>8} | {'compile':>7} | {'mem torch':>9} {'mem ours':>9}"
+              + (f" | {'graphs':>9} {'ratio':>6}" if args.cuda_graphs else ""))
     print(header)
     print("-" * len(header))
     for size in sizes:
@@ -377,7 +393,9 @@ def main(argv=None):
                   f"{r['scratch_best_ms']:5.1f} {r['ratio_of_best']:4.2f}x | "
                   f"{100 * r['recording_cost']:+6.1f}% | "
                   f"{r['compile_s']:6.1f}s | {fmt(r.get('torch_peak_mib'))}MiB "
-                  f"{fmt(r.get('scratch_peak_mib'))}MiB", flush=True)
+                  f"{fmt(r.get('scratch_peak_mib'))}MiB"
+                  + (f" | {r['scratch_graphs_ms']:7.1f}ms {r['graphs_ratio']:5.2f}x"
+                     if args.cuda_graphs else ""), flush=True)
     _finish(info, args, results)
 
 

@@ -8,10 +8,13 @@
 # Steps (each writes its log and files under $OUT, default ./gpu_check):
 #   info    nvidia-smi, torch/CUDA/cuDNN versions
 #   parity  the CUDA tests: scratch cells vs torch.nn (cuDNN) in float32/float64, eager and
-#           compiled; bf16/fp16 autocast gradients vs float32 and vs cuDNN
+#           compiled, step by step and as CUDA graphs; bf16/fp16 autocast gradients vs float32
+#           and vs cuDNN
 #   bench   scripts/bench_cells.py on CUDA, float32 and bf16 autocast, at the reference size
-#           (B=64 T=100 I=32 H=128) and the fastrnns size (B=64 T=100 I=H=512): bench_*.json
-#   train   a short real run per cell (rnn gru lstm mingru minlstm indrnn), trainer=gpu,
+#           (B=64 T=100 I=32 H=128) and the fastrnns size (B=64 T=100 I=H=512), the step-by-step
+#           loops and the loops as CUDA graphs (--cuda-graphs, column "graphs"): bench_*.json
+#   train   a short real run per cell (rnn gru lstm mingru minlstm indrnn; gru and lstm also
+#           with RNNLAB_CUDA_GRAPHS=1), trainer=gpu,
 #           bf16-mixed, the gradient-flow monitor every step; checks results.json and
 #           gradflow.npz were written once and are finite
 #   ddp     the same seed and full-batch steps three ways: one process (trainer=gpu), DDP with
@@ -65,7 +68,8 @@ step_parity() {
 step_bench() {
   for autocast in none bf16; do
     "$PY" scripts/bench_cells.py --device cuda --cells rnn,gru,lstm --sizes ref,fastrnns \
-      --repeats 30 --autocast "$autocast" --json "$OUT/bench_$autocast.json" || return 1
+      --repeats 30 --autocast "$autocast" --cuda-graphs --json "$OUT/bench_$autocast.json" \
+      || return 1
   done
 }
 
@@ -104,6 +108,13 @@ step_train() {
       trainer.max_epochs=2 callbacks.gradflow.every_n_steps=1 experiment_name="gpu_$cell" \
       || return 1
     _check_run "train_$cell" || return 1
+  done
+  # the classic cells once more with their loops as CUDA graphs (rnnlab.cells.loop_graph)
+  for cell in gru lstm; do
+    RNNLAB_CUDA_GRAPHS=1 _train "train_${cell}_graphs" model="$cell" trainer=gpu \
+      trainer.precision=bf16-mixed data=adding trainer.max_epochs=2 \
+      callbacks.gradflow.every_n_steps=1 experiment_name="gpu_${cell}_graphs" || return 1
+    _check_run "train_${cell}_graphs" || return 1
   done
 }
 

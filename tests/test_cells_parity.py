@@ -136,6 +136,28 @@ def test_parity_cuda(kind, compile):
         _check_parity(kind, dtype, seed, compile=compile, force=force, device="cuda")
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("kind", list(KINDS))
+@pytest.mark.parametrize("compile", [False, True], ids=["eager", "compiled"])
+def test_parity_cuda_graphs(kind, compile, monkeypatch):
+    """Each layer's loops captured as CUDA graphs (rnnlab.cells.loop_graph): torch.nn's numbers,
+    twice (the capture's first replay, then a replay with new inputs), and the plain loop's
+    gradient norms."""
+    from rnnlab.cells import loop_graph
+
+    loop_graph.clear()
+    monkeypatch.setenv("RNNLAB_CUDA_GRAPHS", "1")
+    force = {"T": 6, "B": 4, "I": 3, "H": 8, "L": 2, "with_hx": True, "ragged": True}
+    for seed, dtype in [(13, torch.float32), (14, torch.float32), (15, torch.float64)]:
+        graphed = _check_parity(kind, dtype, seed, compile=compile, force=force, device="cuda")
+        monkeypatch.setenv("RNNLAB_CUDA_GRAPHS", "0")
+        plain = _check_parity(kind, dtype, seed, compile=compile, force=force, device="cuda")
+        monkeypatch.setenv("RNNLAB_CUDA_GRAPHS", "1")
+        torch.testing.assert_close(graphed.hidden_grad_norms, plain.hidden_grad_norms)
+    assert any(loop._graphs for loop in loop_graph._LOOPS), "the loops ran as graphs"
+    loop_graph.clear()
+
+
 def test_lengths_on_any_device_type_and_list():
     torch.manual_seed(0)
     m = cells.GRU(3, 4, compile=False)

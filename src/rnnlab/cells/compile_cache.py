@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["StepFunction", "compile_enabled"]
+__all__ = ["StepFunction", "compile_enabled", "frozen"]
 
 
 _FALSY = {"0", "false", "no", "off"}
@@ -36,6 +36,22 @@ class _CompileState:
 # Tracing and inductor are not thread-safe (two threads compiling at once raised "CURRENT_PATCHER
 # is None"): one compile at a time per process.
 _COMPILE_LOCK = threading.Lock()
+
+
+# While a CUDA graph is being captured nothing may compile (tracing and the first-call check
+# run kernels and synchronise): a step function then serves what it has compiled, or runs eager.
+_FROZEN = threading.local()
+
+
+class frozen:  # lower case: a context manager, like torch.no_grad
+    """``with frozen():`` no step function compiles a new signature in this thread."""
+
+    def __enter__(self):
+        self._before = getattr(_FROZEN, "on", False)
+        _FROZEN.on = True
+
+    def __exit__(self, *exc):
+        _FROZEN.on = self._before
 
 
 def compile_enabled(flag: bool | None = None) -> bool:
@@ -83,7 +99,7 @@ class StepFunction:
         compiled = self._cache.get(key)
         if compiled is not None:
             return compiled
-        if len(self._cache) >= _CompileState.max_signatures:
+        if len(self._cache) >= _CompileState.max_signatures or getattr(_FROZEN, "on", False):
             return self.fn
         if self._cache:  # not the first shape: wait until it recurs
             seen = self._seen[key] = self._seen.get(key, 0) + 1

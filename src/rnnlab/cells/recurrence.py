@@ -43,6 +43,7 @@ import torch
 from torch import Tensor
 
 from .compile_cache import StepFunction
+from .loop_graph import GraphedLoop, graphs_enabled
 
 __all__ = ["GradNormRecord", "NormSink", "Recurrence", "RecurrenceFunction", "outer_sum",
            "uniform_init"]
@@ -279,13 +280,122 @@ class BackwardContext:
         return torch.stack([s[j] for s in self._saved])
 
 
+def _forward_loop(rec: Recurrence, compile: bool, gi: Tensor, mask: Tensor | None,
+                  inputs: tuple[Tensor, ...], state0: tuple[Tensor, ...],
+                  params: tuple[Tensor, ...]) -> tuple[list[Tensor], list[tuple]]:
+    """One layer's time loop: the state buffers (component 0 is the output itself when there is
+    no mask: :class:`_States`) and, per step, the tuple ``step`` saved."""
+    steps, masked, n_inputs = gi.shape[0], mask is not None, len(inputs)
+    fwd = rec.forward_fn(masked, n_inputs)
+    buffers = []
+    for k, s0 in enumerate(state0):
+        if k == 0 and not masked:
+            buffers.append(s0.new_empty(steps, *s0.shape))  # this is the output
+        else:
+            buf = s0.new_empty(steps + 1, *s0.shape)
+            buf[0].copy_(s0)
+            buffers.append(buf)
+    states = _States(state0, buffers, h_in_output=not masked)
+    # every argument of every step is known up front (states live in the buffers), so the
+    # loop itself is only the calls
+    heads = zip(gi.unbind(0), mask.unbind(0)) if masked else ((g,) for g in gi.unbind(0))
+    if n_inputs:
+        per_step = zip(*(u.unbind(0) for u in inputs))
+        heads = ((*head, *step_in) for head, step_in in zip(heads, per_step))
+    step_args = [
+        (*head, *states.at(t), *params, *states.slots(t)) for t, head in enumerate(heads)
+    ]
+    saved_steps = []
+    if steps:
+        call = fwd.specialize(step_args[0], compile)
+        for args in step_args:
+            saved_steps.append(call(*args))
+    return buffers, saved_steps
+
+
+def _backward_loop(rec: Recurrence, compile: bool, record: bool, dout: Tensor,
+                   mask: Tensor | None, inputs: tuple[Tensor, ...], dstate: tuple[Tensor, ...],
+                   states: _States, saved_steps: Sequence[tuple], params: tuple[Tensor, ...]):
+    """The reverse time loop: ``(dgi (T, B, G), norms (T, B) or None, dstate_0, extras)``, the
+    extras of ``step_backward`` stacked over time."""
+    steps, masked, n_inputs, n = dout.shape[0], mask is not None, len(inputs), len(dstate)
+    h0 = states.initial[0]
+    n_saved = len(saved_steps[0]) if steps else 0
+    dgi = params[0].new_empty(steps, h0.shape[0], params[0].shape[0])
+    norms = h0.new_empty(steps, h0.shape[0]) if record else None
+    bwd = rec.backward_fn(masked, record, n_saved, n_inputs)
+    douts, dgis = dout.unbind(0), dgi.unbind(0)
+    masks = mask.unbind(0) if masked else None
+    inputs_t = list(zip(*(u.unbind(0) for u in inputs))) if n_inputs else None
+    norm_slots = norms.unbind(0) if record else None
+    # per step: (dy_t, [mask_t], *inputs_t) + dstate (from the previous iteration) + the rest
+    heads, rests = [], []
+    for t in range(steps):
+        heads.append((douts[t], masks[t]) if masked else (douts[t],))
+        if n_inputs:
+            heads[-1] = (*heads[-1], *inputs_t[t])
+        tail = (dgis[t], norm_slots[t]) if record else (dgis[t],)
+        rests.append((*states.at(t), *states.at(t + 1), *saved_steps[t], *params, *tail))
+    extras_steps = [()] * steps
+    if steps:
+        call = bwd.specialize((*heads[-1], *dstate, *rests[-1]), compile)
+        for t in range(steps - 1, -1, -1):
+            out = call(*heads[t], *dstate, *rests[t])
+            dstate = out[:n]
+            extras_steps[t] = out[n:]
+    n_extras = len(extras_steps[0]) if steps else 0
+    extras = tuple(torch.stack([e[j] for e in extras_steps]) for j in range(n_extras))
+    return dgi, norms, tuple(dstate), extras
+
+
+# The loops as CUDA graphs (loop_graph.py): the same two functions over flat tensor tuples, the
+# per-step saved tensors stacked over time so that copying them in and out is one copy each.
+def _unstack(stacked: Sequence[Tensor], steps: int) -> list[tuple]:
+    """Per step, the tuple of saved tensors (views of the (T, ...) stacks)."""
+    return list(zip(*(s.unbind(0) for s in stacked))) if stacked else [()] * steps
+
+
+def _graphed_forward(rec: Recurrence, compile: bool, masked: bool, n_inputs: int,
+                     n: int) -> GraphedLoop:
+    key = ("graph_fwd", compile, masked, n_inputs)
+    if key not in rec._fns:
+        def loop(gi, *rest):
+            mask, rest = (rest[0], rest[1:]) if masked else (None, rest)
+            inputs, state0, params = rest[:n_inputs], rest[n_inputs:n_inputs + n], rest[n_inputs + n:]
+            buffers, saved_steps = _forward_loop(rec, compile, gi, mask, inputs, state0, params)
+            return (*buffers, *(torch.stack(s) for s in zip(*saved_steps)))
+
+        rec._fns[key] = GraphedLoop(loop, f"{rec.name}.forward")
+    return rec._fns[key]
+
+
+def _graphed_backward(rec: Recurrence, compile: bool, record: bool, masked: bool,
+                      n_inputs: int, n: int, n_saved: int) -> GraphedLoop:
+    key = ("graph_bwd", compile, record, masked, n_inputs, n_saved)
+    if key not in rec._fns:
+        def loop(dout, *rest):
+            mask, rest = (rest[0], rest[1:]) if masked else (None, rest)
+            inputs, rest = rest[:n_inputs], rest[n_inputs:]
+            dstate, state0, buffers, rest = rest[:n], rest[n:2 * n], rest[2 * n:3 * n], rest[3 * n:]
+            stacked, params = rest[:n_saved], rest[n_saved:]
+            states = _States(state0, buffers, h_in_output=not masked)
+            saved_steps = _unstack(stacked, dout.shape[0])
+            dgi, norms, dstate0, extras = _backward_loop(
+                rec, compile, record, dout, mask, inputs, dstate, states, saved_steps, params)
+            return (dgi, *((norms,) if record else ()), *dstate0, *extras)
+
+        rec._fns[key] = GraphedLoop(loop, f"{rec.name}.backward")
+    return rec._fns[key]
+
+
 class RecurrenceFunction(torch.autograd.Function):
     """One layer of a recurrent cell over a whole (time-major) sequence, with hand-written BPTT.
 
     ``apply(rec, compile, sink, layer, gi, mask, inputs, num_states, *state0, *params)`` returns
     ``(output (T, B, H), *final_states)``. ``mask`` is ``None`` or a (T, B, 1) bool tensor;
     ``inputs`` a tuple of non-differentiable (T, B, ...) tensors whose step-t slices go to
-    ``step`` and ``step_backward`` (usually empty).
+    ``step`` and ``step_backward`` (usually empty). On a GPU with ``RNNLAB_CUDA_GRAPHS=1`` each
+    loop runs as one CUDA graph (loop_graph.py).
     """
 
     @staticmethod
@@ -296,35 +406,17 @@ class RecurrenceFunction(torch.autograd.Function):
         gi = gi.detach()
         if not gi.is_contiguous():
             gi = gi.contiguous()
-        steps, _batch = gi.shape[0], gi.shape[1]
+        steps = gi.shape[0]
         masked = mask is not None
         n_inputs = len(inputs)
-        fwd = rec.forward_fn(masked, n_inputs)
-
-        buffers = []
-        for k, s0 in enumerate(state0):
-            if k == 0 and not masked:
-                buffers.append(s0.new_empty(steps, *s0.shape))  # this is the output
-            else:
-                buf = s0.new_empty(steps + 1, *s0.shape)
-                buf[0].copy_(s0)
-                buffers.append(buf)
+        if steps and graphs_enabled(gi):
+            out = _graphed_forward(rec, compile, masked, n_inputs, num_states)(
+                gi, *((mask,) if masked else ()), *inputs, *state0, *params)
+            buffers = list(out[:num_states])
+            saved_steps = _unstack(out[num_states:], steps)
+        else:
+            buffers, saved_steps = _forward_loop(rec, compile, gi, mask, inputs, state0, params)
         states = _States(state0, buffers, h_in_output=not masked)
-        # every argument of every step is known up front (states live in the buffers), so the
-        # loop itself is only the calls
-        heads = zip(gi.unbind(0), mask.unbind(0)) if masked else ((g,) for g in gi.unbind(0))
-        if n_inputs:
-            per_step = zip(*(u.unbind(0) for u in inputs))
-            heads = ((*head, *step_in) for head, step_in in zip(heads, per_step))
-        step_args = [
-            (*head, *states.at(t), *params, *states.slots(t)) for t, head in enumerate(heads)
-        ]
-        saved_steps = []
-        if steps:
-            call = fwd.specialize(step_args[0], compile)
-            for args in step_args:
-                saved_steps.append(call(*args))
-        del step_args
 
         if masked:
             h = buffers[0][1:]
@@ -376,36 +468,22 @@ class RecurrenceFunction(torch.autograd.Function):
         if dout is None:
             dout = h0.new_zeros(steps, *h0.shape)
 
-        dgi = params[0].new_empty(steps, h0.shape[0], params[0].shape[0])
-        norms = h0.new_empty(steps, h0.shape[0]) if record else None
-        bwd = rec.backward_fn(masked, record, n_saved, n_inputs)
-        douts, dgis = dout.unbind(0), dgi.unbind(0)
-        masks = mask.unbind(0) if masked else None
-        inputs_t = list(zip(*(u.unbind(0) for u in inputs))) if n_inputs else None
-        norm_slots = norms.unbind(0) if record else None
-        # per step: (dy_t, [mask_t], *inputs_t) + dstate (from the previous iteration) + the rest
-        heads, rests = [], []
-        for t in range(steps):
-            heads.append((douts[t], masks[t]) if masked else (douts[t],))
-            if n_inputs:
-                heads[-1] = (*heads[-1], *inputs_t[t])
-            tail = (dgis[t], norm_slots[t]) if record else (dgis[t],)
-            rests.append((*states.at(t), *states.at(t + 1), *saved_steps[t], *params, *tail))
-        extras_steps = [()] * steps
-        if steps:
-            call = bwd.specialize((*heads[-1], *dstate, *rests[-1]), ctx.compile)
-            for t in range(steps - 1, -1, -1):
-                out = call(*heads[t], *dstate, *rests[t])
-                dstate = out[:n]
-                extras_steps[t] = out[n:]
-        del heads, rests
+        if steps and graphs_enabled(dout):
+            stacked = tuple(torch.stack(s) for s in zip(*saved_steps))  # () if none saved
+            out = _graphed_backward(rec, ctx.compile, record, masked, n_inputs, n, n_saved)(
+                dout, *((mask,) if masked else ()), *inputs, *dstate, *state0, *buffers,
+                *stacked, *params)
+            dgi, out = out[0], out[1:]
+            norms, out = (out[0], out[1:]) if record else (None, out)
+            dstate, extras = out[:n], out[n:]
+        else:
+            dgi, norms, dstate, extras = _backward_loop(
+                rec, ctx.compile, record, dout, mask, inputs, dstate, states, saved_steps, params)
 
         if record:
             ctx.sink.slots[ctx.layer] = norms.float()
 
         if steps:
-            n_extras = len(extras_steps[0])
-            extras = tuple(torch.stack([e[j] for e in extras_steps]) for j in range(n_extras))
             bctx = BackwardContext(dgi, extras, states, saved_steps, h0.shape[-1])
             grads = tuple(rec.param_grads(bctx))
         else:
