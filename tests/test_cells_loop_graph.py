@@ -189,3 +189,41 @@ def test_off_by_default_and_never_on_the_cpu(monkeypatch):
     assert not loop_graph.graphs_enabled(torch.zeros(1))
     monkeypatch.setenv("RNNLAB_CUDA_GRAPHS", "1")
     assert not loop_graph.graphs_enabled(torch.zeros(1)), "the real backend captures CUDA only"
+
+
+def test_a_loop_first_run_under_inference_mode_then_trained(replay_backend, monkeypatch):
+    """Lightning validates under torch.inference_mode (the sanity check runs first): a graph
+    captured there must not serve training, whose inputs cannot be copied into inference
+    tensors."""
+    torch.manual_seed(0)
+    module = GRU(3, 5, compile=False).double()
+    x = torch.randn(4, 2, 3, dtype=torch.double)
+    with torch.inference_mode():
+        seen, _ = module(x)
+    got = _run(module, x, None, None)
+    want = _run_plain(module, x, None, monkeypatch)
+    for key in want:
+        assert torch.equal(got[key], want[key]), key
+    assert torch.equal(seen, want["out"])
+    assert replay_backend.captures == 3, "an inference forward, then a training forward and backward"
+
+
+@pytest.mark.parametrize("graphed", ["forward", "backward"])
+def test_one_direction_graphed_and_the_other_step_by_step(graphed, replay_backend, monkeypatch):
+    """The saved tensors cross from one kind of loop to the other: stacks from a graphed forward
+    to a step-by-step backward, per-step tensors stacked for a graphed backward."""
+    torch.manual_seed(0)
+    module = LSTM(3, 5, variant="vanilla", compile=False).double()
+    x = torch.randn(4, 2, 3, dtype=torch.double, requires_grad=True)
+    want = _run_plain(module, x, None, monkeypatch)
+    module.zero_grad()
+    monkeypatch.setenv("RNNLAB_CUDA_GRAPHS", "1" if graphed == "forward" else "0")
+    out, (h, c) = module(x, lengths=None)
+    monkeypatch.setenv("RNNLAB_CUDA_GRAPHS", "0" if graphed == "forward" else "1")
+    x.grad = None
+    ((out * torch.linspace(-1, 1, 5)).sum() + h.pow(2).sum() + c.pow(2).sum()).backward()
+    assert replay_backend.captures == 1
+    assert torch.equal(out.detach(), want["out"]) and torch.equal(x.grad, want["dx"])
+    assert torch.equal(module.hidden_grad_norms, want["norms"])
+    for name, p in module.named_parameters():
+        assert torch.equal(p.grad, want[name]), name

@@ -192,3 +192,23 @@ def test_early_stopping_is_off_by_default(tmp_path):
     (found,) = early_stopping(["callbacks.early_stopping.patience=3", "monitor.metric=val/acc"])
     assert (found.patience, found.monitor, found.mode, found.check_finite) == (3, "val/acc", "max",
                                                                               False)
+
+
+def test_early_stopping_counts_on_across_a_resume(run_training):
+    """last.ckpt holds EarlyStopping's count: a run resumed from it goes on counting (a fresh
+    count would train two epochs more). monitor.mode=max on a falling val/loss: no epoch after
+    the first improves, so patience 2 stops after epoch 3 however the run was split."""
+    from itertools import pairwise
+
+    import pandas as pd
+
+    common = ["data=adding", "model=gru", "debug=fast", "monitor.mode=max",
+              "callbacks.early_stopping.patience=2"]
+    first, run_dir = run_training([*common, "trainer.max_epochs=2"], name="run")
+    assert first["status"] == "completed" and first["steps"] == 4
+    (run_dir / "results.json").unlink()  # an unfinished run: the next start resumes it
+    results, _ = run_training([*common, "trainer.max_epochs=8"], name="run")
+    frame = pd.read_csv(run_dir / "csv" / "metrics.csv")
+    val = frame.dropna(subset=["val/loss"]).groupby("epoch")["val/loss"].last().tolist()
+    assert all(b < a for a, b in pairwise(val)), val  # the premise: val/loss falls
+    assert len(val) == 3 and results["steps"] == 6, (val, results["steps"])

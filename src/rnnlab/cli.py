@@ -137,4 +137,14 @@ def _saved_overrides(path: Path) -> tuple[list[str], list[str]]:
     hydra = [o for o in saved.hydra
              if not o.split("=", 1)[0].lstrip("+~") in ("hydra.mode", "hydra.run.dir",
                                                         "hydra.sweep.dir")]
-    return list(saved.task), hydra
+    return [_renamed(o) for o in saved.task], hydra
+
+
+# Settings renamed since a run could have recorded them: monitor=<metric> (before monitor
+# became {metric, mode}) is monitor.metric=<metric>, so such a run still resumes.
+RENAMED = {"monitor": "monitor.metric"}
+
+
+def _renamed(override: str) -> str:
+    key, eq, value = override.partition("=")
+    return f"{RENAMED[key]}={value}" if eq and key in RENAMED else override

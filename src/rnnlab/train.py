@@ -277,7 +277,14 @@ def _remove_if_empty_run_dir(output_dir: Path) -> None:
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Train and test one configuration; write and return its results.json payload."""
     with tracking.temp_files_in(cfg.paths.output_dir), tracking.lightning_lines_in_run_log():
-        return _run(cfg)
+        try:
+            return _run(cfg)
+        finally:
+            # the run's CUDA graphs (RNNLAB_CUDA_GRAPHS) hold device memory: the next job of a
+            # sweep in this process starts without them
+            from rnnlab.cells import loop_graph
+
+            loop_graph.clear()
 
 
 def _run(cfg: DictConfig) -> dict[str, Any]:

@@ -34,8 +34,9 @@ class _CompileState:
 
 
 # Tracing and inductor are not thread-safe (two threads compiling at once raised "CURRENT_PATCHER
-# is None"): one compile at a time per process.
-_COMPILE_LOCK = threading.Lock()
+# is None"): one compile at a time per process. Re-entrant: a CUDA graph capture holds it (no
+# other thread may compile meanwhile) while its own warm-up compiles (loop_graph.py).
+_COMPILE_LOCK = threading.RLock()
 
 
 # While a CUDA graph is being captured nothing may compile (tracing and the first-call check

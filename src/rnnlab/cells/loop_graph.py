@@ -23,6 +23,7 @@ Only CUDA tensors, and never inside another capture. Only torch is imported here
 from __future__ import annotations
 
 import os
+import threading
 import warnings
 import weakref
 from collections.abc import Callable, Sequence
@@ -30,7 +31,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-from .compile_cache import _signature, frozen
+from .compile_cache import _COMPILE_LOCK, _signature, frozen
 
 __all__ = ["CudaGraphBackend", "GraphedLoop", "clear", "graphs_enabled"]
 
@@ -53,7 +54,9 @@ class CudaGraphBackend:
             fn(*static_in)  # warm-up: compiles the step graphs for this signature
         torch.cuda.current_stream().wait_stream(side)
         graph = torch.cuda.CUDAGraph()
-        with frozen(), torch.cuda.graph(graph):
+        # thread_local: another thread's legal work (a DDP watchdog, a data loader pinning
+        # memory) does not break this capture; the compile lock keeps compiles out meanwhile
+        with frozen(), torch.cuda.graph(graph, capture_error_mode="thread_local"):
             static_out = fn(*static_in)
         return graph.replay, tuple(static_out)
 
@@ -78,7 +81,9 @@ def clear() -> None:
 
 class GraphedLoop:
     """``fn`` (tensors in, a tuple of fresh tensors out) run as one captured graph per input
-    signature (shapes, strides, dtypes, alignment, autocast state: ``compile_cache._signature``).
+    signature (shapes, strides, dtypes, alignment, autocast state: ``compile_cache._signature``)
+    and inference mode (Lightning validates under ``torch.inference_mode``, whose tensors cannot
+    be refilled outside it). One call at a time per loop: the static tensors are shared.
     """
 
     backend = CudaGraphBackend()  # the tests swap in one that replays on the CPU
@@ -89,28 +94,35 @@ class GraphedLoop:
         self.name = name
         self._graphs: dict[tuple, tuple] = {}
         self._failed = False
+        self._lock = threading.Lock()
         _LOOPS.add(self)
 
     def __call__(self, *args: Tensor) -> tuple[Tensor, ...]:
-        key = _signature(args)
-        entry = self._graphs.get(key)
-        if entry is None:
-            if self._failed or len(self._graphs) >= MAX_GRAPHS:
-                return tuple(self.fn(*args))
-            static_in = tuple(a.clone() for a in args)
-            try:
+        key = (torch.is_inference_mode_enabled(), *_signature(args))
+        with self._lock:
+            entry = self._graphs.get(key)
+            if entry is None and not self._failed and len(self._graphs) < MAX_GRAPHS:
+                entry = self._capture(key, args)
+            if entry is not None:
+                static_in, replay, static_out = entry
+                for static, arg in zip(static_in, args):
+                    static.copy_(arg)
+                replay()
+                return tuple(out.clone() for out in static_out)
+        return tuple(self.fn(*args))  # beyond the limit, or after a failed capture
+
+    def _capture(self, key: tuple, args: Sequence[Tensor]) -> tuple | None:
+        static_in = tuple(a.clone() for a in args)
+        try:
+            with _COMPILE_LOCK:
                 replay, static_out = self.backend.capture(self.fn, static_in)
-            except Exception as err:  # noqa: BLE001  (an op that cannot be captured, a driver)
-                self._failed = True
-                if not GraphedLoop._warned:
-                    GraphedLoop._warned = True
-                    warnings.warn(f"rnnlab.cells: capturing {self.name} as a CUDA graph failed "
-                                  f"({type(err).__name__}: {str(err).strip()[:160]}); its loop "
-                                  "runs step by step (slower).", RuntimeWarning, stacklevel=3)
-                return tuple(self.fn(*args))
-            entry = self._graphs[key] = (static_in, replay, static_out)
-        static_in, replay, static_out = entry
-        for static, arg in zip(static_in, args):
-            static.copy_(arg)
-        replay()
-        return tuple(out.clone() for out in static_out)
+        except Exception as err:  # noqa: BLE001  (an op that cannot be captured, a driver)
+            self._failed = True
+            if not GraphedLoop._warned:
+                GraphedLoop._warned = True
+                warnings.warn(f"rnnlab.cells: capturing {self.name} as a CUDA graph failed "
+                              f"({type(err).__name__}: {str(err).strip()[:160]}); its loop "
+                              "runs step by step (slower).", RuntimeWarning, stacklevel=4)
+            return None
+        entry = self._graphs[key] = (static_in, replay, static_out)
+        return entry

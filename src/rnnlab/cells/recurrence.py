@@ -409,11 +409,12 @@ class RecurrenceFunction(torch.autograd.Function):
         steps = gi.shape[0]
         masked = mask is not None
         n_inputs = len(inputs)
+        stacks = None  # the graph's saved tensors, stacked over time
         if steps and graphs_enabled(gi):
             out = _graphed_forward(rec, compile, masked, n_inputs, num_states)(
                 gi, *((mask,) if masked else ()), *inputs, *state0, *params)
-            buffers = list(out[:num_states])
-            saved_steps = _unstack(out[num_states:], steps)
+            buffers, stacks = list(out[:num_states]), out[num_states:]
+            saved_steps = _unstack(stacks, steps)
         else:
             buffers, saved_steps = _forward_loop(rec, compile, gi, mask, inputs, state0, params)
         states = _States(state0, buffers, h_in_output=not masked)
@@ -430,14 +431,14 @@ class RecurrenceFunction(torch.autograd.Function):
         # saved as an output, so modifying it in place before backward raises as usual
         n_saved = len(saved_steps[0]) if steps else 0
         ctx.rec, ctx.compile, ctx.sink, ctx.layer = rec, compile, sink, layer
-        ctx.layout = (len(params), masked, n_inputs, num_states, steps, n_saved)
+        ctx.layout = (len(params), masked, n_inputs, num_states, steps, n_saved, stacks is not None)
         ctx.save_for_backward(
             *params,
             *((mask,) if masked else ()),
             *inputs,
             *state0,
             *(output if k == 0 and not masked else b for k, b in enumerate(buffers)),
-            *(s for per_step in saved_steps for s in per_step),
+            *(stacks if stacks is not None else (s for per_step in saved_steps for s in per_step)),
         )
         return (output, *finals)
 
@@ -445,7 +446,7 @@ class RecurrenceFunction(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, dout, *dfinals):
         rec: Recurrence = ctx.rec
-        n_params, masked, n_inputs, n, steps, n_saved = ctx.layout
+        n_params, masked, n_inputs, n, steps, n_saved, stacked = ctx.layout
         flat = ctx.saved_tensors
         params, flat = flat[:n_params], flat[n_params:]
         mask = None
@@ -453,7 +454,11 @@ class RecurrenceFunction(torch.autograd.Function):
             mask, flat = flat[0], flat[1:]
         inputs, flat = flat[:n_inputs], flat[n_inputs:]
         state0, buffers, flat = flat[:n], flat[n : 2 * n], flat[2 * n :]
-        saved_steps = [flat[t * n_saved : (t + 1) * n_saved] for t in range(steps)]
+        stacks = flat if stacked else None
+        if stacked:
+            saved_steps = _unstack(stacks, steps)
+        else:
+            saved_steps = [flat[t * n_saved : (t + 1) * n_saved] for t in range(steps)]
         del flat
         states = _States(state0, buffers, h_in_output=not masked)
         record = ctx.sink is not None
@@ -469,10 +474,11 @@ class RecurrenceFunction(torch.autograd.Function):
             dout = h0.new_zeros(steps, *h0.shape)
 
         if steps and graphs_enabled(dout):
-            stacked = tuple(torch.stack(s) for s in zip(*saved_steps))  # () if none saved
+            if stacks is None:  # the forward ran step by step
+                stacks = tuple(torch.stack(s) for s in zip(*saved_steps))  # () if none saved
             out = _graphed_backward(rec, ctx.compile, record, masked, n_inputs, n, n_saved)(
                 dout, *((mask,) if masked else ()), *inputs, *dstate, *state0, *buffers,
-                *stacked, *params)
+                *stacks, *params)
             dgi, out = out[0], out[1:]
             norms, out = (out[0], out[1:]) if record else (None, out)
             dstate, extras = out[:n], out[n:]
