@@ -228,6 +228,11 @@ def test_new_shapes_compile_only_when_they_recur(monkeypatch):
     assert compiled == [8, 5]  # ... until it has come back compile_after times
     call(8), call(5)
     assert compiled == [8, 5]
+    # the counts of shapes not (yet) compiled stay bounded: a stream of one-off shapes
+    for b in range(100, 100 + 10 * compile_cache._CompileState.max_signatures):
+        call(b)
+    assert compiled == [8, 5]
+    assert len(sf._seen) <= 4 * compile_cache._CompileState.max_signatures
 
 
 @pytest.mark.parametrize("cls", [GRU, LSTM])

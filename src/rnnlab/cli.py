@@ -24,7 +24,7 @@ RESUME_KEY = "resume"
 HELP_FLAGS = ("--help", "-h")
 # One line per config group on the --help page (a group missing here shows its options only).
 GROUP_HELP = {
-    "callbacks": "checkpoints, resume state, the gradient-flow monitor, progress bar",
+    "callbacks": "checkpoints, resume state, the gradient-flow monitor, early stopping",
     "data": "the task (synthetic memory tasks and real datasets)",
     "debug": "quick checks: a few batches, overfitting, profiling",
     "experiment": "a paper's comparison, preset (run with -m)",

@@ -103,6 +103,8 @@ class StepFunction:
         if len(self._cache) >= _CompileState.max_signatures or getattr(_FROZEN, "on", False):
             return self.fn
         if self._cache:  # not the first shape: wait until it recurs
+            if len(self._seen) >= 4 * _CompileState.max_signatures:
+                self._seen.clear()  # bounded: shapes that came once or twice long ago start over
             seen = self._seen[key] = self._seen.get(key, 0) + 1
             if seen < _CompileState.compile_after:
                 return self.fn
