@@ -22,6 +22,8 @@
 #           (trainer=ddp_cpu; two ranks cannot share the one GPU: Lightning refuses
 #           trainer.devices=[0,0], "Device ID's (GPU) must be unique"); metrics compared in ddp_compare.txt (one process vs one NCCL rank < 1e-3).
 #           SINGLE=cpu DDP1=ddp_cpu runs this step on a CPU-only machine (gloo instead of NCCL).
+# A dry run of the train step on a CPU-only machine (checks this script, not the GPU):
+#     TRAINER=cpu PRECISION=32-true bash scripts/gpu_check.sh train
 # Exit status: non-zero if any step failed; the summary is $OUT/summary.txt.
 set -uo pipefail
 
@@ -29,6 +31,8 @@ OUT=${OUT:-gpu_check}
 ROOT=$(pwd)
 PY=${PY:-$ROOT/.venv/bin/python}
 TRAIN=${TRAIN:-$ROOT/.venv/bin/rnnlab-train}
+GPU_TRAINER=${TRAINER:-gpu}
+PRECISION=${PRECISION:-bf16-mixed}
 STEPS=("$@")
 [ ${#STEPS[@]} -eq 0 ] && STEPS=(info parity bench train ddp)
 mkdir -p "$OUT"
@@ -104,15 +108,15 @@ EOF
 step_train() {
   local cell
   for cell in rnn gru lstm mingru minlstm indrnn; do
-    _train "train_$cell" model="$cell" trainer=gpu trainer.precision=bf16-mixed data=adding \
+    _train "train_$cell" model="$cell" trainer="$GPU_TRAINER" trainer.precision="$PRECISION" data=adding \
       trainer.max_epochs=2 callbacks.gradflow.every_n_steps=1 experiment_name="gpu_$cell" \
       || return 1
     _check_run "train_$cell" || return 1
   done
   # the classic cells once more with their loops as CUDA graphs (rnnlab.cells.loop_graph)
   for cell in gru lstm; do
-    RNNLAB_CUDA_GRAPHS=1 _train "train_${cell}_graphs" model="$cell" trainer=gpu \
-      trainer.precision=bf16-mixed data=adding trainer.max_epochs=2 \
+    RNNLAB_CUDA_GRAPHS=1 _train "train_${cell}_graphs" model="$cell" trainer="$GPU_TRAINER" \
+      trainer.precision="$PRECISION" data=adding trainer.max_epochs=2 \
       callbacks.gradflow.every_n_steps=1 experiment_name="gpu_${cell}_graphs" || return 1
     _check_run "train_${cell}_graphs" || return 1
   done
