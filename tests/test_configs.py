@@ -79,6 +79,15 @@ def test_a_command_line_that_composes_passes(argv):
         ("model=mingru model.impl=fused", "model=mingru has no torch.nn kernel"),
         ("model.init=zeros", "init"),
         ("data.num_workers=-1", "data.num_workers must be >= 0"),
+        ("data=adding monitor.metric=val/acc",
+         ("monitor.metric=val/acc is not logged during training with data=adding; it logs "
+          "train/loss, train/mae, train/mse, val/loss, val/mae, val/mse and "
+          "gradflow/<layer>/<summary>")),
+        ("monitor.metric=test/acc", "monitor.metric=test/acc is not logged during training"),
+        ("callbacks.early_stopping.patience=abc",
+         ("callbacks.early_stopping.patience must be an integer >= 1 (validations without "
+          "improvement) or null (never stop early), got 'abc'")),
+        ("callbacks.early_stopping.patience=0", "callbacks.early_stopping.patience must be"),
         ("callbacks.gradflow._target_=rnnlab.gradflow.Nope",
          "Error loading 'rnnlab.gradflow.Nope': ModuleNotFoundError"),
     ],

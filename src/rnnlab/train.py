@@ -50,6 +50,7 @@ def build(cfg: DictConfig, wandb_id: str | None = None):
         task = SequenceTask(model, instantiate(cfg.optimizer), scheduler,
                             monitor=cfg.monitor.metric, monitor_mode=cfg.monitor.mode,
                             divergence_factor=cfg.divergence_factor)
+        _check_monitored_metric(cfg, task)
         parse_references(OmegaConf.to_container(cfg.reference, resolve=True)
                          if cfg.get("reference") is not None else None)
         loggers = _loggers(cfg, wandb_id)
@@ -74,6 +75,11 @@ def _check_run_settings(cfg: DictConfig) -> None:
         check_monitor(cfg)
     except ValueError as error:
         raise ConfigError(str(error)) from None
+    patience = OmegaConf.select(cfg, "callbacks.early_stopping.patience")
+    if patience is not None and (isinstance(patience, bool) or not isinstance(patience, int)
+                                 or patience < 1):
+        raise ConfigError("callbacks.early_stopping.patience must be an integer >= 1 (validations "
+                          f"without improvement) or null (never stop early), got {patience!r}")
     lr = cfg.optimizer.get("lr")
     if isinstance(lr, (int, float)) and not lr > 0:
         raise ConfigError(f"optimizer.lr must be > 0, got {lr}")
@@ -100,6 +106,21 @@ def _check_run_settings(cfg: DictConfig) -> None:
             f"a sweep (-m) under {launch.launcher_name()} runs its jobs one after another in the "
             "same ranks: start one launch per job, or sweep with hydra/launcher=submitit_slurm "
             "and hydra.launcher.tasks_per_node=<GPUs per node> (each job its own srun)")
+
+
+def _check_monitored_metric(cfg: DictConfig, task) -> None:
+    """``monitor.metric`` must be logged while training (else Lightning stops after the first
+    epoch with a traceback): train/ and val/ metrics of this task, or a gradient-flow summary."""
+    metric = str(cfg.monitor.metric)
+    gradflow = bool((cfg.get("callbacks") or {}).get("gradflow"))
+    if metric.startswith("gradflow/") and gradflow:
+        return  # per-layer summaries (docs/gradflow.md); their names depend on the layers
+    logged = [f"{stage}/{name}" for stage in ("train", "val")
+              for name in ("loss", *task.metrics[f"{stage}_metrics"])]
+    if metric not in logged:
+        raise ConfigError(f"monitor.metric={metric} is not logged during training with "
+                          f"data={cfg.data.name}; it logs {', '.join(logged)}"
+                          + (" and gradflow/<layer>/<summary>" if gradflow else ""))
 
 
 def _load_pretrained_embeddings(model: SequenceModel, datamodule) -> None:
