@@ -198,6 +198,11 @@ class SequenceTask(L.LightningModule):
             better = max if self.mode_of(key) == "max" else min
             self.best[key] = better(self.best.get(key, value), value)
 
+    def logged_metrics(self, stage: str) -> list[str]:
+        """The names this task logs for ``stage`` (train, val, test): its loss and metrics."""
+        return list(dict.fromkeys(f"{stage}/{name}"
+                                  for name in ("loss", *self.metrics[f"{stage}_metrics"])))
+
     def mode_of(self, metric: str) -> str:
         """Which way ``metric`` improves: the monitor's mode for the monitored metric, else the
         metric's default (max for accuracy-like metrics, min for losses)."""

@@ -115,8 +115,7 @@ def _check_monitored_metric(cfg: DictConfig, task) -> None:
     gradflow = bool((cfg.get("callbacks") or {}).get("gradflow"))
     if metric.startswith("gradflow/") and gradflow:
         return  # per-layer summaries (docs/gradflow.md); their names depend on the layers
-    logged = [f"{stage}/{name}" for stage in ("train", "val")
-              for name in ("loss", *task.metrics[f"{stage}_metrics"])]
+    logged = [*task.logged_metrics("train"), *task.logged_metrics("val")]
     if metric not in logged:
         raise ConfigError(f"monitor.metric={metric} is not logged during training with "
                           f"data={cfg.data.name}; it logs {', '.join(logged)}"
@@ -232,8 +231,7 @@ def _define_best_summaries(run, task) -> None:
     """W&B summaries of validation metrics keep the best value beside the last one (min for
     losses, max for accuracy/F1, the monitor's mode for its metric), so a runs table can sort by
     best val/loss."""
-    names = ["val/loss", *(f"val/{name}" for name in task.metrics["val_metrics"])]
-    for name in dict.fromkeys(names):
+    for name in task.logged_metrics("val"):
         run.define_metric(name, summary=f"{task.mode_of(name)},last")
 
 

@@ -55,11 +55,15 @@ class frozen:  # lower case: a context manager, like torch.no_grad
         _FROZEN.on = self._before
 
 
+def env_flag(name: str, default: bool) -> bool:
+    """An on/off environment switch: 0, false, no, off are off; unset or empty, ``default``."""
+    value = os.environ.get(name, "").strip().lower()
+    return default if not value else value not in _FALSY
+
+
 def compile_enabled(flag: bool | None = None) -> bool:
     """Resolve the ``compile`` switch: an explicit bool wins, else ``RNNLAB_COMPILE`` (default on)."""
-    if flag is None:
-        flag = os.environ.get("RNNLAB_COMPILE", "1").strip().lower() not in _FALSY
-    return bool(flag)
+    return env_flag("RNNLAB_COMPILE", True) if flag is None else bool(flag)
 
 
 def _signature(args: Sequence[Tensor]) -> tuple:

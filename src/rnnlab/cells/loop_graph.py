@@ -22,7 +22,6 @@ Only CUDA tensors, and never inside another capture. Only torch is imported here
 
 from __future__ import annotations
 
-import os
 import threading
 import warnings
 import weakref
@@ -31,11 +30,10 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-from .compile_cache import _COMPILE_LOCK, _signature, frozen
+from .compile_cache import _COMPILE_LOCK, _signature, env_flag, frozen
 
 __all__ = ["CudaGraphBackend", "GraphedLoop", "clear", "graphs_enabled"]
 
-_FALSY = {"", "0", "false", "no", "off"}
 MAX_GRAPHS = 8  # per loop: each graph keeps its static inputs and outputs in device memory
 
 
@@ -64,8 +62,7 @@ class CudaGraphBackend:
 def graphs_enabled(tensor: Tensor) -> bool:
     """Whether a loop over ``tensor``'s device runs as a graph: ``RNNLAB_CUDA_GRAPHS`` on and a
     backend that can capture there."""
-    flag = os.environ.get("RNNLAB_CUDA_GRAPHS", "0").strip().lower()
-    return flag not in _FALSY and GraphedLoop.backend.supports(tensor)
+    return env_flag("RNNLAB_CUDA_GRAPHS", False) and GraphedLoop.backend.supports(tensor)
 
 
 _LOOPS: weakref.WeakSet = weakref.WeakSet()
