@@ -335,6 +335,9 @@ def machine_info(torch, args):
         "autocast": args.autocast,
         "loadavg_start": os.getloadavg(), "cpu_pressure_start": _cpu_pressure(),
         "clock": args.clock,
+        # glibc's trimming changes oneDNN's LSTM time by ~30% (docs/benchmarks.md): say which
+        "allocator": {k: v for k, v in os.environ.items()
+                      if k.startswith("MALLOC_") or k == "LD_PRELOAD"} or "default glibc",
     }
     if args.device == "cuda":
         info["gpu"] = torch.cuda.get_device_name()
@@ -367,7 +370,7 @@ def main(argv=None):
     info = machine_info(torch, args)
     print(f"# {info['date']}  torch {info['torch']}  {info['cpu']}  nproc={info['nproc']}  "
           f"threads={args.threads}  device={args.device}  compile={info['compile']}  "
-          f"autocast={args.autocast}")
+          f"autocast={args.autocast}  allocator={info['allocator']}")
     if args.scan:
         results = scan_main(torch, args, info)
         _finish(info, args, results)
