@@ -55,7 +55,13 @@ from torch import Tensor, nn
 
 from ..errors import check_choice
 from .compile_cache import StepFunction, compile_enabled
-from .recurrence import GradNormRecord, NormSink, uniform_init
+from .recurrence import (
+    GradNormRecord,
+    NormSink,
+    record_autocast,
+    under_forward_autocast,
+    uniform_init,
+)
 from .scan import (
     linear_scan,
     log_scan,
@@ -207,11 +213,13 @@ class MinRecurrenceFunction(torch.autograd.Function):
             a, b = _compiled("coefficients", eq, mask is not None).specialize(args, compile)(*args)
             h = (linear_scan if mode == "parallel" else sequential_scan)(a, b)
         ctx.eq, ctx.mode, ctx.compile, ctx.sink, ctx.layer = eq, mode, compile, sink, layer
+        record_autocast(ctx, P.device.type)
         ctx.save_for_backward(P, a, h0, h, *masks)
         return h
 
     @staticmethod
     @torch.autograd.function.once_differentiable
+    @under_forward_autocast
     def backward(ctx, dh):
         P, a, h0, h, *masks = ctx.saved_tensors
         dh = _working(dh).contiguous()

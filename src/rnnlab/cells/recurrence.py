@@ -35,6 +35,7 @@ Only torch is imported here.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -46,7 +47,7 @@ from .compile_cache import StepFunction
 from .loop_graph import GraphedLoop, graphs_enabled
 
 __all__ = ["GradNormRecord", "NormSink", "Recurrence", "RecurrenceFunction", "outer_sum",
-           "uniform_init"]
+           "record_autocast", "under_forward_autocast", "uniform_init"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -159,6 +160,10 @@ def _make_backward(
         )
         if masked:  # frozen steps pass the state gradient through unchanged
             dprev = tuple(torch.where(m, p, d) for p, d in zip(dprev, dtot))
+        # the state gradient keeps the dtype it came in with: the loop calls the step compiled
+        # for the first step's arguments at every step, so its outputs must be valid inputs to
+        # it (under autocast the products with W_hh come out of the matmul in bf16/fp16)
+        dprev = tuple(p if p.dtype == d.dtype else p.to(d.dtype) for p, d in zip(dprev, dstate))
         dgi_slot.copy_(dgi)
         if record:
             norm = (dh * dh).sum(1).sqrt()
@@ -388,6 +393,27 @@ def _graphed_backward(rec: Recurrence, compile: bool, record: bool, masked: bool
     return rec._fns[key]
 
 
+def record_autocast(ctx, device: str) -> None:
+    """Keep the forward's autocast state for ``device`` on ``ctx`` for :func:`under_forward_autocast`."""
+    ctx.autocast = (device, torch.is_autocast_enabled(device), torch.get_autocast_dtype(device))
+
+
+def under_forward_autocast(backward: Callable) -> Callable:
+    """Run an autograd Function's ``backward`` under the autocast state its forward ran in
+    (:func:`record_autocast`), wherever the backward is called from: inside the context or after
+    it. ``torch.amp.custom_bwd``'s rule, for whatever device the inputs are on. Without it, a
+    backward called inside the context traced and ran its steps under an autocast state the
+    forward had not had, and the compiled steps computed garbage (inf gradients)."""
+
+    @functools.wraps(backward)
+    def wrapped(ctx, *grads):
+        device, enabled, dtype = ctx.autocast
+        with torch.autocast(device, dtype=dtype, enabled=enabled):
+            return backward(ctx, *grads)
+
+    return wrapped
+
+
 class RecurrenceFunction(torch.autograd.Function):
     """One layer of a recurrent cell over a whole (time-major) sequence, with hand-written BPTT.
 
@@ -431,6 +457,7 @@ class RecurrenceFunction(torch.autograd.Function):
         # saved as an output, so modifying it in place before backward raises as usual
         n_saved = len(saved_steps[0]) if steps else 0
         ctx.rec, ctx.compile, ctx.sink, ctx.layer = rec, compile, sink, layer
+        record_autocast(ctx, gi.device.type)
         ctx.layout = (len(params), masked, n_inputs, num_states, steps, n_saved, stacks is not None)
         ctx.save_for_backward(
             *params,
@@ -444,6 +471,7 @@ class RecurrenceFunction(torch.autograd.Function):
 
     @staticmethod
     @torch.autograd.function.once_differentiable
+    @under_forward_autocast
     def backward(ctx, dout, *dfinals):
         rec: Recurrence = ctx.rec
         n_params, masked, n_inputs, n, steps, n_saved, stacked = ctx.layout
