@@ -2,8 +2,16 @@
 # Everything the [gpu] work needs measured on a CUDA machine, in one command. Run from the
 # repository root with the environment installed (`make install`):
 #
-#     bash scripts/gpu_check.sh                 # every step below, ~15 min on one H100
+#     bash scripts/gpu_check.sh a               # part (a), then b, then c: each <= 5 min
 #     bash scripts/gpu_check.sh parity bench    # only these steps
+#     bash scripts/gpu_check.sh all             # every step, ~15 min on one H100
+#
+# The device budget is 15 minutes a session, start-up included, at most 10 a command: run the
+# parts in order of value, one command each, and stop when the budget is spent. Each part is cut
+# at PART_LIMIT seconds (default 300; 1200 for `all`) by `timeout`; what it wrote stays in $OUT.
+#   a  info parity   the CUDA parity, CUDA-graph and autocast tests (both placements of backward)
+#   b  bench         scratch vs cuDNN, fwd+bwd with recording, float32 and bf16, plain and graphs
+#   c  train ddp     a short bf16-mixed trainer=gpu run per cell; one NCCL rank vs one process
 #
 # Steps (each writes its log and files under $OUT, default ./gpu_check):
 #   info    nvidia-smi, torch/CUDA/cuDNN versions
@@ -33,8 +41,20 @@ PY=${PY:-$ROOT/.venv/bin/python}
 TRAIN=${TRAIN:-$ROOT/.venv/bin/rnnlab-train}
 GPU_TRAINER=${TRAINER:-gpu}
 PRECISION=${PRECISION:-bf16-mixed}
-STEPS=("$@")
+STEPS=()
+for arg in "$@"; do
+  case $arg in
+    a) STEPS+=(info parity) ;;
+    b) STEPS+=(bench) ;;
+    c) STEPS+=(train ddp) ;;
+    all) STEPS+=(info parity bench train ddp) ;;
+    *) STEPS+=("$arg") ;;
+  esac
+done
 [ ${#STEPS[@]} -eq 0 ] && STEPS=(info parity bench train ddp)
+# one limit for the whole command: 5 minutes for a part, more when every step is asked for
+if [ ${#STEPS[@]} -ge 5 ]; then PART_LIMIT=${PART_LIMIT:-1200}; else PART_LIMIT=${PART_LIMIT:-300}; fi
+START=$SECONDS
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 SUMMARY="$OUT/summary.txt"
@@ -45,8 +65,21 @@ note() { echo "$*" | tee -a "$SUMMARY"; }
 run_step() {  # name, command...: runs it, logs to $OUT/<name>.log, records pass/fail and time
   local name=$1; shift
   local t0=$SECONDS
-  if "$@" > "$OUT/$name.log" 2>&1; then
+  local left=$((PART_LIMIT - (SECONDS - START)))
+  if [ "$left" -le 0 ]; then
+    note "SKIP  $name  (PART_LIMIT=${PART_LIMIT} s spent)"
+    failed=1
+    return
+  fi
+  # the step runs in a child bash (the functions and settings exported to it) so that
+  # `timeout` can stop it and everything it started
+  timeout --kill-after=10 "$left" bash -c "$1" > "$OUT/$name.log" 2>&1
+  local rc=$?
+  if [ $rc -eq 0 ]; then
     note "PASS  $name  ($((SECONDS - t0)) s)"
+  elif [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
+    note "TIME  $name  (stopped at PART_LIMIT=${PART_LIMIT} s after $((SECONDS - t0)) s; see $name.log)"
+    failed=1
   else
     note "FAIL  $name  ($((SECONDS - t0)) s; see $name.log)"
     failed=1
@@ -66,7 +99,8 @@ EOF
 
 step_parity() {
   "$PY" -m pytest -q -rs -p no:cacheprovider tests/test_cells_parity.py tests/test_cells_api.py \
-    -k "cuda" -o addopts=""
+    tests/test_cells_autocast.py tests/test_cells_loop_graph.py -k "cuda" -o addopts="" \
+    --junitxml="$OUT/parity.xml"
 }
 
 step_bench() {
@@ -159,10 +193,12 @@ EOF
   [ "${PIPESTATUS[0]}" -eq 0 ]
 }
 
+export OUT ROOT PY TRAIN GPU_TRAINER PRECISION SUMMARY
+export -f note _train _check_run step_info step_parity step_bench step_train step_ddp
 for s in "${STEPS[@]}"; do
   case $s in
     info|parity|bench|train|ddp) run_step "$s" "step_$s" ;;
-    *) note "unknown step '$s' (allowed: info parity bench train ddp)"; failed=1 ;;
+    *) note "unknown step '$s' (allowed: a b c all info parity bench train ddp)"; failed=1 ;;
   esac
 done
 echo "summary: $SUMMARY"

@@ -19,14 +19,14 @@ from rnnlab.cells import lstm as lstm_module
 from rnnlab.cells.compile_cache import StepFunction
 
 
-def _make(cls, compile, **options):
-    return cls(8, 16, compile=compile, **options)
+def _make(cls, compile, device, **options):
+    return cls(8, 16, compile=compile, device=device, **options)
 
 
-# name -> (constructor of (compile) -> module, the torch.nn class with the same parameters or None)
+# name -> (constructor of (compile, device) -> module, the torch.nn class with the same parameters or None)
 CASES = {
-    "rnn_tanh": (lambda c: RNN(8, 16, compile=c), torch.nn.RNN),
-    "rnn_relu": (lambda c: RNN(8, 16, nonlinearity="relu", compile=c), None),
+    "rnn_tanh": (partial(_make, RNN), torch.nn.RNN),
+    "rnn_relu": (partial(_make, RNN, nonlinearity="relu"), None),
     **{
         f"gru_{v}_{r}": (partial(_make, GRU, variant=v, reset=r),
                          torch.nn.GRU if (v, r) == ("gru", "after") else None)
@@ -36,13 +36,13 @@ CASES = {
         f"lstm_{v}": (partial(_make, LSTM, variant=v), torch.nn.LSTM if v == "torch" else None)
         for v in lstm_module.VARIANTS
     },
-    "gru_layer_norm": (lambda c: GRU(8, 16, layer_norm=True, compile=c), None),
-    "gru_zoneout": (lambda c: GRU(8, 16, zoneout=0.2, compile=c), None),
-    "lstm_layer_norm": (lambda c: LSTM(8, 16, layer_norm=True, compile=c), None),
-    "lstm_zoneout": (lambda c: LSTM(8, 16, zoneout=0.2, compile=c), None),
-    "mingru": (lambda c: MinGRU(8, 16, compile=c), None),
-    "minlstm": (lambda c: MinLSTM(8, 16, compile=c), None),
-    "indrnn": (lambda c: IndRNN(8, 16, compile=c), None),
+    "gru_layer_norm": (partial(_make, GRU, layer_norm=True), None),
+    "gru_zoneout": (partial(_make, GRU, zoneout=0.2), None),
+    "lstm_layer_norm": (partial(_make, LSTM, layer_norm=True), None),
+    "lstm_zoneout": (partial(_make, LSTM, zoneout=0.2), None),
+    "mingru": (partial(_make, MinGRU), None),
+    "minlstm": (partial(_make, MinLSTM), None),
+    "indrnn": (partial(_make, IndRNN), None),
 }
 
 # Relative distance ‖g_low − g_f32‖ / ‖g_f32‖ allowed. Measured (T=12, B=4, H=16, seed 0): bf16
@@ -62,7 +62,8 @@ def _grads(module, x, lengths, dtype, inside):
     torch.manual_seed(1)  # the same zoneout masks in every call
     module.zero_grad()
     kwargs = {} if lengths is None else {"lengths": lengths}
-    with torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+    device = next(module.parameters()).device.type
+    with torch.autocast(device, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
         out = module(x, **kwargs)[0]
         if isinstance(out, torch.nn.utils.rnn.PackedSequence):  # torch.nn on variable lengths
             out = torch.nn.utils.rnn.pad_packed_sequence(out, total_length=STEPS)[0]
@@ -98,14 +99,21 @@ PARAMS = [pytest.param(name, False, id=name) for name in CASES] + [
     pytest.param(name, True, id=f"{name}-lengths") for name in FAMILY]
 
 
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs CUDA"))]
+
+
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("name,masked", PARAMS)
-def test_backward_inside_or_after_autocast_gives_the_same_gradients(name, masked, monkeypatch):
+def test_backward_inside_or_after_autocast_gives_the_same_gradients(
+    name, masked, device, monkeypatch
+):
     make, reference = CASES[name]
     monkeypatch.setattr(compile_cache._CompileState, "compile_after", 1)
     torch.manual_seed(0)
-    x = torch.randn(STEPS, 4, 8)
-    lengths = torch.tensor([12, 7, 12, 3]) if masked else None
-    eager, compiled = make(False).train(), make(True).train()
+    x = torch.randn(STEPS, 4, 8, device=device)
+    lengths = torch.tensor([12, 7, 12, 3]) if masked else None  # on the CPU, as torch.nn's
+    eager, compiled = make(False, device).train(), make(True, device).train()
     compiled.load_state_dict(eager.state_dict())
     f32, f32_norms = _grads(eager, x, lengths, None, inside=False)
 
@@ -129,7 +137,7 @@ def test_backward_inside_or_after_autocast_gives_the_same_gradients(name, masked
             assert dtype in _compiled_autocast(compiled), f"nothing compiled under {dtype}"
 
         if reference is not None:
-            ref = reference(8, 16)
+            ref = reference(8, 16, device=device)
             ref.load_state_dict(eager.state_dict())
             packed = None if lengths is None else torch.nn.utils.rnn.pack_padded_sequence(
                 x, lengths, enforce_sorted=False)
@@ -137,6 +145,7 @@ def test_backward_inside_or_after_autocast_gives_the_same_gradients(name, masked
                 ref_low, _ = _grads(ref, x if packed is None else packed, None, dtype,
                                     inside=True)
             except RuntimeError as error:  # oneDNN has no bf16/fp16 LSTM on some CPUs
+                assert device == "cpu"
                 assert "primitive" in str(error) or "not implemented" in str(error).lower()
                 continue
             assert _rel(results["eager"], ref_low) < TO_TORCH_NN
