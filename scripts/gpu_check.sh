@@ -62,7 +62,7 @@ SUMMARY="$OUT/summary.txt"
 failed=0
 
 note() { echo "$*" | tee -a "$SUMMARY"; }
-run_step() {  # name, command...: runs it, logs to $OUT/<name>.log, records pass/fail and time
+run_step() {  # name, step function: runs it, logs to $OUT/<name>.log, records pass/fail and time
   local name=$1; shift
   local t0=$SECONDS
   local left=$((PART_LIMIT - (SECONDS - START)))

@@ -23,7 +23,7 @@ def _make(cls, compile, device, **options):
     return cls(8, 16, compile=compile, device=device, **options)
 
 
-# name -> (constructor of (compile, device) -> module, the torch.nn class with the same parameters or None)
+# name -> (constructor (compile, device) -> module, torch.nn class with the same parameters or None)
 CASES = {
     "rnn_tanh": (partial(_make, RNN), torch.nn.RNN),
     "rnn_relu": (partial(_make, RNN, nonlinearity="relu"), None),
@@ -45,11 +45,12 @@ CASES = {
     "indrnn": (partial(_make, IndRNN), None),
 }
 
-# Relative distance ‖g_low − g_f32‖ / ‖g_f32‖ allowed. Measured (T=12, B=4, H=16, seed 0): bf16
-# 0.06–1.0% for every cell but layer-normalised LSTM (4.6%: normalising the bf16-rounded
-# products amplifies their rounding), fp16 ≤ 0.6%. Compiled against eager: ≤ 0.1% (other fusion,
-# other rounding of the intermediate sums). torch.nn against ours under the same autocast: as
-# the existing float32-vs-autocast tolerance, 2%.
+# Relative distance ‖g_low − g_f32‖ / ‖g_f32‖ allowed. Measured in this test's setting (T=12,
+# B=4, H=16, seed 0, CPU): bf16 0.11–1.4% for every cell but layer-normalised LSTM (3.2%:
+# normalising the bf16-rounded products amplifies their rounding; the same with a float32
+# backward), fp16 ≤ 0.64%. Compiled against eager: ≤ 0.034% (other fusion, other rounding of the
+# intermediate sums). Ours against torch.nn under the same autocast: ≤ 0.44% (bf16), ≤ 0.064%
+# (fp16); allowed 2%, the float32-vs-autocast tolerance of the earlier test.
 STEPS = 12
 TO_FLOAT32 = {torch.bfloat16: 0.06, torch.float16: 0.01}
 COMPILED_TO_EAGER = 0.005
@@ -120,7 +121,7 @@ def test_backward_inside_or_after_autocast_gives_the_same_gradients(
     for dtype in (torch.bfloat16, torch.float16):
         results = {}
         runs = [("eager", eager)]
-        if dtype == torch.bfloat16 or masked or name in FAMILY:
+        if dtype == torch.bfloat16 or name in FAMILY:
             runs.append(("compiled", compiled))
         for label, module in runs:
             inside, inside_norms = _grads(module, x, lengths, dtype, inside=True)

@@ -388,20 +388,20 @@ class NormZoneoutMixin:
         if not self.zoneout:
             return ()
         shape = (gi.shape[0], gi.shape[1], self.hidden_size)
+        # in the parameters' (the states') dtype, not gi's: under autocast gi is bf16, whose
+        # uniform numbers are coarse and another stream than float32's (other masks, same seed)
+        dtype = self.weight_hh_l0.dtype
         if self.training:
             # d = 1: keep the previous value. Bernoulli(p) as U < p with U uniform from torch's
             # global RNG: on the CPU about twice as fast as bernoulli_, which cost up to a fifth
             # of a training step
-            # drawn in the parameters' (the states') dtype, not gi's: under autocast gi is bf16, whose uniform
-            # numbers are coarse and another stream than float32's (other masks, same seed)
-            dtype = self.weight_hh_l0.dtype
             return tuple(
                 (torch.rand(shape, dtype=dtype, device=gi.device) < self.zoneout).to(dtype)
                 for _ in range(self.zoned_states)
             )
         # eval: the expectation, d ≡ p; a full tensor (not a stride-0 broadcast) has the training
         # masks' signature, so validation reuses the compiled step graphs instead of new ones
-        d = torch.full(shape, self.zoneout, dtype=self.weight_hh_l0.dtype, device=gi.device)
+        d = torch.full(shape, self.zoneout, dtype=dtype, device=gi.device)
         return (d,) * self.zoned_states
 
     def options_repr(self) -> str:

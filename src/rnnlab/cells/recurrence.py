@@ -401,9 +401,10 @@ def record_autocast(ctx, device: str) -> None:
 def under_forward_autocast(backward: Callable) -> Callable:
     """Run an autograd Function's ``backward`` under the autocast state its forward ran in
     (:func:`record_autocast`), wherever the backward is called from: inside the context or after
-    it. ``torch.amp.custom_bwd``'s rule, for whatever device the inputs are on. Without it, a
-    backward called inside the context traced and ran its steps under an autocast state the
-    forward had not had, and the compiled steps computed garbage (inf gradients)."""
+    it. ``torch.amp.custom_bwd``'s rule, for whatever device the inputs are on. The gradients
+    then do not depend on where the caller put its ``backward()`` (without it they differed by
+    ~0.2% in eager mode; the inf of the compiled path came from the state gradient's dtype,
+    which ``_make_backward`` now holds fixed)."""
 
     @functools.wraps(backward)
     def wrapped(ctx, *grads):
