@@ -16,7 +16,8 @@ from typing import Any
 import pandas as pd
 
 from rnnlab.results import references as refs_
-from rnnlab.results.rowkeys import comparable, config_columns, row_ids, row_keys
+from rnnlab.results import stats
+from rnnlab.results.rowkeys import comparable, config_columns, row_ids, row_keys, show
 
 # Shown when the runs have them, in this order; the first is the headline.
 DEFAULT_METRICS = ("test/loss", "test/acc", "test/mse", "test/nll", "test/f1", "test/mae")
@@ -25,7 +26,6 @@ VERDICT_METRIC = "test/loss"  # compared with the task's own baseline/loss (same
 # The verdict of a loss against its memoryless/constant baseline.
 SOLVED_BELOW = 0.10  # "solved": below 10% of the baseline
 AT_BASELINE_WITHIN = 0.05  # "at baseline": within 5% of it
-VERDICTS = ("solved", "below baseline", "at baseline", "above baseline")
 
 
 def verdict(value: float | None, baseline: float | None) -> str | None:
@@ -68,7 +68,8 @@ def present_metrics(frame) -> list[str]:
 
 
 def aggregate(frame: pd.DataFrame, metrics: Sequence[str] | None = None,
-              keys: Sequence[str] | None = None) -> pd.DataFrame:
+              keys: Sequence[str] | None = None, compare: str | None = None,
+              against: Any = None) -> pd.DataFrame:
     """One row per distinct setting of ``keys`` (default: :func:`row_keys`), numbers unformatted.
 
     Columns: the row keys (dotted names), ``n`` (completed runs, the ones averaged),
@@ -77,6 +78,15 @@ def aggregate(frame: pd.DataFrame, metrics: Sequence[str] | None = None,
     reference value for this row, NaN if none); with a task baseline also ``baseline`` (mean
     ``baseline/loss``), ``verdict`` (of the mean ``test/loss`` against it) and ``solved``
     (completed runs that solved it, each against its own baseline). ``seeds`` lists the seeds.
+
+    For the headline metric (the first): ``<m> ci low`` / ``<m> ci high``, the 95% Student-t
+    interval of the mean over seeds (:mod:`rnnlab.results.stats`), and the comparison the
+    preset exists to make: ``vs`` (the control row's value of ``compare``), ``<m> diff`` (mean
+    minus the control's) and ``<m> p`` (Welch's two-sided p over seeds). ``compare`` is the
+    setting compared (default: the runs' ``compare.key``, else ``model.cell`` when it differs,
+    else the first row key); ``against`` its control value (default: the runs'
+    ``compare.against``, else the best row among those that differ from this one only in
+    ``compare``).
     """
     if frame.empty:
         raise ValueError("no runs to aggregate")
@@ -92,7 +102,7 @@ def aggregate(frame: pd.DataFrame, metrics: Sequence[str] | None = None,
     has_baseline = BASELINE_METRIC in frame and frame[BASELINE_METRIC].notna().any()
     setting_columns = config_columns(frame)
 
-    rows, settings_of_rows = [], []
+    rows, settings_of_rows, values_of_rows = [], [], []
     for _, group in frame.groupby(row_ids(frame, keys), sort=False):
         first = group.iloc[0]
         done = group[group["status"] == "completed"]
@@ -105,9 +115,13 @@ def aggregate(frame: pd.DataFrame, metrics: Sequence[str] | None = None,
         row["seeds"] = sorted(int(s) for s in done["seed"].dropna())
         settings = {c: first[c] for c in setting_columns}
         settings_of_rows.append(settings)
-        for metric in metrics:
+        values_of_rows.append([])
+        for i, metric in enumerate(metrics):
             values = pd.to_numeric(done.get(metric, pd.Series(dtype=float)), errors="coerce")
             values = values.dropna()
+            if i == 0:
+                values_of_rows[-1] = values.tolist()
+                row[f"{metric} ci low"], row[f"{metric} ci high"] = stats.t_interval(values)
             row[metric] = values.mean() if not values.empty else math.nan
             row[f"{metric} std"] = values.std(ddof=1) if len(values) > 1 else math.nan
             ref = refs_.best_match(references, settings, metric)
@@ -125,6 +139,7 @@ def aggregate(frame: pd.DataFrame, metrics: Sequence[str] | None = None,
         rows.append(row)
     table = pd.DataFrame(rows)
     table["_settings"] = settings_of_rows
+    table["_values"] = values_of_rows
     if keys:
         # Numbers ascending, text in the order the sweep ran it (rnn, gru, lstm), missing first.
         order = {k: list(dict.fromkeys(frame[k].map(comparable))) for k in keys}
@@ -133,10 +148,65 @@ def aggregate(frame: pd.DataFrame, metrics: Sequence[str] | None = None,
             kind="stable").reset_index(drop=True)
     # Each row's full settings (for matching references), kept out of the printed columns.
     table.attrs["settings"] = table.pop("_settings").tolist()
+    values = table.pop("_values").tolist()
     table.attrs["keys"] = keys
     table.attrs["metrics"] = metrics
     table.attrs["references"] = references
+    table.attrs["comparison"] = None
+    if metrics:
+        _compare_rows(table, values, frame, metrics[0], compare, against)
     return table
+
+
+def _first_setting(frame: pd.DataFrame, column: str) -> Any:
+    if column not in frame:
+        return None
+    values = [v for v in frame[column] if not (v is None or (isinstance(v, float) and math.isnan(v)))]
+    return values[0] if values else None
+
+
+def _compare_rows(table: pd.DataFrame, values: list[list[float]], frame: pd.DataFrame,
+                  metric: str, compare: str | None, against: Any) -> None:
+    """Welch's test of each row against its control row (see :func:`aggregate`)."""
+    from rnnlab.schemas import monitor_mode
+
+    keys = table.attrs["keys"]
+    compare = compare or _first_setting(frame, "compare.key")
+    if against is None:
+        against = _first_setting(frame, "compare.against")
+    if compare is None:
+        compare = "model.cell" if "model.cell" in keys else (keys[0] if keys else None)
+    if compare is None or len(table) < 2:
+        return
+    if compare not in keys:
+        raise KeyError(f"compare={compare}: not a setting that differs between these runs "
+                       f"(those are: {', '.join(keys) or 'none'})")
+    others = [k for k in keys if k != compare]
+    groups = row_ids(table, others)
+    lower_is_better = monitor_mode(metric) == "min"
+    vs, diff, p = [None] * len(table), [math.nan] * len(table), [math.nan] * len(table)
+    for members in table.groupby(groups, sort=False).groups.values():
+        members = list(members)
+        if against is not None:
+            control = [i for i in members if comparable(table.at[i, compare]) == comparable(against)]
+            if not control:
+                continue
+            control = control[0]
+        else:
+            means = [(table.at[i, metric], i) for i in members if not math.isnan(table.at[i, metric])]
+            if not means:
+                continue
+            control = (min(means) if lower_is_better else max(means))[1]
+        for i in members:
+            vs[i] = show(compare, table.at[control, compare])
+            if i == control:
+                continue
+            test = stats.welch(values[i], values[control])
+            diff[i], p[i] = test.diff, test.p
+    table["vs"] = vs
+    table[f"{metric} diff"] = diff
+    table[f"{metric} p"] = p
+    table.attrs["comparison"] = {"key": compare, "against": against, "metric": metric}
 
 
 def _sort_key(value: Any, seen: list) -> tuple:

@@ -32,7 +32,7 @@ NOT_SETTINGS = ("paths.", "logger.", "callbacks.progress_bar.", "callbacks.lr_mo
                 "hydra.",
                 "trainer.enable_progress_bar", "trainer.enable_model_summary",
                 "trainer.log_every_n_steps", "trainer.default_root_dir", "data.num_workers",
-                "tags", "reference")
+                "tags", "reference", "compare.")
 # A config-group override (``model=gru``) stands for the key that names the group's choice.
 GROUP_KEYS = {"model": "model.cell", "data": "data.name", "optimizer": "optimizer._target_",
               "scheduler": "scheduler._target_", "trainer": "trainer.strategy"}

@@ -16,6 +16,7 @@ import pandas as pd
 from rnnlab.errors import check_choice
 from rnnlab.results.aggregate import VERDICT_METRIC
 from rnnlab.results.rowkeys import label, show
+from rnnlab.results.stats import CONFIDENCE, SIGNIFICANT
 
 FORMATS = ("md", "csv", "latex")
 
@@ -36,6 +37,22 @@ def _mean_std(mean: Any, std: Any, pm: str) -> str:
     return text or "\u2014"
 
 
+def _percent(level: float) -> str:
+    return f"{100 * level:g}%"
+
+
+def _p_value(p: float, vs: Any, own: Any, key: str, control: str) -> str:
+    """"0.012 (vs gru)", "best"/"control" for the row compared against, a dash if untestable."""
+    if vs is None:
+        return "\u2014"
+    if show(key, own) == vs and math.isnan(p):
+        return control
+    if math.isnan(p):
+        return f"\u2014 (vs {vs})"
+    text = f"{p:.2g}" if p >= 1e-4 else "<1e-4"
+    return f"{text}{'*' if p < SIGNIFICANT else ''} (vs {vs})"
+
+
 def display_frame(table: pd.DataFrame, pm: str = " ± ") -> tuple[pd.DataFrame, list[str]]:
     """The table as strings, one column per header a reader sees, plus its footnotes."""
     keys, metrics = table.attrs["keys"], table.attrs["metrics"]
@@ -48,11 +65,25 @@ def display_frame(table: pd.DataFrame, pm: str = " ± ") -> tuple[pd.DataFrame, 
     out["n"] = table["n"].astype(int).astype(str)
     out["diverged"] = table["diverged"].astype(int).astype(str)
     out["failed"] = table["failed"].astype(int).astype(str)
-    for metric in metrics:
+    for i, metric in enumerate(metrics):
         out[f"{metric} (mean{pm.strip()}std)"] = [
             _mean_std(m, s, pm) for m, s in zip(table[metric], table[f"{metric} std"])]
+        if i == 0 and f"{metric} ci low" in table:
+            out[f"{metric} {_percent(CONFIDENCE)} CI (t)"] = [
+                f"[{_num(lo)}, {_num(hi)}]" if not math.isnan(lo) else "\u2014"
+                for lo, hi in zip(table[f"{metric} ci low"], table[f"{metric} ci high"])]
         if table[f"{metric} published"].notna().any():
             out[f"{metric} published"] = table[f"{metric} published"].map(_num)
+    comparison = table.attrs.get("comparison")
+    if comparison:
+        metric, key = comparison["metric"], comparison["key"]
+        against = ("best " + label(key, keys) if comparison["against"] is None
+                   else f"{label(key, keys)}={show(key, comparison['against'])}")
+        out[f"p vs {against} (Welch, {metric})"] = [
+            _p_value(p, vs, table.at[i, key], key,
+                     "best" if comparison["against"] is None else "control")
+            for i, p, vs
+            in zip(table.index, table[f"{metric} p"], table["vs"])]
     if refs:  # which footnotes speak of each row
         settings = table.attrs.get("settings", [{}] * len(table))
         out["paper"] = [" ".join(f"[{i}]" for i, ref in enumerate(refs, 1) if ref.matches(s))

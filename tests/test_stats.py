@@ -1,0 +1,108 @@
+"""Intervals and Welch's test (rnnlab.results.stats) against the formulas by hand, and their
+columns in every table."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from test_results import write_run
+
+from rnnlab.results import aggregate, load_runs, render
+from rnnlab.results.stats import t_interval, welch
+
+# Student-t quantiles t_{0.975, df}, from printed tables (e.g. Abramowitz & Stegun 26.10).
+T975 = {1: 12.7062, 2: 4.30265, 4: 2.77645}
+
+
+def test_t_interval_by_hand():
+    xs = [1.0, 2.0, 4.0]  # mean 7/3, s^2 = ((4/3)^2 + (1/3)^2 + (5/3)^2)/2 = 7/3
+    half = T975[2] * math.sqrt(7 / 3) / math.sqrt(3)
+    lo, hi = t_interval(xs)
+    assert (lo, hi) == pytest.approx((7 / 3 - half, 7 / 3 + half), rel=1e-4)
+    assert all(math.isnan(v) for v in t_interval([1.0]))
+    assert t_interval([1.0, math.nan, 2.0, None]) == pytest.approx(t_interval([1.0, 2.0]))
+    lo, hi = t_interval([2.0, 2.0, 2.0])
+    assert lo == hi == 2.0
+
+
+def test_welch_by_hand():
+    a, b = [1.0, 2.0, 4.0], [5.0, 6.0, 7.0, 8.0, 9.0]
+    va, vb = 7 / 3, 2.5  # sample variances
+    se = math.sqrt(va / 3 + vb / 5)
+    t = (7 / 3 - 7.0) / se
+    df = (va / 3 + vb / 5) ** 2 / ((va / 3) ** 2 / 2 + (vb / 5) ** 2 / 4)
+    result = welch(a, b)
+    assert result.diff == pytest.approx(7 / 3 - 7)
+    assert result.t == pytest.approx(t) and result.df == pytest.approx(df)
+    assert (result.n_a, result.n_b) == (3, 5)
+    # Two-sided p from the t distribution with Welch's df (about 4.2): |t| = 4.54 lies between
+    # the 0.99 and 0.995 quantiles at 4 dof (3.747, 4.604), so 0.01 < p < 0.02.
+    assert 0.01 < result.p < 0.02 and result.significant
+    from scipy import stats
+    assert result.p == pytest.approx(2 * stats.t.sf(abs(t), df))
+
+
+def test_welch_untestable_cases_say_so():
+    assert math.isnan(welch([1.0], [2.0, 3.0]).p)
+    same = welch([1.0, 1.0], [2.0, 2.0])
+    assert math.isnan(same.p) and same.diff == -1.0 and not same.significant
+    assert welch([1.0, 2.0], [1.0, 2.0]).p == pytest.approx(1.0)
+
+
+def _cells(tmp_path, per_cell, extra=None):
+    for job, (cell, losses) in enumerate(per_cell.items()):
+        for seed, loss in enumerate(losses):
+            write_run(tmp_path, f"{job}_{seed}", {"model.cell": cell, **(extra or {})},
+                      seed=seed, metrics={"test/loss": loss, "baseline/loss": 1 / 6},
+                      overrides=[f"model={cell}"])
+    return load_runs([tmp_path])
+
+
+def test_every_row_is_tested_against_the_best_row(tmp_path):
+    per_cell = {"rnn": [0.166, 0.168, 0.165], "gru": [0.001, 0.003, 0.002],
+                "lstm": [0.004, 0.0009, 0.02]}
+    table = aggregate(_cells(tmp_path, per_cell))
+    assert table["vs"].tolist() == ["gru"] * 3
+    p = table["test/loss p"].tolist()
+    assert math.isnan(p[1])
+    assert p[0] == pytest.approx(welch(per_cell["rnn"], per_cell["gru"]).p)
+    assert p[2] == pytest.approx(welch(per_cell["lstm"], per_cell["gru"]).p)
+    assert p[0] < 0.05 < p[2]  # rnn differs beyond its seeds' spread, lstm does not
+    lo, hi = table.loc[0, "test/loss ci low"], table.loc[0, "test/loss ci high"]
+    assert (lo, hi) == pytest.approx(t_interval(per_cell["rnn"]))
+    shown = render(table, "md")
+    header = shown.splitlines()[0]
+    assert "test/loss 95% CI (t)" in header and "p vs best cell (Welch, test/loss)" in header
+    rows = shown.splitlines()[2:5]
+    assert "* (vs gru)" in rows[0] and "| best " in rows[1] and "(vs gru)" in rows[2]
+    assert "*" not in rows[2].split("|")[-2]
+
+
+def test_a_named_control_within_each_setting_of_the_other_keys(tmp_path):
+    # variant x T: each variant is tested against vanilla at its own T, never across T.
+    losses = {("vanilla", 10): [0.10, 0.11, 0.12], ("nfg", 10): [0.30, 0.31, 0.29],
+              ("vanilla", 20): [0.50, 0.52, 0.51], ("nfg", 20): [0.10, 0.70, 0.40]}
+    for j, ((variant, T), values) in enumerate(losses.items()):
+        for seed, loss in enumerate(values):
+            write_run(tmp_path, f"{j}_{seed}", {"model.variant": variant, "data.seq_len": T},
+                      seed=seed, metrics={"test/loss": loss},
+                      overrides=[f"model.variant={variant}", f"data.seq_len={T}"])
+    table = aggregate(load_runs([tmp_path]), compare="model.variant", against="vanilla")
+    by = {(r["model.variant"], r["data.seq_len"]): r for _, r in table.iterrows()}
+    assert by[("nfg", 10)]["test/loss p"] == pytest.approx(
+        welch(losses[("nfg", 10)], losses[("vanilla", 10)]).p)
+    assert by[("nfg", 20)]["test/loss p"] == pytest.approx(
+        welch(losses[("nfg", 20)], losses[("vanilla", 20)]).p)
+    assert math.isnan(by[("vanilla", 20)]["test/loss p"])
+    assert "p vs variant=vanilla (Welch, test/loss)" in render(table, "md")
+    with pytest.raises(KeyError, match="compare=model.cell: not a setting that differs"):
+        aggregate(load_runs([tmp_path]), compare="model.cell")
+
+
+def test_the_runs_own_compare_setting_is_used(tmp_path):
+    per_cell = {"rnn": [0.16, 0.17], "gru": [0.01, 0.02], "lstm": [0.05, 0.07]}
+    runs = _cells(tmp_path, per_cell, {"compare.key": "model.cell", "compare.against": "lstm"})
+    table = aggregate(runs)
+    assert table["vs"].tolist() == ["lstm"] * 3
+    assert math.isnan(table.loc[2, "test/loss p"]) and "control" in render(table, "md")
