@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test lint bench reproduce clean
 
 install: $(STAMP)
 
@@ -19,6 +19,11 @@ $(STAMP): pyproject.toml constraints.txt
 # The main job: rnn vs gru vs lstm on the adding problem, a Hydra multirun that prints a table.
 run: install
 	$(BIN)/rnnlab-train --multirun experiment=quickstart
+
+# The CPU-scale sweeps behind docs/results.md (docs/reproduce.yaml), then the page rebuilt from
+# their run directories; a rerun keeps finished jobs. ONLY=copy runs one section.
+reproduce: install
+	$(BIN)/rnnlab-reproduce $(if $(ONLY),--only $(ONLY))
 
 test: install
 	$(BIN)/python -m pytest -n 2 --dist loadfile -q

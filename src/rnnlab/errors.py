@@ -14,6 +14,10 @@ class ResumeError(ConfigError):
     """A resume that cannot be done as asked (one line for the user)."""
 
 
+class ReproduceError(ConfigError):
+    """A reproduce plan or page that cannot be used as asked (one line for the user)."""
+
+
 def check_choice(setting: str, value: Any, allowed: Iterable[Any], extra: str = "",
                  error: type[Exception] = ValueError) -> None:
     """Raise ``error`` with one line, ``setting='x' is not one of a, b`` (then ``extra``, e.g. the

@@ -1,0 +1,363 @@
+"""``rnnlab-reproduce`` (``make reproduce``): run the CPU-scale sweeps behind docs/results.md and
+rebuild the page's tables and figures from their run directories.
+
+The plan is ``docs/reproduce.yaml``: per section, the experiment preset (its CPU form), extra
+overrides and the settings to pivot by; seeds and parallel jobs once for all. Each section is one
+Hydra multirun in ``<out>/<section>`` (``rnnlab-train -m experiment=... seed=0,1,2`` with the
+joblib launcher, one thread per job). A rerun keeps every finished job and continues the rest
+(``rnnlab-train resume=<sweep dir>``: checkpoints and the sweep's own record), so an interrupted
+``make reproduce`` loses at most the minutes since each job's last checkpoint.
+
+docs/results.md is hand-written prose around generated blocks::
+
+    <!-- reproduce:copy -->
+    ... (replaced on every rebuild: command, runs, table with intervals and tests, figures)
+    <!-- /reproduce:copy -->
+
+so no number inside a block is typed by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rnnlab.errors import ReproduceError
+
+PLAN = Path("docs/reproduce.yaml")
+PAGE = Path("docs/results.md")
+FINISHED = ("completed", "diverged", "failed")
+KEPT = ("completed", "diverged")  # what a resumed sweep keeps (a failed job runs again)
+_BLOCK = r"<!-- reproduce:{name} -->\n.*?<!-- /reproduce:{name} -->"
+
+
+@dataclass(frozen=True)
+class Section:
+    name: str
+    experiment: str
+    overrides: tuple[str, ...] = ()
+    by: tuple[str, ...] = ()
+    compare: str | None = None
+    against: Any = None
+
+
+@dataclass
+class Plan:
+    sections: list[Section]
+    seeds: list[int]
+    jobs: int = 2
+    out: Path = Path("logs/reproduce")
+    figures: Path = Path("docs/results")
+    extra: list[str] = field(default_factory=list)
+
+    def select(self, only: list[str] | None) -> list[Section]:
+        if not only:
+            return self.sections
+        names = [s.name for s in self.sections]
+        unknown = [n for n in only if n not in names]
+        if unknown:
+            raise ReproduceError(f"--only {', '.join(unknown)}: no such section in the plan "
+                                 f"(sections: {', '.join(names)})")
+        return [s for s in self.sections if s.name in only]
+
+
+def load_plan(path: Path = PLAN) -> Plan:
+    """The plan file as a :class:`Plan`; ReproduceError (one line) names what is wrong."""
+    import yaml
+
+    if not path.is_file():
+        raise ReproduceError(f"--plan {path}: no such file")
+    raw = yaml.safe_load(path.read_text()) or {}
+    allowed = {"seeds", "jobs", "out", "figures", "overrides", "sections"}
+    unknown = sorted(set(raw) - allowed)
+    if unknown:
+        raise ReproduceError(f"{path}: unknown key {unknown[0]} (allowed: {', '.join(sorted(allowed))})")
+    sections = []
+    for name, entry in (raw.get("sections") or {}).items():
+        if not isinstance(entry, dict) or "experiment" not in entry:
+            raise ReproduceError(f"{path}: sections.{name} needs an experiment")
+        extra = sorted(set(entry) - {"experiment", "overrides", "by", "compare", "against"})
+        if extra:
+            raise ReproduceError(f"{path}: sections.{name}.{extra[0]} is not a setting (allowed: "
+                                 "experiment, overrides, by, compare, against)")
+        sections.append(Section(name, entry["experiment"], tuple(entry.get("overrides") or ()),
+                                tuple(entry.get("by") or ()), entry.get("compare"),
+                                entry.get("against")))
+    if not sections:
+        raise ReproduceError(f"{path}: no sections")
+    seeds = raw.get("seeds", [0, 1, 2])
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
+        raise ReproduceError(f"{path}: seeds must be a list of integers, got {seeds!r}")
+    jobs = raw.get("jobs", 2)
+    if not isinstance(jobs, int) or jobs < 1:
+        raise ReproduceError(f"{path}: jobs must be an integer >= 1, got {jobs!r}")
+    return Plan(sections, seeds, jobs, Path(raw.get("out", "logs/reproduce")),
+                Path(raw.get("figures", "docs/results")), list(raw.get("overrides") or []))
+
+
+def sweep_grid(experiment: str, overrides: list[str]) -> list[list[str]]:
+    """Every job of ``experiment``'s sweep (its hydra.sweeper.params, then ``overrides``, as
+    Hydra's basic sweeper expands them), each as its list of overrides, seeds not included."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    import rnnlab.schemas  # noqa: F401  (schemas and resolvers)
+    from rnnlab.cli import CONFIG_DIR, CONFIG_NAME
+
+    fixed = [o for o in overrides if "," not in o.partition("=")[2]]
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+            cfg = compose(config_name=CONFIG_NAME,
+                          overrides=[f"experiment={experiment}", *fixed],
+                          return_hydra_config=True)
+    finally:
+        GlobalHydra.instance().clear()
+    params = {str(k): str(v) for k, v in (cfg.hydra.sweeper.params or {}).items()}
+    parser = OverridesParser.create()
+    for override in parser.parse_overrides(overrides):  # the command line wins, as in Hydra
+        key = override.get_key_element()
+        if override.is_sweep_override():
+            params[key] = override.input_line.partition("=")[2]
+        else:
+            params.pop(key, None)
+    parsed = parser.parse_overrides([f"{k}={v}" for k, v in params.items()])
+    axes = [[f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()] for o in parsed]
+    return [list(point) for point in itertools.product(*axes)]
+
+
+def finished_jobs(sweep_dir: Path) -> dict[str, dict]:
+    """``{job subdir: results.json}`` of the jobs of a sweep dir that have finished."""
+    done = {}
+    for path in sweep_dir.glob("*/results.json"):
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue  # being written
+        if record.get("status") in FINISHED:
+            done[path.parent.name] = record
+    return done
+
+
+def train_command(section: Section, plan: Plan, sweep_dir: Path) -> list[str]:
+    """The ``rnnlab-train`` command line of a section: a new sweep, or the resume of one."""
+    exe = Path(sys.executable).with_name("rnnlab-train")
+    base = [str(exe)] if exe.exists() else [sys.executable, "-c",
+                                            "from rnnlab.cli import main; main()"]
+    if (sweep_dir / "multirun.yaml").is_file():
+        return [*base, f"resume={sweep_dir}"]
+    seeds = ",".join(map(str, plan.seeds))
+    return [*base, "-m", f"experiment={section.experiment}", *plan.extra, *section.overrides,
+            f"seed={seeds}", "hydra/launcher=joblib", f"hydra.launcher.n_jobs={plan.jobs}",
+            f"hydra.sweep.dir={sweep_dir}"]
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}h{seconds // 60 % 60:02d}m" if seconds >= 3600 else \
+        f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+class Progress:
+    """One line every ``every`` seconds: jobs done / total, elapsed, ETA (from the finished
+    jobs' own wall times, ``jobs`` at a time)."""
+
+    def __init__(self, total: int, jobs: int, every: float = 30.0, out=sys.stdout):
+        self.total, self.jobs, self.every, self.out = total, jobs, every, out
+        self.start = time.monotonic()
+        self.done_before = 0
+        self.wall: list[float] = []
+        self.counted: set[tuple[str, str]] = set()
+
+    def update(self, section: str, sweep_dir: Path) -> int:
+        for job, record in finished_jobs(sweep_dir).items():
+            if (section, job) not in self.counted:
+                self.counted.add((section, job))
+                if record.get("wall_time_s"):
+                    self.wall.append(float(record["wall_time_s"]))
+        return len(self.counted)
+
+    def line(self, section: str) -> str:
+        done = len(self.counted)
+        text = (f"[reproduce] {section}: {done}/{self.total} jobs done, "
+                f"elapsed {_clock(time.monotonic() - self.start)}")
+        if self.wall and done < self.total:
+            eta = sum(self.wall) / len(self.wall) * (self.total - done) / self.jobs
+            text += f", ETA {_clock(eta)}"
+        return text
+
+    def watch(self, section: str, sweep_dir: Path, stop: threading.Event) -> None:
+        while not stop.wait(self.every):
+            self.update(section, sweep_dir)
+            print(self.line(section), file=self.out, flush=True)
+
+
+def run_sections(plan: Plan, sections: list[Section], dry_run: bool = False,
+                 every: float = 30.0) -> int:
+    """Run (or resume) each section's sweep; the exit status of the last failing one, else 0."""
+    grids = {s.name: sweep_grid(s.experiment, [*plan.extra, *s.overrides]) for s in sections}
+    total = sum(len(g) * len(plan.seeds) for g in grids.values())
+    progress = Progress(total, plan.jobs, every)
+    status = 0
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    for section in sections:
+        sweep_dir = (plan.out / section.name).resolve()
+        want = len(grids[section.name]) * len(plan.seeds)
+        if sweep_dir.exists():
+            progress.update(section.name, sweep_dir)
+        kept = finished_jobs(sweep_dir) if sweep_dir.exists() else {}
+        have = sum(r.get("status") in KEPT for r in kept.values())
+        command = train_command(section, plan, sweep_dir)
+        if have >= want:
+            print(f"[reproduce] {section.name}: {have}/{want} jobs already finished: kept",
+                  flush=True)
+            continue
+        print(f"[reproduce] {section.name}: {want - have} of {want} jobs to run: "
+              f"{' '.join(command[1:] if command[0].endswith('rnnlab-train') else command)}",
+              flush=True)
+        if dry_run:
+            continue
+        stop = threading.Event()
+        watcher = threading.Thread(target=progress.watch, args=(section.name, sweep_dir, stop),
+                                   daemon=True)
+        watcher.start()
+        try:
+            code = subprocess.call(command, env=env)
+        finally:
+            stop.set()
+            watcher.join()
+        progress.update(section.name, sweep_dir)
+        print(progress.line(section.name), flush=True)
+        if code != 0:
+            print(f"[reproduce] {section.name}: rnnlab-train exited {code}", file=sys.stderr)
+            status = code
+    return status
+
+
+def section_block(plan: Plan, section: Section) -> str:
+    """The generated markdown of one section: command, runs, table, pivot, figures."""
+    from rnnlab.results.aggregate import aggregate
+    from rnnlab.results.report import write_report
+    from rnnlab.results.runs import load_runs
+    from rnnlab.results.tables import render
+
+    sweep_dir = plan.out / section.name
+    if not sweep_dir.is_dir():
+        return f"*Not run yet: `rnnlab-reproduce --only {section.name}`.*"
+    runs = load_runs([sweep_dir])
+    if runs.empty:
+        return f"*No finished runs yet in `{sweep_dir}`: `rnnlab-reproduce --only {section.name}`.*"
+    table = aggregate(runs, compare=section.compare, against=section.against)
+    figures = plan.figures / section.name
+    write_report(runs, table, figures, by=list(section.by) or None)
+    wall = runs["wall_time_s"].dropna().astype(float)
+    command = " ".join(["rnnlab-train -m", f"experiment={section.experiment}", *plan.extra,
+                        *section.overrides, f"seed={','.join(map(str, plan.seeds))}"])
+    facts = (f"`{command}` (`rnnlab-reproduce --only {section.name}`): {len(runs)} runs, "
+             f"{_status_counts(runs)}; wall time per run {wall.min():.0f}–{wall.max():.0f} s, "
+             f"{wall.sum() / 60:.0f} min in all, {plan.jobs} jobs × 1 thread; "
+             f"{_machine(runs)}.")
+    lines = [facts, "", render(table, "md").rstrip()]
+    if section.by:
+        metric = table.attrs["metrics"][0]
+        lines += ["", f"By {', '.join(section.by)} ({metric}, mean ± std over seeds):", "",
+                  render(table, "md", by=list(section.by), metric=metric).rstrip()]
+    for png in sorted(figures.glob("*.png")):
+        rel = png.relative_to(PAGE.parent) if png.is_relative_to(PAGE.parent) else png
+        lines += ["", f"![{png.stem.replace('_', ' ')}]({rel.as_posix()})"]
+    return "\n".join(lines)
+
+
+def _status_counts(runs) -> str:
+    counts = runs["status"].value_counts()
+    return ", ".join(f"{int(counts[s])} {s}" for s in FINISHED if s in counts) or "none finished"
+
+
+def _machine(runs) -> str:
+    versions = {}
+    for run_dir in runs["run_dir"]:
+        try:
+            record = json.loads((Path(run_dir) / "results.json").read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        versions = record.get("versions") or {}
+        if versions:
+            break
+    torch = versions.get("torch", "?")
+    return f"torch {torch}, {os.cpu_count()} CPUs"
+
+
+def rebuild_page(plan: Plan, sections: list[Section], page: Path = PAGE) -> list[str]:
+    """Replace each section's generated block in ``page``; return the sections rebuilt.
+    A section without its markers in the page is an error (the page says where it goes)."""
+    text = page.read_text()
+    rebuilt = []
+    for section in sections:
+        pattern = re.compile(_BLOCK.format(name=re.escape(section.name)), re.S)
+        if not pattern.search(text):
+            raise ReproduceError(f"{page} has no <!-- reproduce:{section.name} --> ... "
+                                 f"<!-- /reproduce:{section.name} --> block for section "
+                                 f"{section.name}")
+        block = (f"<!-- reproduce:{section.name} -->\n{section_block(plan, section)}\n"
+                 f"<!-- /reproduce:{section.name} -->")
+        text = pattern.sub(lambda _m, b=block: b, text)
+        rebuilt.append(section.name)
+    from rnnlab.atomic import atomic_open
+
+    with atomic_open(page, "w") as handle:
+        handle.write(text)
+    return rebuilt
+
+
+HELP = """\
+Run the CPU-scale sweeps behind docs/results.md (the plan: docs/reproduce.yaml) on all cores,
+one thread per job, and rebuild the page's tables and figures from the run directories.
+A rerun keeps finished jobs and resumes the rest.
+
+  rnnlab-reproduce                    every section, then the page
+  rnnlab-reproduce --only copy        one section (a quick check), then its part of the page
+  rnnlab-reproduce --docs-only        rebuild the page from the runs already there
+  rnnlab-reproduce --dry-run          print what would run
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="rnnlab-reproduce", description=HELP,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--plan", type=Path, default=PLAN, help=f"the plan (default {PLAN})")
+    parser.add_argument("--page", type=Path, default=PAGE, help=f"the page (default {PAGE})")
+    parser.add_argument("--only", action="append", help="section(s) to run, e.g. --only copy")
+    parser.add_argument("--jobs", type=int, help="parallel jobs (default: the plan's)")
+    parser.add_argument("--docs-only", action="store_true", help="rebuild the page only")
+    parser.add_argument("--dry-run", action="store_true", help="print the commands only")
+    args = parser.parse_args(argv)
+    try:
+        plan = load_plan(args.plan)
+        if args.jobs is not None:
+            if args.jobs < 1:
+                raise ReproduceError(f"--jobs must be >= 1, got {args.jobs}")
+            plan.jobs = args.jobs
+        sections = plan.select(args.only)
+        status = 0 if args.docs_only else run_sections(plan, sections, args.dry_run)
+        if not args.dry_run:
+            rebuilt = rebuild_page(plan, sections, args.page)
+            print(f"[reproduce] {args.page}: rebuilt {', '.join(rebuilt)}")
+    except ReproduceError as error:
+        print(f"rnnlab-reproduce: error: {error}", file=sys.stderr)
+        return 2
+    return status
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
