@@ -33,8 +33,9 @@ def test_bad_plans_are_refused_in_one_line(tmp_path, body, message):
 
 
 def test_the_repos_plan_loads_and_every_section_composes():
-    from rnnlab.reproduce import PLAN
     from conftest import REPO
+
+    from rnnlab.reproduce import PLAN
 
     plan = load_plan(REPO / PLAN)
     for section in plan.sections:

@@ -304,7 +304,7 @@ def rebuild_page(plan: Plan, sections: list[Section], page: Path = PAGE) -> list
     text = page.read_text()
     rebuilt = []
     for section in sections:
-        pattern = re.compile(_BLOCK.format(name=re.escape(section.name)), re.S)
+        pattern = re.compile(_BLOCK.format(name=re.escape(section.name)), re.DOTALL)
         if not pattern.search(text):
             raise ReproduceError(f"{page} has no <!-- reproduce:{section.name} --> ... "
                                  f"<!-- /reproduce:{section.name} --> block for section "
