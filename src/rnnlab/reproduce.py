@@ -133,7 +133,8 @@ def sweep_grid(experiment: str, overrides: list[str]) -> list[list[str]]:
         else:
             params.pop(key, None)
     parsed = parser.parse_overrides([f"{k}={v}" for k, v in params.items()])
-    axes = [[f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()] for o in parsed]
+    axes = [[f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()]
+            if o.is_sweep_override() else [o.input_line] for o in parsed]
     return [list(point) for point in itertools.product(*axes)]
 
 
@@ -206,7 +207,15 @@ class Progress:
 def run_sections(plan: Plan, sections: list[Section], dry_run: bool = False,
                  every: float = 30.0) -> int:
     """Run (or resume) each section's sweep; the exit status of the last failing one, else 0."""
-    grids = {s.name: sweep_grid(s.experiment, [*plan.extra, *s.overrides]) for s in sections}
+    grids = {}
+    for s in sections:
+        try:
+            grids[s.name] = sweep_grid(s.experiment, [*plan.extra, *s.overrides])
+        except Exception as error:  # noqa: BLE001 - Hydra's many error types, one line
+            from rnnlab.errors import one_line
+
+            raise ReproduceError(f"section {s.name}: experiment={s.experiment} does not "
+                                 f"compose: {one_line(error)}") from None
     total = sum(len(g) * len(plan.seeds) for g in grids.values())
     progress = Progress(total, plan.jobs, every)
     status = 0
