@@ -106,3 +106,25 @@ def test_the_runs_own_compare_setting_is_used(tmp_path):
     table = aggregate(runs)
     assert table["vs"].tolist() == ["lstm"] * 3
     assert math.isnan(table.loc[2, "test/loss p"]) and "control" in render(table, "md")
+
+
+def test_steps_to_solve_from_the_validation_curve_by_hand(tmp_path):
+    """Seed 0 crosses 10% of the baseline (0.1) at its 3rd validation, seed 1 at its 2nd,
+    seed 2 never; a run without a CSV log is not counted either way."""
+    curves = {0: [0.9, 0.5, 0.09, 0.05], 1: [0.8, 0.08, 0.2, 0.01], 2: [1.0, 0.9, 0.5, 0.3]}
+    for seed, losses in curves.items():
+        run_dir = write_run(tmp_path, f"r{seed}", {"model.cell": "gru"}, seed=seed,
+                            metrics={"test/loss": losses[-1], "baseline/loss": 1.0})
+        (run_dir / "csv").mkdir()
+        rows = ["epoch,step,train/loss,val/loss"]
+        for i, loss in enumerate(losses):
+            step = 250 * (i + 1) - 1  # Lightning's step of a validation after 250 (i+1) updates
+            rows += [f"{i},{step},0.5,", f"{i},{step},,{loss}"]
+        (run_dir / "csv" / "metrics.csv").write_text("\n".join(rows) + "\n")
+    write_run(tmp_path, "r3", {"model.cell": "gru"}, seed=3,
+              metrics={"test/loss": 0.01, "baseline/loss": 1.0})
+    table = aggregate(load_runs([tmp_path]))
+    assert table.loc[0, "solved_step"] == (750 + 500) / 2
+    assert table.loc[0, "solved_step_of"] == (2, 3)
+    assert "steps to solve (median, val)" in render(table, "md")
+    assert "| 625 (2/3) " in render(table, "md")

@@ -15,8 +15,8 @@ from typing import Any
 
 import pandas as pd
 
+from rnnlab.results import curves, stats
 from rnnlab.results import references as refs_
-from rnnlab.results import stats
 from rnnlab.results.rowkeys import comparable, config_columns, row_ids, row_keys, show
 
 # Shown when the runs have them, in this order; the first is the headline.
@@ -77,7 +77,10 @@ def aggregate(frame: pd.DataFrame, metrics: Sequence[str] | None = None,
     completed runs), ``<m> std`` (sample std, NaN for n < 2), ``<m> published`` (the preset's
     reference value for this row, NaN if none); with a task baseline also ``baseline`` (mean
     ``baseline/loss``), ``verdict`` (of the mean ``test/loss`` against it) and ``solved``
-    (completed runs that solved it, each against its own baseline). ``seeds`` lists the seeds.
+    (completed runs that solved it, each against its own baseline), ``solved_step`` (median,
+    over the seeds whose validation loss went below that threshold, of the first step where it
+    did; from csv/metrics.csv) and ``solved_step_of`` ((seeds that got there, seeds with a
+    validation curve)). ``seeds`` lists the seeds.
 
     For the headline metric (the first): ``<m> ci low`` / ``<m> ci high``, the 95% Student-t
     interval of the mean over seeds (:mod:`rnnlab.results.stats`), and the comparison the
@@ -136,6 +139,12 @@ def aggregate(frame: pd.DataFrame, metrics: Sequence[str] | None = None,
             per_run = [verdict(r.get(VERDICT_METRIC), r.get(BASELINE_METRIC))
                        for _, r in done.iterrows()]
             row["solved"] = sum(v == "solved" for v in per_run)
+            # When the solved seeds got there: the first validation below the threshold.
+            steps = [curves.solved_step(r["run_dir"], r.get(BASELINE_METRIC), SOLVED_BELOW)
+                     for _, r in done.iterrows()]
+            reached = [s for s in steps if s is not None and not math.isnan(s)]
+            row["solved_step"] = float(pd.Series(reached).median()) if reached else math.nan
+            row["solved_step_of"] = (len(reached), sum(s is not None for s in steps))
         rows.append(row)
     table = pd.DataFrame(rows)
     table["_settings"] = settings_of_rows

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from rnnlab.gradflow.plots import _figure
+from rnnlab.results.curves import read_curve
 from rnnlab.results.rowkeys import comparable, label, row_ids, rows_with_runs, show
 
 
@@ -82,17 +83,6 @@ def metric_vs(table: pd.DataFrame, key: str, metric: str):
     return fig
 
 
-def _curve(run_dir: str, metric: str) -> pd.Series | None:
-    path = Path(run_dir) / "csv" / "metrics.csv"
-    if not path.exists():
-        return None
-    log = pd.read_csv(path)
-    if metric not in log or "step" not in log:
-        return None
-    points = log[["step", metric]].dropna()
-    return points.groupby("step")[metric].last() if not points.empty else None
-
-
 def training_curves(runs: pd.DataFrame, table: pd.DataFrame,
                     metrics: Sequence[str] = ("train/loss", "val/loss")):
     """Per row, each metric against the optimizer step: mean over seeds, band min-max."""
@@ -102,7 +92,8 @@ def training_curves(runs: pd.DataFrame, table: pd.DataFrame,
     drawn = False
     for ax, metric in zip(axes, metrics):
         for i, row, members in rows_with_runs(runs, table):
-            curves = [c for c in (_curve(d, metric) for d in members["run_dir"]) if c is not None]
+            curves = [c for c in (read_curve(d, metric) for d in members["run_dir"])
+                      if c is not None]
             if not curves:
                 continue
             joined = pd.concat(curves, axis=1).sort_index().interpolate(limit_area="inside")
