@@ -282,10 +282,44 @@ def section_block(plan: Plan, section: Section) -> str:
         metric = table.attrs["metrics"][0]
         lines += ["", f"By {', '.join(section.by)} ({metric}, mean ± std over seeds):", "",
                   render(table, "md", by=list(section.by), metric=metric).rstrip()]
+    lines += _baseline_lines(runs, table)
     for png in sorted(figures.glob("*.png")):
         rel = png.relative_to(PAGE.parent) if png.is_relative_to(PAGE.parent) else png
         lines += ["", f"![{png.stem.replace('_', ' ')}]({rel.as_posix()})"]
     return "\n".join(lines)
+
+
+def _baseline_lines(runs, table) -> list[str]:
+    """The classical baselines on the runs' own test split, and which side wins (markdown)."""
+    import pandas as pd
+
+    from rnnlab.results.baselines import baselines_for
+    from rnnlab.results.rowkeys import show
+    from rnnlab.results.tables import _num
+
+    config = json.loads((Path(runs["run_dir"].iloc[0]) / "results.json").read_text())["config"]
+    rows = baselines_for(config.get("data") or {})
+    if not rows:
+        return []
+    frame = pd.DataFrame(rows)
+    metrics = [c for c in frame.columns if c != "baseline"]
+    shown = frame.copy()
+    for m in metrics:
+        shown[m] = frame[m].map(_num)
+    lines = ["", "Classical baselines on the same test split (rnnlab.results.baselines):", "",
+             shown.to_markdown(index=False)]
+    metric = metrics[0]
+    if metric in table and table[metric].notna().any():
+        lower = metric.rsplit("/", 1)[-1] in ("mse", "mae", "loss", "nll")
+        cells = table.dropna(subset=[metric])
+        best = cells.loc[cells[metric].idxmin() if lower else cells[metric].idxmax()]
+        classic = frame.loc[frame[metric].idxmin() if lower else frame[metric].idxmax()]
+        name = ", ".join(show(k, best[k]) for k in table.attrs["keys"]) or "the cells"
+        wins = best[metric] < classic[metric] if lower else best[metric] > classic[metric]
+        lines += ["", (f"Best cell by mean {metric}: {name} ({_num(best[metric])}); best "
+                  f"baseline: {classic['baseline']} ({_num(classic[metric])}): "
+                  f"{'the cell is better' if wins else 'the baseline is better'}.")]
+    return lines
 
 
 def _status_counts(runs) -> str:
