@@ -3,7 +3,8 @@
     from rnnlab.results import load_runs, aggregate, render
     runs = load_runs(["logs/multiruns/gru_variants"])    # one row per run
     table = aggregate(runs)                               # one row per setting, seeds pooled
-    print(render(table, "md"))
+    print(render(table, "md"))                            # with 95% intervals and Welch tests
+    welch(a_losses, b_losses).p                           # the same test on any two samples
 
 Rows are every setting that differs between the runs except ``seed`` (:func:`row_keys`).
 """
@@ -12,7 +13,8 @@ from rnnlab.results.aggregate import aggregate, verdict
 from rnnlab.results.references import Reference, parse_references
 from rnnlab.results.rowkeys import row_keys, run_name
 from rnnlab.results.runs import find_results, load_runs
+from rnnlab.results.stats import t_interval, welch
 from rnnlab.results.tables import render
 
 __all__ = ["Reference", "aggregate", "find_results", "load_runs", "parse_references", "render",
-           "row_keys", "run_name", "verdict"]
+           "row_keys", "run_name", "t_interval", "verdict", "welch"]
