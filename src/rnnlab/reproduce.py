@@ -275,13 +275,16 @@ def section_block(plan: Plan, section: Section) -> str:
                         *section.overrides, f"seed={','.join(map(str, plan.seeds))}"])
     facts = (f"`{command}` (`rnnlab-reproduce --only {section.name}`): {len(runs)} runs, "
              f"{_status_counts(runs)}; wall time per run {wall.min():.0f}–{wall.max():.0f} s, "
-             f"{wall.sum() / 60:.0f} min in all, {plan.jobs} jobs × 1 thread; "
+             f"{wall.sum() / 60:.0f} min in all, {_jobs_run(sweep_dir, plan.jobs)} at a time × "
+             "1 thread; "
              f"{_machine(runs)}.")
     lines = [facts, "", render(table, "md").rstrip()]
     if section.by:
         metric = table.attrs["metrics"][0]
+        pivoted = render(table, "md", by=list(section.by), metric=metric)
+        pivoted = pivoted.split("\n\n[1] ")[0]  # the footnotes are the table's, shown above
         lines += ["", f"By {', '.join(section.by)} ({metric}, mean ± std over seeds):", "",
-                  render(table, "md", by=list(section.by), metric=metric).rstrip()]
+                  pivoted.rstrip()]
     lines += _baseline_lines(runs, table)
     for png in sorted(figures.glob("*.png")):
         rel = png.relative_to(PAGE.parent) if png.is_relative_to(PAGE.parent) else png
@@ -320,6 +323,17 @@ def _baseline_lines(runs, table) -> list[str]:
                   f"baseline: {classic['baseline']} ({_num(classic[metric])}): "
                   f"{'the cell is better' if wins else 'the baseline is better'}.")]
     return lines
+
+
+def _jobs_run(sweep_dir: Path, default: int) -> str:
+    """How many jobs the sweep ran side by side (its launcher's n_jobs), as text."""
+    try:
+        from omegaconf import OmegaConf
+
+        jobs = int(OmegaConf.load(sweep_dir / "multirun.yaml").hydra.launcher.n_jobs)
+    except Exception:  # noqa: BLE001 - an older or foreign sweep: say what the plan says
+        jobs = default
+    return f"{jobs} job{'s' if jobs != 1 else ''}"
 
 
 def _status_counts(runs) -> str:
