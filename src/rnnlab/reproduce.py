@@ -357,24 +357,36 @@ def _machine(runs) -> str:
 
 def rebuild_page(plan: Plan, sections: list[Section], page: Path = PAGE) -> list[str]:
     """Replace each section's generated block in ``page``; return the sections rebuilt.
-    A section without its markers in the page is an error (the page says where it goes)."""
-    text = page.read_text()
-    rebuilt = []
-    for section in sections:
-        pattern = re.compile(_BLOCK.format(name=re.escape(section.name)), re.DOTALL)
-        if not pattern.search(text):
-            raise ReproduceError(f"{page} has no <!-- reproduce:{section.name} --> ... "
-                                 f"<!-- /reproduce:{section.name} --> block for section "
-                                 f"{section.name}")
-        block = (f"<!-- reproduce:{section.name} -->\n{section_block(plan, section)}\n"
-                 f"<!-- /reproduce:{section.name} -->")
-        text = pattern.sub(lambda _m, b=block: b, text)
-        rebuilt.append(section.name)
+    A section without its markers in the page is an error (the page says where it goes).
+
+    The blocks are built first (reports and figures take seconds); the page is then read,
+    changed and replaced under a lock, so two reproduce processes (or an editor saving the
+    prose) never lose each other's changes."""
+    from filelock import FileLock
+
     from rnnlab.atomic import atomic_open
 
-    with atomic_open(page, "w") as handle:
-        handle.write(text)
-    return rebuilt
+    def pattern(name: str) -> re.Pattern:
+        return re.compile(_BLOCK.format(name=re.escape(name)), re.DOTALL)
+
+    def check(text: str) -> None:
+        for section in sections:
+            if not pattern(section.name).search(text):
+                raise ReproduceError(f"{page} has no <!-- reproduce:{section.name} --> ... "
+                                     f"<!-- /reproduce:{section.name} --> block for section "
+                                     f"{section.name}")
+
+    check(page.read_text())
+    blocks = {s.name: section_block(plan, s) for s in sections}
+    with FileLock(str(page.with_name(f".{page.name}.lock"))):
+        text = page.read_text()
+        check(text)
+        for name, body in blocks.items():
+            block = f"<!-- reproduce:{name} -->\n{body}\n<!-- /reproduce:{name} -->"
+            text = pattern(name).sub(lambda _m, b=block: b, text)
+        with atomic_open(page, "w") as handle:
+            handle.write(text)
+    return list(blocks)
 
 
 HELP = """\
