@@ -85,6 +85,9 @@ def test_a_real_multirun_over_a_non_cell_key(tmp_path):
          "data.seq_len=20", "experiment_name=fbcheck"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
+    # Console noise that is not ours is filtered at start-up (rnnlab.console), in every job.
+    console = result.stdout + result.stderr
+    assert "LeafSpec" not in console and "Tip:" not in console and "litlogger" not in console
     sweep_dir = next((tmp_path / "logs" / "multiruns" / "fbcheck").iterdir())
     summary = (sweep_dir / "summary.md").read_text().splitlines()
     assert summary[0].split("|")[1].strip() == "forget_bias"

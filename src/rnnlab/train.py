@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 import rnnlab.schemas  # noqa: F401  (registers the config schemas before composition)
 from rnnlab import launch, resume, tracking
 from rnnlab.cli import CONFIG_DIR, main
+from rnnlab.console import quiet_third_party
 from rnnlab.errors import one_line
 from rnnlab.models import ConfigError, SequenceModel
 from rnnlab.results.references import ReferenceError, parse_references
@@ -295,6 +296,7 @@ def _remove_if_empty_run_dir(output_dir: Path) -> None:
 
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Train and test one configuration; write and return its results.json payload."""
+    quiet_third_party()
     with tracking.temp_files_in(cfg.paths.output_dir), tracking.lightning_lines_in_run_log():
         try:
             return _run(cfg)

@@ -1,0 +1,42 @@
+"""What a run prints: third-party lines that say nothing about the run are filtered, once.
+
+Filtered (each seen on every quickstart job, 2026-12):
+
+* torch's deprecation of ``isinstance(treespec, LeafSpec)``, which Lightning's own
+  ``utilities/_pytree.py`` triggers at every fit and test (nine times in a 3-job sweep): nothing
+  a user can change;
+* Lightning's "💡 Tip: ... try installing litlogger" advertisement at every Trainer.
+
+Everything else — Lightning's progress, our own one-line results, every other warning — stays.
+``RNNLAB_CONSOLE=all`` keeps the filtered lines too.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+
+_PYTREE = r"`isinstance\(treespec, LeafSpec\)` is deprecated"
+_TIP = "\N{ELECTRIC LIGHT BULB} Tip:"
+# Where Lightning's rank_zero_info records are created (fabric's and pytorch's rank_zero).
+_RANK_ZERO = ("lightning.fabric.utilities.rank_zero", "lightning.pytorch.utilities.rank_zero")
+
+
+class _DropTips(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(_TIP)
+
+
+_TIPS = _DropTips()
+
+
+def quiet_third_party() -> None:
+    """Install the filters (idempotent); a no-op under ``RNNLAB_CONSOLE=all``."""
+    if os.environ.get("RNNLAB_CONSOLE") == "all":
+        return
+    warnings.filterwarnings("ignore", message=_PYTREE)
+    for name in _RANK_ZERO:
+        logger = logging.getLogger(name)
+        if _TIPS not in logger.filters:
+            logger.addFilter(_TIPS)
