@@ -177,12 +177,14 @@ class Progress:
     def __init__(self, total: int, jobs: int, every: float = 30.0, out=sys.stdout):
         self.total, self.jobs, self.every, self.out = total, jobs, every, out
         self.start = time.monotonic()
-        self.done_before = 0
         self.wall: list[float] = []
         self.counted: set[tuple[str, str]] = set()
 
     def update(self, section: str, sweep_dir: Path) -> int:
-        for job, record in finished_jobs(sweep_dir).items():
+        return self.add(section, finished_jobs(sweep_dir))
+
+    def add(self, section: str, finished: dict[str, dict]) -> int:
+        for job, record in finished.items():
             if (section, job) not in self.counted:
                 self.counted.add((section, job))
                 if record.get("wall_time_s"):
@@ -223,10 +225,9 @@ def run_sections(plan: Plan, sections: list[Section], dry_run: bool = False,
     for section in sections:
         sweep_dir = (plan.out / section.name).resolve()
         want = len(grids[section.name]) * len(plan.seeds)
-        if sweep_dir.exists():
-            progress.update(section.name, sweep_dir)
-        kept = finished_jobs(sweep_dir) if sweep_dir.exists() else {}
-        have = sum(r.get("status") in KEPT for r in kept.values())
+        finished = finished_jobs(sweep_dir) if sweep_dir.exists() else {}
+        progress.add(section.name, finished)
+        have = sum(r.get("status") in KEPT for r in finished.values())
         command = train_command(section, plan, sweep_dir)
         if have >= want:
             print(f"[reproduce] {section.name}: {have}/{want} jobs already finished: kept",
@@ -259,7 +260,7 @@ def section_block(plan: Plan, section: Section) -> str:
     from rnnlab.results.aggregate import aggregate
     from rnnlab.results.report import write_report
     from rnnlab.results.runs import load_runs
-    from rnnlab.results.tables import render
+    from rnnlab.results.tables import pivot, render
 
     sweep_dir = plan.out / section.name
     if not sweep_dir.is_dir():
@@ -276,31 +277,30 @@ def section_block(plan: Plan, section: Section) -> str:
     facts = (f"`{command}` (`rnnlab-reproduce --only {section.name}`): {len(runs)} runs, "
              f"{_status_counts(runs)}; wall time per run {wall.min():.0f}–{wall.max():.0f} s, "
              f"{wall.sum() / 60:.0f} min in all, {_jobs_run(sweep_dir, plan.jobs)} at a time × "
-             "1 thread; "
-             f"{_machine(runs)}.")
+             f"1 thread; {_machine(runs)}.")
     lines = [facts, "", render(table, "md").rstrip()]
     if section.by:
         metric = table.attrs["metrics"][0]
-        pivoted = render(table, "md", by=list(section.by), metric=metric)
-        pivoted = pivoted.split("\n\n[1] ")[0]  # the footnotes are the table's, shown above
+        pivoted = pivot(table, list(section.by), metric)  # its footnotes are the table's, above
         lines += ["", f"By {', '.join(section.by)} ({metric}, mean ± std over seeds):", "",
-                  pivoted.rstrip()]
-    lines += _baseline_lines(runs, table)
+                  pivoted.to_markdown(index=False)]
+    first = json.loads((Path(runs["run_dir"].iloc[0]) / "results.json").read_text())
+    lines += _baseline_lines(first.get("config") or {}, table)
     for png in sorted(figures.glob("*.png")):
         rel = png.relative_to(PAGE.parent) if png.is_relative_to(PAGE.parent) else png
         lines += ["", f"![{png.stem.replace('_', ' ')}]({rel.as_posix()})"]
     return "\n".join(lines)
 
 
-def _baseline_lines(runs, table) -> list[str]:
+def _baseline_lines(config: dict, table) -> list[str]:
     """The classical baselines on the runs' own test split, and which side wins (markdown)."""
     import pandas as pd
 
     from rnnlab.results.baselines import baselines_for
     from rnnlab.results.rowkeys import show
     from rnnlab.results.tables import _num
+    from rnnlab.schemas import monitor_mode
 
-    config = json.loads((Path(runs["run_dir"].iloc[0]) / "results.json").read_text())["config"]
     rows = baselines_for(config.get("data") or {})
     if not rows:
         return []
@@ -313,7 +313,7 @@ def _baseline_lines(runs, table) -> list[str]:
              shown.to_markdown(index=False)]
     metric = metrics[0]
     if metric in table and table[metric].notna().any():
-        lower = metric.rsplit("/", 1)[-1] in ("mse", "mae", "loss", "nll")
+        lower = monitor_mode(metric) == "min"
         cells = table.dropna(subset=[metric])
         best = cells.loc[cells[metric].idxmin() if lower else cells[metric].idxmax()]
         classic = frame.loc[frame[metric].idxmin() if lower else frame[metric].idxmax()]

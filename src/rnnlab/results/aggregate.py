@@ -18,6 +18,7 @@ import pandas as pd
 from rnnlab.results import curves, stats
 from rnnlab.results import references as refs_
 from rnnlab.results.rowkeys import comparable, config_columns, row_ids, row_keys, show
+from rnnlab.results.runs import is_missing
 
 # Shown when the runs have them, in this order; the first is the headline.
 DEFAULT_METRICS = ("test/loss", "test/acc", "test/mse", "test/nll", "test/f1", "test/mae")
@@ -170,7 +171,7 @@ def aggregate(frame: pd.DataFrame, metrics: Sequence[str] | None = None,
 def _first_setting(frame: pd.DataFrame, column: str) -> Any:
     if column not in frame:
         return None
-    values = [v for v in frame[column] if not (v is None or (isinstance(v, float) and math.isnan(v)))]
+    values = [v for v in frame[column] if not is_missing(v)]
     return values[0] if values else None
 
 

@@ -70,14 +70,16 @@ def welch(a: Iterable[float], b: Iterable[float]) -> Welch:
 
     xa, xb = _clean(a), _clean(b)
     na, nb = len(xa), len(xb)
-    diff = (sum(xa) / na - sum(xb) / nb) if na and nb else math.nan
+    if not (na and nb):
+        return Welch(math.nan, math.nan, math.nan, math.nan, na, nb)
+    ma, mb = sum(xa) / na, sum(xb) / nb
     if na < 2 or nb < 2:
-        return Welch(diff, math.nan, math.nan, math.nan, na, nb)
-    va = sum((x - sum(xa) / na) ** 2 for x in xa) / (na - 1)
-    vb = sum((x - sum(xb) / nb) ** 2 for x in xb) / (nb - 1)
+        return Welch(ma - mb, math.nan, math.nan, math.nan, na, nb)
+    va = sum((x - ma) ** 2 for x in xa) / (na - 1)
+    vb = sum((x - mb) ** 2 for x in xb) / (nb - 1)
     se2 = va / na + vb / nb
     if se2 == 0:  # identical values on both sides: no spread to test against
-        return Welch(diff, math.nan, math.nan, math.nan, na, nb)
+        return Welch(ma - mb, math.nan, math.nan, math.nan, na, nb)
     result = stats.ttest_ind(xa, xb, equal_var=False)
     df = se2 ** 2 / ((va / na) ** 2 / (na - 1) + (vb / nb) ** 2 / (nb - 1))
-    return Welch(diff, float(result.statistic), df, float(result.pvalue), na, nb)
+    return Welch(ma - mb, float(result.statistic), df, float(result.pvalue), na, nb)
