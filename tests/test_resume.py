@@ -95,6 +95,35 @@ def test_kill_9_mid_epoch_then_resume_equals_the_uninterrupted_run(tmp_path):
     assert max(runs[1].series("trainer/global_step")) == TOTAL_STEPS
 
 
+def test_killed_before_and_after_its_first_checkpoint_a_run_stays_one_wandb_run(tmp_path):
+    """Killed before its first checkpoint (it starts over), then after one (it resumes): one W&B
+    id in every offline folder, the discarded attempt's folder gone, one best.ckpt, and none of
+    the warnings a resume used to print."""
+    run = tmp_path / "run"
+    args = [*RUN, "callbacks.mid_epoch_checkpoint.minutes=null", "trainer.max_epochs=4",
+            f"hydra.run.dir={run}"]
+    process = _start(args, cwd=tmp_path)
+    _kill_when(process, lambda: list((run / "wandb").glob("offline-run-*/*.wandb")))
+    assert resume.last_checkpoint(run) is None  # killed before the first epoch ended
+    first_id = resume.wandb_run_id(run)
+    assert first_id
+
+    process = _start([f"resume={run}"], cwd=tmp_path)  # starts over ...
+    _kill_when(process, lambda: _step_of(run) >= 8)  # ... and is killed after an epoch
+    resumed = cli([f"resume={run}"], cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resuming" in resumed.stderr
+    for noise in ("exists and is not empty", "called before the ``update``", "anonymous setting",
+                  "could not find the monitored key"):
+        assert noise not in resumed.stderr, noise
+
+    runs = [read_offline_run(p) for p in find_offline_runs(run)]
+    assert len(runs) == 2 and {r.run_id for r in runs} == {first_id}
+    assert runs[-1].exit_code == 0
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
+    assert tracking.read_results(run)["steps"] == 32
+
+
 def test_a_killed_sweep_resumes_only_its_unfinished_jobs(tmp_path):
     sweep = tmp_path / "sweep"
     args = ["-m", "debug=fast", "trainer.limit_train_batches=4", "trainer.max_epochs=2",

@@ -7,6 +7,11 @@ Filtered (each seen on every quickstart job, 2026-12):
   a user can change;
 * Lightning's "💡 Tip: ... try installing litlogger" advertisement at every Trainer.
 
+While a run resumes from a checkpoint (:func:`resuming`), also the two warnings every resume
+gives and that say nothing wrong: Lightning's "Checkpoint directory ... exists and is not empty"
+(it is the run's own) and torchmetrics' "compute ... called before update" for the train metrics
+(their states come from the checkpoint; torchmetrics counts updates of this process only).
+
 Everything else — Lightning's progress, our own one-line results, every other warning — stays.
 ``RNNLAB_CONSOLE=all`` keeps the filtered lines too.
 """
@@ -16,6 +21,8 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 _PYTREE = r"`isinstance\(treespec, LeafSpec\)` is deprecated"
 _TIP = "\N{ELECTRIC LIGHT BULB} Tip:"
@@ -40,3 +47,17 @@ def quiet_third_party() -> None:
         logger = logging.getLogger(name)
         if _TIPS not in logger.filters:
             logger.addFilter(_TIPS)
+
+
+_RESUME_WARNINGS = (r"Checkpoint directory .* exists and is not empty",
+                    r"The ``compute`` method of metric .* was called before the ``update`` method")
+
+
+@contextmanager
+def resuming() -> Iterator[None]:
+    """Within: the warnings a resume gives that say nothing wrong (see the module docstring)."""
+    with warnings.catch_warnings():
+        if os.environ.get("RNNLAB_CONSOLE") != "all":
+            for message in _RESUME_WARNINGS:
+                warnings.filterwarnings("ignore", message=message)
+        yield

@@ -11,7 +11,8 @@ it continues from it, in the same run dir:
   state at the start of the epoch plus the batches of it already trained on, and how many rows
   the CSV log held (rows written after the checkpoint are dropped, as they are trained again);
 - the W&B run continues under the same id (offline: a second ``offline-run-*`` folder with that
-  id, which ``wandb sync`` uploads into the one run, in order).
+  id, which ``wandb sync`` uploads into the one run, in order); an attempt stopped before its
+  first checkpoint starts over, its offline W&B folder and CSV rows discarded, under the same id.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import csv
 import os
 import re
+import shutil
 import signal
 import threading
 import time
@@ -67,12 +69,28 @@ def check_checkpoint_fits(path: str | os.PathLike, module: torch.nn.Module) -> d
     return checkpoint
 
 
+_RUN_FOLDER = re.compile(r"(?:offline-)?run-(\d{8}_\d{6})-(\w+)")
+
+
 def wandb_run_id(run_dir: str | os.PathLike) -> str | None:
-    """The id of the W&B run an earlier attempt of this run dir started (offline or online)."""
-    found = (Path(run_dir) / "wandb").glob("*run-*-*")
-    ids = {match.group(1) for path in found
-           if (match := re.fullmatch(r"(?:offline-)?run-\d{8}_\d{6}-(\w+)", path.name))}
-    return next(iter(ids)) if len(ids) == 1 else None
+    """The W&B run of this run dir: the one its first attempt started (offline or online).
+
+    Every later attempt -- resumed, started over, or trained on to a larger budget -- logs into
+    it, so a run dir is one W&B run however often it was stopped (``wandb sync`` of its
+    ``offline-run-*`` folders, in order, makes that one run)."""
+    found = [(match.group(1), match.group(2)) for path in (Path(run_dir) / "wandb").glob("*run-*")
+             if (match := _RUN_FOLDER.fullmatch(path.name))]
+    return min(found)[1] if found else None
+
+
+def discard_offline_runs(run_dir: str | os.PathLike) -> None:
+    """An attempt that starts over discards what earlier attempts logged (like their CSV rows):
+    their offline W&B folders go, so syncing the run dir uploads the kept attempt only. (An
+    online attempt has already uploaded; the run's next attempt logs into the same W&B run, from
+    step 0 again.)"""
+    for path in (Path(run_dir) / "wandb").glob("offline-run-*"):
+        if _RUN_FOLDER.fullmatch(path.name):
+            shutil.rmtree(path, ignore_errors=True)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -54,11 +54,16 @@ def wandb_logger(save_dir: str, offline: bool = True, project: str = "rnnlab",
     Path(save_dir).mkdir(parents=True, exist_ok=True)
     _keep_wandb_files_in(save_dir)
     # id: a resumed run continues its W&B run ("allow": offline, a new file under the same id).
-    return WandbLogger(
+    logger = WandbLogger(
         save_dir=save_dir, offline=not online, project=project, entity=entity, group=group,
         tags=list(tags or []), job_type=job_type, name=name, id=id,
         resume="allow" if id else None, settings=_wandb_settings(),
     )
+    # Lightning always passes anonymous=None to wandb.init, which then warns at every run that
+    # the setting "has no effect": leave it out (None is wandb's default).
+    if logger._wandb_init.get("anonymous") is None:
+        logger._wandb_init.pop("anonymous", None)
+    return logger
 
 
 def _wandb_unreachable(timeout: float = 5.0) -> tuple[str, str | None]:

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
@@ -22,7 +23,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 import rnnlab.schemas  # noqa: F401  (registers the config schemas before composition)
-from rnnlab import launch, resume, tracking
+from rnnlab import console, launch, resume, tracking
 from rnnlab.cli import CONFIG_DIR, main
 from rnnlab.console import quiet_third_party
 from rnnlab.errors import one_line
@@ -280,10 +281,12 @@ def _finished_result(output_dir: Path) -> dict[str, Any] | None:
 
 def _clear_unfinished_attempt(output_dir: Path) -> None:
     """An earlier attempt that was stopped before its first checkpoint starts over: its partial
-    CSV log (which the logger would append to), checkpoints and gradient record go."""
+    CSV log (which the logger would append to), offline W&B folders, checkpoints and gradient
+    record go."""
     for leftover in ("csv/metrics.csv", "gradflow.npz"):
         (output_dir / leftover).unlink(missing_ok=True)
     shutil.rmtree(output_dir / "checkpoints", ignore_errors=True)
+    resume.discard_offline_runs(output_dir)
 
 
 def _remove_if_empty_run_dir(output_dir: Path) -> None:
@@ -319,14 +322,14 @@ def _run(cfg: DictConfig) -> dict[str, Any]:
         tracking.say(f"rnnlab-train: {output_dir} already {finished['status']}: kept")
         return finished
     checkpoint = resume.last_checkpoint(output_dir)
+    wandb_id = resume.wandb_run_id(output_dir)
     if checkpoint is None and _rank() == 0:
         _clear_unfinished_attempt(output_dir)
     # A W&B run still open in this process (a caller that never finished it) would be reused by
     # the WandbLogger: close it so this job is its own run.
     tracking.finish_wandb()
     try:
-        datamodule, task, trainer = build(
-            cfg, wandb_id=resume.wandb_run_id(output_dir) if checkpoint else None)
+        datamodule, task, trainer = build(cfg, wandb_id=wandb_id)
         if checkpoint is not None:
             step = int(resume.check_checkpoint_fits(checkpoint, task).get("global_step", 0))
             tracking.say(f"rnnlab-train: resuming {output_dir} at step {step} ({resume.CHECKPOINT})")
@@ -348,7 +351,8 @@ def _run(cfg: DictConfig) -> dict[str, Any]:
     try:
         _log_run_metadata(trainer, cfg, task, commit)
         # weights_only=False: last.ckpt holds RNG states and the gradflow records (our own file).
-        trainer.fit(task, datamodule=datamodule, ckpt_path=checkpoint, weights_only=False)
+        with console.resuming() if checkpoint else contextlib.nullcontext():
+            trainer.fit(task, datamodule=datamodule, ckpt_path=checkpoint, weights_only=False)
         # Testing resets callback_metrics: keep the final train/val values first.
         final_metrics.update(_floats(trainer.callback_metrics))
         if launch.launched_ranks() is not None:
