@@ -167,6 +167,36 @@ def test_resume_refuses_what_it_cannot_continue(tmp_path, run_training):
     assert not (run_dir / "results.json").exists()
 
 
+def test_a_finished_run_given_a_larger_budget_trains_on_as_if_never_stopped(run_training,
+                                                                              capfd):
+    fast = ["debug=fast", "model=gru", "model.hidden_size=8", "callbacks.gradflow.every_n_steps=1"]
+    whole, _ = run_training([*fast, "trainer.max_epochs=3"], name="whole")
+    first, run_dir = run_training(fast, name="run")
+    assert first["steps"] == 2
+    capfd.readouterr()
+    longer, _ = run_training([*fast, "trainer.max_epochs=3"], name="run")
+    assert "completed after 2 steps: training on to trainer.max_epochs=3" in capfd.readouterr().err
+    assert longer["status"] == "completed" and longer["steps"] == whole["steps"] == 6
+    assert longer["metrics"] == whole["metrics"]  # bit for bit, the test split included
+    assert _rows(run_dir / "csv" / "metrics.csv") == _rows(run_dir.parent / "whole" / "csv" /
+                                                          "metrics.csv")
+
+    # what cannot be honoured is refused in one line, and the result stays as it was
+    for budget, reason in (("trainer.max_epochs=2", "already trained 3 epochs"),
+                           ("trainer.max_steps=4", "already trained 6 steps"),
+                           ("trainer.max_steps=100", "already trained 3 epochs")):
+        with pytest.raises(SystemExit) as exit_info:
+            run_training([*fast, "trainer.max_epochs=3", budget], name="run")
+        assert exit_info.value.code == 2
+        assert reason in capfd.readouterr().err
+        assert tracking.read_results(run_dir) == longer
+    # another setting on a finished run is kept, and said to be ignored
+    kept, _ = run_training([*fast, "trainer.max_epochs=3", "model.hidden_size=12"], name="run")
+    assert kept == longer
+    assert "ignored (a finished run keeps its settings): model.hidden_size=12 (ran with 8)" in (
+        capfd.readouterr().err)
+
+
 def test_resume_error_is_one_line_exit_2(tmp_path):
     done = cli([f"resume={tmp_path / 'missing'}"], cwd=tmp_path)
     assert done.returncode == 2
