@@ -12,7 +12,7 @@ from rnnlab.wandb_offline import find_offline_runs, read_finished_run
 SYNTHETIC = ["copy", "adding"]
 CELLS = ["rnn", "gru", "lstm"]
 RESULT_FIELDS = {"status", "metrics", "num_params", "hidden_size", "wall_time_s", "steps", "seed",
-                 "config", "versions", "git_commit"}
+                 "config", "versions", "git_commit", "compile_fallbacks"}
 
 
 @pytest.mark.parametrize("cell", CELLS)
@@ -212,3 +212,34 @@ def test_early_stopping_counts_on_across_a_resume(run_training):
     val = frame.dropna(subset=["val/loss"]).groupby("epoch")["val/loss"].last().tolist()
     assert all(b < a for a, b in pairwise(val)), val  # the premise: val/loss falls
     assert len(val) == 3 and results["steps"] == 6, (val, results["steps"])
+
+
+def test_a_compile_failure_is_recorded_in_results_and_the_report(run_training, monkeypatch):
+    from rnnlab.cells import compile_cache
+    from rnnlab.cells.rnn import RNN
+    from rnnlab.train import report_line
+
+    def broken(fn, args):
+        raise RuntimeError("CppCompileError: forced")
+
+    monkeypatch.setenv("RNNLAB_COMPILE", "1")
+    monkeypatch.setattr(compile_cache, "_inductor_compile", broken)
+    monkeypatch.setattr(compile_cache._CompileState, "compile_after", 1)
+    shared = RNN(2, 8).recurrence()._fns  # shared by every RNN in this worker: fresh ones here
+    before = dict(shared)
+    shared.clear()
+    try:
+        results, run_dir = run_training(["data=adding", "model=rnn", "debug=fast",
+                                         "model.hidden_size=9"])
+    finally:
+        shared.clear()
+        shared.update(before)
+    assert results["status"] == "completed"
+    recorded = json.loads((run_dir / "results.json").read_text())["compile_fallbacks"]
+    assert recorded and set(recorded.values()) == {"RuntimeError: CppCompileError: forced"}
+    assert "ran eager, compilation failed (slower): " in report_line(results, run_dir)
+    # a run that ran as asked (here: eager by request) says so with an empty record
+    monkeypatch.setenv("RNNLAB_COMPILE", "0")
+    clean, _ = run_training(["data=adding", "model=rnn", "debug=fast", "model.hidden_size=9"],
+                            name="clean")
+    assert clean["compile_fallbacks"] == {}

@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import rnnlab.schemas  # noqa: F401  (registers the config schemas before composition)
 from rnnlab import console, launch, resume, tracking
+from rnnlab.cells import compile_cache
 from rnnlab.cli import CONFIG_DIR, main
 from rnnlab.console import quiet_third_party
 from rnnlab.errors import one_line
@@ -418,6 +419,7 @@ def _run(cfg: DictConfig) -> dict[str, Any]:
         raise SystemExit(2) from None
 
     commit = tracking.git_commit()
+    eager_mark = compile_cache.eager_calls()
     results: dict[str, Any] = {"status": "completed"}
     final_metrics: dict[str, float] = {}
     exit_code = 0
@@ -447,14 +449,14 @@ def _run(cfg: DictConfig) -> dict[str, Any]:
         exit_code = 1
         if not divergence:
             _finish(cfg, output_dir, results, final_metrics, task, trainer, started, commit,
-                           user_wandb_mode, exit_code)
+                           user_wandb_mode, exit_code, eager_mark)
             if isinstance(error, ConfigError) and not _in_multirun():
                 # a setting found wrong once the run started (e.g. ranks without one run dir)
                 print(f"rnnlab-train: error: {error}", file=sys.stderr)
                 raise SystemExit(2) from None
             raise
     return _finish(cfg, output_dir, results, final_metrics, task, trainer, started, commit,
-                           user_wandb_mode, exit_code)
+                           user_wandb_mode, exit_code, eager_mark)
 
 
 def _leave_process_group() -> None:
@@ -549,7 +551,7 @@ def _floats(metrics) -> dict[str, float]:
 
 
 def _finish(cfg, output_dir, results, final_metrics, task, trainer, started, commit, wandb_mode,
-            exit_code):
+            exit_code, eager_mark):
     # What the trainer holds covers a run that stopped early; what was collected wins; a resumed
     # run starts from what the checkpointed process had logged.
     restored = next((c.restored_metrics for c in trainer.callbacks
@@ -568,6 +570,9 @@ def _finish(cfg, output_dir, results, final_metrics, task, trainer, started, com
         "config": OmegaConf.to_container(cfg, resolve=True),
         "versions": tracking.versions(),
         "git_commit": commit,
+        # step functions whose compilation failed and that ran eager in this run (slower: a
+        # benchmark or a reproduction must know); {} when everything compiled or ran as asked
+        "compile_fallbacks": compile_cache.eager_fallbacks(eager_mark),
     })
     if cfg.get("reference"):
         results["reference"] = OmegaConf.to_container(cfg.reference, resolve=True)
@@ -602,6 +607,9 @@ def report_line(results: dict[str, Any], output_dir: Path) -> str:
         text += ": " + ", ".join(parts)
     if results.get("error"):
         text += f"; {results['error']}"
+    if results.get("compile_fallbacks"):
+        text += "\n  ran eager, compilation failed (slower): " + "; ".join(
+            f"{name} ({error})" for name, error in results["compile_fallbacks"].items())
     text += f"\n  run dir: {output_dir}"
     if (output_dir / "gradflow.npz").exists():
         text += f"\n  gradient flow: python scripts/plot_gradflow.py {output_dir}"

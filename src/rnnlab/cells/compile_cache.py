@@ -3,14 +3,21 @@
 Each step function (forward and backward of one time step, or a pointwise kernel over the whole
 sequence) is one small graph compiled with TorchInductor (``make_fx`` +
 ``torch._inductor.compile``; graphs of *one* step, never the unrolled sequence), cached per input
-signature and autocast state. Without a working compiler a step function falls back to eager
-with one warning per process. ``compile=False`` on a cell or the environment variable
+signature and autocast state. ``compile=False`` on a cell or the environment variable
 ``RNNLAB_COMPILE=0`` switch compilation off. Only torch is imported here.
+
+A compile that fails is tried once more in a private inductor cache (a shared cache that other
+processes write at the same time, or that a killed process left half-written, is the usual cause
+of a compiler error that a standalone compile does not show). Failing again, that step function
+runs eager from then on, with one warning per process; :func:`eager_fallbacks` says which step
+functions ran eager since a mark (a run records them in results.json), and
+``RNNLAB_COMPILE_ERRORS=full`` puts the compiler's whole message in the warning.
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
 import threading
 import warnings
 from collections.abc import Callable, Sequence
@@ -18,7 +25,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["StepFunction", "compile_enabled", "frozen"]
+__all__ = ["StepFunction", "compile_enabled", "eager_fallbacks", "frozen"]
 
 
 _FALSY = {"0", "false", "no", "off"}
@@ -31,6 +38,25 @@ class _CompileState:
     # validation batch size) only when it has come back this many times: one-off shapes run
     # eager instead of paying seconds of C++ compilation
     compile_after: int = 3
+
+
+# Step functions whose compilation failed: name -> the error, one line. And each call of one of
+# them (so that a run can say which ran eager in it, not in an earlier job of the process).
+_FAILURES: dict[str, str] = {}
+_EAGER_CALLS: dict[str, int] = {}
+
+
+def eager_fallbacks(since: dict[str, int] | None = None) -> dict[str, str]:
+    """Step functions that failed to compile and ran eager: name -> error. With ``since`` (an
+    earlier ``eager_calls()``), only those called eager after it."""
+    since = since or {}
+    return {name: _FAILURES[name] for name, calls in _EAGER_CALLS.items()
+            if calls > since.get(name, 0)}
+
+
+def eager_calls() -> dict[str, int]:
+    """A mark for :func:`eager_fallbacks`: how often each failed step function has run eager."""
+    return dict(_EAGER_CALLS)
 
 
 # Tracing and inductor are not thread-safe (two threads compiling at once raised "CURRENT_PATCHER
@@ -98,7 +124,10 @@ class StepFunction:
         self._failed = False
 
     def specialize(self, args: Sequence[Tensor], compile: bool) -> Callable:
-        if not compile or self._failed:
+        if not compile:
+            return self.fn
+        if self._failed:
+            _EAGER_CALLS[self.name] = _EAGER_CALLS.get(self.name, 0) + 1
             return self.fn
         key = _signature(args)
         compiled = self._cache.get(key)
@@ -117,17 +146,23 @@ class StepFunction:
             if compiled is not None or self._failed:
                 return compiled or self.fn
             try:
-                compiled = _inductor_compile(self.fn, args)
+                compiled = _compile_or_retry(self.fn, args)
             except Exception as err:  # noqa: BLE001  (no C++ compiler, no triton, a compiler bug)
                 # this step function runs eager from now on; others still try
                 self._failed = True
-                if not _CompileState.failed:
+                text = str(err).strip()
+                _FAILURES[self.name] = (f"{type(err).__name__}: "
+                                        f"{text.splitlines()[0][:160] if text else ''}")
+                _EAGER_CALLS[self.name] = _EAGER_CALLS.get(self.name, 0) + 1
+                full = os.environ.get("RNNLAB_COMPILE_ERRORS", "").strip().lower() == "full"
+                if full or not _CompileState.failed:
                     _CompileState.failed = True
-                    msg = str(err).strip().splitlines()[0] if str(err).strip() else ""
                     warnings.warn(
                         f"rnnlab.cells: torch compilation of {self.name} failed "
-                        f"({type(err).__name__}: {msg[:160]}); running it and any other step "
-                        "function that fails eagerly (slower).",
+                        f"({text if full else _FAILURES[self.name]}); running it and any other "
+                        "step function that fails eagerly (slower)"
+                        + ("" if full else "; RNNLAB_COMPILE_ERRORS=full shows the compiler's "
+                           "whole message"),
                         RuntimeWarning,
                         stacklevel=4,
                     )
@@ -142,6 +177,25 @@ class StepFunction:
 # probe library per level: 2.5 s of a 7.2 s cold first call (GRU, empty inductor cache, 2 cores).
 # Should the compiler not build for it after all, the step's compile fails and it runs eager.
 _INDUCTOR_OPTIONS = {"pattern_matcher": False, "size_asserts": False, "cpp.vec_isa_ok": True}
+
+
+def _compile_or_retry(fn: Callable, args: Sequence[Tensor]) -> Callable:
+    """``_inductor_compile``, tried a second time in a private cache dir if it fails (see the
+    module docstring); the second failure is raised."""
+    try:
+        return _inductor_compile(fn, args)
+    except Exception:  # noqa: BLE001
+        before = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+        with tempfile.TemporaryDirectory(prefix="rnnlab-inductor-") as private:
+            # inductor reads the variable at each compile; the loaded library outlives the dir
+            os.environ["TORCHINDUCTOR_CACHE_DIR"] = private
+            try:
+                return _inductor_compile(fn, args)
+            finally:
+                if before is None:
+                    os.environ.pop("TORCHINDUCTOR_CACHE_DIR", None)
+                else:
+                    os.environ["TORCHINDUCTOR_CACHE_DIR"] = before
 
 
 def _inductor_compile(fn: Callable, args: Sequence[Tensor]) -> Callable:
