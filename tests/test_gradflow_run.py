@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 from itertools import pairwise
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -175,6 +176,40 @@ def test_heatmap_colour_range_is_shared_by_different_cells(run_training):
         data[cell] = [row[3] for row in _table(run, "gradflow/layer0/heatmap_table")["data"]]
     assert charts["gru"] == charts["lstm"] == DEFAULT_HEATMAP_RANGE
     assert (min(data["gru"]), max(data["gru"])) != (min(data["lstm"]), max(data["lstm"]))
+
+
+def test_the_printed_plot_command_runs_and_writes_beside_the_runs(run_training, tmp_path):
+    """The command a run's report prints works from a shell with no venv on PATH; several runs
+    are plotted into the folder that holds them, with one colour range for every heatmap."""
+    import shlex
+
+    import matplotlib.image
+
+    from rnnlab.gradflow.cli import main
+    from rnnlab.gradflow.plots import heatmaps_figure
+    from rnnlab.train import report_line
+
+    dirs = []
+    for cell in ("rnn", "lstm"):
+        results, run_dir = run_training([f"model={cell}", "model.hidden_size=8", "debug=fast",
+                                         "callbacks.gradflow.every_n_steps=1", "~logger.wandb"],
+                                        f"sweep/{cell}")
+        dirs.append(run_dir)
+    line = next(l for l in report_line(results, dirs[-1]).splitlines() if "gradient flow:" in l)
+    command = shlex.split(line.split("gradient flow: ", 1)[1])
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
+    env["PATH"] = "/usr/bin:/bin"  # no venv on PATH: the command must not need one
+    # from where the run was started (the command may be relative to it, as the report is)
+    done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert matplotlib.image.imread(dirs[-1] / "gradflow_heatmap.png").shape[0] > 100
+
+    assert main([str(d) for d in dirs]) == 0
+    assert (tmp_path / "sweep" / "gradflow_curves.pdf").is_file()
+    assert not list(Path.cwd().glob("gradflow_*"))  # nothing where the command was typed
+    figure = heatmaps_figure([(d.name, load_gradflow(d)) for d in dirs])
+    norms = {(image.norm.vmin, image.norm.vmax) for ax in figure.axes for image in ax.images}
+    assert len(norms) == 1
 
 
 def test_heatmap_table_is_thinned_to_its_budget():

@@ -10,6 +10,7 @@ import contextlib
 import math
 import os
 import re
+import shlex
 import shutil
 import sys
 import time
@@ -612,8 +613,19 @@ def report_line(results: dict[str, Any], output_dir: Path) -> str:
             f"{name} ({error})" for name, error in results["compile_fallbacks"].items())
     text += f"\n  run dir: {output_dir}"
     if (output_dir / "gradflow.npz").exists():
-        text += f"\n  gradient flow: python scripts/plot_gradflow.py {output_dir}"
+        text += f"\n  gradient flow: {plot_command(output_dir)}"
     return text
+
+
+def plot_command(output_dir: Path) -> str:
+    """A command that plots the run's gradient flow from this shell: the console script beside
+    this interpreter (a venv's bin need not be on PATH), else this interpreter with -m."""
+    script = Path(sys.executable).parent / "rnnlab-plot-gradflow"
+    words = [str(script)] if script.is_file() else [sys.executable, "-m", "rnnlab.gradflow.cli"]
+    relative = os.path.relpath(words[0])
+    if not relative.startswith(".."):
+        words[0] = relative if os.sep in relative else f".{os.sep}{relative}"
+    return shlex.join([*words, str(output_dir)])
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")

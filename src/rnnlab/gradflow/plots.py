@@ -1,6 +1,6 @@
 """Figures of gradient flow: norm over t (one line per run) and the heatmap (training step x t).
 
-- matplotlib figures (scripts/plot_gradflow.py), built on the object API with the Agg canvas (no
+- matplotlib figures (rnnlab-plot-gradflow), built on the object API with the Agg canvas (no
   pyplot, no global backend switch), saved as PNG and PDF;
 - the two W&B custom charts the monitor logs and rnnlab-dashboard shows (docs/gradflow.md): their
   Vega-Lite specs (stored in W&B as chart presets), the long-format heatmap table and the curve
@@ -42,16 +42,26 @@ def _positive(values: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(values) & (values >= FLOOR), values, np.nan)
 
 
-def draw_heatmap(ax, steps: Sequence[int], mean: np.ndarray, quantity: str, title: str = ""):
-    """Rows: records (training step), columns: t; log colour scale. Returns the image."""
+def colour_range(means: Sequence[np.ndarray]) -> tuple[float, float]:
+    """One log colour range (vmin, vmax) covering every finite positive value of ``means``: panels
+    drawn with it compare by colour."""
+    finite = [m[np.isfinite(m)] for m in map(_positive, means)]
+    finite = np.concatenate([f.ravel() for f in finite]) if finite else np.array([])
+    vmin, vmax = (finite.min(), finite.max()) if finite.size else (1e-3, 1.0)
+    if vmax <= vmin:
+        vmin, vmax = vmin / 10, vmax * 10
+    return float(vmin), float(vmax)
+
+
+def draw_heatmap(ax, steps: Sequence[int], mean: np.ndarray, quantity: str, title: str = "",
+                 vrange: tuple[float, float] | None = None):
+    """Rows: records (training step), columns: t; log colour scale over ``vrange`` (default: this
+    panel's own values). Returns the image."""
     from matplotlib.colors import LogNorm
 
     data = _positive(np.atleast_2d(mean))
     records, T = data.shape
-    finite = data[np.isfinite(data)]
-    vmin, vmax = (finite.min(), finite.max()) if finite.size else (1e-3, 1.0)
-    if vmax <= vmin:
-        vmin, vmax = vmin / 10, vmax * 10
+    vmin, vmax = vrange or colour_range([data])
     import matplotlib
 
     cmap = matplotlib.colormaps["viridis"].with_extremes(bad="0.85")  # grey: underflow/padding
@@ -114,11 +124,14 @@ def curves_figure(runs: Sequence[tuple[str, dict[str, Any]]], layer: str = "laye
 
 
 def heatmaps_figure(runs: Sequence[tuple[str, dict[str, Any]]], layer: str = "layer0"):
-    """One heatmap per run (training step x t), side by side, each with its colour bar."""
+    """One heatmap per run (training step x t), side by side, each with its colour bar; one colour
+    range for all of them (the W&B charts' rule), so a colour means one norm in every panel."""
     columns = min(len(runs), 3)
     rows = -(-len(runs) // columns)
     fig = _figure(5.0 * columns, 3.4 * rows)
     axes = fig.subplots(rows, columns, squeeze=False).ravel()
+    vrange = colour_range([data["mean"][:, list(data["layers"]).index(layer)]
+                           for _, data in runs if layer in list(data["layers"])])
     for ax, (label, data) in zip(axes, runs):
         layers = list(data["layers"])
         if layer not in layers:
@@ -126,7 +139,7 @@ def heatmaps_figure(runs: Sequence[tuple[str, dict[str, Any]]], layer: str = "la
             continue
         k = layers.index(layer)
         image = draw_heatmap(ax, data["steps"], data["mean"][:, k], data["quantity"],
-                             f"{label}, {layer}")
+                             f"{label}, {layer}", vrange)
         fig.colorbar(image, ax=ax, label=norm_label(data["quantity"]))
     for ax in axes[len(runs):]:
         ax.set_visible(False)

@@ -1,0 +1,158 @@
+"""rnnlab-plot-gradflow: gradient flow through time from run directories (their gradflow.npz),
+no W&B needed.
+
+    rnnlab-plot-gradflow logs/multiruns/quickstart/<time>/*  [--out DIR]
+
+Writes, as PNG and PDF:
+- gradflow_curves: batch-mean norm vs t on a log axis (band: 10th-90th percentile), one line per
+  run, one panel per chosen record (default: the first record, i.e. at initialisation for the
+  fixed probe, and the last);
+- gradflow_heatmap: per run, the norm over training step x t on a log colour scale, one colour
+  range shared by every panel (as the W&B charts), so panels compare.
+
+into --out, by default the run dir (one run) or the folder that holds all the runs (a sweep dir).
+
+Runs are labelled by their cell, the settings that differ between them (the row keys of
+rnnlab's tables) and their seed, read from their results.json; runs without one are labelled
+from .hydra/config.yaml, else gradflow.npz itself. A directory
+that holds several runs (a multirun sweep) is searched for every gradflow.npz below it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from rnnlab.gradflow.plots import curves_figure, heatmaps_figure
+from rnnlab.gradflow.stats import load_gradflow
+
+
+def run_dirs(paths: list[str]) -> list[Path]:
+    found: list[Path] = []
+    for path in map(Path, paths):
+        if (path / "gradflow.npz").exists():
+            found.append(path)
+        elif path.is_file() and path.name == "gradflow.npz":
+            found.append(path.parent)
+        elif path.is_dir():
+            found.extend(sorted(p.parent for p in path.rglob("gradflow.npz")))
+        else:
+            print(f"rnnlab-plot-gradflow: no gradflow.npz in {path}", file=sys.stderr)
+    return list(dict.fromkeys(found))
+
+
+def run_config(run_dir: Path) -> dict[str, Any]:
+    results = run_dir / "results.json"
+    if results.exists():
+        try:
+            return json.loads(results.read_text()).get("config") or {}
+        except json.JSONDecodeError:
+            pass
+    hydra_config = run_dir / ".hydra" / "config.yaml"
+    if hydra_config.exists():
+        from omegaconf import OmegaConf
+
+        try:
+            return OmegaConf.to_container(OmegaConf.load(hydra_config), resolve=False)
+        except Exception:  # noqa: BLE001 - unresolvable interpolations: fall back to the npz
+            return {}
+    return {}
+
+
+def run_label(run_dir: Path, data: dict[str, Any]) -> str:
+    model = run_config(run_dir).get("model") or {}
+    cell = model.get("cell") or data.get("cell") or run_dir.name
+    parts = []
+    impl = model.get("impl") or data.get("impl")
+    if impl == "fused":
+        parts.append("fused")
+    if model.get("nonlinearity") not in (None, "tanh"):
+        parts.append(str(model["nonlinearity"]))
+    if model.get("init") not in (None, "default"):
+        parts.append(f"init={model['init']}")
+    if model.get("forget_bias") is not None:
+        parts.append(f"forget_bias={model['forget_bias']:g}")
+    if model.get("variant") not in (None, "torch", "gru"):
+        parts.append(str(model["variant"]))
+    if model.get("reset") not in (None, "after"):
+        parts.append(f"reset={model['reset']}")
+    if model.get("layer_norm"):
+        parts.append("layer_norm")
+    if model.get("zoneout"):
+        parts.append(f"zoneout={model['zoneout']:g}")
+    if model.get("mode") not in (None, "parallel"):
+        parts.append(f"mode={model['mode']}")
+    if model.get("recurrent_max") is not None:
+        parts.append(f"recurrent_max={model['recurrent_max']:g}")
+    return f"{cell} ({', '.join(parts)})" if parts else str(cell)
+
+
+def _row_key_labels(runs, dirs):
+    """Label runs by what differs between them (the tables' row keys) and their seed."""
+    from rnnlab.results import load_runs, row_keys
+    from rnnlab.results.figures import row_label
+
+    with_results = [d for d in dirs if (d / "results.json").exists()]
+    if len(with_results) != len(runs) or len(runs) < 2:
+        return runs
+    frame = load_runs(with_results).set_index("run_dir")
+    keys = [k for k in row_keys(frame.reset_index()) if k != "model.cell"]
+    labelled = []
+    for (fallback, data), run_dir in zip(runs, dirs):
+        row = frame.loc[str(run_dir.resolve())]
+        cell = row.get("model.cell", fallback)
+        text = ", ".join(p for p in (str(cell), row_label(row, keys) if keys else "") if p)
+        labelled.append((f"{text}, seed {row['seed']}", data))
+    return labelled
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="rnnlab-plot-gradflow",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run or sweep directories")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="output folder (default: the run dir for one run, else the folder "
+                             "that holds them all)")
+    parser.add_argument("--layer", default="layer0", help="layer to plot (default: layer0)")
+    parser.add_argument("--records", default="first,last",
+                        help="records to draw, one panel each: first, last, an index, or "
+                             "step=N (nearest record); default: first,last")
+    parser.add_argument("--no-band", action="store_true", help="no p10-p90 band")
+    args = parser.parse_args(argv)
+
+    dirs = run_dirs(args.runs)
+    if not dirs:
+        print("rnnlab-plot-gradflow: no run with a gradflow.npz", file=sys.stderr)
+        return 1
+    runs = []
+    for run_dir in dirs:
+        data = load_gradflow(run_dir)
+        if len(data["steps"]) == 0:
+            print(f"rnnlab-plot-gradflow: {run_dir}: no records yet, skipped", file=sys.stderr)
+            continue
+        runs.append((run_label(run_dir, data), data))
+    if not runs:
+        return 1
+    runs = _row_key_labels(runs, dirs)
+    labels = [label for label, _ in runs]
+    if len(set(labels)) < len(labels):  # same setting, e.g. seeds: tell them apart
+        runs = [(f"{label} [{d.name}]", data) for (label, data), d in zip(runs, dirs)]
+    out = args.out or Path(os.path.commonpath([d.resolve() for d in dirs]))
+    out.mkdir(parents=True, exist_ok=True)
+    records = [r.strip() for r in args.records.split(",") if r.strip()]
+    figures = {"gradflow_curves": curves_figure(runs, args.layer, records, band=not args.no_band),
+               "gradflow_heatmap": heatmaps_figure(runs, args.layer)}
+    for name, fig in figures.items():
+        for suffix in ("png", "pdf"):
+            path = out / f"{name}.{suffix}"
+            fig.savefig(path, dpi=150 if suffix == "png" else None)
+            print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
