@@ -176,6 +176,32 @@ def test_references_reach_the_table_and_only_their_row(tmp_path):
     assert "[1]" in rows["lstm"] and "[2]" in rows["rnn"] and "[2]" not in rows["lstm"]
 
 
+def test_a_reference_speaks_only_of_its_own_presets_runs_and_by_tables_mark_it(tmp_path):
+    """quickstart's "every row" claim and value stay on quickstart's rows when a table holds
+    another preset's runs too; a --by table marks the cells its footnotes speak of."""
+    every_row = [{"metric": "test/loss", "claim": "every cell learns adding", "value": 0.01,
+                  "source": "quickstart"}]
+    for cell in ("rnn", "lstm"):
+        write_run(tmp_path, f"q-{cell}", {"model.cell": cell, "experiment_name": "quickstart"},
+                  metrics={"test/loss": 0.02}, overrides=[f"model={cell}"], reference=every_row)
+        write_run(tmp_path, f"c-{cell}", {"model.cell": cell, "experiment_name": "copy",
+                                          "data.name": "copy"},
+                  metrics={"test/loss": 0.3}, overrides=[f"model={cell}"])
+    table = aggregate(load_runs([tmp_path]))
+    assert len(table) == 4
+    own = table["experiment_name"] == "quickstart"
+    assert (table.loc[own, "test/loss published"] == 0.01).all()
+    assert table.loc[~own, "test/loss published"].isna().all()
+    lines = render(table, "md").splitlines()
+    rows = [line for line in lines if line.startswith("| ") and ("quickstart" in line or
+                                                                "copy" in line)]
+    assert len(rows) == 4
+    assert all(("[1]" in row) == ("quickstart" in row) for row in rows)
+    pivoted = render(table, "md", by=["model.cell"])
+    assert pivoted.count("[1]") == 3  # the two quickstart cells, and the footnote itself
+    assert "\n[1] every row: published test/loss = 0.01" in pivoted
+
+
 @pytest.mark.parametrize("entries, message", [
     ({"test/loss": 1}, "must be a list"),
     ([{"metric": "test/loss", "value": 1}], "needs 'source'"),

@@ -106,7 +106,7 @@ def aggregate(frame: pd.DataFrame, metrics: Sequence[str] | None = None,
     has_baseline = BASELINE_METRIC in frame and frame[BASELINE_METRIC].notna().any()
     setting_columns = config_columns(frame)
 
-    rows, settings_of_rows, values_of_rows = [], [], []
+    rows, settings_of_rows, values_of_rows, references_of_rows = [], [], [], []
     for _, group in frame.groupby(row_ids(frame, keys), sort=False):
         first = group.iloc[0]
         done = group[group["status"] == "completed"]
@@ -119,6 +119,10 @@ def aggregate(frame: pd.DataFrame, metrics: Sequence[str] | None = None,
         row["seeds"] = sorted(int(s) for s in done["seed"].dropna())
         settings = {c: first[c] for c in setting_columns}
         settings_of_rows.append(settings)
+        # the references of this row's own runs' presets, those whose `where` fits the row
+        own = [i for i in refs_.carried_by(references, group["reference"])
+               if references[i].matches(settings)]
+        references_of_rows.append(own)
         values_of_rows.append([])
         for i, metric in enumerate(metrics):
             values = pd.to_numeric(done.get(metric, pd.Series(dtype=float)), errors="coerce")
@@ -128,7 +132,7 @@ def aggregate(frame: pd.DataFrame, metrics: Sequence[str] | None = None,
                 row[f"{metric} ci low"], row[f"{metric} ci high"] = stats.t_interval(values)
             row[metric] = values.mean() if not values.empty else math.nan
             row[f"{metric} std"] = values.std(ddof=1) if len(values) > 1 else math.nan
-            ref = refs_.best_match(references, settings, metric)
+            ref = refs_.best_match([references[i] for i in own], settings, metric)
             row[f"{metric} published"] = ref.value if ref else math.nan
         if has_baseline:
             base = pd.to_numeric(group[BASELINE_METRIC], errors="coerce").dropna()
@@ -150,6 +154,7 @@ def aggregate(frame: pd.DataFrame, metrics: Sequence[str] | None = None,
     table = pd.DataFrame(rows)
     table["_settings"] = settings_of_rows
     table["_values"] = values_of_rows
+    table["_references"] = references_of_rows
     if keys:
         # Numbers ascending, text in the order the sweep ran it (rnn, gru, lstm), missing first.
         order = {k: list(dict.fromkeys(frame[k].map(comparable))) for k in keys}
@@ -158,6 +163,8 @@ def aggregate(frame: pd.DataFrame, metrics: Sequence[str] | None = None,
             kind="stable").reset_index(drop=True)
     # Each row's full settings (for matching references), kept out of the printed columns.
     table.attrs["settings"] = table.pop("_settings").tolist()
+    # Per row, the indices into attrs["references"] that speak of it (its footnote marks).
+    table.attrs["row_references"] = table.pop("_references").tolist()
     values = table.pop("_values").tolist()
     table.attrs["keys"] = keys
     table.attrs["metrics"] = metrics

@@ -105,6 +105,14 @@ def collect(reference_lists) -> list[Reference]:
     return list(seen.values())
 
 
+def carried_by(refs: list[Reference], reference_lists) -> list[int]:
+    """Indices into ``refs`` of the entries that these runs' ``reference`` lists hold: a
+    reference speaks of the runs of its own preset only (a table of several presets' runs never
+    puts quickstart's "every row" claim on a copy-task row of another preset)."""
+    carried = {_identity(ref) for ref in collect(reference_lists)}
+    return [i for i, ref in enumerate(refs) if _identity(ref) in carried]
+
+
 def _identity(ref: Reference) -> tuple:
     return (ref.metric, tuple(sorted((k, str(v)) for k, v in ref.where.items())), ref.value,
             ref.claim, ref.source, ref.role)

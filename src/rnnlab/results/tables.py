@@ -85,9 +85,7 @@ def display_frame(table: pd.DataFrame, pm: str = " ± ") -> tuple[pd.DataFrame, 
             for i, p, vs
             in zip(table.index, table[f"{metric} p"], table["vs"])]
     if refs:  # which footnotes speak of each row
-        settings = table.attrs.get("settings", [{}] * len(table))
-        out["paper"] = [" ".join(f"[{i}]" for i, ref in enumerate(refs, 1) if ref.matches(s))
-                        for s in settings]
+        out["paper"] = paper_marks(table)
     if "baseline" in table:
         out["baseline"] = table["baseline"].map(_num)
         out[f"verdict ({VERDICT_METRIC})"] = table["verdict"].fillna("\u2014")
@@ -101,6 +99,13 @@ def display_frame(table: pd.DataFrame, pm: str = " ± ") -> tuple[pd.DataFrame, 
                 for step, of in zip(table["solved_step"], table["solved_step_of"])]
     notes = footnotes(refs)
     return out, notes
+
+
+def paper_marks(table: pd.DataFrame) -> list[str]:
+    """Per row, the marks ("[1] [3]") of the footnotes that speak of it: references of its own
+    runs' preset whose ``where`` fits it."""
+    rows = table.attrs.get("row_references", [[] for _ in range(len(table))])
+    return [" ".join(f"[{i + 1}]" for i in own) for own in rows]
 
 
 def footnotes(refs) -> list[str]:
@@ -138,6 +143,9 @@ def pivot(table: pd.DataFrame, by: Sequence[str], metric: str, pm: str = " ± ")
         return text + ")"
 
     cells["value"] = table.apply(cell, axis=1)
+    if table.attrs.get("references"):  # each cell says which footnotes speak of its row
+        cells["value"] = [f"{value} {marks}" if marks else value
+                          for value, marks in zip(cells["value"], paper_marks(table))]
     rows = [label(k, keys) for k in by]
     columns = [label(k, keys) for k in across]
     if not columns:
