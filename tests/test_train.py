@@ -243,3 +243,19 @@ def test_a_compile_failure_is_recorded_in_results_and_the_report(run_training, m
     clean, _ = run_training(["data=adding", "model=rnn", "debug=fast", "model.hidden_size=9"],
                             name="clean")
     assert clean["compile_fallbacks"] == {}
+
+
+def test_a_run_shorter_than_an_epoch_validates_at_its_last_step(run_training):
+    """trainer.max_steps inside the first epoch: validated once at the end, so the run has val
+    metrics, its checkpoints, and a verdict against the task's baseline in its last line."""
+    from rnnlab.train import report_line
+
+    results, run_dir = run_training(["data=adding", "model=gru", "debug=fast",
+                                     "model.hidden_size=8", "trainer.limit_train_batches=4",
+                                     "trainer.max_steps=3"])
+    assert results["status"] == "completed" and results["steps"] == 3
+    for key in ("val/loss", "val/loss_best", "baseline/loss", "test/loss"):
+        assert key in results["metrics"], key
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["best.ckpt",
+                                                                         "last.ckpt"]
+    assert "baseline 0.1667 (" in report_line(results, run_dir)

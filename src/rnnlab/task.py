@@ -158,6 +158,15 @@ class SequenceTask(L.LightningModule):
                       prog_bar=stage != "train")
         metrics.reset()
 
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        # A trainer.max_steps that ends training inside an epoch would end it with no validation
+        # since the last epoch end (none at all in a run shorter than one epoch): no val metrics,
+        # no best or last checkpoint, no baseline or verdict. Asking to stop at the last step
+        # makes Lightning validate there first (and the checkpoints follow, as at an epoch end).
+        max_steps = self.trainer.max_steps
+        if max_steps is not None and max_steps > 0 and self.trainer.global_step >= max_steps:
+            self.trainer.should_stop = True
+
     def on_train_epoch_end(self) -> None:
         self._log_epoch_metrics("train")
 
