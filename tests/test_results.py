@@ -272,3 +272,48 @@ def test_metric_vs_a_key_with_an_unset_value(tmp_path):
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert "forget_bias unset" in labels and "baseline" in labels
     assert ax.get_yscale() == "log"  # 0.001 .. 1/6 with the baseline drawn
+
+
+def test_fifteen_row_figures_stay_readable_and_a_single_point_is_drawn(tmp_path):
+    """3 cells x 5 learning rates over four decades: lr on a log axis, the cell by colour and
+    the lr by line style (15 distinct lines), the legend outside the axes; a row whose curve has
+    one validation point gets a marker; rows of different baselines keep their own."""
+    from rnnlab.results.figures import metric_vs, training_curves
+
+    for cell in ("rnn", "gru", "lstm"):
+        for lr in (1e-4, 1e-3, 1e-2, 1e-1, 1.0):
+            run_dir = write_run(tmp_path, f"{cell}-{lr}", {"model.cell": cell, "optimizer.lr": lr},
+                                metrics={"test/loss": 0.1 + lr, "baseline/loss": 0.5},
+                                overrides=[f"model={cell}", f"optimizer.lr={lr}"])
+            (run_dir / "csv").mkdir()
+            (run_dir / "csv" / "metrics.csv").write_text("step,val/loss\n10,0.3\n")
+    runs = load_runs([tmp_path])
+    table = aggregate(runs)
+    assert len(table) == 15
+    fig = metric_vs(table, "optimizer.lr", "test/loss")
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log"
+    assert len(ax.containers) == 3  # one errorbar line per cell, x = lr
+    curves = training_curves(runs, table, metrics=("val/loss",))
+    drawn = [l for l in curves.axes[0].get_lines() if "(n=" in str(l.get_label())]
+    assert len(drawn) == 15
+    assert len({(l.get_color(), str(l.get_linestyle()), l.get_marker()) for l in drawn}) == 15
+    assert len({l.get_color() for l in drawn}) == 3  # one colour per cell
+    assert all(l.get_marker() not in (None, "", "None") for l in drawn)  # one point each
+    legend = curves.axes[0].get_legend()
+    assert legend.get_bbox_to_anchor().x0 > curves.axes[0].get_window_extent().x1
+
+
+def test_render_by_an_unknown_key_names_the_option_as_its_caller_spells_it(tmp_path):
+    for cell in ("rnn", "gru"):
+        write_run(tmp_path, cell, {"model.cell": cell}, metrics={"test/loss": 0.1},
+                  overrides=[f"model={cell}"])
+    table = aggregate(load_runs([tmp_path]))
+    with pytest.raises(KeyError, match=r"^\"by=\['model.nope'\]: not a setting"):
+        render(table, "md", by=["model.nope"])
+    script = [sys.executable, str(REPO / "scripts" / "aggregate.py"), str(tmp_path)]
+    done = subprocess.run([*script, "--by", "model.nope"], capture_output=True, text=True,
+                          check=False)
+    assert done.returncode != 0
+    assert done.stderr.strip() == ("rnnlab-aggregate: error: --by model.nope: not a setting that "
+                                   "differs between these runs (those are: model.cell)")

@@ -63,7 +63,8 @@ def aggregate_main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _, table = _load(parser.prog, args)
     try:
-        text = render(table, args.format, by=args.by, metric=(args.metric or [None])[0])
+        text = render(table, args.format, by=args.by, metric=(args.metric or [None])[0],
+                      by_name="--by")
     except (KeyError, ValueError) as error:
         raise SystemExit(f"{parser.prog}: error: {str(error).strip(chr(39))}") from None
     if args.out:
@@ -91,7 +92,10 @@ def report_main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     runs, table = _load(parser.prog, args)
     out = args.out or Path(args.paths[0]) / "report"
-    report = write_report(runs, table, out, by=args.by)
+    try:
+        report = write_report(runs, table, out, by=args.by, by_name="--by")
+    except KeyError as error:
+        raise SystemExit(f"{parser.prog}: error: {str(error).strip(chr(39))}") from None
     print(report)
     return 0
 

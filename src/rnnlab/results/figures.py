@@ -29,8 +29,46 @@ def row_label(row: pd.Series, keys: Sequence[str]) -> str:
 def save(fig, out: Path, stem: str) -> list[Path]:
     paths = [out / f"{stem}.png", out / f"{stem}.pdf"]
     for path in paths:
-        fig.savefig(path, dpi=120)
+        # tight: the legend sits outside the axes and is kept in the file
+        fig.savefig(path, dpi=120, bbox_inches="tight")
     return paths
+
+
+_LINE_STYLES = ("-", "--", "-.", ":")
+# after the four line styles, markers ("o" is kept for a curve of a single point)
+_MARKERS = ("s", "^", "v", "D", "P", "X", "*")
+
+
+def row_styles(rows: pd.DataFrame, keys: Sequence[str]) -> list[dict]:
+    """A matplotlib style per row: the cell (else the first key) by colour, the other settings by
+    line style (then marker), so 15 rows of 3 cells x 5 settings are 15 distinct lines, and the
+    rows of one cell share its colour."""
+    keys = list(keys)
+    colour_key = "model.cell" if "model.cell" in keys else (keys[0] if keys else None)
+    others = [k for k in keys if k != colour_key]
+    colours: dict = {}
+    styles: dict = {}
+    out = []
+    for _, row in rows.iterrows():
+        c = colours.setdefault(comparable(row[colour_key]) if colour_key else None, len(colours))
+        s = styles.setdefault(tuple(comparable(row[k]) for k in others), len(styles))
+        style = {"color": f"C{c % 10}", "ls": _LINE_STYLES[s % len(_LINE_STYLES)]}
+        if s >= len(_LINE_STYLES):
+            style["marker"] = _MARKERS[(s // len(_LINE_STYLES) - 1) % len(_MARKERS)]
+        out.append(style)
+    return out
+
+
+def _legend_outside(ax) -> None:
+    """The legend right of the axes: with many rows it would hide the data inside."""
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+
+
+def _spans_decades(values) -> bool:
+    """Positive numbers spanning at least two decades (learning rates, sizes swept by factors)."""
+    values = np.asarray([float(v) for v in values], dtype=float)
+    values = values[np.isfinite(values)]
+    return bool(values.size >= 2 and (values > 0).all() and values.max() / values.min() >= 100)
 
 
 def numeric_keys(table: pd.DataFrame) -> list[str]:
@@ -50,11 +88,12 @@ def metric_vs(table: pd.DataFrame, key: str, metric: str):
     others = [k for k in keys if k != key]
     fig = _figure(6.0, 4.2)
     ax = fig.subplots()
-    groups = table.groupby(row_ids(table, others), sort=False)
+    groups = list(table.groupby(row_ids(table, others), sort=False))
+    styles = row_styles(pd.DataFrame([g.iloc[0] for _, g in groups]), others) if groups else []
     positive = True
     has_x = table[key].map(lambda v: comparable(v) != comparable(None))
-    for i, (_, group) in enumerate(groups):
-        colour = f"C{i % 10}"
+    for (_, group), style in zip(groups, styles):
+        colour = style["color"]
         name = row_label(group.iloc[0], others) if others else metric
         # A row without a value of the key (e.g. forget_bias left at the default) has no x:
         # it is drawn as a dotted level across the axis.
@@ -65,7 +104,8 @@ def metric_vs(table: pd.DataFrame, key: str, metric: str):
         x = group[key].astype(float).to_numpy()
         y = group[metric].astype(float).to_numpy()
         err = group[f"{metric} std"].astype(float).fillna(0).to_numpy()
-        ax.errorbar(x, y, yerr=err, marker="o", capsize=3, color=colour, label=name)
+        ax.errorbar(x, y, yerr=err, capsize=3, label=name,
+                    **{"marker": "o", **style})
         positive &= bool(np.all(y[~np.isnan(y)] > 0))
     if "baseline" in table and table["baseline"].notna().any():
         with_x = table[has_x]
@@ -76,10 +116,12 @@ def metric_vs(table: pd.DataFrame, key: str, metric: str):
         values = pd.concat([values, table["baseline"].astype(float).dropna()])
     if positive and not values.empty and values.max() / max(values.min(), 1e-300) > 30:
         ax.set_yscale("log")
+    if _spans_decades(table.loc[has_x, key]):  # e.g. a learning rate swept 1e-4 ... 1e-1
+        ax.set_xscale("log")
     ax.set_xlabel(label(key, keys))
     ax.set_ylabel(f"{metric} (mean ± std over seeds)")
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
+    _legend_outside(ax)
     return fig
 
 
@@ -90,6 +132,7 @@ def training_curves(runs: pd.DataFrame, table: pd.DataFrame,
     fig = _figure(5.5 * len(metrics), 4.0)
     axes = fig.subplots(1, len(metrics), squeeze=False)[0]
     drawn = False
+    styles = row_styles(table, keys)
     for ax, metric in zip(axes, metrics):
         for i, row, members in rows_with_runs(runs, table):
             curves = [c for c in (read_curve(d, metric) for d in members["run_dir"])
@@ -98,21 +141,34 @@ def training_curves(runs: pd.DataFrame, table: pd.DataFrame,
                 continue
             joined = pd.concat(curves, axis=1).sort_index().interpolate(limit_area="inside")
             mean = joined.mean(axis=1)
-            colour = f"C{i % 10}"
-            ax.plot(mean.index, mean.to_numpy(), color=colour,
-                    label=f"{row_label(row, keys)} (n={len(curves)})")
+            style = dict(styles[i])
+            colour = style["color"]
+            if mean.notna().sum() < 2:  # one validation: a line of one point draws nothing
+                style["marker"] = style.get("marker", "o")
+            ax.plot(mean.index, mean.to_numpy(), label=f"{row_label(row, keys)} (n={len(curves)})",
+                    **style)
             if len(curves) > 1:
                 ax.fill_between(joined.index, joined.min(axis=1), joined.max(axis=1),
                                 color=colour, alpha=0.15, lw=0)
             drawn = True
         if "baseline" in table and table["baseline"].notna().any() and metric.endswith("loss"):
-            ax.axhline(float(table["baseline"].mean()), color="k", ls="--", lw=1,
-                       label="baseline")
+            bases = table["baseline"].astype(float)
+            if bases.dropna().nunique() == 1:
+                ax.axhline(float(bases.dropna().iloc[0]), color="k", ls="--", lw=1,
+                           label="baseline")
+            else:  # rows of different tasks (e.g. copy at several T): each row its own baseline
+                said = False
+                for base, style in zip(bases, styles):
+                    if not math.isnan(base):
+                        ax.axhline(base, color=style["color"], ls=(0, (1, 2)), lw=0.9,
+                                   label=None if said else "baseline of each row (its colour)")
+                        said = True
         ax.set_xlabel("optimizer step")
         ax.set_ylabel(f"{metric} (mean over seeds; band min-max)")
         ax.set_yscale("log")
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7)
+    if drawn:
+        _legend_outside(axes[-1])  # one legend, the same rows in every panel
     return fig if drawn else None
 
 

@@ -15,7 +15,7 @@ from rnnlab.results.tables import render
 
 
 def write_report(runs: pd.DataFrame, table: pd.DataFrame, out: Path,
-                 by: Sequence[str] | None = None) -> Path:
+                 by: Sequence[str] | None = None, by_name: str = "by") -> Path:
     """Write table.{md,csv,tex}, the figures and report.md into ``out``; return report.md.
 
     Built in a temporary folder beside ``out`` and moved into place at the end, so a failure
@@ -40,7 +40,7 @@ def _write(runs: pd.DataFrame, table: pd.DataFrame, out: Path, by) -> None:
              "runs of each row.")
     lines = ["# Sweep report", "", intro, "", md]
     if by and headline:
-        pivoted = render(table, "md", by=by, metric=headline)
+        pivoted = render(table, "md", by=by, metric=headline, by_name=by_name)
         (out / "table_by.md").write_text(pivoted)
         lines += ["", f"By {', '.join(by)}:", "", pivoted]
 

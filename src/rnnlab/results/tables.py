@@ -125,12 +125,16 @@ def footnotes(refs) -> list[str]:
     return lines
 
 
-def pivot(table: pd.DataFrame, by: Sequence[str], metric: str, pm: str = " ± ") -> pd.DataFrame:
-    """Rows = the ``by`` keys, columns = the other row keys' values; cells "mean ± std (n)"."""
+def pivot(table: pd.DataFrame, by: Sequence[str], metric: str, pm: str = " ± ",
+          by_name: str = "by") -> pd.DataFrame:
+    """Rows = the ``by`` keys, columns = the other row keys' values; cells "mean ± std (n)".
+    ``by_name``: what the caller calls the option in errors (the CLI: ``--by``)."""
     keys = table.attrs["keys"]
     unknown = [k for k in by if k not in keys]
     if unknown:
-        raise KeyError(f"--by {', '.join(unknown)}: not a setting that differs between these runs "
+        given = (f"{by_name} {', '.join(unknown)}" if by_name.startswith("-")
+                 else f"{by_name}={list(unknown)}")
+        raise KeyError(f"{given}: not a setting that differs between these runs "
                        f"(those are: {', '.join(keys) or 'none'})")
     across = [k for k in keys if k not in by]
     cells = pd.DataFrame({label(k, keys): table[k].map(lambda v, k=k: show(k, v)) for k in keys})
@@ -159,12 +163,12 @@ def pivot(table: pd.DataFrame, by: Sequence[str], metric: str, pm: str = " ± ")
 
 
 def render(table: pd.DataFrame, fmt: str = "md", by: Sequence[str] | None = None,
-           metric: str | None = None) -> str:
+           metric: str | None = None, by_name: str = "by") -> str:
     """The aggregate as markdown, LaTeX or CSV text (CSV keeps the raw numbers)."""
     check_choice("format", fmt, FORMATS)
     if fmt == "csv" and by:
-        return pivot(table, by, metric or (table.attrs["metrics"] or [None])[0], " ± ").to_csv(
-            index=False)
+        return pivot(table, by, metric or (table.attrs["metrics"] or [None])[0], " ± ",
+                     by_name).to_csv(index=False)
     if fmt == "csv":
         raw = table.copy()
         raw["seeds"] = raw["seeds"].map(lambda s: " ".join(map(str, s)))
@@ -174,7 +178,8 @@ def render(table: pd.DataFrame, fmt: str = "md", by: Sequence[str] | None = None
         metric = metric or (table.attrs["metrics"] or [None])[0]
         if metric is None:
             raise ValueError("no metric to show: the runs have none of the test metrics")
-        shown, notes = pivot(table, by, metric, pm), footnotes(table.attrs.get("references", []))
+        shown = pivot(table, by, metric, pm, by_name)
+        notes = footnotes(table.attrs.get("references", []))
     else:
         shown, notes = display_frame(table, pm)
     if fmt == "latex":
