@@ -317,3 +317,16 @@ def test_render_by_an_unknown_key_names_the_option_as_its_caller_spells_it(tmp_p
     assert done.returncode != 0
     assert done.stderr.strip() == ("rnnlab-aggregate: error: --by model.nope: not a setting that "
                                    "differs between these runs (those are: model.cell)")
+
+
+def test_a_shell_glob_of_a_sweep_dir_is_accepted(tmp_path):
+    """`rnnlab-aggregate SWEEP/*` (and -report, -dashboard --runs) also name multirun.yaml and
+    summary.csv: the sweep's own files are passed over, the runs read."""
+    for cell in ("rnn", "gru"):
+        write_run(tmp_path, cell, {"model.cell": cell}, metrics={"test/loss": 0.1},
+                  overrides=[f"model={cell}"])
+    (tmp_path / "multirun.yaml").write_text("hydra: {}\n")
+    (tmp_path / "summary.csv").write_text("a\n1\n")
+    assert len(load_runs(sorted(tmp_path.iterdir()))) == 2
+    with pytest.raises(FileNotFoundError, match="no run directory or results.json"):
+        load_runs([tmp_path / "nope"])

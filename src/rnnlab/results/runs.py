@@ -27,6 +27,8 @@ def find_results(paths: Iterable[str | Path]) -> list[Path]:
             found.add(path.resolve())
         elif path.is_dir():
             found.update(p.resolve() for p in path.rglob("results.json"))
+        elif path.is_file():
+            continue  # a sweep's own files (multirun.yaml, summary.csv), which SWEEP/* names too
         else:
             raise FileNotFoundError(f"no run directory or results.json at {path}")
     return sorted(found, key=_natural)
