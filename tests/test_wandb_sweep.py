@@ -39,6 +39,7 @@ def test_a_preset_becomes_a_grid_sweep_of_its_own_settings(capsys):
                                   "seed": {"values": [0, 1]}}
     assert spec["command"] == ["${env}", "rnnlab-train", "experiment=gru_variants",
                                "logger.wandb.offline=false", "${args_no_hyphens}"]
+    assert spec["project"] == "rnnlab"
     # every point of the grid composes as the agent will write it
     grid = [dict(zip(spec["parameters"], values)) for values in
             itertools.product(*(p["values"] for p in spec["parameters"].values()))]
@@ -83,3 +84,24 @@ def test_an_agent_run_is_one_rnnlab_run(run_training, monkeypatch):
     run = read_finished_run(run_dir)
     assert run.summary["status"] == "completed" and run.config["model"]["cell"] == "gru"
     assert tracking.read_results(run_dir) == results
+
+
+def test_the_hint_names_the_project_and_puts_this_environment_first_on_path(tmp_path, capsys):
+    import shlex
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    out = tmp_path / "sweep.yaml"
+    assert main(["model=rnn,gru", "logger.wandb.project=mine", f"--out={out}"]) == 0
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == f"rnnlab-wandb-sweep: wrote {out}; next:"
+    bin_dir = Path(sys.executable).parent
+    assert f"sweep --project mine {out}" in lines[1]
+    agent = lines[2].strip()
+    assert agent.startswith(f"PATH={bin_dir}:$PATH ") and agent.endswith(" agent ENTITY/mine/SWEEP_ID")
+    assert yaml.safe_load(out.read_text())["project"] == "mine"
+    # what the agent's runs find under that PATH, from a shell that has no venv on it
+    found = subprocess.run(["sh", "-c", f"PATH={shlex.quote(str(bin_dir))}:/usr/bin:/bin "
+                            "command -v rnnlab-train"], capture_output=True, text=True)
+    assert found.stdout.strip() == str(bin_dir / "rnnlab-train")

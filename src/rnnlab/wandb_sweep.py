@@ -28,6 +28,7 @@ def sweep_spec(overrides: list[str], method: str = "grid") -> dict:
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf
 
     import rnnlab.schemas  # noqa: F401  (registers the schemas and resolvers)
     from rnnlab.composition import command_line_error
@@ -59,6 +60,8 @@ def sweep_spec(overrides: list[str], method: str = "grid") -> dict:
                          "comma list (model=rnn,gru)")
     return {
         "program": "rnnlab-train",
+        # `wandb sweep` creates the sweep in this project unless --project says otherwise
+        "project": str(OmegaConf.select(cfg, "logger.wandb.project", default=None) or "rnnlab"),
         "method": method,
         "metric": {"name": str(cfg.monitor.metric), "goal": f"{cfg.monitor.mode}imize"},
         # the agent talks to the W&B server, so its runs log online
@@ -99,11 +102,26 @@ def main(argv: list[str] | None = None) -> int:
 
         with atomic_open(args.out) as handle:
             handle.write(text)
-        print(f"rnnlab-wandb-sweep: wrote {args.out}; next: wandb sweep {args.out}",
-              file=sys.stderr)
     else:
         sys.stdout.write(text)
+    print(next_steps(spec["project"], args.out), file=sys.stderr)
     return 0
+
+
+def next_steps(project: str, config: Path | None) -> str:
+    """The two commands that start the sweep, spelled for this install: `wandb` from the same
+    environment, and the agent with this environment's bin first on PATH, since each of its runs
+    calls `rnnlab-train` by name."""
+    import shlex
+
+    bin_dir = Path(sys.executable).parent
+    wandb = bin_dir / "wandb"
+    wandb = shlex.quote(str(wandb)) if wandb.is_file() else "wandb"
+    path = f"PATH={shlex.quote(str(bin_dir))}:$PATH "
+    return ("rnnlab-wandb-sweep: " + (f"wrote {config}; " if config else "") + "next:\n"
+            f"  {wandb} sweep --project {shlex.quote(project)} "
+            f"{shlex.quote(str(config)) if config else 'SWEEP.yaml'}   # prints the sweep id\n"
+            f"  {path}{wandb} agent ENTITY/{shlex.quote(project)}/SWEEP_ID")
 
 
 if __name__ == "__main__":
