@@ -26,11 +26,9 @@ from omegaconf import OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from rnnlab.errors import one_line
-from rnnlab.schemas import check_monitor
+from rnnlab.schemas import bound_error, check_monitor, unknown_model_setting
 
 MAX_JOBS = 256
-_FLAGS_WITH_VALUE = ("-cp", "-cn", "-cd", "--config-path", "--config-name", "--config-dir",
-                     "--experimental-rerun", "-p", "--package")
 
 
 def command_line_error(argv: list[str], config_dir: str, config_name: str) -> str | None:
@@ -56,6 +54,9 @@ def command_line_error(argv: list[str], config_dir: str, config_name: str) -> st
                     check_monitor(cfg)
                 except ValueError as error:
                     return str(error)
+                reason = unknown_model_setting(cfg) or bound_error(cfg)
+                if reason is not None:
+                    return reason
     finally:
         GlobalHydra.instance().clear()
     return None
@@ -110,7 +111,7 @@ def _unknown_key(error: OmegaConfBaseException, job: list[str], config_name: str
     key = str(error.full_key)
     parent, _, leaf = key.rpartition(".")
     setting = next((o for o in job if o.lstrip("+~").split("=", 1)[0] == key), key)
-    allowed = _keys_under(parent, [o for o in job if o is not setting], config_name)
+    allowed, structured = _keys_under(parent, [o for o in job if o is not setting], config_name)
     text = f"{key} is not a setting"
     if parent:
         text += f" of {parent}"
@@ -119,16 +120,22 @@ def _unknown_key(error: OmegaConfBaseException, job: list[str], config_name: str
         text += f" (did you mean {parent + '.' if parent else ''}{close[0]}?)"
     if allowed:
         text += f"; its settings: {', '.join(allowed)}"
+    if structured:  # a schema's node: a "+" key would be refused as well
+        return text
     return text + f" (to add a new key: +{setting.lstrip('+~')})"
 
 
-def _keys_under(parent: str, job: list[str], config_name: str) -> list[str]:
+def _keys_under(parent: str, job: list[str], config_name: str) -> tuple[list[str], bool]:
+    """The keys of the node ``parent`` and whether a schema types it (then no key can be added)."""
     try:
         cfg = compose(config_name=config_name, overrides=job)
         node = OmegaConf.select(cfg, parent) if parent else cfg
     except Exception:  # noqa: BLE001 - the suggestion is a courtesy; the refusal stands
-        return []
-    return sorted(str(k) for k in node) if OmegaConf.is_dict(node) else []
+        return [], False
+    if not OmegaConf.is_dict(node):
+        return [], False
+    typed = OmegaConf.get_type(node)
+    return sorted(str(k) for k in node), typed not in (None, dict)
 
 
 def refuse_bad_command_line(config_dir: str, config_name: str) -> None:

@@ -219,6 +219,74 @@ class MonitorConfig:
     mode: str = "${monitor_mode:${monitor.metric}}"
 
 
+# Numeric ranges of settings, checked when a command line is composed (before torch loads: a
+# bad value is refused in a second, not after the ~4 s of importing Lightning): key -> (lowest,
+# highest, whether the highest itself is excluded); None: no bound. The modules that take these
+# settings check them again for the Python API, where no command line is composed.
+BOUNDS: dict[str, tuple[float | None, float | None, bool]] = {
+    "model.hidden_size": (1, None, False),
+    "model.num_layers": (1, None, False),
+    "model.embedding_dim": (1, None, False),
+    "model.param_budget": (1, None, False),
+    "model.dropout": (0, 1, True),
+    "model.zoneout": (0, 1, True),
+    "data.seq_len": (1, None, False),
+    "data.batch_size": (1, None, False),
+    "data.num_workers": (0, None, False),
+    "data.train_size": (1, None, False),
+    "data.val_size": (1, None, False),
+    "data.test_size": (1, None, False),
+    "data.copy_length": (1, None, False),
+    "data.horizon": (1, None, False),
+    "data.input_length": (1, None, False),
+    "optimizer.lr": (0, None, False),
+}
+
+
+def bound_error(cfg) -> str | None:
+    """The first setting of ``cfg`` outside its range in :data:`BOUNDS`, as one line (None if
+    all are inside). Settings the config does not have, nulls and interpolations that do not
+    resolve yet are left to the modules."""
+    for key, (low, high, open_high) in BOUNDS.items():
+        try:
+            value = OmegaConf.select(cfg, key, throw_on_resolution_failure=False)
+        except Exception:  # noqa: BLE001 - a node that is not a mapping: the modules say so
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if key == "optimizer.lr" and not value > 0:
+            return f"optimizer.lr must be > 0, got {value}"
+        if low is not None and value < low:
+            if high is None:
+                return f"{key} must be >= {low}, got {value}"
+            return f"{key} must be in [{low}, {high}{')' if open_high else ']'}, got {value}"
+        if high is not None and (value >= high if open_high else value > high):
+            return f"{key} must be in [{low}, {high}{')' if open_high else ']'}, got {value}"
+    return None
+
+
+def unknown_model_setting(cfg) -> str | None:
+    """A ``+model.<key>`` that the cell's schema does not have, as one line (None if none):
+    Hydra lets ``+`` add a key even to a structured node; the model would refuse it only after
+    torch loads."""
+    model = cfg.get("model")
+    schema = MODEL_SCHEMAS.get(str(model.get("cell"))) if OmegaConf.is_dict(model) else None
+    if schema is None:
+        return None
+    import dataclasses
+    import difflib
+
+    allowed = sorted(f.name for f in dataclasses.fields(schema))
+    for key in model:
+        if key not in allowed:
+            text = f"model.{key} is not a setting of model={model.cell}"
+            close = difflib.get_close_matches(str(key), allowed, n=1)
+            if close:
+                text += f" (did you mean model.{close[0]}?)"
+            return text + f"; its settings: {', '.join(allowed)}"
+    return None
+
+
 def register_schemas() -> None:
     for cell, schema in MODEL_SCHEMAS.items():
         _store("model", cell, schema)
