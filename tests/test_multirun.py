@@ -16,6 +16,23 @@ def _job_dirs(root):
     return sorted(p.parent for p in root.rglob("results.json"))
 
 
+def test_every_job_of_a_sweep_compiles_not_only_the_first(tmp_path):
+    """Jobs of one sweep process share inductor's precompiled headers: they must outlive the
+    first job's temp folder (they did not, and every later job's GRU/LSTM ran eager)."""
+    result = cli(["-m", "model=rnn,gru", "debug=fast", "model.hidden_size=8",
+                  "experiment_name=compiles", "hydra.callbacks.sweep_summary.figures=false"],
+                 # a cold compile cache: the step graphs are compiled with g++, not loaded
+                 cwd=tmp_path, env={"RNNLAB_COMPILE": "1",
+                                    "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "inductor")})
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = _job_dirs(tmp_path / "logs" / "multiruns" / "compiles")
+    assert len(jobs) == 2
+    for job in jobs:
+        results = json.loads((job / "results.json").read_text())
+        assert results["compile_fallbacks"] == {}, job
+    assert "ran eager" not in result.stdout + result.stderr
+
+
 def test_multirun_basic_launcher_one_wandb_run_per_job(tmp_path):
     result = cli(["-m", "model=rnn,lstm", "debug=fast", "model.hidden_size=8",
                   "experiment_name=sweepcheck"], cwd=tmp_path)

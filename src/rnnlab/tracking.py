@@ -117,6 +117,13 @@ def temp_files_in(run_dir: str | os.PathLike):
         import wandb  # noqa: F401
     os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", os.path.join(
         tempfile.gettempdir(), f"torchinductor_{getpass.getuser()}"))
+    # Inductor fixes its precompiled-header folder from the temp dir when codecache is first
+    # imported (not from TORCHINDUCTOR_CACHE_DIR) and caches each header's path for the process:
+    # imported inside the first job of a sweep, it put them in that job's .tmp, removed at its
+    # end, and every later job's C++ compile failed ("precompiled_headers/....h: No such file"),
+    # so its GRU and LSTM ran eager. Imported here (50 ms), the headers stay in the real temp dir.
+    if importlib.util.find_spec("torch") is not None:
+        import torch._inductor.codecache  # noqa: F401
     tmp = Path(run_dir) / ".tmp"
     tmp.mkdir(parents=True, exist_ok=True)
     saved_env, saved_dir = os.environ.get("TMPDIR"), tempfile.tempdir

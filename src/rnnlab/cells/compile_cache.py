@@ -6,18 +6,15 @@ sequence) is one small graph compiled with TorchInductor (``make_fx`` +
 signature and autocast state. ``compile=False`` on a cell or the environment variable
 ``RNNLAB_COMPILE=0`` switch compilation off. Only torch is imported here.
 
-A compile that fails is tried once more in a private inductor cache (a shared cache that other
-processes write at the same time, or that a killed process left half-written, is the usual cause
-of a compiler error that a standalone compile does not show). Failing again, that step function
-runs eager from then on, with one warning per process; :func:`eager_fallbacks` says which step
-functions ran eager since a mark (a run records them in results.json), and
-``RNNLAB_COMPILE_ERRORS=full`` puts the compiler's whole message in the warning.
+A step function whose compile fails runs eager from then on, with one warning per process;
+:func:`eager_fallbacks` says which step functions ran eager since a mark (a run records them in
+results.json: eager changes its speed), and ``RNNLAB_COMPILE_ERRORS=full`` puts the compiler's
+whole message in the warning.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
 import threading
 import warnings
 from collections.abc import Callable, Sequence
@@ -146,7 +143,7 @@ class StepFunction:
             if compiled is not None or self._failed:
                 return compiled or self.fn
             try:
-                compiled = _compile_or_retry(self.fn, args)
+                compiled = _inductor_compile(self.fn, args)
             except Exception as err:  # noqa: BLE001  (no C++ compiler, no triton, a compiler bug)
                 # this step function runs eager from now on; others still try
                 self._failed = True
@@ -177,25 +174,6 @@ class StepFunction:
 # probe library per level: 2.5 s of a 7.2 s cold first call (GRU, empty inductor cache, 2 cores).
 # Should the compiler not build for it after all, the step's compile fails and it runs eager.
 _INDUCTOR_OPTIONS = {"pattern_matcher": False, "size_asserts": False, "cpp.vec_isa_ok": True}
-
-
-def _compile_or_retry(fn: Callable, args: Sequence[Tensor]) -> Callable:
-    """``_inductor_compile``, tried a second time in a private cache dir if it fails (see the
-    module docstring); the second failure is raised."""
-    try:
-        return _inductor_compile(fn, args)
-    except Exception:  # noqa: BLE001
-        before = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
-        with tempfile.TemporaryDirectory(prefix="rnnlab-inductor-") as private:
-            # inductor reads the variable at each compile; the loaded library outlives the dir
-            os.environ["TORCHINDUCTOR_CACHE_DIR"] = private
-            try:
-                return _inductor_compile(fn, args)
-            finally:
-                if before is None:
-                    os.environ.pop("TORCHINDUCTOR_CACHE_DIR", None)
-                else:
-                    os.environ["TORCHINDUCTOR_CACHE_DIR"] = before
 
 
 def _inductor_compile(fn: Callable, args: Sequence[Tensor]) -> Callable:
