@@ -88,6 +88,8 @@ def test_a_real_multirun_over_a_non_cell_key(tmp_path):
     # Console noise that is not ours is filtered at start-up (rnnlab.console), in every job.
     console = result.stdout + result.stderr
     assert "LeafSpec" not in console and "Tip:" not in console and "litlogger" not in console
+    assert "anonymous setting" not in console  # wandb's, for the anonymous=None Lightning passes
+    assert "ran eager" not in console  # every job compiled (when compiling) or ran as asked
     sweep_dir = next((tmp_path / "logs" / "multiruns" / "fbcheck").iterdir())
     summary = (sweep_dir / "summary.md").read_text().splitlines()
     assert summary[0].split("|")[1].strip() == "forget_bias"

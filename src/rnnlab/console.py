@@ -7,6 +7,9 @@ Filtered (each seen on every quickstart job, 2026-12):
   a user can change;
 * Lightning's "💡 Tip: ... try installing litlogger" advertisement at every Trainer.
 
+(wandb's "The anonymous setting has no effect" at every run is not filtered but avoided:
+``tracking.wandb_logger`` leaves out the ``anonymous=None`` Lightning passes to ``wandb.init``.)
+
 While a run resumes from a checkpoint (:func:`resuming`), also the two warnings every resume
 gives and that say nothing wrong: Lightning's "Checkpoint directory ... exists and is not empty"
 (it is the run's own) and torchmetrics' "compute ... called before update" for the train metrics
