@@ -330,3 +330,17 @@ def test_a_shell_glob_of_a_sweep_dir_is_accepted(tmp_path):
     assert len(load_runs(sorted(tmp_path.iterdir()))) == 2
     with pytest.raises(FileNotFoundError, match="no run directory or results.json"):
         load_runs([tmp_path / "nope"])
+
+
+def test_report_by_a_key_writes_the_pivot_and_refuses_an_unknown_one(tmp_path):
+    from rnnlab.results.cli import report_main
+
+    for cell in ("rnn", "gru"):
+        write_run(tmp_path / "sweep", cell, {"model.cell": cell}, metrics={"test/loss": 0.1},
+                  overrides=[f"model={cell}"])
+    assert report_main([str(tmp_path / "sweep"), "--by", "model.cell"]) == 0
+    assert "test/loss" in (tmp_path / "sweep" / "report" / "table_by.md").read_text()
+    with pytest.raises(SystemExit, match="^rnnlab-report: error: --by model.nope: not a setting"):
+        report_main([str(tmp_path / "sweep"), "--by", "model.nope", "--out",
+                     str(tmp_path / "other")])
+    assert not (tmp_path / "other").exists()

@@ -24,11 +24,11 @@ def write_report(runs: pd.DataFrame, table: pd.DataFrame, out: Path,
     out = Path(out)
     with atomic_path(out) as tmp:
         tmp.mkdir()
-        _write(runs, table, tmp, by)
+        _write(runs, table, tmp, by, by_name)
     return out / "report.md"
 
 
-def _write(runs: pd.DataFrame, table: pd.DataFrame, out: Path, by) -> None:
+def _write(runs: pd.DataFrame, table: pd.DataFrame, out: Path, by, by_name: str) -> None:
     keys, metrics = table.attrs["keys"], table.attrs["metrics"]
     headline = metrics[0] if metrics else None
     md = render(table, "md")
