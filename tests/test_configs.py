@@ -57,8 +57,8 @@ def test_there_is_something_to_compose():
         (["-m", "model=gru,gruu", "seed=0,1"], "model=gruu: no such option"),
         (["-m", "seed=0,1", "hydra/launcher=joblibb"], "did you mean hydra/launcher=joblib?"),
         # refused here, before torch loads, like the typos above (they took 4-7 s, after it)
-        (["+model.hiden_size=8"], "model.hiden_size is not a setting of model=gru (did you mean "
-                                  "model.hidden_size?); its settings: cell, dropout,"),
+        (["+model.hiden_size=8"], ("model.hiden_size is not a setting of model=gru (did you "
+                                   "mean model.hidden_size?); its settings: cell, dropout,")),
         (["data.seq_len=0"], "data.seq_len must be >= 1, got 0"),
         (["-m", "model.hidden_size=8,0"], "model.hidden_size must be >= 1, got 0"),
         (["model=lstm", "model.num_layers=2", "model.dropout=1"],

@@ -102,6 +102,6 @@ def test_the_hint_names_the_project_and_puts_this_environment_first_on_path(tmp_
     assert agent.startswith(f"PATH={bin_dir}:$PATH ") and agent.endswith(" agent ENTITY/mine/SWEEP_ID")
     assert yaml.safe_load(out.read_text())["project"] == "mine"
     # what the agent's runs find under that PATH, from a shell that has no venv on it
-    found = subprocess.run(["sh", "-c", f"PATH={shlex.quote(str(bin_dir))}:/usr/bin:/bin "
-                            "command -v rnnlab-train"], capture_output=True, text=True)
+    lookup = f"PATH={shlex.quote(str(bin_dir))}:/usr/bin:/bin command -v rnnlab-train"
+    found = subprocess.run(["sh", "-c", lookup], capture_output=True, text=True, check=False)
     assert found.stdout.strip() == str(bin_dir / "rnnlab-train")

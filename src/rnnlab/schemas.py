@@ -251,7 +251,7 @@ def bound_error(cfg) -> str | None:
         try:
             value = OmegaConf.select(cfg, key, throw_on_resolution_failure=False)
         except Exception:  # noqa: BLE001 - a node that is not a mapping: the modules say so
-            continue
+            value = None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             continue
         if key == "optimizer.lr" and not value > 0:
