@@ -11,7 +11,7 @@ from conftest import compose_config
 from omegaconf import OmegaConf
 
 from rnnlab import launch
-from rnnlab.cli import CONFIG_DIR
+from rnnlab.configdir import CONFIG_DIR
 
 LAUNCH_VARS = ("RANK", "WORLD_SIZE", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_JOB_ID",
                "SLURM_STEP_ID", "TORCHELASTIC_RUN_ID")

@@ -14,10 +14,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from rnnlab.configdir import CONFIG_DIR, CONFIG_NAME
 from rnnlab.errors import ResumeError
 
-CONFIG_DIR = str(Path(__file__).resolve().parent / "conf")
-CONFIG_NAME = "train"
 RESUME_KEY = "resume"
 
 

@@ -113,7 +113,7 @@ def sweep_grid(experiment: str, overrides: list[str]) -> list[list[str]]:
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     import rnnlab.schemas  # noqa: F401  (schemas and resolvers)
-    from rnnlab.cli import CONFIG_DIR, CONFIG_NAME
+    from rnnlab.configdir import CONFIG_DIR, CONFIG_NAME
 
     fixed = [o for o in overrides if "," not in o.partition("=")[2]]
     GlobalHydra.instance().clear()

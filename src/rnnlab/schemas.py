@@ -3,7 +3,7 @@ one-line message naming the key (``model.hiden_size=8``, ``model.hidden_size=abc
 
 Each YAML file in conf/ lists its schema first in its defaults list. The schemas live in the
 ``schema/<group>`` groups of the ConfigStore, so they never appear among a group's choices.
-Datasets register their own schema next to their loader through :func:`register_data_schema`.
+The datasets' schemas live in :mod:`rnnlab.data.schemas` (imported here, never the reverse).
 """
 
 from __future__ import annotations
@@ -15,16 +15,13 @@ from typing import Any, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
+import rnnlab.data.schemas  # noqa: F401  (the datasets' schemas register themselves)
 from rnnlab.errors import check_choice
 from rnnlab.launch import run_stamp
 
 
 def _store(group: str, name: str, node: Any) -> None:
     ConfigStore.instance().store(group=f"schema/{group}", name=name, node=node, package=group)
-
-
-def register_data_schema(name: str, node: Any) -> None:
-    _store("data", name, node)
 
 
 # ----------------------------------------------------------------------------------- model
@@ -103,47 +100,6 @@ class IndRNNModelConfig(ModelConfig):
 MODEL_SCHEMAS = {"rnn": RNNModelConfig, "gru": GRUModelConfig, "lstm": LSTMModelConfig,
                  "mingru": MinGRUModelConfig, "minlstm": MinLSTMModelConfig,
                  "indrnn": IndRNNModelConfig}
-
-
-# ------------------------------------------------------------------------------------ data
-@dataclass
-class DataConfig:
-    _target_: str = "???"
-    name: str = "???"
-    batch_size: int = 64
-    num_workers: int = 0
-
-
-@dataclass
-class SyntheticDataConfig(DataConfig):
-    seq_len: int = 10
-    train_size: int = 10000
-    val_size: int = 1000
-    test_size: int = 1000
-
-
-@dataclass
-class CopyDataConfig(SyntheticDataConfig):
-    _target_: str = "rnnlab.data.synthetic.CopyDataModule"
-    name: str = "copy"
-    num_symbols: int = 8
-    copy_length: int = 10
-
-
-@dataclass
-class SelectiveCopyDataConfig(SyntheticDataConfig):
-    _target_: str = "rnnlab.data.synthetic.SelectiveCopyDataModule"
-    name: str = "selective_copy"
-    seq_len: int = 64  # T noise steps holding the data tokens (Gu & Dao 2023: 4096)
-    num_symbols: int = 8  # V data-token values (Gu & Dao: 16)
-    copy_length: int = 4  # K tokens to recall, in order (Gu & Dao: 16)
-
-
-@dataclass
-class AddingDataConfig(SyntheticDataConfig):
-    _target_: str = "rnnlab.data.synthetic.AddingDataModule"
-    name: str = "adding"
-    seq_len: int = 50
 
 
 # ------------------------------------------------------------------------------- optimizer
@@ -290,15 +246,11 @@ def unknown_model_setting(cfg) -> str | None:
 def register_schemas() -> None:
     for cell, schema in MODEL_SCHEMAS.items():
         _store("model", cell, schema)
-    _store("data", "copy", CopyDataConfig)
-    _store("data", "adding", AddingDataConfig)
-    _store("data", "selective_copy", SelectiveCopyDataConfig)
     _store("optimizer", "adam", AdamConfig)
     _store("optimizer", "rmsprop", RMSpropConfig)
     _store("optimizer", "sgd", SGDConfig)
     _store("trainer", "trainer", TrainerConfig)
     _store("monitor", "monitor", MonitorConfig)
-    import rnnlab.data.schemas  # noqa: F401  (the real datasets register their own schemas)
 
 
 # Metrics where higher is better (the rest, losses, are minimised): a metric's default mode,

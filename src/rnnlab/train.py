@@ -26,7 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 import rnnlab.schemas  # noqa: F401  (registers the config schemas before composition)
 from rnnlab import console, launch, resume, tracking
 from rnnlab.cells import compile_cache
-from rnnlab.cli import CONFIG_DIR, main
+from rnnlab.configdir import CONFIG_DIR
 from rnnlab.console import quiet_third_party
 from rnnlab.errors import one_line
 from rnnlab.models import ConfigError, SequenceModel
@@ -651,4 +651,9 @@ def hydra_main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    # `python -m rnnlab.train`: rnnlab-train's entry point, which imports this module as
+    # rnnlab.train -- the one already running, not a second copy of it
+    sys.modules.setdefault("rnnlab.train", sys.modules[__name__])
+    from rnnlab.cli import main
+
     main()

@@ -32,8 +32,8 @@ def sweep_spec(overrides: list[str], method: str = "grid") -> dict:
 
     import rnnlab.schemas  # noqa: F401  (registers the schemas and resolvers)
     from rnnlab.composition import command_line_error
+    from rnnlab.configdir import CONFIG_DIR
     from rnnlab.errors import check_choice
-    from rnnlab.train import CONFIG_DIR
 
     check_choice("--method", method, METHODS)
     reason = command_line_error(["-m", *overrides], CONFIG_DIR, "train")

@@ -1,8 +1,9 @@
-"""Structured-config schemas of the real datasets (``data=sentiment|timeseries|music|seqmnist``).
+"""Structured-config schemas of every dataset (``data=copy|adding|selective_copy|sentiment|...``).
 
-Importing this module registers them in Hydra's ConfigStore (group ``schema/data``), which
-``rnnlab.schemas.register_schemas()`` does before any config is composed. It imports nothing
-heavy: the loaders live in their own modules and are only imported when a run instantiates one.
+Importing this module registers them in Hydra's ConfigStore (group ``schema/data``);
+``rnnlab.schemas`` imports it, before any config is composed. It imports nothing heavy (Hydra's
+ConfigStore only, and nothing of rnnlab): the loaders live in their own modules and are only
+imported when a run instantiates one.
 
 Every real dataset takes ``data_dir`` (the cache root, ``${paths.data_dir}``), ``split_seed`` (the
 saved split; the same for every run seed, so cells are compared on the same examples) and
@@ -16,8 +17,51 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from rnnlab.schemas import DataConfig, register_data_schema
+from hydra.core.config_store import ConfigStore
 
+
+# ------------------------------------------------------------------------------ synthetic
+@dataclass
+class DataConfig:
+    _target_: str = "???"
+    name: str = "???"
+    batch_size: int = 64
+    num_workers: int = 0
+
+
+@dataclass
+class SyntheticDataConfig(DataConfig):
+    seq_len: int = 10
+    train_size: int = 10000
+    val_size: int = 1000
+    test_size: int = 1000
+
+
+@dataclass
+class CopyDataConfig(SyntheticDataConfig):
+    _target_: str = "rnnlab.data.synthetic.CopyDataModule"
+    name: str = "copy"
+    num_symbols: int = 8
+    copy_length: int = 10
+
+
+@dataclass
+class SelectiveCopyDataConfig(SyntheticDataConfig):
+    _target_: str = "rnnlab.data.synthetic.SelectiveCopyDataModule"
+    name: str = "selective_copy"
+    seq_len: int = 64  # T noise steps holding the data tokens (Gu & Dao 2023: 4096)
+    num_symbols: int = 8  # V data-token values (Gu & Dao: 16)
+    copy_length: int = 4  # K tokens to recall, in order (Gu & Dao: 16)
+
+
+@dataclass
+class AddingDataConfig(SyntheticDataConfig):
+    _target_: str = "rnnlab.data.synthetic.AddingDataModule"
+    name: str = "adding"
+    seq_len: int = 50
+
+
+# ----------------------------------------------------------------------------------- real
 
 @dataclass
 class RealDataConfig(DataConfig):
@@ -86,8 +130,10 @@ class SeqMNISTDataConfig(RealDataConfig):
     fashion_dir: str = "/usr/share/datasets/fashion-mnist"
 
 
-SCHEMAS = {"sentiment": SentimentDataConfig, "timeseries": TimeSeriesDataConfig,
-           "music": MusicDataConfig, "seqmnist": SeqMNISTDataConfig}
+SCHEMAS = {"copy": CopyDataConfig, "adding": AddingDataConfig,
+           "selective_copy": SelectiveCopyDataConfig, "sentiment": SentimentDataConfig,
+           "timeseries": TimeSeriesDataConfig, "music": MusicDataConfig,
+           "seqmnist": SeqMNISTDataConfig}
 
 for _name, _node in SCHEMAS.items():
-    register_data_schema(_name, _node)
+    ConfigStore.instance().store(group="schema/data", name=_name, node=_node, package="data")

@@ -1,0 +1,78 @@
+"""The module structure: no import circle among rnnlab's modules, and the light entry points
+(the CLI's composition check, the path of the configs) load neither torch nor Lightning."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+
+from conftest import REPO
+
+SRC = REPO / "src"
+
+
+def _module_of(path) -> str:
+    parts = list(path.relative_to(SRC).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _executed_on_import(body):
+    """The statements importing a module runs: its top level, into if/try/with blocks, not into
+    functions or classes' methods, nor the ``if __name__ == "__main__"`` block of a script."""
+    for node in body:
+        if isinstance(node, ast.If) and "__main__" in ast.unparse(node.test):
+            continue
+        yield node
+        for field in ("body", "orelse", "finalbody", "handlers"):
+            inner = getattr(node, field, None)
+            if isinstance(node, (ast.If, ast.Try, ast.With, ast.ExceptHandler)) and isinstance(
+                    inner, list):
+                yield from _executed_on_import(inner)
+
+
+def _top_level_imports(path, module: str, modules: set[str]) -> set[str]:
+    """The rnnlab modules ``path`` imports when it is imported (module level, not in functions)."""
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found = set()
+    for node in _executed_on_import(ast.parse(path.read_text()).body):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, *([base] if base else [])])
+            for alias in node.names:  # `from pkg import submodule` imports the submodule
+                found.add(f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base)
+    return {name for name in found if name in modules and name != module}
+
+
+def test_no_import_circle_among_rnnlab_modules():
+    paths = {_module_of(p): p for p in (SRC / "rnnlab").rglob("*.py")}
+    graph = {m: _top_level_imports(p, m, set(paths)) for m, p in paths.items()}
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(module: str, trail: list[str]) -> None:
+        state[module] = 1
+        for dep in sorted(graph[module]):
+            if state.get(dep) == 1:
+                circle = trail[trail.index(dep):] + [dep] if dep in trail else [module, dep]
+                raise AssertionError("import circle: " + " -> ".join(circle))
+            if dep not in state:
+                visit(dep, [*trail, dep])
+        state[module] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+
+
+def test_the_cli_checks_a_command_line_without_torch_or_lightning():
+    code = ("import sys; from rnnlab.composition import command_line_error; "
+            "from rnnlab.configdir import CONFIG_DIR; "
+            "assert command_line_error(['data.seq_len=0'], CONFIG_DIR, 'train'); "
+            "print(sorted(m for m in ('torch', 'lightning') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.strip() == "[]"
