@@ -67,32 +67,32 @@ def test_every_rank_of_a_launch_resolves_one_run_dir(env, values, expected):
 
 
 def test_ddp_spawn_under_launched_ranks_is_refused_with_one_line(env, tmp_path):
+    from rnnlab.build import check_run_settings
     from rnnlab.models import ConfigError
-    from rnnlab.train import _check_run_settings
 
     cfg = compose_config(["trainer=ddp_cpu"], tmp_path)
-    _check_run_settings(cfg)  # fine as one process
+    check_run_settings(cfg)  # fine as one process
     env(RANK=1, WORLD_SIZE=2)
     with pytest.raises(ConfigError, match=r"^trainer.strategy=ddp_spawn: this process is rank 1 "
                                           r"of 2 that torchrun started.*use trainer.strategy=ddp"):
-        _check_run_settings(cfg)
-    _check_run_settings(compose_config(["trainer=ddp_cpu", "trainer.strategy=ddp"], tmp_path))
+        check_run_settings(cfg)
+    check_run_settings(compose_config(["trainer=ddp_cpu", "trainer.strategy=ddp"], tmp_path))
 
 
 def test_a_sweep_inside_one_launch_is_refused_unless_submitit_gives_each_job_its_srun(
     env, tmp_path, monkeypatch
 ):
-    from rnnlab import train
+    from rnnlab import build, hydra_runtime
     from rnnlab.models import ConfigError
 
     cfg = compose_config(["trainer=ddp_cpu", "trainer.strategy=ddp"], tmp_path)
     env(RANK=0, WORLD_SIZE=2)
-    monkeypatch.setattr(train, "_in_multirun", lambda: True)
-    monkeypatch.setattr(train, "_launcher_target",
+    monkeypatch.setattr(hydra_runtime, "in_multirun", lambda: True)
+    monkeypatch.setattr(hydra_runtime, "launcher_target",
                         lambda: "hydra._internal.core_plugins.basic_launcher.BasicLauncher")
     with pytest.raises(ConfigError, match=r"^a sweep \(-m\) under torchrun runs its jobs one after "
                                           r"another.*hydra/launcher=submitit_slurm"):
-        train._check_run_settings(cfg)
-    monkeypatch.setattr(train, "_launcher_target", lambda: (
+        build.check_run_settings(cfg)
+    monkeypatch.setattr(hydra_runtime, "launcher_target", lambda: (
         "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"))
-    train._check_run_settings(cfg)  # a submitit job is one srun of its own
+    build.check_run_settings(cfg)  # a submitit job is one srun of its own

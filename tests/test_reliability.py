@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import time
 
+import pytest
 from conftest import cli
 
 from rnnlab import tracking
@@ -58,3 +59,22 @@ def test_wandb_online_without_a_network_falls_back_to_offline(run_training, monk
     wandb_run = read_finished_run(run_dir)  # everything logged, offline, ready for wandb sync
     assert wandb_run.exit_code == 0 and wandb_run.summary["status"] == "completed"
     assert os.environ["WANDB_MODE"] == "online"  # the user's choice stays for the next job
+
+
+@pytest.mark.parametrize("diverged", [("train/loss", float("nan"), 7, None, None),
+                                      ("val/loss", float("inf"), 0, None, None),
+                                      ("train/loss", 1234.5678, 12, 1000.0, 0.693147)])
+def test_a_divergence_reads_back_from_a_spawned_workers_traceback(diverged):
+    """A spawned DDP worker's Diverged reaches the parent as traceback text: what the message
+    says must read back as the same fields (a reworded message would zero the steps)."""
+    import pickle
+
+    from rnnlab.task import Diverged
+
+    error = Diverged(*diverged)
+    text = f"Traceback (most recent call last):\n  ...\nrnnlab.task.Diverged: {error}\n"
+    back = Diverged.from_traceback(text)
+    assert (back.metric, back.step, back.factor) == (error.metric, error.step, error.factor)
+    assert str(back) == str(error)
+    assert str(pickle.loads(pickle.dumps(error))) == str(error)
+    assert Diverged.from_traceback("RuntimeError: something else") is None

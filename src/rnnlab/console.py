@@ -1,4 +1,5 @@
-"""What a run prints: third-party lines that say nothing about the run are filtered, once.
+"""What a run prints: its own report (:func:`report_line`), and third-party lines that say
+nothing about the run filtered, once.
 
 Filtered (each seen on every quickstart job, 2026-12):
 
@@ -23,9 +24,13 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
+import sys
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
 _PYTREE = r"`isinstance\(treespec, LeafSpec\)` is deprecated"
 _TIP = "\N{ELECTRIC LIGHT BULB} Tip:"
@@ -64,3 +69,38 @@ def resuming() -> Iterator[None]:
             for message in _RESUME_WARNINGS:
                 warnings.filterwarnings("ignore", message=message)
         yield
+
+
+def report_line(results: dict[str, Any], output_dir: Path) -> str:
+    """What a run ends with on the console: its status, key metrics and where everything is."""
+    from rnnlab.results.aggregate import BASELINE_METRIC, VERDICT_METRIC, present_metrics, verdict
+
+    metrics = results.get("metrics", {})
+    parts = [f"{m} {metrics[m]:.4g}" for m in present_metrics(metrics)]
+    if BASELINE_METRIC in metrics and VERDICT_METRIC in metrics:
+        said = verdict(metrics[VERDICT_METRIC], metrics[BASELINE_METRIC])
+        parts.append(f"baseline {metrics[BASELINE_METRIC]:.4g} ({said})")
+    text = f"rnnlab-train: {results['status']} after {results.get('steps', 0)} steps"
+    text += f" in {results.get('wall_time_s', 0):.0f} s"
+    if parts:
+        text += ": " + ", ".join(parts)
+    if results.get("error"):
+        text += f"; {results['error']}"
+    if results.get("compile_fallbacks"):
+        text += "\n  ran eager, compilation failed (slower): " + "; ".join(
+            f"{name} ({error})" for name, error in results["compile_fallbacks"].items())
+    text += f"\n  run dir: {output_dir}"
+    if (output_dir / "gradflow.npz").exists():
+        text += f"\n  gradient flow: {plot_command(output_dir)}"
+    return text
+
+
+def plot_command(output_dir: Path) -> str:
+    """A command that plots the run's gradient flow from this shell: the console script beside
+    this interpreter (a venv's bin need not be on PATH), else this interpreter with -m."""
+    script = Path(sys.executable).parent / "rnnlab-plot-gradflow"
+    words = [str(script)] if script.is_file() else [sys.executable, "-m", "rnnlab.gradflow.cli"]
+    relative = os.path.relpath(words[0])
+    if not relative.startswith(".."):
+        words[0] = relative if os.sep in relative else f".{os.sep}{relative}"
+    return shlex.join([*words, str(output_dir)])

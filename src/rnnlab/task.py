@@ -12,6 +12,7 @@ Task kinds (rnnlab.data.base.TASK_KINDS):
 from __future__ import annotations
 
 import math
+import re
 from functools import partial
 
 import lightning as L
@@ -27,7 +28,40 @@ from rnnlab.schemas import monitor_mode as default_mode
 
 class Diverged(RuntimeError):
     """The training or validation loss stopped being finite or exceeded divergence_factor x the
-    first training loss."""
+    first training loss: which ``metric``, its ``value``, at which ``step`` (and the ``factor``
+    and ``first`` loss it was compared with). Its message is made and read back here only: a
+    spawned DDP worker's divergence reaches the parent as the text of its traceback
+    (:meth:`from_traceback`), and a test keeps the two in step."""
+
+    def __init__(self, metric: str, value: float, step: int, factor: float | None = None,
+                 first: float | None = None):
+        self.metric, self.value, self.step = metric, float(value), int(step)
+        self.factor, self.first = factor, first
+        if factor is None:
+            text = f"{metric} became {self.value} at step {self.step}"
+        else:
+            text = (f"{metric} {self.value:.6g} at step {self.step} exceeds divergence_factor="
+                    f"{factor:g} x the first train/loss {first:.6g}")
+        super().__init__(text)
+
+    def __reduce__(self):  # picklable with its fields (spawned workers, multiprocessing)
+        return (type(self), (self.metric, self.value, self.step, self.factor, self.first))
+
+    _TEXT = re.compile(r"^rnnlab\.task\.Diverged: (?P<metric>\S+) (?:became )?(?P<value>\S+) "
+                       r"at step (?P<step>\d+)(?: exceeds divergence_factor=(?P<factor>\S+) x "
+                       r"the first train/loss (?P<first>\S+))?\s*$", re.MULTILINE)
+
+    @classmethod
+    def from_traceback(cls, text: str) -> Diverged | None:
+        """The last divergence a traceback's text reports (None if it reports none)."""
+        found = list(cls._TEXT.finditer(text))
+        if not found:
+            return None
+        match = found[-1]
+        factor, first = match.group("factor"), match.group("first")
+        return cls(match.group("metric"), float(match.group("value")), int(match.group("step")),
+                   None if factor is None else float(factor),
+                   None if first is None else float(first))
 
 
 def _metrics_for(spec: DataSpec) -> torchmetrics.MetricCollection:
@@ -124,16 +158,11 @@ class SequenceTask(L.LightningModule):
         # mean over ranks (the loss of the whole batch the step took), so every rank logs the same
         # number and stops at the same step.
         mean_loss = self.trainer.strategy.reduce(loss.detach(), reduce_op="mean")
-        if not torch.isfinite(mean_loss):
-            raise Diverged(f"train/loss became {mean_loss.item()} at step {self.global_step}")
         value = float(mean_loss)
-        if self.first_loss is None:
+        if self.first_loss is None and math.isfinite(value):
             self.first_loss = value
-        elif (self.divergence_factor is not None and self.first_loss > 0
-              and value > self.divergence_factor * self.first_loss):
-            raise Diverged(f"train/loss {value:.4g} at step {self.global_step} exceeds "
-                           f"divergence_factor={self.divergence_factor:g} x its first value "
-                           f"{self.first_loss:.4g}")
+        else:
+            self._check_divergence("train/loss", value)
         self.log("train/loss", mean_loss, on_step=True, on_epoch=False, prog_bar=True,
                  batch_size=batch["y"].shape[0])
         self.num_train_steps += 1
@@ -186,16 +215,18 @@ class SequenceTask(L.LightningModule):
         """A model whose validation loss exploded is diverged too, even when its last training
         batch still looked fine (e.g. two steps at an absurd learning rate)."""
         value = self.trainer.callback_metrics.get("val/loss")
-        if value is None or self.first_loss is None:
-            return
-        value = float(value)
+        if value is not None and self.first_loss is not None:
+            self._check_divergence("val/loss", float(value))
+
+    def _check_divergence(self, metric: str, value: float) -> None:
+        """The one divergence test, for the train and the validation loss: not finite, or above
+        divergence_factor x the first training loss."""
         if not math.isfinite(value):
-            raise Diverged(f"val/loss became {value} at step {self.global_step}")
-        if (self.divergence_factor is not None and self.first_loss > 0
-                and value > self.divergence_factor * self.first_loss):
-            raise Diverged(f"val/loss {value:.4g} at step {self.global_step} exceeds "
-                           f"divergence_factor={self.divergence_factor:g} x the first train/loss "
-                           f"{self.first_loss:.4g}")
+            raise Diverged(metric, value, self.global_step)
+        if (self.divergence_factor is not None and self.first_loss is not None
+                and self.first_loss > 0 and value > self.divergence_factor * self.first_loss):
+            raise Diverged(metric, value, self.global_step, self.divergence_factor,
+                           self.first_loss)
 
     def _update_best(self) -> None:
         for key, value in self.trainer.callback_metrics.items():
