@@ -21,9 +21,9 @@ CASES = [(group, option) for group in GROUPS for option in _options(group)]
 @pytest.mark.parametrize(("group", "option"), CASES, ids=[f"{g}={o}" for g, o in CASES])
 def test_every_config_composes(group, option, tmp_path):
     cfg = compose_config([f"{group}={option}"], tmp_path)
-    from rnnlab.models import CELLS
+    from rnnlab.cellspecs import SPECS
 
-    assert cfg.model.cell in CELLS
+    assert cfg.model.cell in SPECS
     if group == "model":
         assert cfg.model.cell == option, "each model file picks its own cell's schema"
     assert cfg.data.name
@@ -229,8 +229,9 @@ def test_the_code_defaults_are_the_schema_defaults():
     from hydra.core.config_store import ConfigStore
     from omegaconf import OmegaConf
 
-    import rnnlab.schemas
-    from rnnlab.models import CELLS, SequenceModel
+    import rnnlab.schemas  # noqa: F401  (registers the schemas read below)
+    from rnnlab.cellspecs import SPECS
+    from rnnlab.models import SequenceModel
 
     def defaults(fn) -> dict:
         return {name: p.default for name, p in inspect.signature(fn).parameters.items()
@@ -245,9 +246,7 @@ def test_the_code_defaults_are_the_schema_defaults():
                 module, _, name = schema["_target_"].rpartition(".")
                 targets = [getattr(importlib.import_module(module), name)]
             else:
-                import rnnlab.cells
-
-                targets = [SequenceModel, getattr(rnnlab.cells, CELLS[schema["cell"]][0])]
+                targets = [SequenceModel, SPECS[schema["cell"]].implementation("scratch")]
             for target in targets:
                 code = defaults(target)
                 for key, value in schema.items():
@@ -259,3 +258,23 @@ def test_the_code_defaults_are_the_schema_defaults():
                                                    f"but the schema says {value!r}"
                         checked += 1
     assert checked > 30
+
+
+def test_the_cell_registry_is_the_one_list_of_cells():
+    """Each rnnlab.cellspecs entry has its conf/model YAML picking its schema and classes that
+    load; there is no cell elsewhere (adding one = its module, its entry, its YAML)."""
+    from omegaconf import OmegaConf
+
+    from rnnlab.cellspecs import SPECS
+    from rnnlab.schemas import MODEL_SCHEMAS
+
+    yamls = {p.stem for p in (CONF / "model").glob("*.yaml")}
+    assert yamls == set(SPECS) == set(MODEL_SCHEMAS)
+    for name, spec in SPECS.items():
+        defaults = OmegaConf.load(CONF / "model" / f"{name}.yaml").defaults
+        assert f"/schema/model/{name}@_here_" in defaults
+        assert spec.implementation("scratch").__name__
+        assert (spec.fused is None) == (not spec.fused_only)
+        if spec.fused:
+            assert spec.implementation("fused").__module__ == "rnnlab.cells.fused"
+        assert set(spec.fused_only) <= set(spec.options)

@@ -12,55 +12,32 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from rnnlab.cellspecs import SPECS, cell_spec
 from rnnlab.data.base import DataSpec
 from rnnlab.errors import ConfigError, check_choice
 
-# cell -> (scratch class, torch.nn class or None), by name in rnnlab.cells
-CELLS = {
-    "rnn": ("RNN", "FusedRNN"),
-    "gru": ("GRU", "FusedGRU"),
-    "lstm": ("LSTM", "FusedLSTM"),
-    "mingru": ("MinGRU", None),
-    "minlstm": ("MinLSTM", None),
-    "indrnn": ("IndRNN", None),
-}
-IMPLS = ("scratch", "fused")
 ENCODERS = ("auto", "onehot", "embedding", "linear", "identity")
 ONEHOT_MAX_VOCAB = 64  # "auto" one-hot encodes small vocabularies (the synthetic tasks), embeds large
-# What torch.nn's kernels can honour of the scratch cells' options: exactly these values.
-FUSED_ONLY = {"variant": {"gru": (None, "gru"), "lstm": (None, "torch")},
-              "reset": {"gru": (None, "after")}, "nonlinearity": {"rnn": ("tanh", "relu")},
-              "layer_norm": {"gru": (False,), "lstm": (False,)},
-              "zoneout": {"gru": (0, 0.0), "lstm": (0, 0.0)}}
 
 
 def cell_class(cell: str, impl: str):
-    from rnnlab import cells
-
-    check_choice("model.cell", cell, CELLS, error=ConfigError)
-    check_choice("model.impl", impl, IMPLS, error=ConfigError)
-    scratch, fused = CELLS[cell]
-    if impl == "fused" and fused is None:
-        raise ConfigError(f"model.impl=fused: model={cell} has no torch.nn kernel (use "
-                          "model.impl=scratch)")
-    return getattr(cells, scratch if impl == "scratch" else fused)
+    """The class that implements ``cell`` for ``impl`` (its rnnlab.cellspecs entry)."""
+    return cell_spec(cell).implementation(impl)
 
 
 def _cell_options(cell: str, impl: str, options: dict, record_grad_norms: bool) -> dict:
-    """The constructor options of one cell type, refusing those it does not take."""
-    import inspect
-
-    cls = cell_class(cell, impl)
+    """The constructor options of one cell type (its own settings in its schema), refusing those
+    it does not have and, for torch.nn's kernels, the values they cannot compute."""
+    spec = cell_spec(cell)
+    for key in options:
+        if key not in spec.options:
+            raise ConfigError(f"model.{key} is not a setting of model={cell}")
     if impl == "fused":
         for key, value in options.items():
-            if value not in FUSED_ONLY.get(key, {}).get(cell, ()):
+            if value not in spec.fused_only.get(key, ()):
                 raise ConfigError(f"model.impl=fused has only torch.nn's cells: model.{key}="
                                   f"{value} needs model.impl=scratch")
         return {k: v for k, v in options.items() if k == "nonlinearity"}
-    accepted = inspect.signature(cls.__init__).parameters
-    for key in options:
-        if key not in accepted or key in ("input_size", "hidden_size", "num_layers", "dropout"):
-            raise ConfigError(f"model.{key} is not a setting of model={cell}")
     options = {k: v for k, v in options.items() if v is not None}  # None: the cell's own default
     return {**options, "record_grad_norms": record_grad_norms}
 
@@ -94,11 +71,12 @@ class SequenceModel(nn.Module):
         if dropout and num_layers == 1:  # torch.nn would drop it with a warning; say so instead
             raise ConfigError(f"model.dropout={dropout} acts between layers: set "
                               "model.num_layers >= 2, or model.dropout=0")
-        if forget_bias is not None and cell != "lstm":
+        if forget_bias is not None and not cell_spec(cell).has("forget_bias"):
             raise ConfigError(f"model.forget_bias applies only to model=lstm (got model={cell})")
-        if init != "default" and cell not in ("rnn", "gru", "lstm"):
+        if init != "default" and not cell_spec(cell).recurrent_matrix:
+            with_matrix = ", ".join(n for n, c in SPECS.items() if c.recurrent_matrix)
             raise ConfigError(f"model.init={init} applies to cells with a recurrent weight matrix "
-                              f"(rnn, gru, lstm), not model={cell}")
+                              f"({with_matrix}), not model={cell}")
         self.spec = spec
         self.cell_name, self.impl = cell, impl
         self.record_grad_norms = bool(record_grad_norms)

@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, OmegaConf
+from omegaconf import OmegaConf
 
 import rnnlab.data.schemas  # noqa: F401  (the datasets' schemas register themselves)
+from rnnlab.cellspecs import SPECS as CELL_SPECS
 from rnnlab.errors import check_choice
 from rnnlab.launch import run_stamp
 
@@ -25,81 +26,8 @@ def _store(group: str, name: str, node: Any) -> None:
 
 
 # ----------------------------------------------------------------------------------- model
-# One schema per cell, so a setting that cannot apply to a cell is not a key of its config and
-# Hydra refuses it (`model=rnn model.forget_bias=1`). Every default lives here; conf/model/*.yaml
-# only pick the schema.
-@dataclass
-class ModelConfig:
-    """What every cell has."""
-
-    cell: str = MISSING
-    impl: str = "scratch"  # scratch (ours, records dL/dh_t) | fused (torch.nn: rnn, gru, lstm)
-    hidden_size: int = 128
-    num_layers: int = 1
-    dropout: float = 0.0  # between layers (num_layers >= 2)
-    # Solve hidden_size so the whole model has at most this many parameters (Chung 2014 style).
-    param_budget: Optional[int] = None
-    encoder: str = "auto"  # auto | onehot | embedding | linear | identity
-    embedding_dim: int = 128
-    # Record the per-step norm of dL/dh_t in the scratch cells' backward (gradient flow).
-    record_grad_norms: bool = True
-
-
-@dataclass
-class ClassicModelConfig(ModelConfig):
-    """The cells with a recurrent weight matrix W_hh."""
-
-    init: str = "default"  # default | orthogonal | identity (recurrent weights)
-
-
-@dataclass
-class RNNModelConfig(ClassicModelConfig):
-    cell: str = "rnn"
-    nonlinearity: str = "tanh"  # tanh | relu
-
-
-@dataclass
-class GatedModelConfig(ClassicModelConfig):
-    variant: Optional[str] = None  # null: the cell's own form (gru: gru, lstm: torch)
-    layer_norm: bool = False  # layer-normalised projections (Ba et al. 2016, haste's form)
-    zoneout: float = 0.0  # probability a unit keeps its previous value (Krueger et al. 2017)
-
-
-@dataclass
-class GRUModelConfig(GatedModelConfig):
-    cell: str = "gru"
-    # after (torch.nn/cuDNN) | before (Cho et al. 2014 v3); null: the variant's own form
-    # (after for gru and no_reset, before for mgu). variant: gru | no_reset | mgu
-    reset: Optional[str] = None
-
-
-@dataclass
-class LSTMModelConfig(GatedModelConfig):
-    cell: str = "lstm"  # variant: torch | vanilla | nig | nfg | nog | niaf | noaf | np | cifg | fgr
-    forget_bias: Optional[float] = None  # the forget gate's initial total bias (Jozefowicz 2015)
-
-
-@dataclass
-class MinGRUModelConfig(ModelConfig):
-    cell: str = "mingru"
-    mode: str = "parallel"  # parallel | log | sequential: how the scan is computed (same numbers)
-
-
-@dataclass
-class MinLSTMModelConfig(MinGRUModelConfig):
-    cell: str = "minlstm"
-
-
-@dataclass
-class IndRNNModelConfig(ModelConfig):
-    cell: str = "indrnn"
-    # bound on the recurrent weights |u| (Li et al. 2018); null: 2^(1/T), T the batch's length
-    recurrent_max: Optional[float] = None
-
-
-MODEL_SCHEMAS = {"rnn": RNNModelConfig, "gru": GRUModelConfig, "lstm": LSTMModelConfig,
-                 "mingru": MinGRUModelConfig, "minlstm": MinLSTMModelConfig,
-                 "indrnn": IndRNNModelConfig}
+# The cells' schemas live with the cells' registry (rnnlab.cellspecs): one entry per cell.
+MODEL_SCHEMAS = {name: cell.schema for name, cell in CELL_SPECS.items()}
 
 
 # ------------------------------------------------------------------------------- optimizer

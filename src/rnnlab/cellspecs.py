@@ -1,0 +1,157 @@
+"""The cells rnnlab knows: one entry each, the single place the rest of the program reads.
+
+A :class:`CellSpec` holds a cell's config schema (every setting it has, with its default: what
+Hydra checks a command line against), the classes that implement it (rnnlab's own, with the
+hand-written backward, and torch.nn's kernel where one exists, named so that nothing here
+imports torch), which of its settings torch.nn's kernel can honour, and whether it has a
+recurrent weight matrix (``model.init`` applies). rnnlab.schemas registers the schemas,
+rnnlab.models builds from the classes and checks options against the schema.
+
+Adding a cell: its module in ``rnnlab/cells/``, its schema and entry here, its
+``conf/model/<name>.yaml`` (which picks the schema).
+"""
+
+# ruff: noqa: UP045  (Optional[...]: the spelling OmegaConf structured configs have always read)
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from dataclasses import dataclass, field
+from typing import Optional
+
+from omegaconf import MISSING
+
+from rnnlab.errors import ConfigError, check_choice
+
+
+# ---------------------------------------------------------------------------------- schemas
+# One schema per cell, so a setting that cannot apply to a cell is not a key of its config and
+# Hydra refuses it (`model=rnn model.forget_bias=1`). Every default lives here; conf/model/*.yaml
+# only pick the schema.
+@dataclass
+class ModelConfig:
+    """What every cell has."""
+
+    cell: str = MISSING
+    impl: str = "scratch"  # scratch (ours, records dL/dh_t) | fused (torch.nn: rnn, gru, lstm)
+    hidden_size: int = 128
+    num_layers: int = 1
+    dropout: float = 0.0  # between layers (num_layers >= 2)
+    # Solve hidden_size so the whole model has at most this many parameters (Chung 2014 style).
+    param_budget: Optional[int] = None
+    encoder: str = "auto"  # auto | onehot | embedding | linear | identity
+    embedding_dim: int = 128
+    # Record the per-step norm of dL/dh_t in the scratch cells' backward (gradient flow).
+    record_grad_norms: bool = True
+
+
+@dataclass
+class ClassicModelConfig(ModelConfig):
+    """The cells with a recurrent weight matrix W_hh."""
+
+    init: str = "default"  # default | orthogonal | identity (recurrent weights)
+
+
+@dataclass
+class RNNModelConfig(ClassicModelConfig):
+    cell: str = "rnn"
+    nonlinearity: str = "tanh"  # tanh | relu
+
+
+@dataclass
+class GatedModelConfig(ClassicModelConfig):
+    variant: Optional[str] = None  # null: the cell's own form (gru: gru, lstm: torch)
+    layer_norm: bool = False  # layer-normalised projections (Ba et al. 2016, haste's form)
+    zoneout: float = 0.0  # probability a unit keeps its previous value (Krueger et al. 2017)
+
+
+@dataclass
+class GRUModelConfig(GatedModelConfig):
+    cell: str = "gru"
+    # after (torch.nn/cuDNN) | before (Cho et al. 2014 v3); null: the variant's own form
+    # (after for gru and no_reset, before for mgu). variant: gru | no_reset | mgu
+    reset: Optional[str] = None
+
+
+@dataclass
+class LSTMModelConfig(GatedModelConfig):
+    cell: str = "lstm"  # variant: torch | vanilla | nig | nfg | nog | niaf | noaf | np | cifg | fgr
+    forget_bias: Optional[float] = None  # the forget gate's initial total bias (Jozefowicz 2015)
+
+
+@dataclass
+class MinGRUModelConfig(ModelConfig):
+    cell: str = "mingru"
+    mode: str = "parallel"  # parallel | log | sequential: how the scan is computed (same numbers)
+
+
+@dataclass
+class MinLSTMModelConfig(MinGRUModelConfig):
+    cell: str = "minlstm"
+
+
+@dataclass
+class IndRNNModelConfig(ModelConfig):
+    cell: str = "indrnn"
+    # bound on the recurrent weights |u| (Li et al. 2018); null: 2^(1/T), T the batch's length
+    recurrent_max: Optional[float] = None
+
+
+
+
+
+# ---------------------------------------------------------------------------------- entries
+@dataclass(frozen=True)
+class CellSpec:
+    name: str
+    schema: type
+    scratch: str  # "module:Class" of rnnlab's own implementation
+    fused: Optional[str] = None  # "module:Class" of the torch.nn kernel behind the same API
+    # setting -> the values of it torch.nn's kernel computes (any other needs impl=scratch)
+    fused_only: dict[str, tuple] = field(default_factory=dict)
+    recurrent_matrix: bool = True  # a W_hh matrix: model.init (orthogonal, identity) applies
+
+    @property
+    def options(self) -> tuple[str, ...]:
+        """The cell's own settings, which its class takes (the rest, every cell's, are the
+        model's: :class:`ModelConfig`, ``init``, ``forget_bias``)."""
+        return tuple(f.name for f in dataclasses.fields(self.schema) if f.name not in MODEL_KEYS)
+
+    def has(self, setting: str) -> bool:
+        return setting in {f.name for f in dataclasses.fields(self.schema)}
+
+    def implementation(self, impl: str):
+        """The class for ``impl`` (scratch | fused); ConfigError if it has none."""
+        check_choice("model.impl", impl, IMPLS, error=ConfigError)
+        path = self.scratch if impl == "scratch" else self.fused
+        if path is None:
+            raise ConfigError(f"model.impl=fused: model={self.name} has no torch.nn kernel (use "
+                              "model.impl=scratch)")
+        module, _, name = path.partition(":")
+        return getattr(importlib.import_module(module), name)
+
+
+IMPLS = ("scratch", "fused")
+# What SequenceModel itself takes (the encoder, the stack, the initialisation), not the cell.
+MODEL_KEYS = frozenset({f.name for f in dataclasses.fields(ModelConfig)} | {"init", "forget_bias"})
+_GATED_FUSED_ONLY = {"layer_norm": (False,), "zoneout": (0, 0.0)}
+
+SPECS: dict[str, CellSpec] = {spec.name: spec for spec in (
+    CellSpec("rnn", RNNModelConfig, "rnnlab.cells.rnn:RNN", "rnnlab.cells.fused:FusedRNN",
+             fused_only={"nonlinearity": ("tanh", "relu")}),
+    CellSpec("gru", GRUModelConfig, "rnnlab.cells.gru:GRU", "rnnlab.cells.fused:FusedGRU",
+             fused_only={"variant": (None, "gru"), "reset": (None, "after"),
+                         **_GATED_FUSED_ONLY}),
+    CellSpec("lstm", LSTMModelConfig, "rnnlab.cells.lstm:LSTM", "rnnlab.cells.fused:FusedLSTM",
+             fused_only={"variant": (None, "torch"), **_GATED_FUSED_ONLY}),
+    CellSpec("mingru", MinGRUModelConfig, "rnnlab.cells.minrnn:MinGRU",
+             recurrent_matrix=False),
+    CellSpec("minlstm", MinLSTMModelConfig, "rnnlab.cells.minrnn:MinLSTM",
+             recurrent_matrix=False),
+    CellSpec("indrnn", IndRNNModelConfig, "rnnlab.cells.indrnn:IndRNN", recurrent_matrix=False),
+)}
+
+
+def cell_spec(cell: str) -> CellSpec:
+    check_choice("model.cell", cell, SPECS, error=ConfigError)
+    return SPECS[cell]
