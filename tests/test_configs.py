@@ -259,6 +259,25 @@ def test_the_code_defaults_are_the_schema_defaults():
                         checked += 1
     assert checked > 30
 
+    # The settings whose YAML is the CLI's and whose class is the Python API's: the callbacks
+    # (no schema: their YAML names every key so that the command line can set it) and the task.
+    from rnnlab.task import SequenceTask
+
+    train = OmegaConf.load(CONF / "train.yaml")
+    assert defaults(SequenceTask)["divergence_factor"] == train.divergence_factor
+    callbacks = OmegaConf.load(CONF / "callbacks" / "default.yaml")
+    callbacks.merge_with(OmegaConf.load(CONF / "callbacks" / "gradflow.yaml"))
+    compared = 0
+    for name in ("gradflow", "mid_epoch_checkpoint"):
+        node = OmegaConf.to_container(callbacks[name], resolve=False)
+        module, _, cls = node.pop("_target_").rpartition(".")
+        code = defaults(getattr(importlib.import_module(module), cls))
+        for key, value in node.items():
+            if key in code and not (isinstance(value, str) and "${" in value):
+                assert code[key] == value, f"{cls}({key}={code[key]!r}) but the YAML says {value!r}"
+                compared += 1
+    assert compared >= 8
+
 
 def test_the_cell_registry_is_the_one_list_of_cells():
     """Each rnnlab.cellspecs entry has its conf/model YAML picking its schema and classes that

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from rnnlab.cellspecs import SPECS, cell_spec
+from rnnlab.cellspecs import SPECS, ClassicModelConfig, LSTMModelConfig, ModelConfig, cell_spec
 from rnnlab.data.base import DataSpec
 from rnnlab.errors import ConfigError, check_choice
 
@@ -42,26 +42,31 @@ def _cell_options(cell: str, impl: str, options: dict, record_grad_norms: bool) 
     return {**options, "record_grad_norms": record_grad_norms}
 
 
+_M, _C, _L = ModelConfig, ClassicModelConfig, LSTMModelConfig  # the defaults, from the schemas
+
+
 class SequenceModel(nn.Module):
+    # Every default is the schema's (rnnlab.cellspecs), so the Python API builds what the CLI
+    # builds; the cell's own settings (cell_options) default in the cell's class.
     def __init__(
         self,
         spec: DataSpec,
         cell: str = "gru",
-        impl: str = "scratch",
-        hidden_size: int = 128,
-        num_layers: int = 1,
-        dropout: float = 0.0,
-        param_budget: int | None = None,
-        init: str = "default",
-        forget_bias: float | None = None,
-        encoder: str = "auto",
-        embedding_dim: int = 128,
-        record_grad_norms: bool = True,
+        impl: str = _M.impl,
+        hidden_size: int = _M.hidden_size,
+        num_layers: int = _M.num_layers,
+        dropout: float = _M.dropout,
+        param_budget: int | None = _M.param_budget,
+        init: str = _C.init,
+        forget_bias: float | None = _L.forget_bias,
+        encoder: str = _M.encoder,
+        embedding_dim: int = _M.embedding_dim,
+        record_grad_norms: bool = _M.record_grad_norms,
         **cell_options,
     ):
         """``cell_options``: the chosen cell's own settings (``nonlinearity``, ``variant``,
         ``reset``, ``layer_norm``, ``zoneout``, ``mode``, ...; see its schema in
-        ``rnnlab.schemas``); one the cell does not take is refused."""
+        ``rnnlab.cellspecs``); one the cell does not take is refused."""
         super().__init__()
         check_choice("model.encoder", encoder, ENCODERS, error=ConfigError)
         if num_layers < 1:

@@ -25,6 +25,10 @@ from rnnlab.metrics import FrameAccuracy, task_loss
 from rnnlab.models import SequenceModel
 from rnnlab.schemas import monitor_mode as default_mode
 
+# The default of `divergence_factor` (conf/train.yaml gives the same; tests/test_configs.py
+# checks that they agree), so the Python API stops exploded runs as the CLI does.
+DIVERGENCE_FACTOR = 1000.0
+
 
 class Diverged(RuntimeError):
     """The training or validation loss stopped being finite or exceeded divergence_factor x the
@@ -92,7 +96,7 @@ def _valid_steps(lengths: torch.Tensor | None, batch: int, steps: int, device) -
 class SequenceTask(L.LightningModule):
     def __init__(self, model: SequenceModel, optimizer: partial, scheduler: partial | None = None,
                  monitor: str = "val/loss", monitor_mode: str | None = None,
-                 divergence_factor: float | None = None):
+                 divergence_factor: float | None = DIVERGENCE_FACTOR):
         super().__init__()
         # Diverged also when train/loss exceeds this factor of its first value (None: only when
         # it stops being finite): an exploded run that stays finite is not a result to average.

@@ -86,17 +86,16 @@ are the c', h' computed above (h̃ from the un-zoned c̃, o peeps at c̃):
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 from types import SimpleNamespace
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from ..errors import check_choice
 from .base import RecurrentBase
 from .gru import NormZoneoutMixin, normalize, normalize_backward
-from .recurrence import Recurrence
+from .recurrence import Recurrence, uniform_init
 
 VARIANTS = ("torch", "vanilla", "nig", "nfg", "nog", "niaf", "noaf", "np", "cifg", "fgr")
 
@@ -598,9 +597,7 @@ class LSTM(NormZoneoutMixin, RecurrentBase):
         return self.spec.gates
 
     def reset_parameters(self) -> None:
-        k = 1.0 / math.sqrt(self.hidden_size)
-        for p in self.parameters():
-            nn.init.uniform_(p, -k, k)
+        uniform_init(self, self.hidden_size)  # torch.nn's, as every cell (base.py)
         self.reset_norm_parameters()
         if self.forget_bias is not None:
             self.set_forget_bias(self.forget_bias)

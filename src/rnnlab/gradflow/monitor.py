@@ -98,7 +98,6 @@ class GradientFlowMonitor(Callback):
         probe_batch_size: int | None = None,
         horizon_fraction: float = DEFAULT_HORIZON_FRACTION,
         output_dir: str | None = None,
-        filename: str = "gradflow.npz",
         param_norms: bool = True,
         log_curves: bool = True,
         heatmap: bool = True,
@@ -122,7 +121,6 @@ class GradientFlowMonitor(Callback):
         self.probe_batch_size = probe_batch_size
         self.horizon_fraction = float(horizon_fraction)
         self.output_dir = output_dir
-        self.filename = filename
         self.param_norms = param_norms
         self.log_curves = log_curves
         self.heatmap = heatmap
@@ -438,7 +436,8 @@ class GradientFlowMonitor(Callback):
 
     # -------------------------------------------------------------------------- output
     def npz_path(self, trainer) -> Path:
-        return Path(self.output_dir or trainer.default_root_dir) / self.filename
+        # the name every reader expects (rnnlab.gradflow.stats.load_gradflow, clean-up, reports)
+        return Path(self.output_dir or trainer.default_root_dir) / "gradflow.npz"
 
     def arrays(self, trainer=None) -> dict[str, Any]:
         """Everything recorded so far, as the arrays of gradflow.npz (docs/gradflow.md)."""
