@@ -94,7 +94,7 @@ from torch import Tensor
 
 from ..errors import check_choice
 from .base import RecurrentBase
-from .gru import NormZoneoutMixin, normalize, normalize_backward
+from .norm_zoneout import NormZoneoutMixin, normalize, normalize_backward
 from .recurrence import Recurrence, uniform_init
 
 VARIANTS = ("torch", "vanilla", "nig", "nfg", "nog", "niaf", "noaf", "np", "cifg", "fgr")
