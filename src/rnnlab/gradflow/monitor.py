@@ -48,6 +48,7 @@ from torch.nn import functional as F
 
 from rnnlab.errors import check_choice
 
+from . import wandb_charts
 from .clipping import ClipCounter
 from .probe import fixed_probe, take_rows
 from .stats import (
@@ -321,7 +322,7 @@ class GradientFlowMonitor(Callback):
         curves = self.log_curves and self._wandb(trainer) is not None
         self._log_scalars(trainer, scalars, step, skip_wandb=curves)
         if curves and trainer.is_global_zero:
-            self._log_curves(trainer, record, scalars)
+            wandb_charts.log_curves(self, self._wandb(trainer), record, scalars)
 
     @staticmethod
     def _reduce(trainer, stats: torch.Tensor) -> torch.Tensor:
@@ -353,86 +354,6 @@ class GradientFlowMonitor(Callback):
         for logger in trainer.loggers:
             if logger is not wandb_logger:
                 logger.log_metrics(scalars, step=step)
-
-    def _label(self) -> str:
-        label = " ".join(part for part in (self.cell, self.impl) if part)
-        return f"{label}: " if label else ""
-
-    def _chart_entity(self, logger) -> str:
-        """The W&B entity the chart presets are looked up under: the run's (online, or set by
-        ``logger.wandb.entity`` / WANDB_ENTITY); empty for an offline run without one."""
-        return str(getattr(logger.experiment, "entity", "") or "")
-
-    def _log_curves(self, trainer, record: dict[str, Any], scalars: dict[str, float]) -> None:
-        """The record's curves (mean, p10, p90 of the norm over t) as a W&B Table and a custom
-        chart over it with a log y axis, in one history row with its scalars."""
-        logger = self._wandb(trainer)
-        import wandb
-
-        from .plots import CURVE_COLUMNS, CURVE_FIELDS, CURVES_CHART, UNICODE, chart_id, curve_rows
-
-        symbol = UNICODE.get(self.quantity, self.quantity)
-        preset = chart_id(self._chart_entity(logger), CURVES_CHART)
-        payload: dict[str, Any] = dict(scalars)
-        for k, layer in enumerate(self.layers):
-            table = wandb.Table(columns=list(CURVE_COLUMNS), data=curve_rows(record["stats"][:, k]))
-            payload[metric_key(self.quantity, layer, "curve")] = wandb.plot_table(
-                vega_spec_name=preset, data_table=table, fields=dict(CURVE_FIELDS),
-                string_fields={
-                    "title": f"{self._label()}‖{symbol}‖ over t, {layer}, "
-                             f"training step {record['step']}",
-                    "subtitle": f"{self.probe} probe; line: batch mean, band: 10th-90th "
-                                "percentile; log y (underflowed norms left out)",
-                    "yname": f"‖{symbol}‖"})
-        payload["trainer/global_step"] = record["step"]
-        logger.experiment.log(payload)
-
-    def _log_heatmaps(self, trainer, arrays: dict[str, Any]) -> None:
-        """Per layer, the (training step x t) heatmap so far as a long-format W&B Table (at most
-        plots.HEATMAP_MAX_ROWS rows) and a custom chart over it: colour = log10 of the batch-mean
-        norm on the fixed range ``heatmap_range``, the same for every run of a group."""
-        logger = self._wandb(trainer)
-        if logger is None:
-            return
-        import wandb
-
-        from .plots import (
-            HEATMAP_CHART,
-            HEATMAP_COLUMNS,
-            HEATMAP_FIELDS,
-            UNICODE,
-            chart_id,
-            heatmap_rows,
-            number_text,
-        )
-
-        symbol = UNICODE.get(self.quantity, self.quantity)
-        preset = chart_id(self._chart_entity(logger), HEATMAP_CHART)
-        lo, hi = self.heatmap_range
-        steps = arrays["steps"]
-        payload: dict[str, Any] = {}
-        for k, layer in enumerate(self.layers):
-            rows, shape = heatmap_rows(steps, arrays["mean"][:, k])
-            values = [row[3] for row in rows if row[4] == "ok"]
-            below = sum(v < lo for v in values)
-            above = sum(v > hi for v in values)
-            span = f"[{number_text(lo)}, {number_text(hi)}]"
-            notes = [f"colour: fixed range {span} (callbacks.gradflow.heatmap_range)",
-                     f"{below} cells below it and {above} above, clamped" if below or above
-                     else "no cell outside it", "grey: underflow, red: overflow"]
-            if shape["kept_records"] < shape["records"] or shape["bins"] < shape["steps"]:
-                notes.append(f"thinned: {shape['kept_records']} of {shape['records']} records, "
-                             f"t in {shape['bins']} bins")
-            table = wandb.Table(columns=list(HEATMAP_COLUMNS), data=rows)
-            payload[metric_key(self.quantity, layer, "heatmap")] = wandb.plot_table(
-                vega_spec_name=preset, data_table=table, fields=dict(HEATMAP_FIELDS),
-                string_fields={
-                    "title": f"{self._label()}log10 ‖{symbol}‖, {layer} "
-                             f"({self.probe} probe), training step × t",
-                    "subtitle": "; ".join(notes),
-                    "quantity": symbol, "lo": number_text(lo), "hi": number_text(hi)})
-        payload["trainer/global_step"] = int(steps[-1])
-        logger.experiment.log(payload)
 
     # -------------------------------------------------------------------------- output
     def npz_path(self, trainer) -> Path:
@@ -490,26 +411,7 @@ class GradientFlowMonitor(Callback):
         fresh = len(self.records) > self._heatmap_records
         # one row is no heatmap: the curve of that record says it all
         if images and self.heatmap and len(self.records) >= 2 and fresh:
-            self._log_heatmaps(trainer, arrays)
+            wandb_charts.log_heatmaps(self, self._wandb(trainer), arrays)
             self._heatmap_records = len(self.records)
         if images == "final":
-            self._log_summary_tables(trainer, arrays)
-
-    def _log_summary_tables(self, trainer, arrays: dict[str, Any]) -> None:
-        """At the end, per layer, a W&B Table with one row per record (step, epoch and the
-        summary scalars): a dashboard plots horizon or decay against the training step from it
-        in one panel, across runs, without reading the history row by row."""
-        logger = self._wandb(trainer)
-        if logger is None or not self.records:
-            return
-        import wandb
-
-        payload: dict[str, Any] = {}
-        for k, layer in enumerate(self.layers or []):
-            rows = [[int(arrays["steps"][i]), int(arrays["epochs"][i]),
-                     *(float(arrays[name][i, k]) for name in SUMMARIES)]
-                    for i in range(len(arrays["steps"]))]
-            payload[metric_key(self.quantity, layer, "summaries")] = wandb.Table(
-                columns=["step", "epoch", *SUMMARIES], data=rows)
-        payload["trainer/global_step"] = int(arrays["steps"][-1])
-        logger.experiment.log(payload)
+            wandb_charts.log_summary_tables(self, self._wandb(trainer), arrays)
