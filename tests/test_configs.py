@@ -297,3 +297,24 @@ def test_the_cell_registry_is_the_one_list_of_cells():
         if spec.fused:
             assert spec.implementation("fused").__module__ == "rnnlab.cells.fused"
         assert set(spec.fused_only) <= set(spec.options)
+
+
+@pytest.mark.parametrize(("setting", "value"), [("num_layers", 0), ("dropout", 1.0),
+                                                ("dropout", -0.1)])
+def test_the_python_api_refuses_a_bound_in_the_command_lines_words(setting, value):
+    """One range per setting (schemas.BOUNDS): SequenceModel refuses what the command line
+    refuses, with the same line."""
+    from rnnlab.data.base import DataSpec
+    from rnnlab.errors import ConfigError
+    from rnnlab.models import SequenceModel
+    from rnnlab.schemas import out_of_bounds
+
+    spec = DataSpec("step_classification", output_size=3, vocab_size=3)
+    line = out_of_bounds(f"model.{setting}", value)
+    assert line is not None
+    options = {"num_layers": 2, setting: value}
+    with pytest.raises(ConfigError) as error:
+        SequenceModel(spec, cell="gru", **options)
+    assert str(error.value) == line
+    assert command_line_error(["model=gru", "model.num_layers=2", f"model.{setting}={value}"],
+                              str(CONF), "train") == line

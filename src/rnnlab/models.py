@@ -15,6 +15,7 @@ from torch.nn import functional as F
 from rnnlab.cellspecs import SPECS, ClassicModelConfig, LSTMModelConfig, ModelConfig, cell_spec
 from rnnlab.data.base import DataSpec
 from rnnlab.errors import ConfigError, check_choice
+from rnnlab.schemas import out_of_bounds
 
 ENCODERS = ("auto", "onehot", "embedding", "linear", "identity")
 ONEHOT_MAX_VOCAB = 64  # "auto" one-hot encodes small vocabularies (the synthetic tasks), embeds large
@@ -69,10 +70,9 @@ class SequenceModel(nn.Module):
         ``rnnlab.cellspecs``); one the cell does not take is refused."""
         super().__init__()
         check_choice("model.encoder", encoder, ENCODERS, error=ConfigError)
-        if num_layers < 1:
-            raise ConfigError(f"model.num_layers must be >= 1, got {num_layers}")
-        if not 0.0 <= dropout < 1.0:
-            raise ConfigError(f"model.dropout must be in [0, 1), got {dropout}")
+        for key, value in (("model.num_layers", num_layers), ("model.dropout", dropout)):
+            if (error := out_of_bounds(key, value)) is not None:
+                raise ConfigError(error)
         if dropout and num_layers == 1:  # torch.nn would drop it with a warning; say so instead
             raise ConfigError(f"model.dropout={dropout} acts between layers: set "
                               "model.num_layers >= 2, or model.dropout=0")

@@ -127,25 +127,34 @@ BOUNDS: dict[str, tuple[float | None, float | None, bool]] = {
 }
 
 
+def out_of_bounds(key: str, value) -> str | None:
+    """One line saying that ``value`` is outside the range :data:`BOUNDS` gives ``key`` (None if
+    it is inside, or not a number): the one wording of a bound, for the command line and for
+    the modules' own checks in the Python API."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    low, high, open_high = BOUNDS[key]
+    if key == "optimizer.lr" and not value > 0:
+        return f"optimizer.lr must be > 0, got {value}"
+    if low is not None and value < low and high is None:
+        return f"{key} must be >= {low}, got {value}"
+    if (low is not None and value < low) or (
+            high is not None and (value >= high if open_high else value > high)):
+        return f"{key} must be in [{low}, {high}{')' if open_high else ']'}, got {value}"
+    return None
+
+
 def bound_error(cfg) -> str | None:
     """The first setting of ``cfg`` outside its range in :data:`BOUNDS`, as one line (None if
     all are inside). Settings the config does not have, nulls and interpolations that do not
     resolve yet are left to the modules."""
-    for key, (low, high, open_high) in BOUNDS.items():
+    for key in BOUNDS:
         try:
             value = OmegaConf.select(cfg, key, throw_on_resolution_failure=False)
         except Exception:  # noqa: BLE001 - a node that is not a mapping: the modules say so
             value = None
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            continue
-        if key == "optimizer.lr" and not value > 0:
-            return f"optimizer.lr must be > 0, got {value}"
-        if low is not None and value < low:
-            if high is None:
-                return f"{key} must be >= {low}, got {value}"
-            return f"{key} must be in [{low}, {high}{')' if open_high else ']'}, got {value}"
-        if high is not None and (value >= high if open_high else value > high):
-            return f"{key} must be in [{low}, {high}{')' if open_high else ']'}, got {value}"
+        if (error := out_of_bounds(key, value)) is not None:
+            return error
     return None
 
 

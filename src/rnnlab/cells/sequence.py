@@ -23,6 +23,8 @@ def check_module_args(input_size, hidden_size, num_layers, dropout) -> None:
             raise ValueError(f"{name} must be a positive int; got {v!r}")
     if not isinstance(num_layers, int) or isinstance(num_layers, bool) or num_layers < 1:
         raise ValueError(f"num_layers must be an int >= 1; got {num_layers!r}")
+    # [0, 1] as torch.nn.GRU takes it (the cells are its drop-in twins); rnnlab's model.dropout
+    # refuses 1 itself (schemas.BOUNDS), since a run that drops every activation learns nothing.
     if not isinstance(dropout, (int, float)) or isinstance(dropout, bool) or not 0 <= dropout <= 1:
         raise ValueError(f"dropout must be a number in [0, 1]; got {dropout!r}")
     if dropout > 0 and num_layers == 1:
