@@ -171,7 +171,8 @@ def bench_one(torch, args, cell, size):
     best = {k: min(v) * 1e3 for k, v in times.items()}
     ratios = [s / t for s, t in zip(times["scratch"], times["torch"])]
     rec_cost = [s / n for s, n in zip(times["scratch"], times["scratch_norec"])]
-    q = lambda v: statistics.quantiles(v, n=4) if len(v) >= 4 else [min(v), 0, max(v)]
+    def q(v):
+        return statistics.quantiles(v, n=4) if len(v) >= 4 else [min(v), 0, max(v)]
     res = {
         "cell": cell, "size": size, "B": SIZES[size][0], "T": SIZES[size][1],
         "I": SIZES[size][2], "H": SIZES[size][3],
@@ -389,7 +390,8 @@ def main(argv=None):
                 r["torch_peak_mib"] = measure_memory(args, cell, size, "torch")
                 r["scratch_peak_mib"] = measure_memory(args, cell, size, "scratch")
             results.append(r)
-            fmt = lambda v: "   n/a" if v is None else f"{v:6.1f}"
+            def fmt(v):
+                return "   n/a" if v is None else f"{v:6.1f}"
             print(f"{cell:5} {size:8} {r['B']:>3} {r['T']:>4} {r['H']:>4} | "
                   f"{r['torch_ms']:7.1f}ms {r['scratch_ms']:7.1f}ms {r['ratio']:5.2f}x "
                   f"[{r['ratio_q1']:.2f}-{r['ratio_q3']:.2f}] | {r['torch_best_ms']:5.1f} "

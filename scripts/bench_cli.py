@@ -59,7 +59,7 @@ def main(argv=None) -> int:
     cwd.mkdir(parents=True, exist_ok=True)
     load0 = os.getloadavg()
     times: dict[str, list[float]] = {name: [] for name in COMMANDS}
-    for name, (cmd, code) in COMMANDS.items():  # warm-up: the page cache, .pyc files
+    for _name, (cmd, code) in COMMANDS.items():  # warm-up: the page cache, .pyc files
         _time(cmd, code, cwd)
     for _ in range(args.repeats):
         for name, (cmd, code) in COMMANDS.items():

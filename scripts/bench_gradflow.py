@@ -13,8 +13,8 @@ of training, validation time taken out (the monitor's epoch-end work, npz and he
 Reported: the median steps/s of each arm, the median of the per-pair overheads (also over the
 "calm" pairs alone: both arms within 25% of their arm's fastest run, i.e. not hit by a burst of
 other load), and, less noisy on a shared machine, the share of the timed wall time spent inside
-the monitor's hooks, its direct cost. (Not in the hooks: at measured steps the armed model also computes dL/dx of its
-input in the backward, one small matmul.)
+the monitor's hooks, its direct cost. (Not in the hooks: at measured steps the armed model also
+computes dL/dx of its input in the backward, one small matmul.)
 """
 
 from __future__ import annotations

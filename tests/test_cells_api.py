@@ -91,7 +91,8 @@ def test_bias_false_and_unbatched():
 
 def test_variant_parameter_shapes():
     H, I = 4, 3
-    shapes = lambda m: {n: tuple(p.shape) for n, p in m.named_parameters()}
+    def shapes(m):
+        return {n: tuple(p.shape) for n, p in m.named_parameters()}
     assert shapes(GRU(I, H, variant="mgu")) == {
         "weight_ih_l0": (2 * H, I), "weight_hh_l0": (2 * H, H),
         "bias_ih_l0": (2 * H,), "bias_hh_l0": (2 * H,),
@@ -118,7 +119,8 @@ def test_forget_bias(variant):
         b_ih, b_hh = getattr(m, f"bias_ih_l{layer}"), getattr(m, f"bias_hh_l{layer}")
         if "f" in names:
             k = names.index("f")
-            assert (b_ih[k * H : (k + 1) * H] == 1.5).all() and (b_hh[k * H : (k + 1) * H] == 0).all()
+            assert ((b_ih[k * H : (k + 1) * H] == 1.5).all()
+                    and (b_hh[k * H : (k + 1) * H] == 0).all())
         elif variant == "cifg":  # f = 1 - i = sigmoid(-a_i): the input gate carries -forget_bias
             k = names.index("i")
             assert (b_ih[k * H : (k + 1) * H] == -1.5).all()
@@ -261,7 +263,8 @@ def test_new_shapes_compile_only_when_they_recur(monkeypatch):
     monkeypatch.setattr(compile_cache, "_inductor_compile", fake_compile)
     monkeypatch.setattr(compile_cache._CompileState, "failed", False)
     sf = compile_cache.StepFunction(lambda a: (a + 1,), "test")
-    call = lambda b: sf.specialize((torch.zeros(b, 3),), True)
+    def call(b):
+        return sf.specialize((torch.zeros(b, 3),), True)
     call(8)
     assert compiled == [8]  # the first shape at once
     call(5), call(5)

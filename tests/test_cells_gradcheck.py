@@ -79,9 +79,11 @@ def _rel(a, b):
 @pytest.mark.parametrize("seed", [0, 1])
 def test_matches_autograd_reference(kind, kw, seed):
     gen = torch.Generator().manual_seed(seed)
-    ri = lambda lo, hi: int(torch.randint(lo, hi + 1, (1,), generator=gen))
+    def ri(lo, hi):
+        return int(torch.randint(lo, hi + 1, (1,), generator=gen))
     T, B, I, H, L = ri(3, 9), ri(1, 5), ri(1, 6), ri(2, 7), ri(1, 3)
-    batch_first, ragged, with_hx, bias = seed == 1, seed == 0 or B > 2, seed == 0, seed == 0 or L > 1
+    batch_first, ragged, with_hx, bias = (seed == 1, seed == 0 or B > 2, seed == 0,
+                                          seed == 0 or L > 1)
     torch.manual_seed(seed)
     m = _make(kind, kw, I, H, L, batch_first=batch_first, bias=bias)
     with torch.no_grad():  # larger weights than the default init: more nonlinear regime
@@ -112,5 +114,6 @@ def test_matches_autograd_reference(kind, kw, seed):
 
     g = torch.autograd.grad(loss(out, fin), leaves)
     rg = torch.autograd.grad(loss(rout, rfin), leaves)
-    for name, a, b in zip(["x", "h0", "c0"][: 1 + len(hx or ())] + [n for n, _ in m.named_parameters()], g, rg):
+    labels = ["x", "h0", "c0"][: 1 + len(hx or ())] + [n for n, _ in m.named_parameters()]
+    for name, a, b in zip(labels, g, rg):
         assert _rel(a, b) <= 1e-10, name

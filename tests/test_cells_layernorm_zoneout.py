@@ -92,7 +92,8 @@ def reference_step(m, P, x, state, d):
     if v == "fgr":
         R = _blocks(state[2] @ P["weight_gg"].T, "ifo")
         A = {g: A[g] + R[g] if g in R else A[g] for g in A}
-    p = lambda g: peep.get(g, 0.0)
+    def p(g):
+        return peep.get(g, 0.0)
     i = sig(A["i"] + p("i") * c) if "i" in names else torch.ones_like(c)
     f = 1 - i if v == "cifg" else (sig(A["f"] + p("f") * c) if "f" in names else torch.ones_like(c))
     g = A["g"] if v == "niaf" else tanh(A["g"])
@@ -427,7 +428,8 @@ def test_parameters_init_repr_and_meta_count():
     with torch.device("meta"):
         for cls, kw, extra in [(GRU, {}, 2 * 9), (LSTM, {}, 2 * 12 + 2 * H),
                                (LSTM, {"variant": "cifg"}, 2 * 9 + 2 * H)]:
-            count = lambda m: sum(p.numel() for p in m.parameters())
+            def count(m):
+                return sum(p.numel() for p in m.parameters())
             plain = count(cls(I, H, L, **kw))
             assert count(cls(I, H, L, layer_norm=True, zoneout=0.5, **kw)) - plain == L * extra
             assert count(cls(I, H, L, zoneout=0.5, **kw)) == plain

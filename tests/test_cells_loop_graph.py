@@ -205,7 +205,8 @@ def test_a_loop_first_run_under_inference_mode_then_trained(replay_backend, monk
     for key in want:
         assert torch.equal(got[key], want[key]), key
     assert torch.equal(seen, want["out"])
-    assert replay_backend.captures == 3, "an inference forward, then a training forward and backward"
+    assert replay_backend.captures == 3, (
+        "an inference forward, then a training forward and backward")
 
 
 @pytest.mark.parametrize("graphed", ["forward", "backward"])

@@ -34,7 +34,8 @@ def _check_parity(kind, dtype, seed, compile=False, force=None, device="cpu"):
     """Build a random case, run ours and torch.nn, compare everything. Returns our module."""
     cls_name, kw = KINDS[kind]
     gen = torch.Generator().manual_seed(seed)
-    ri = lambda lo, hi: int(torch.randint(lo, hi + 1, (1,), generator=gen))
+    def ri(lo, hi):
+        return int(torch.randint(lo, hi + 1, (1,), generator=gen))
     case = {
         "T": ri(1, 9), "B": ri(1, 6), "I": ri(1, 7), "H": ri(1, 9), "L": ri(1, 3),
         "batch_first": bool(ri(0, 1)), "with_hx": bool(ri(0, 1)), "ragged": bool(ri(0, 2)),

@@ -21,7 +21,8 @@ def _blocks(t, names):
 
 def reference_step(module, layer, x, state):
     """One step of ``module``'s variant at ``layer``: x (B, I), state tuple -> new state tuple."""
-    P = {n[: -len(f"_l{layer}")]: p for n, p in module.named_parameters() if n.endswith(f"_l{layer}")}
+    P = {n[: -len(f"_l{layer}")]: p for n, p in module.named_parameters()
+         if n.endswith(f"_l{layer}")}
     w_ih, w_hh = P["weight_ih"], P["weight_hh"]
     b_ih = P.get("bias_ih", torch.zeros(w_ih.shape[0], dtype=x.dtype))
     b_hh = P.get("bias_hh", torch.zeros(w_hh.shape[0], dtype=x.dtype))
@@ -64,7 +65,8 @@ def reference_step(module, layer, x, state):
         R = _blocks(state[2] @ P["weight_gg"].T, "ifo")
         for g in "ifo":
             A[g] = A[g] + R[g]
-    p = lambda g: peep.get(g, 0.0)
+    def p(g):
+        return peep.get(g, 0.0)
     i = sig(A["i"] + p("i") * c) if "i" in names else torch.ones_like(c)
     if v == "cifg":
         f = 1 - i

@@ -58,7 +58,8 @@ def test_there_is_something_to_compose():
         (["-m", "seed=0,1", "hydra/launcher=joblibb"], "did you mean hydra/launcher=joblib?"),
         # refused here, before torch loads, like the typos above (they took 4-7 s, after it)
         (["+model.hiden_size=8"], ("model.hiden_size is not a setting of model=gru (did you "
-                                   "mean model.hidden_size?); its settings: cell, dropout,")),
+                                   "mean model.hidden_size?); its settings: cell, chrono_tmax, "
+                                   "dropout,")),
         (["data.seq_len=0"], "data.seq_len must be >= 1, got 0"),
         (["-m", "model.hidden_size=8,0"], "model.hidden_size must be >= 1, got 0"),
         (["model=lstm", "model.num_layers=2", "model.dropout=1"],
@@ -112,7 +113,8 @@ def test_the_cli_refuses_a_typo_in_one_line_with_exit_2_and_writes_nothing(tmp_p
     result = cli(["model.hiden_size=8", "debug=fast"], cwd=tmp_path, timeout=120)
     assert result.returncode == 2
     expected = ("rnnlab-train: error: model.hiden_size is not a setting of model (did you mean "
-                "model.hidden_size?); its settings: cell, dropout, embedding_dim, encoder, "
+                "model.hidden_size?); its settings: cell, chrono_tmax, dropout, embedding_dim, "
+                "encoder, "
                 "hidden_size, impl, init, layer_norm, num_layers, param_budget, "
                 "record_grad_norms, reset, variant, zoneout")  # no "+" advice: a schema's node
     assert result.stderr.strip().splitlines() == [expected]
@@ -207,7 +209,8 @@ def test_help_lists_every_group_and_the_composed_config_without_loading_torch():
     for group in GROUPS:
         assert f"\n  {group} " in page, group
         assert GROUP_HELP[group] in page, f"{group} has its one-line description"
-    assert "schema" not in page.replace("as in its schema", "")  # the internal schema groups stay out of it
+    # the internal schema groups stay out of it
+    assert "schema" not in page.replace("as in its schema", "")
     assert "gru_variants" in page and "The config of model=lstm" in page
     assert "cell: lstm" in page
     assert page.rstrip().endswith("loaded: []")

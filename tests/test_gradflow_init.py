@@ -34,7 +34,8 @@ def log10_first_over_last(options: dict, seed: int) -> float:
     torch.manual_seed(seed)
     model = SequenceModel(spec, impl="scratch", hidden_size=H, **options)
     g = torch.Generator().manual_seed(1000 + seed)
-    batch = {"x": torch.randn(BATCH, T, INPUT, generator=g), "y": torch.randn(BATCH, 1, generator=g)}
+    batch = {"x": torch.randn(BATCH, T, INPUT, generator=g),
+             "y": torch.randn(BATCH, 1, generator=g)}
     flows, scale = fixed_probe(model, batch)
     assert model.gradient_flow_quantity == "dL/dh_t" and list(flows) == ["layer0"]
     mean = batch_stats(flows["layer0"].double() / scale)[0]

@@ -252,7 +252,9 @@ def test_monitoring_does_not_change_training(probe, run_training):
     assert (run_dir / "gradflow.npz").exists()  # no logger: still recorded locally
 
 
-def test_ddp_spawned_or_launched_reduces_writes_once_and_matches_one_process(tmp_path, run_training):
+def test_ddp_spawned_or_launched_reduces_writes_once_and_matches_one_process(
+    tmp_path, run_training
+):
     # Full-batch steps (one batch of 64 per epoch): two gloo ranks' averaged half-batch gradients
     # are the full batch's, so DDP must report what one process does (train/loss too: the mean
     # over ranks, not rank 0's shard).

@@ -109,7 +109,8 @@ def test_a_two_section_plan_runs_skips_what_is_done_and_resumes_the_rest(tmp_pat
 
 
 def test_a_page_without_the_sections_block_is_refused(tmp_path, capsys):
-    plan = _plan(tmp_path, f"out: {tmp_path / 'out'}\nsections: {{copy: {{experiment: quickstart}}}}\n")
+    plan = _plan(tmp_path, f"out: {tmp_path / 'out'}\n"
+                           "sections: {copy: {experiment: quickstart}}\n")
     page = tmp_path / "results.md"
     page.write_text("# nothing\n")
     assert main(["--plan", str(plan), "--page", str(page), "--docs-only"]) == 2

@@ -109,7 +109,8 @@ def test_quickstart_verdicts_on_synthetic_results(tmp_path):
     table = aggregate(load_runs([tmp_path]))
     assert table["model.cell"].tolist() == ["rnn", "gru", "lstm"]  # the order the sweep ran
     assert table["verdict"].tolist() == ["at baseline", "solved", "solved"]
-    assert table["solved"].tolist() == [0, 3, 3 - 1]  # lstm seed 2: 0.02 is 12% of the baseline, the mean 5%
+    # lstm seed 2: 0.02 is 12% of the baseline, the mean 5%
+    assert table["solved"].tolist() == [0, 3, 3 - 1]
     shown = render(table, "md")
     assert "| rnn " in shown and "0/3" in shown and "3/3" in shown and "2/3" in shown
 
@@ -250,7 +251,8 @@ def test_report_writes_tables_and_figures(tmp_path):
 
 def test_aggregate_cli_errors_are_one_line(tmp_path):
     script = [sys.executable, str(REPO / "scripts" / "aggregate.py")]
-    missing = subprocess.run([*script, str(tmp_path / "nope")], capture_output=True, text=True, check=False)
+    missing = subprocess.run([*script, str(tmp_path / "nope")], capture_output=True, text=True,
+                             check=False)
     assert missing.returncode != 0
     assert missing.stderr.strip().count("\n") == 0 and "no run directory" in missing.stderr
     empty = subprocess.run([*script, str(tmp_path)], capture_output=True, text=True, check=False)

@@ -96,8 +96,8 @@ def test_gru_learns_the_copy_task(run_training):
     results, _ = run_training([
         "data=copy", "data.seq_len=5", "data.train_size=8192", "data.val_size=256",
         "data.test_size=256", "model=gru", "model.impl=fused", "model.hidden_size=128",
-        "optimizer.lr=0.003", "trainer.max_epochs=10", "trainer.enable_progress_bar=false", "logger=csv",
-        "callbacks=none"])
+        "optimizer.lr=0.003", "trainer.max_epochs=10", "trainer.enable_progress_bar=false",
+        "logger=csv", "callbacks=none"])
     baseline = results["metrics"]["baseline/loss"]
     assert results["metrics"]["test/loss"] < 0.7 * baseline
     assert results["metrics"]["test/acc"] > 0.4  # chance on the recalled symbols is 1/8

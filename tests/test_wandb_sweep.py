@@ -99,7 +99,8 @@ def test_the_hint_names_the_project_and_puts_this_environment_first_on_path(tmp_
     bin_dir = Path(sys.executable).parent
     assert f"sweep --project mine {out}" in lines[1]
     agent = lines[2].strip()
-    assert agent.startswith(f"PATH={bin_dir}:$PATH ") and agent.endswith(" agent ENTITY/mine/SWEEP_ID")
+    assert (agent.startswith(f"PATH={bin_dir}:$PATH ")
+            and agent.endswith(" agent ENTITY/mine/SWEEP_ID"))
     assert yaml.safe_load(out.read_text())["project"] == "mine"
     # what the agent's runs find under that PATH, from a shell that has no venv on it
     lookup = f"PATH={shlex.quote(str(bin_dir))}:/usr/bin:/bin command -v rnnlab-train"

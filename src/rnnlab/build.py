@@ -74,7 +74,8 @@ def check_run_settings(cfg: DictConfig) -> None:
     if factor is not None and (isinstance(factor, bool) or not isinstance(factor, (int, float))
                                or not factor > 1):
         raise ConfigError(f"divergence_factor must be a number > 1 or null, got {factor!r}")
-    if cfg.model.get("param_budget") is not None and "model.hidden_size" in swept_keys([hydra_runtime.command_line()]):
+    if (cfg.model.get("param_budget") is not None
+            and "model.hidden_size" in swept_keys([hydra_runtime.command_line()])):
         raise ConfigError("model.hidden_size and model.param_budget are both set: the budget "
                           "solves for the hidden size; give one of them")
     if cfg.trainer.get("max_steps") == 0 or cfg.trainer.get("max_epochs") == 0:
@@ -86,7 +87,8 @@ def check_run_settings(cfg: DictConfig) -> None:
             f"trainer.strategy={cfg.trainer.strategy}: this process is rank {ranks[0]} of "
             f"{ranks[1]} that {launch.launcher_name()} started, and each would spawn its own "
             "workers: use trainer.strategy=ddp (one process per device, as launched)")
-    if ranks is not None and hydra_runtime.in_multirun() and "submitit" not in hydra_runtime.launcher_target():
+    if (ranks is not None and hydra_runtime.in_multirun()
+            and "submitit" not in hydra_runtime.launcher_target()):
         # the ranks would run the jobs one after another and have to form a new process group
         # per job, which torch cannot do reliably (stale rendezvous keys: the next job hangs)
         raise ConfigError(

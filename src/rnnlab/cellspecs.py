@@ -49,7 +49,7 @@ class ModelConfig:
 class ClassicModelConfig(ModelConfig):
     """The cells with a recurrent weight matrix W_hh."""
 
-    init: str = "default"  # default | orthogonal | identity (recurrent weights)
+    init: str = "default"  # default | orthogonal | identity (recurrent weights) | chrono (gates)
 
 
 @dataclass
@@ -63,6 +63,9 @@ class GatedModelConfig(ClassicModelConfig):
     variant: Optional[str] = None  # null: the cell's own form (gru: gru, lstm: torch)
     layer_norm: bool = False  # layer-normalised projections (Ba et al. 2016, haste's form)
     zoneout: float = 0.0  # probability a unit keeps its previous value (Krueger et al. 2017)
+    # T_max of init=chrono (Tallec & Ollivier 2018): the longest dependency to expect, e.g.
+    # ${data.seq_len}; read only with model.init=chrono, which needs it.
+    chrono_tmax: Optional[float] = None
 
 
 @dataclass
@@ -114,7 +117,7 @@ class CellSpec:
     @property
     def options(self) -> tuple[str, ...]:
         """The cell's own settings, which its class takes (the rest, every cell's, are the
-        model's: :class:`ModelConfig`, ``init``, ``forget_bias``)."""
+        model's: :class:`ModelConfig`, ``init``, ``forget_bias``, ``chrono_tmax``)."""
         return tuple(f.name for f in dataclasses.fields(self.schema) if f.name not in MODEL_KEYS)
 
     def has(self, setting: str) -> bool:
@@ -133,7 +136,8 @@ class CellSpec:
 
 IMPLS = ("scratch", "fused")
 # What SequenceModel itself takes (the encoder, the stack, the initialisation), not the cell.
-MODEL_KEYS = frozenset({f.name for f in dataclasses.fields(ModelConfig)} | {"init", "forget_bias"})
+MODEL_KEYS = frozenset({f.name for f in dataclasses.fields(ModelConfig)}
+                       | {"init", "forget_bias", "chrono_tmax"})
 _GATED_FUSED_ONLY = {"layer_norm": (False,), "zoneout": (0, 0.0)}
 
 SPECS: dict[str, CellSpec] = {spec.name: spec for spec in (

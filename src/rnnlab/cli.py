@@ -134,7 +134,7 @@ def _saved_overrides(path: Path) -> tuple[list[str], list[str]]:
 
     saved = OmegaConf.load(path).hydra.overrides
     hydra = [o for o in saved.hydra
-             if not o.split("=", 1)[0].lstrip("+~") in ("hydra.mode", "hydra.run.dir",
+             if o.split("=", 1)[0].lstrip("+~") not in ("hydra.mode", "hydra.run.dir",
                                                         "hydra.sweep.dir")]
     return [_renamed(o) for o in saved.task], hydra
 

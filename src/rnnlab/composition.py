@@ -3,8 +3,9 @@
 Hydra reports composition errors itself in 5-13 lines with exit 1, after the sweep has started
 (a typo in the second value of a sweep ends the sweep half-way). ``rnnlab-train`` composes the
 command line first (a sweep: every value of every swept setting, up to ``MAX_JOBS``
-compositions; search sweepers such as optuna: their fixed overrides) and turns the first failure into one line naming the setting and
-what is allowed. ``HYDRA_FULL_ERROR=1`` skips this and lets Hydra report as it does.
+compositions; search sweepers such as optuna: their fixed overrides) and turns the first failure
+into one line naming the setting and what is allowed. ``HYDRA_FULL_ERROR=1`` skips this and lets
+Hydra report as it does.
 """
 
 from __future__ import annotations

@@ -18,7 +18,8 @@ from rnnlab.errors import ConfigError, check_choice
 from rnnlab.schemas import out_of_bounds
 
 ENCODERS = ("auto", "onehot", "embedding", "linear", "identity")
-ONEHOT_MAX_VOCAB = 64  # "auto" one-hot encodes small vocabularies (the synthetic tasks), embeds large
+# "auto" one-hot encodes small vocabularies (the synthetic tasks), embeds large
+ONEHOT_MAX_VOCAB = 64
 
 
 def cell_class(cell: str, impl: str):
@@ -60,6 +61,7 @@ class SequenceModel(nn.Module):
         param_budget: int | None = _M.param_budget,
         init: str = _C.init,
         forget_bias: float | None = _L.forget_bias,
+        chrono_tmax: float | None = _L.chrono_tmax,
         encoder: str = _M.encoder,
         embedding_dim: int = _M.embedding_dim,
         record_grad_norms: bool = _M.record_grad_norms,
@@ -78,6 +80,9 @@ class SequenceModel(nn.Module):
                               "model.num_layers >= 2, or model.dropout=0")
         if forget_bias is not None and not cell_spec(cell).has("forget_bias"):
             raise ConfigError(f"model.forget_bias applies only to model=lstm (got model={cell})")
+        if chrono_tmax is not None and not cell_spec(cell).has("chrono_tmax"):
+            raise ConfigError(f"model.chrono_tmax applies only to model=gru and model=lstm (got "
+                              f"model={cell})")
         if init != "default" and not cell_spec(cell).recurrent_matrix:
             with_matrix = ", ".join(n for n, c in SPECS.items() if c.recurrent_matrix)
             raise ConfigError(f"model.init={init} applies to cells with a recurrent weight matrix "
@@ -106,7 +111,7 @@ class SequenceModel(nn.Module):
         from rnnlab.cells import initialize_recurrent
 
         try:
-            initialize_recurrent(self.rnn, init, forget_bias)
+            initialize_recurrent(self.rnn, init, forget_bias, chrono_tmax)
         except ValueError as error:
             raise ConfigError(f"model.{error}") from None
 
@@ -226,7 +231,8 @@ def last_valid_step(output: torch.Tensor, lengths: torch.Tensor | None) -> torch
     """(B, T, H) -> (B, H): each sequence's output at its last valid step."""
     if lengths is None:
         return output[:, -1]
-    index = (lengths.to(output.device) - 1).clamp(min=0).view(-1, 1, 1).expand(-1, 1, output.shape[-1])
+    index = (lengths.to(output.device) - 1).clamp(min=0).view(-1, 1, 1).expand(
+        -1, 1, output.shape[-1])
     return output.gather(1, index).squeeze(1)
 
 

@@ -81,7 +81,8 @@ def load_plan(path: Path = PLAN) -> Plan:
     allowed = {"seeds", "jobs", "out", "figures", "overrides", "sections"}
     unknown = sorted(set(raw) - allowed)
     if unknown:
-        raise ReproduceError(f"{path}: unknown key {unknown[0]} (allowed: {', '.join(sorted(allowed))})")
+        raise ReproduceError(f"{path}: unknown key {unknown[0]} "
+                             f"(allowed: {', '.join(sorted(allowed))})")
     sections = []
     for name, entry in (raw.get("sections") or {}).items():
         if not isinstance(entry, dict) or "experiment" not in entry:

@@ -1,9 +1,9 @@
 """Continuing an interrupted run or sweep where it stopped (docs in README, "Resume").
 
 A run keeps ``<run dir>/checkpoints/last.ckpt`` (the ``last_checkpoint`` callback at every
-validation, :class:`MidEpochCheckpoint` every ``minutes`` in between and on a preemption warning). Whenever a run starts in a run dir that holds
-one -- ``rnnlab-train resume=<run dir>``, a sweep rerun on its sweep dir, a requeued SLURM job --
-it continues from it, in the same run dir:
+validation, :class:`MidEpochCheckpoint` every ``minutes`` in between and on a preemption warning).
+Whenever a run starts in a run dir that holds one -- ``rnnlab-train resume=<run dir>``, a sweep
+rerun on its sweep dir, a requeued SLURM job -- it continues from it, in the same run dir:
 
 - Lightning restores the weights, optimizer, scheduler, loop counters and callback states;
 - :class:`RunState` (below) adds what Lightning leaves out, so the continuation is the same

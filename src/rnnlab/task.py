@@ -79,7 +79,8 @@ def _metrics_for(spec: DataSpec) -> torchmetrics.MetricCollection:
         else:
             f1 = torchmetrics.classification.MulticlassF1Score(spec.output_size, average="macro")
         return torchmetrics.MetricCollection({
-            "acc": torchmetrics.classification.MulticlassAccuracy(spec.output_size, average="micro"),
+            "acc": torchmetrics.classification.MulticlassAccuracy(spec.output_size,
+                                                                  average="micro"),
             "f1": f1})
     if kind == "last_regression":
         return torchmetrics.MetricCollection({"mse": torchmetrics.MeanSquaredError(),

@@ -57,7 +57,8 @@ def _run(cfg: DictConfig) -> dict[str, Any]:
         datamodule, task, trainer = build(cfg, wandb_id=wandb_id)
         if checkpoint is not None:
             step = int(resume.check_checkpoint_fits(checkpoint, task).get("global_step", 0))
-            tracking.say(f"rnnlab-train: resuming {output_dir} at step {step} ({resume.CHECKPOINT})")
+            tracking.say(f"rnnlab-train: resuming {output_dir} at step {step} "
+                         f"({resume.CHECKPOINT})")
     except ConfigError as error:
         tracking.finish_wandb(exit_code=1)
         if in_multirun():  # one job of a sweep: recorded as failed, and the sweep goes on

@@ -84,8 +84,9 @@ def main(argv: list[str] | None = None) -> int:
         prog="rnnlab-wandb-sweep",
         description="Write the W&B sweep config (for `wandb sweep`) of a preset or a Hydra "
                     "sweep command line.")
-    parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. experiment=gru_variants "
-                        "seed=0,1 (comma lists are swept)")
+    parser.add_argument("overrides", nargs="*",
+                        help="Hydra overrides, e.g. experiment=gru_variants "
+                             "seed=0,1 (comma lists are swept)")
     parser.add_argument("--method", default="grid", help="grid (default), random or bayes")
     parser.add_argument("--out", type=Path, help="write the YAML here (default: stdout)")
     args = parser.parse_args(argv)

@@ -85,7 +85,8 @@ def env_flag(name: str, default: bool) -> bool:
 
 
 def compile_enabled(flag: bool | None = None) -> bool:
-    """Resolve the ``compile`` switch: an explicit bool wins, else ``RNNLAB_COMPILE`` (default on)."""
+    """Resolve the ``compile`` switch: an explicit bool wins, else ``RNNLAB_COMPILE``
+    (default on)."""
     return env_flag("RNNLAB_COMPILE", True) if flag is None else bool(flag)
 
 

@@ -23,7 +23,8 @@ def _run_packed(module: nn.RNNBase, forward, input, hx, lengths):
         enforce_sorted=False,
     )
     output, state = forward(packed, hx)
-    output, _ = pad_packed_sequence(output, batch_first=module.batch_first, total_length=total_length)
+    output, _ = pad_packed_sequence(output, batch_first=module.batch_first,
+                                    total_length=total_length)
     return output, state
 
 

@@ -1,7 +1,8 @@
 """GRU and its ablations (no reset gate, minimal gated unit), with a hand-written backward.
 
 Notation: σ sigmoid, ⊙ elementwise product, gi = W_ih x_t + b_ih (W_ih x_t precomputed for all
-t in one matmul; the biases are added in the step kernel), a_* pre-activations, δv = ∂L/∂v. Every variant is written as
+t in one matmul; the biases are added in the step kernel), a_* pre-activations, δv = ∂L/∂v.
+Every variant is written as
 
     h' = n + z ⊙ (h − n)            (= (1 − z) ⊙ n + z ⊙ h)
 

@@ -5,6 +5,13 @@
 - ``identity``: recurrent matrices identity, recurrent biases zero: the IRNN of Le et al. 2015
   (meant for ``nonlinearity=relu``; for gated cells it sets the candidate block to identity and
   the gate blocks to zero).
+- ``chrono`` (Tallec & Ollivier 2018, "Can recurrent neural networks warp time?"): weights as
+  ``default``; per unit, the total bias of the gate that keeps the state b ~ log U(1, T_max − 1),
+  and of the gate that writes it −b (the LSTM's i, where it has one), so that the keep gate is
+  σ(b) and the unit's characteristic forgetting time 1/(1 − σ(b)) = 1 + e^b is uniform in
+  (2, T_max). Keep gate: the LSTM's f (cifg: f = 1 − i, so i gets −b; nfg has no forget gate and
+  is refused), the GRU's z (h' = (1 − z) ⊙ n + z ⊙ h); MGU's f writes (h' = (1 − f) ⊙ h + f ⊙ n)
+  and gets −b. Written into bias_ih with bias_hh zeroed: torch adds the two.
 - ``forget_bias``: the LSTM forget gate's total bias (bias_ih + bias_hh) set to this value
   (Gers et al. 2000, Jozefowicz et al. 2015), so that at initialisation f = sigmoid(forget_bias).
 """
@@ -16,7 +23,8 @@ from torch import nn
 
 from ..errors import check_choice
 
-INIT_SCHEMES = ("default", "orthogonal", "identity")
+INIT_SCHEMES = ("default", "orthogonal", "identity", "chrono")
+WEIGHT_SCHEMES = ("orthogonal", "identity")  # the schemes that rewrite W_hh
 
 
 def _recurrent_weights(module: nn.Module):
@@ -27,7 +35,8 @@ def _recurrent_weights(module: nn.Module):
 
 @torch.no_grad()
 def initialize_recurrent(
-    module: nn.Module, scheme: str = "default", forget_bias: float | None = None
+    module: nn.Module, scheme: str = "default", forget_bias: float | None = None,
+    chrono_tmax: float | None = None,
 ) -> None:
     """Re-initialise the recurrent weights of ``module`` in place (see the module docstring).
 
@@ -36,7 +45,12 @@ def initialize_recurrent(
     rows (torch.nn's gate order i, f, g, o).
     """
     check_choice("init", scheme, INIT_SCHEMES)
-    if scheme != "default":
+    if scheme == "chrono":
+        if forget_bias is not None:
+            raise ValueError(f"forget_bias={forget_bias} and init=chrono both set the forget "
+                             "gate's bias: give one of them")
+        _chrono(module, chrono_tmax)
+    if scheme in WEIGHT_SCHEMES:
         hidden = module.hidden_size
         for name, weight in _recurrent_weights(module):
             blocks = weight.shape[0] // hidden
@@ -68,6 +82,54 @@ def initialize_recurrent(
                 param[hidden:2 * hidden].fill_(float(forget_bias))
             elif name.startswith("bias_hh_l"):
                 param[hidden:2 * hidden].zero_()
+
+
+def _gate_rows(module: nn.Module) -> tuple[str, ...]:
+    """The gate blocks of the bias vectors in row order (scratch cells say; torch.nn's own)."""
+    names = getattr(module, "gate_names", None)
+    if names is not None:
+        return tuple(names)
+    if _is_lstm(module):
+        return ("i", "f", "g", "o")
+    if isinstance(module, nn.GRU):
+        return ("r", "z", "n")
+    return ("h",)
+
+
+def chrono_gates(module: nn.Module) -> tuple[str | None, str | None]:
+    """(the gate that keeps the state, the gate that writes it) that ``chrono`` sets to b and −b
+    (see the module docstring); ValueError where the cell has no keep gate."""
+    names, variant = _gate_rows(module), getattr(module, "variant", None)
+    if _is_lstm(module):
+        if variant == "cifg":  # f = 1 − i: the input gate's bias −b makes f = σ(b)
+            return None, "i"
+        if "f" not in names:
+            raise ValueError(f"init=chrono needs a forget gate; variant={variant} has none")
+        return "f", ("i" if "i" in names else None)
+    if "z" in names:
+        return "z", None
+    if variant == "mgu":
+        return None, "f"
+    raise ValueError(f"init=chrono needs a gated cell (gru, lstm), not {type(module).__name__}")
+
+
+def _chrono(module: nn.Module, tmax: float | None) -> None:
+    keep, write = chrono_gates(module)
+    if tmax is None or isinstance(tmax, bool) or not tmax > 2:
+        raise ValueError(f"chrono_tmax must be a number > 2 with init=chrono (the longest "
+                         f"dependency to expect, e.g. the sequence length), got {tmax}")
+    if not getattr(module, "bias", True):
+        raise ValueError("init=chrono needs bias=True (there is no bias to set)")
+    names, hidden = _gate_rows(module), module.hidden_size
+    for layer in range(module.num_layers):
+        b_ih = getattr(module, f"bias_ih_l{layer}")
+        b_hh = getattr(module, f"bias_hh_l{layer}")
+        b = torch.empty(hidden, dtype=b_ih.dtype, device=b_ih.device).uniform_(1, tmax - 1).log_()
+        for gate, value in ((keep, b), (write, -b)):
+            if gate is not None:
+                rows = slice(names.index(gate) * hidden, (names.index(gate) + 1) * hidden)
+                b_ih[rows].copy_(value)
+                b_hh[rows].zero_()
 
 
 def _is_lstm(module: nn.Module) -> bool:

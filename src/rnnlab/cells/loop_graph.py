@@ -13,8 +13,9 @@ A graph reads and writes fixed addresses. So each call copies its inputs into th
 (two layers of one shape, several forwards before a backward) never share storage. The step
 functions are compiled in the warm-up run before the capture, never inside it
 (``compile_cache.frozen``); a step signature that is not compiled by then (a later batch size
-waits until it recurs: ``compile_cache``) is captured as the eager steps it ran. A signature beyond ``MAX_GRAPHS`` per loop (ragged sequence lengths)
-runs the plain loop; so does everything once a capture has failed (one warning).
+waits until it recurs: ``compile_cache``) is captured as the eager steps it ran. A signature beyond
+``MAX_GRAPHS`` per loop (ragged sequence lengths) runs the plain loop; so does everything once a
+capture has failed (one warning).
 
 Off unless ``RNNLAB_CUDA_GRAPHS=1``: not yet measured on a GPU (docs/benchmarks.md, "CUDA").
 Only CUDA tensors, and never inside another capture. Only torch is imported here.

@@ -440,7 +440,8 @@ def lstm_step_backward(
         d_h, d_c = zoneout
         dh_out, dc_out = dh, dc
         dh, dc = dh * (1 - d_h), dc * (1 - d_c)
-    ds = Gates(**dict(zip(("i", "f", "o"), dstate[2].chunk(3, 1)))) if spec.gate_recurrence else None
+    ds = (Gates(**dict(zip(("i", "f", "o"), dstate[2].chunk(3, 1)))) if spec.gate_recurrence
+          else None)
 
     out = CellOutputBackward(ln, chat, rho_c)
     dgi, da, dc_prev = EQUATIONS[spec.variant][1](dh, dc, c, c_new, core, p, out, ds)

@@ -233,7 +233,8 @@ class MinRecurrenceFunction(torch.autograd.Function):
             delta[:-1] = scan(a[1:], g)
         record = ctx.sink is not None
         args = (P, a[0], h0, h, delta, *masks)
-        out = _compiled("gradients", ctx.eq, bool(masks), record).specialize(args, ctx.compile)(*args)
+        out = _compiled("gradients", ctx.eq, bool(masks), record).specialize(
+            args, ctx.compile)(*args)
         if record:
             ctx.sink.slots[ctx.layer] = out[2].float()
         p_dtype, h0_dtype = ctx.dtypes

@@ -366,7 +366,8 @@ def _graphed_forward(rec: Recurrence, compile: bool, masked: bool, n_inputs: int
     if key not in rec._fns:
         def loop(gi, *rest):
             mask, rest = (rest[0], rest[1:]) if masked else (None, rest)
-            inputs, state0, params = rest[:n_inputs], rest[n_inputs:n_inputs + n], rest[n_inputs + n:]
+            inputs, state0, params = (rest[:n_inputs], rest[n_inputs:n_inputs + n],
+                                      rest[n_inputs + n:])
             buffers, saved_steps = _forward_loop(rec, compile, gi, mask, inputs, state0, params)
             return (*buffers, *(torch.stack(s) for s in zip(*saved_steps)))
 
@@ -394,7 +395,8 @@ def _graphed_backward(rec: Recurrence, compile: bool, record: bool, masked: bool
 
 
 def record_autocast(ctx, device: str) -> None:
-    """Keep the forward's autocast state for ``device`` on ``ctx`` for :func:`under_forward_autocast`."""
+    """Keep the forward's autocast state for ``device`` on ``ctx`` for
+    :func:`under_forward_autocast`."""
     ctx.autocast = (device, torch.is_autocast_enabled(device), torch.get_autocast_dtype(device))
 
 

@@ -54,7 +54,8 @@ class Sequence:
     def of(cls, input: Tensor, hx: tuple[Tensor, ...] | None, lengths, *, batch_first: bool,
            input_size: int, hidden_size: int, num_layers: int) -> Sequence:
         if input.dim() not in (2, 3):
-            raise ValueError(f"input must be 2-D (unbatched) or 3-D; got shape {tuple(input.shape)}")
+            raise ValueError("input must be 2-D (unbatched) or 3-D; "
+                             f"got shape {tuple(input.shape)}")
         unbatched = input.dim() == 2
         if unbatched:
             input = input.unsqueeze(1)

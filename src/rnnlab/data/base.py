@@ -38,7 +38,8 @@ class DataSpec:
     output_size: int
     input_size: int | None = None  # real-vector inputs
     vocab_size: int | None = None  # token inputs
-    # Metrics a trivial predictor scores, logged as baseline/<name> so every chart has its reference.
+    # Metrics a trivial predictor scores, logged as baseline/<name> so every chart has its
+    # reference.
     baselines: dict[str, float] = field(default_factory=dict)
     # Regression targets are modelled standardised; metrics are reported in original units:
     # y_original = y * target_scale + target_shift (per output dimension, or scalars).
@@ -48,7 +49,8 @@ class DataSpec:
     def __post_init__(self) -> None:
         check_choice("task_kind", self.task_kind, TASK_KINDS)
         if (self.input_size is None) == (self.vocab_size is None):
-            raise ValueError("a DataSpec has exactly one of input_size (real) or vocab_size (tokens)")
+            raise ValueError("a DataSpec has exactly one of input_size (real) or "
+                             "vocab_size (tokens)")
 
     @property
     def per_step(self) -> bool:
@@ -61,7 +63,8 @@ class TensorDictDataset(Dataset):
     def __init__(self, **tensors: torch.Tensor):
         sizes = {len(t) for t in tensors.values()}
         if len(sizes) != 1:
-            raise ValueError(f"tensors of unequal length: { {k: len(v) for k, v in tensors.items()} }")
+            raise ValueError("tensors of unequal length: "
+                             f"{ {k: len(v) for k, v in tensors.items()} }")
         self.tensors = tensors
 
     def __len__(self) -> int:

@@ -7,14 +7,14 @@ Sources (``data.source``):
     371 of Riemenschneider's numbering, which name 350 distinct files because the collection
     repeats some harmonisations; each file is used once, so no piece sits in two splits). The
     same repertoire as the JSB Chorales set of Boulanger-Lewandowski et al. (2012), but parsed
-    here from music21's files, so *not* the identical set of sequences. Each chorale becomes an 88-key binary piano roll
-    (MIDI 21 = A0 .. 108 = C8): frame k covers [k q, (k + 1) q) quarter notes with
-    ``q = data.quantization`` (1.0 = quarter notes, as Boulanger-Lewandowski 2012; 0.5 = eighth
-    notes), and a key is on in frame k when a note of that pitch is sounding at the frame's start
-    (k q). Repeats are not expanded; ties merge into one sustained note. The pieces are split
+    here from music21's files, so *not* the identical set of sequences. Each chorale becomes an
+    88-key binary piano roll (MIDI 21 = A0 .. 108 = C8): frame k covers [k q, (k + 1) q) quarter
+    notes with ``q = data.quantization`` (1.0 = quarter notes, as Boulanger-Lewandowski 2012; 0.5 =
+    eighth notes), and a key is on in frame k when a note of that pitch is sounding at the frame's
+    start (k q). Repeats are not expanded; ties merge into one sustained note. The pieces are split
     once, seeded (``data.split_seed``), 60/20/20 (210/70/70 of 350) and the split is saved
-    in the cache. Parsing all 350 takes ~40 s on 2 cores the first time; the note events are cached so every
-    later run (and every quantisation) loads in a fraction of a second.
+    in the cache. Parsing all 350 takes ~40 s on 2 cores the first time; the note events are cached
+    so every later run (and every quantisation) loads in a fraction of a second.
 ``jsb_pickle`` (needs the network, or a local copy at ``data.pickle_path``)
     Boulanger-Lewandowski's pickled "JSB Chorales.pickle" (229/76/77 pieces, quarter-note frames,
     each frame the tuple of sounding MIDI pitches), the set behind the published numbers
@@ -223,7 +223,8 @@ class MusicDataModule(SequenceDataModule):
         check_sizes("data", self.sizes)
         self.source, self.quantization, self.limit_pieces = source, quantization, limit_pieces
         self.pickle_path, self.pickle_url = pickle_path, pickle_url
-        self.val_fraction, self.test_fraction, self.split_seed = val_fraction, test_fraction, split_seed
+        self.val_fraction, self.test_fraction = val_fraction, test_fraction
+        self.split_seed = split_seed
         self.cache = Cache(data_dir, "music")
         self._baselines: dict[str, float] = {}
         self.progress: Callable[[int, int], None] | None = None  # set by scripts/prepare_data.py
@@ -238,7 +239,8 @@ class MusicDataModule(SequenceDataModule):
             notes = self.cache.ensure_npz(
                 full, lambda: parse_chorales(names, self.progress),
                 params={"pieces": len(names), "version": 1},
-                what=f"{len(names)} Bach chorales from music21's corpus (about a minute of CPU, once)")
+                what=f"{len(names)} Bach chorales from music21's corpus "
+                     "(about a minute of CPU, once)")
             return _first_pieces(notes, self.limit_pieces)
         subset = names[: self.limit_pieces]
         return self.cache.ensure_npz(

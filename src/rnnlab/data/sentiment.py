@@ -149,7 +149,8 @@ class SentimentDataModule(SequenceDataModule):
         self.min_freq, self.max_vocab_size, self.max_length = min_freq, max_vocab_size, max_length
         self.bucket_by_length = bucket_by_length
         self.embeddings_path = embeddings_path
-        self.val_fraction, self.test_fraction, self.split_seed = val_fraction, test_fraction, split_seed
+        self.val_fraction, self.test_fraction = val_fraction, test_fraction
+        self.split_seed = split_seed
         self.vocab: Vocab | None = None
         self.num_classes = 2
         self.label_names: list[str] = []

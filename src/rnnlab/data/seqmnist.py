@@ -124,7 +124,8 @@ def read_hub(name: str, cache_dir: str) -> dict[str, np.ndarray]:
     image = next((c for c in ("image", "img", "pixels") if c in columns), None)
     label = next((c for c in ("label", "labels") if c in columns), None)
     if image is None or label is None:
-        raise ValueError(f"data.source=hf:{name}: no image/label columns (has {', '.join(columns)})")
+        raise ValueError(f"data.source=hf:{name}: no image/label columns "
+                         f"(has {', '.join(columns)})")
     out = {}
     for split in ("train", "test"):
         images = np.stack([np.asarray(im.convert("L") if hasattr(im, "convert") else im,
@@ -155,7 +156,8 @@ class SeqMNISTDataModule(SequenceDataModule):
         check_sizes("data", self.sizes)
         self.source, self.mode, self.permute = source, mode, permute
         self.permutation_seed = permutation_seed
-        self.val_fraction, self.test_fraction, self.split_seed = val_fraction, test_fraction, split_seed
+        self.val_fraction, self.test_fraction = val_fraction, test_fraction
+        self.split_seed = split_seed
         self.cache = Cache(data_dir, "seqmnist")
         self.fashion_dir = Path(fashion_dir)
         #: the pixel order fed to the network (identity unless data.permute=true)
@@ -173,7 +175,8 @@ class SeqMNISTDataModule(SequenceDataModule):
         if self.source == "fashion":
             paths = fashion_paths(self.fashion_dir)
             files = {p.name: p.stat().st_size for p in paths.values()}
-            return self.cache.ensure_npz("fashion-mnist.npz", lambda: read_fashion(self.fashion_dir),
+            return self.cache.ensure_npz("fashion-mnist.npz",
+                                         lambda: read_fashion(self.fashion_dir),
                                          params={"folder": str(self.fashion_dir), "files": files,
                                                  "version": 1},
                                          what="Fashion-MNIST from dataset-fashion-mnist")

@@ -21,7 +21,8 @@ def check_fractions(prefix: str, val_fraction: float, test_fraction: float) -> N
 def check_sizes(prefix: str, sizes: dict[str, int | None]) -> None:
     for split, size in sizes.items():
         if size is not None and size < 1:
-            raise ValueError(f"{prefix}.{split}_size must be a positive integer or null, got {size}")
+            raise ValueError(f"{prefix}.{split}_size must be a positive integer or null, "
+                             f"got {size}")
 
 
 def stratified_split(labels: np.ndarray, val_fraction: float, test_fraction: float,

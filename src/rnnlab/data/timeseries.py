@@ -226,7 +226,8 @@ class TimeSeriesDataModule(SequenceDataModule):
                  test_size: int | None = None, **kwargs):
         super().__init__(name=name, **kwargs)
         if not series.startswith(PREFIXES):
-            check_choice("data.series", series, [*SERIES, "csv:<path>", "rdataset:<package>/<item>"])
+            check_choice("data.series", series,
+                         [*SERIES, "csv:<path>", "rdataset:<package>/<item>"])
         check_fractions("data", val_fraction, test_fraction)
         self.sizes = {"train": train_size, "val": val_size, "test": test_size}
         check_sizes("data", self.sizes)
@@ -265,15 +266,17 @@ class TimeSeriesDataModule(SequenceDataModule):
             return load_rdataset(series[len("rdataset:"):], self.cache)
         if series == "generated:mackey_glass":
             params = {"length": self.length, "version": 1}
-            build = lambda: {"values": mackey_glass(self.length)}
+            def build():
+                return {"values": mackey_glass(self.length)}
         elif series == "generated:noisy_sines":
             params = {"length": self.length, "noise": self.noise, "seed": self.generated_seed,
                       "version": 1}
-            build = lambda: {"values": noisy_sines(self.length, self.noise,
-                                                   self.generated_seed)}
+            def build():
+                return {"values": noisy_sines(self.length, self.noise, self.generated_seed)}
         else:
             params = {"version": 1}
-            build = lambda: {"values": load_statsmodels(series)}
+            def build():
+                return {"values": load_statsmodels(series)}
         file = series.replace("generated:", "generated-") + ".npz"
         return self.cache.ensure_npz(file, build, params=params, what=SERIES[series].description
                                      )["values"]
@@ -334,6 +337,7 @@ class TimeSeriesDataModule(SequenceDataModule):
             "train_mean": self.mean, "train_std": self.std,
             "splits": {split: {"size": len(self.splits[split]),
                                "steps": list(self.bounds[split]),
-                               "length": length_stats([self.input_length] * len(self.starts[split]))}
+                               "length": length_stats(
+                                   [self.input_length] * len(self.starts[split]))}
                        for split in SPLITS},
             "baselines": dict(self._baselines)}

@@ -205,12 +205,14 @@ def _compare_rows(table: pd.DataFrame, values: list[list[float]], frame: pd.Data
     for members in table.groupby(groups, sort=False).groups.values():
         members = list(members)
         if against is not None:
-            control = [i for i in members if comparable(table.at[i, compare]) == comparable(against)]
+            control = [i for i in members
+                       if comparable(table.at[i, compare]) == comparable(against)]
             if not control:
                 continue
             control = control[0]
         else:
-            means = [(table.at[i, metric], i) for i in members if not math.isnan(table.at[i, metric])]
+            means = [(table.at[i, metric], i) for i in members
+                     if not math.isnan(table.at[i, metric])]
             if not means:
                 continue
             control = (min(means) if lower_is_better else max(means))[1]

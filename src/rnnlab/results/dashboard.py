@@ -152,7 +152,8 @@ def layout_from_preset(group: str) -> Layout:
     gradflow = (cfg.get("callbacks") or {}).get("gradflow") or {}
     span, source = _configured_range([gradflow.get("heatmap_range")])
     return Layout(group=group, swept=swept, numeric=[k for k in swept if k in NUMERIC_HINTS],
-                  headline=headline, has_baseline=cfg.data.name in ("copy", "adding", "selective_copy"),
+                  headline=headline,
+                  has_baseline=cfg.data.name in ("copy", "adding", "selective_copy"),
                   layers=[f"layer{i}" for i in range(int(cfg.model.num_layers))],
                   heatmap_range=span, heatmap_range_source=source)
 

@@ -83,7 +83,8 @@ def numeric_keys(table: pd.DataFrame) -> list[str]:
 
 
 def metric_vs(table: pd.DataFrame, key: str, metric: str):
-    """``metric`` (mean ± std over seeds) against the numeric setting ``key``, a line per row group."""
+    """``metric`` (mean ± std over seeds) against the numeric setting ``key``, a line per row
+    group."""
     keys = table.attrs["keys"]
     others = [k for k in keys if k != key]
     fig = _figure(6.0, 4.2)
@@ -183,7 +184,9 @@ def success_heatmap(table: pd.DataFrame, rows: str, columns: str):
     counts = frame.pivot_table(index=frame[rows].map(lambda v: show(rows, v)),
                                columns=frame[columns].map(lambda v: show(columns, v)),
                                values="n", aggfunc="sum", sort=False).reindex_like(grid)
-    if pd.api.types.is_numeric_dtype(pd.Series([v for v in table[columns] if v is not None])):
+    present = pd.Series([v for v in table[columns] if v is not None])
+    # numbers in their order (lr, T); booleans (data.permute) are labels, not numbers to sort
+    if pd.api.types.is_numeric_dtype(present) and not pd.api.types.is_bool_dtype(present):
         order = sorted(grid.columns, key=float)
         grid, counts = grid[order], counts[order]
     fig = _figure(1.2 * len(grid.columns) + 2.5, 0.6 * len(grid.index) + 1.8)

@@ -49,6 +49,8 @@ class Reference:
 
 
 def _same(have: Any, want: Any) -> bool:
+    if hasattr(have, "item") and getattr(have, "ndim", None) == 0:  # numpy's bool_, int64: the
+        have = have.item()  # Python value, so that np.False_ is the setting `false`
     if want is None:
         return have is None or (isinstance(have, float) and math.isnan(have))
     if isinstance(want, bool) or isinstance(have, bool):

@@ -172,13 +172,15 @@ def show(key: str, value: Any) -> str:
 
 
 def run_name(settings: dict[str, Any], swept: Sequence[str], seed: Any) -> str:
-    """A run's name from its cell, data and swept settings: ``gru-copy-variant=mgu-reset=before-s0``.
+    """A run's name from its cell, data and swept settings:
+    ``gru-copy-variant=mgu-reset=before-s0``.
 
     With ``seed=None`` the same without the seed: the name of the run's table row.
     """
     parts = [str(settings.get("model.cell", "")), str(settings.get("data.name", ""))]
     for key in swept:
-        if key in ("model.cell", "data.name", "experiment_name", REPLICATE_KEY) or not is_setting(key):
+        if (key in ("model.cell", "data.name", "experiment_name", REPLICATE_KEY)
+                or not is_setting(key)):
             continue
         parts.append(f"{label(key, swept)}={show(key, settings.get(key))}")
     if seed is not None:
