@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from functools import partial
+from pathlib import Path
 from types import SimpleNamespace
 
 import lightning as L
@@ -198,3 +199,25 @@ def test_ddp_reduction_is_a_nan_aware_mean_over_ranks():
     reduced = GradientFlowMonitor._reduce(trainer, mine)
     expected = torch.tensor([[[2.0, 3.0, 6.0]], [[1.0, 1.5, 3.0]], [[3.0, 4.0, 7.0]]])
     torch.testing.assert_close(reduced, expected)
+
+
+def test_plot_labels_name_their_own_folder_when_one_has_no_records(tmp_path, monkeypatch):
+    """A folder without records is skipped; the labels of the others still name their folder."""
+    from rnnlab.gradflow import cli
+
+    for name in ("a_empty", "b", "c"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "gradflow.npz").touch()
+    monkeypatch.setattr(cli, "load_gradflow", lambda d: {
+        "steps": np.arange(0 if Path(d).name == "a_empty" else 2), "cell": "lstm"})
+    drawn = {}
+    monkeypatch.setattr(cli, "curves_figure", lambda runs, *a, **k: drawn.setdefault("runs", runs)
+                        and _NoFigure())
+    monkeypatch.setattr(cli, "heatmaps_figure", lambda runs, *a, **k: _NoFigure())
+    assert cli.main([str(tmp_path), "--out", str(tmp_path / "out")]) == 0
+    assert [label for label, _ in drawn["runs"]] == ["lstm [b]", "lstm [c]"]
+
+
+class _NoFigure:
+    def savefig(self, path, **kwargs):
+        Path(path).touch()

@@ -128,15 +128,17 @@ def main(argv: list[str] | None = None) -> int:
     if not dirs:
         print("rnnlab-plot-gradflow: no run with a gradflow.npz", file=sys.stderr)
         return 1
-    runs = []
+    runs, kept = [], []  # kept[i] is the folder of runs[i]: folders without records are dropped
     for run_dir in dirs:
         data = load_gradflow(run_dir)
         if len(data["steps"]) == 0:
             print(f"rnnlab-plot-gradflow: {run_dir}: no records yet, skipped", file=sys.stderr)
             continue
         runs.append((run_label(run_dir, data), data))
+        kept.append(run_dir)
     if not runs:
         return 1
+    dirs = kept
     runs = _row_key_labels(runs, dirs)
     labels = [label for label, _ in runs]
     if len(set(labels)) < len(labels):  # same setting, e.g. seeds: tell them apart
