@@ -1,0 +1,177 @@
+"""Step Jacobians, their products and Lyapunov exponents (rnnlab.gradflow.jacobian): every cell
+and variant against torch.autograd.functional.jacobian in float64, and the Lyapunov exponents on
+cases with known answers."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch.autograd.functional import jacobian
+
+from rnnlab.cells import GRU, LSTM, RNN, IndRNN, MinGRU, MinLSTM
+from rnnlab.gradflow.jacobian import (
+    jacobian_record,
+    lyapunov_exponents,
+    product_log10_norms,
+    step_jacobians,
+)
+
+F64 = torch.float64
+CELLS = (
+    [(RNN, {"nonlinearity": n}) for n in ("tanh", "relu")]
+    + [(GRU, {"variant": v, "reset": r}) for v in ("gru", "no_reset", "mgu")
+       for r in ("after", "before")]
+    + [(GRU, {"layer_norm": True}), (GRU, {"reset": "before", "layer_norm": True}),
+       (GRU, {"zoneout": 0.3})]
+    + [(LSTM, {"variant": v}) for v in
+       ("torch", "vanilla", "nig", "nfg", "nog", "niaf", "noaf", "np", "cifg", "fgr")]
+    + [(LSTM, {"layer_norm": True}), (LSTM, {"zoneout": 0.3}), (IndRNN, {})]
+)
+IDS = [f"{c.__name__}-" + "-".join(f"{v}" for v in kw.values()) for c, kw in CELLS]
+
+
+def _stack(cls, kw, I=3, H=4, layers=1, seed=0):
+    torch.manual_seed(seed)
+    stack = cls(I, H, num_layers=layers, compile=False, dtype=F64, **kw).eval()
+    with torch.no_grad():  # larger weights than the default init: saturating, non-trivial J
+        for p in stack.parameters():
+            p.mul_(2.0)
+    return stack
+
+
+def _autograd_step_jacobians(stack, layer, x):
+    """J_t by autograd through the cell's forward equations (Recurrence.step), in float64."""
+    rec = stack.recurrence()
+    widths = rec.state_sizes(stack.hidden_size)
+    params = stack.layer_parameters(layer)
+    gi = stack.input_projection(layer, x)
+    inputs = stack.step_inputs(layer, gi)
+    state = tuple(x.new_zeros(x.shape[1], w) for w in widths)
+    Js, outs = [], []
+    for t in range(x.shape[0]):
+        step_in = tuple(i[t] for i in inputs)
+
+        def f(s, t=t, step_in=step_in):
+            new, _ = rec.step(gi[t], tuple(s.split(list(widths), 1)), params, *step_in)
+            return torch.cat(new, 1)
+
+        flat = torch.cat(state, 1)
+        full = jacobian(f, flat)  # (B, S, B, S): samples do not mix
+        Js.append(torch.stack([full[b, :, b, :] for b in range(flat.shape[0])]))
+        state = tuple(f(flat).split(list(widths), 1))
+        outs.append(state[0])
+    return torch.stack(Js), torch.stack(outs)
+
+
+@pytest.mark.parametrize(("cls", "kw"), CELLS, ids=IDS)
+def test_step_jacobians_match_autograd(cls, kw):
+    stack = _stack(cls, kw, layers=2)
+    torch.manual_seed(1)
+    x = torch.randn(6, 2, 3, dtype=F64)
+    got = step_jacobians(stack, x)
+    inp = x
+    for layer in range(2):
+        want, out = _autograd_step_jacobians(stack, layer, inp)
+        torch.testing.assert_close(got[layer].J, want, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(got[layer].output, out, rtol=1e-12, atol=1e-12)
+        inp = out
+
+
+@pytest.mark.parametrize("cls", [MinGRU, MinLSTM])
+def test_min_cells_jacobian_is_their_coefficient_and_matches_the_module(cls):
+    """minGRU / minLSTM: the product of the diagonal J_t is ∂h_T/∂h_0 of the module itself."""
+    stack = _stack(cls, {"mode": "sequential"})
+    x = torch.randn(5, 2, 3, dtype=F64)
+    (lj,) = step_jacobians(stack, x)
+    want = jacobian(lambda h0: stack(x, h0)[1][0], torch.zeros(1, 2, 4, dtype=F64))
+    product = lj.J[0]
+    for t in range(1, 5):
+        product = lj.J[t] @ product
+    for b in range(2):
+        torch.testing.assert_close(product[b], want[b, :, 0, b, :], rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(lj.output, stack(x)[0])
+
+
+@pytest.mark.parametrize(("cls", "kw"), [(RNN, {}), (GRU, {}), (LSTM, {}), (IndRNN, {})],
+                         ids=["rnn", "gru", "lstm", "indrnn"])
+def test_products_are_the_modules_own_state_derivative(cls, kw):
+    """‖J_T ⋯ J_1‖ equals ‖∂s_T/∂s_0‖ of the module's forward (h_n, c_n wrt hx), and the
+    record's log10_product at t is log10 ‖J_T ⋯ J_{t+1}‖."""
+    stack = _stack(cls, kw)
+    x = torch.randn(7, 2, 3, dtype=F64)
+    (lj,) = step_jacobians(stack, x)
+    if cls is LSTM:
+        def final(h0, c0):
+            _, (h, c) = stack(x, (h0, c0))
+            return torch.cat([h[0], c[0]], 1)
+        zeros = torch.zeros(1, 2, 4, dtype=F64)
+        dh, dc = jacobian(final, (zeros, zeros))
+        want = torch.cat([dh[:, :, 0], dc[:, :, 0]], -1)  # (B, S, B, S)
+    else:
+        want = jacobian(lambda h0: stack(x, h0)[1][0], torch.zeros(1, 2, 4, dtype=F64))[:, :, 0]
+    product = lj.J[0]
+    for t in range(1, 7):
+        product = lj.J[t] @ product
+    for b in range(2):
+        torch.testing.assert_close(product[b], want[b, :, b, :], rtol=1e-10, atol=1e-12)
+    logs = product_log10_norms(lj.J)
+    assert torch.all(logs[-1] == 0)
+    tail = lj.J[6] @ lj.J[5] @ lj.J[4]  # ∂s_7/∂s_4 (1-based states)
+    torch.testing.assert_close(logs[3], torch.log10(torch.linalg.matrix_norm(tail, ord=2)))
+
+
+def test_ragged_batch_freezes_the_state_past_the_end():
+    stack = _stack(GRU, {}, I=3, H=4)
+    x = torch.randn(5, 2, 3, dtype=F64)
+    (lj,) = step_jacobians(stack, x, lengths=torch.tensor([5, 3]))
+    eye = torch.eye(4, dtype=F64)
+    assert torch.equal(lj.J[3, 1], eye) and torch.equal(lj.J[4, 1], eye)
+    (alone,) = step_jacobians(stack, x[:3, 1:])
+    torch.testing.assert_close(lj.J[:3, 1], alone.J[:, 0])
+    assert torch.all(lj.output[3:, 1] == 0)
+
+
+def _orthogonal(n, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    q, _ = torch.linalg.qr(torch.randn(n, n, generator=g, dtype=F64))
+    return q
+
+
+@pytest.mark.parametrize("a", [1.0, 0.5, 1.7])
+def test_lyapunov_of_a_scaled_orthogonal_product_is_log_a(a):
+    J = (a * _orthogonal(6)).expand(40, 3, 6, 6)
+    exps = lyapunov_exponents(J, k=4)
+    torch.testing.assert_close(exps, torch.full((3, 4), math.log(a), dtype=F64))
+    every3 = lyapunov_exponents(J, k=4, reorthonormalise=3)
+    torch.testing.assert_close(every3, exps)
+
+
+def test_lyapunov_of_a_diagonal_product_is_the_sorted_log_entries():
+    d = torch.tensor([0.3, 2.0, 1.0, 0.9], dtype=F64)
+    J = torch.diag(d).expand(25, 1, 4, 4)
+    exps = lyapunov_exponents(J)
+    torch.testing.assert_close(exps[0], d.log().sort(descending=True).values)
+
+
+def test_tanh_rnn_in_its_linear_regime_has_the_exponents_of_its_weights():
+    """Tiny inputs, no bias, W_hh = a·orthogonal: tanh' ≈ 1, so every exponent is ≈ log a."""
+    H, a = 8, 0.9
+    stack = RNN(2, H, bias=False, compile=False, dtype=F64).eval()
+    with torch.no_grad():
+        stack.weight_hh_l0.copy_(a * _orthogonal(H, 3))
+    x = 1e-6 * torch.randn(200, 2, 2, dtype=F64)
+    record = jacobian_record(stack, x, k=3)["layer0"]
+    torch.testing.assert_close(record["lyapunov"], torch.full((2, 3), math.log(a), dtype=F64),
+                               atol=1e-6, rtol=0)
+    torch.testing.assert_close(record["norm"], torch.full((200, 2), a, dtype=F64), atol=1e-6,
+                               rtol=0)
+    # log10 ‖W^(T−t)‖ = (T − t) log10 a
+    expect = torch.arange(199, -1, -1, dtype=F64).unsqueeze(1) * math.log10(a)
+    torch.testing.assert_close(record["log10_product"], expect.expand(200, 2), atol=1e-4, rtol=0)
+
+
+def test_lyapunov_refuses_k_beyond_the_state():
+    with pytest.raises(ValueError, match=r"lyapunov k must be in \[1, 4\]"):
+        lyapunov_exponents(torch.eye(4).expand(3, 1, 4, 4), k=5)
