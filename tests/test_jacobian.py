@@ -15,6 +15,7 @@ from rnnlab.gradflow.jacobian import (
     jacobian_record,
     lyapunov_exponents,
     product_log10_norms,
+    spectral_norms,
     step_jacobians,
 )
 
@@ -175,3 +176,11 @@ def test_tanh_rnn_in_its_linear_regime_has_the_exponents_of_its_weights():
 def test_lyapunov_refuses_k_beyond_the_state():
     with pytest.raises(ValueError, match=r"lyapunov k must be in \[1, 4\]"):
         lyapunov_exponents(torch.eye(4).expand(3, 1, 4, 4), k=5)
+
+
+
+def test_spectral_norms_are_the_largest_singular_values():
+    J = torch.randn(5, 3, 7, 7, dtype=F64)
+    torch.testing.assert_close(spectral_norms(J), torch.linalg.svdvals(J)[..., 0], rtol=1e-12,
+                               atol=0)
+    assert torch.all(spectral_norms(torch.zeros(2, 4, 4, dtype=F64)) == 0)

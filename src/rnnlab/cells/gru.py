@@ -119,6 +119,19 @@ def _merge(dr: Tensor | None, dz: Tensor, variant: str) -> Tensor:
     return dr - dz  # mgu
 
 
+def _gates(variant: str):
+    """saved -> the step's gates: r and z (z keeps: h_t = z h_{t−1} + (1 − z) n), or MGU's f
+    (h_t = (1 − f) h_{t−1} + f n); "keep" = z, "reset" = what multiplies h_{t−1} inside n (r,
+    MGU's f, 1 for no_reset). saved[0] is the sigmoid gate vector."""
+
+    def gates(saved):
+        r, z = _split(saved[0], variant)
+        named = {"f": r} if variant == "mgu" else {"z": z} if r is None else {"r": r, "z": z}
+        return {**named, "keep": z, "reset": torch.ones_like(z) if r is None else r}
+
+    return gates
+
+
 def _zoneout(d: Tensor, prev: Tensor, new: Tensor) -> Tensor:
     # d·prev + (1 − d)·new rather than new + d·(prev − new): exact for a 0/1 mask (the unit keeps
     # its previous value bit for bit; d = 0 gives exactly the plain cell's state)
@@ -299,6 +312,7 @@ def _recurrence(variant: str, reset: str, layer_norm: bool = False, zoneout: boo
         ),
         grads,
         lambda H: (H,),
+        gates=_gates(variant),
     )
 
 

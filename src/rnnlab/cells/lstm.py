@@ -483,6 +483,23 @@ def _lstm_param_grads(spec: LSTMSpec):
     return param_grads
 
 
+def _gates(spec: LSTMSpec):
+    """saved -> the sigmoid gates the variant has (i, f, o; CIFG's f = 1 − i), keep = f (1 for
+    NFG, which has no forget gate: c_t = c_{t−1} + i g)."""
+    names = spec.gates
+
+    def gates(saved):
+        out = {n: saved[k] for k, n in enumerate(names) if n != "g"}
+        if spec.variant == "cifg":
+            out["f"] = 1 - out["i"]
+        keep = out.get("f")
+        if keep is None:  # nfg
+            keep = torch.ones_like(saved[0])
+        return {**{n: out[n] for n in ("i", "f", "o") if n in out}, "keep": keep}
+
+    return gates
+
+
 def _recurrence(spec: LSTMSpec, name: str) -> Recurrence:
     # without options the step functions run exactly the plain cell's operations (d is empty)
     return Recurrence(
@@ -492,6 +509,7 @@ def _recurrence(spec: LSTMSpec, name: str) -> Recurrence:
         _lstm_param_grads(spec),
         (lambda H: (H, H, 3 * H)) if spec.gate_recurrence else (lambda H: (H, H)),
         num_user_states=2,
+        gates=_gates(spec),
     )
 
 

@@ -72,6 +72,13 @@ class Recurrence:
     ``state_sizes(hidden_size)`` gives the width of each state tensor; the first one is ``h``.
     ``num_user_states`` of them come from / go to the user (``hx``, ``h_n``, ``c_n``); the rest
     (e.g. FGR's previous gate activations) start at zero and are internal.
+
+    ``gates(saved) -> {name: (B, H)}``: the step's sigmoid gates by their papers' names, read
+    from what ``step`` saved (None for cells without gates), plus ``"keep"``, the coefficient
+    of the previous state in the state update (GRU z, LSTM f, MGU 1 − f), from which the gate
+    statistics derive each unit's timescale 1 / (1 − keep), and for the GRU family
+    ``"reset"``, what multiplies h_{t−1} inside the candidate (r; 1 without a reset gate), which
+    the textbook case analysis reads (rnnlab.gradflow.gates).
     """
 
     name: str
@@ -80,6 +87,7 @@ class Recurrence:
     param_grads: Callable
     state_sizes: Callable[[int], tuple[int, ...]]
     num_user_states: int = 1
+    gates: Callable | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "_fns", {})
