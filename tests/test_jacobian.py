@@ -184,3 +184,12 @@ def test_spectral_norms_are_the_largest_singular_values():
     torch.testing.assert_close(spectral_norms(J), torch.linalg.svdvals(J)[..., 0], rtol=1e-12,
                                atol=0)
     assert torch.all(spectral_norms(torch.zeros(2, 4, 4, dtype=F64)) == 0)
+
+
+def test_lyapunov_of_a_ragged_batch_divides_by_each_length():
+    J = torch.eye(3, dtype=F64).repeat(10, 2, 1, 1)
+    J[:4, 1] = 0.5 * torch.eye(3, dtype=F64)  # sample 1: 4 steps of 0.5, then frozen (I)
+    J[:, 0] = 2.0 * torch.eye(3, dtype=F64)
+    exps = lyapunov_exponents(J, k=2, lengths=torch.tensor([10, 4]))
+    torch.testing.assert_close(exps, torch.tensor([[math.log(2)] * 2, [math.log(0.5)] * 2],
+                                                  dtype=F64))

@@ -183,11 +183,13 @@ def product_log10_norms(J: Tensor) -> Tensor:
     return out
 
 
-def lyapunov_exponents(J: Tensor, k: int | None = None, reorthonormalise: int = 1) -> Tensor:
+def lyapunov_exponents(J: Tensor, k: int | None = None, reorthonormalise: int = 1,
+                       lengths: Tensor | None = None) -> Tensor:
     """The top-``k`` Lyapunov exponents per sample, (B, k), natural log per step, of the
     product J_T ⋯ J_1 (J: (T, B, S, S)), by the QR method: Q_0 the first k unit vectors,
-    Z = J_t Q, every ``reorthonormalise`` steps Z = QR, Σ log |diag R|; the sum over T.
-    Exponents below log(tiny) per step (a factor that is exactly 0) read -inf."""
+    Z = J_t Q, every ``reorthonormalise`` steps Z = QR, Σ log |diag R|, divided by the number
+    of steps (``lengths[b]`` for a ragged batch, whose J past the end is I and adds nothing).
+    A factor that is exactly 0 makes its exponent -inf."""
     T, B, S, _ = J.shape
     k = S if k is None else int(k)
     if not 1 <= k <= S:
@@ -201,8 +203,10 @@ def lyapunov_exponents(J: Tensor, k: int | None = None, reorthonormalise: int = 
         if (t + 1) % reorthonormalise == 0 or t == T - 1:
             Q, R = torch.linalg.qr(Q)
             total = total + torch.log(torch.diagonal(R, dim1=-2, dim2=-1).abs())
+    steps = (J.new_full((B, 1), T) if lengths is None
+             else lengths.to(J.device, J.dtype).reshape(B, 1).clamp(min=1))
     # QR orders nothing: the exponents, largest first
-    return (total / T).sort(-1, descending=True).values
+    return (total / steps).sort(-1, descending=True).values
 
 
 def jacobian_record(stack, x: Tensor, lengths: Tensor | None = None,

@@ -50,6 +50,7 @@ from rnnlab.errors import check_choice
 
 from . import wandb_charts
 from .clipping import ClipCounter
+from .dynamics import DynamicsRecorder
 from .probe import fixed_probe, take_rows
 from .stats import (
     DEFAULT_HORIZON_FRACTION,
@@ -90,6 +91,11 @@ class GradientFlowMonitor(Callback):
         heatmap_range: [lo, hi], the heatmap's colour range in log10 units, the same for every
             run so that colours compare across runs (None: plots.DEFAULT_HEATMAP_RANGE); values
             outside are clamped to the end colours, and the chart says so.
+        jacobian_rows: rows of the probe batch (the fixed probe's, else the first training
+            batch's) whose step Jacobians, Lyapunov exponents and gates are recorded
+            (dynamics.py; 0: none), at the first record, every ``jacobian_every_n_steps``
+            (None: never in between) and at the end of training.
+        lyapunov_k: how many of the top Lyapunov exponents.
     """
 
     def __init__(
@@ -103,6 +109,9 @@ class GradientFlowMonitor(Callback):
         log_curves: bool = True,
         heatmap: bool = True,
         heatmap_range: Sequence[float] | None = None,
+        jacobian_rows: int = 4,
+        jacobian_every_n_steps: int | None = None,
+        lyapunov_k: int = 8,
     ):
         from .plots import check_heatmap_range
 
@@ -126,6 +135,8 @@ class GradientFlowMonitor(Callback):
         self.log_curves = log_curves
         self.heatmap = heatmap
         self.heatmap_range = check_heatmap_range(heatmap_range)
+        self._dynamics_args = (jacobian_rows, jacobian_every_n_steps, lyapunov_k)
+        DynamicsRecorder(*self._dynamics_args)  # checks the arguments now
         self._reset()
 
     def _reset(self) -> None:
@@ -145,10 +156,19 @@ class GradientFlowMonitor(Callback):
         self._clipped_steps = 0
         self._heatmap_records = 0
         self._warned = False
+        self.dynamics = DynamicsRecorder(*self._dynamics_args)
 
     # What a checkpoint keeps, so that a resumed run's gradflow.npz holds every record, once.
     _STATE = ("records", "param_records", "layers", "_last_probe_step", "_last_param_step",
-              "_pending", "_clipped_steps", "_heatmap_records")
+              "_pending", "_clipped_steps", "_heatmap_records", "_dynamics_state")
+
+    @property
+    def _dynamics_state(self) -> dict[str, Any]:
+        return {"records": self.dynamics.records, "batch": self.dynamics.batch}
+
+    @_dynamics_state.setter
+    def _dynamics_state(self, value: dict[str, Any]) -> None:
+        self.dynamics.records, self.dynamics.batch = value["records"], value["batch"]
 
     @property
     def _pending(self) -> list[list[torch.Tensor]]:  # the checkpointed part of the counter
@@ -187,6 +207,8 @@ class GradientFlowMonitor(Callback):
         self._params = [p for p in pl_module.parameters() if p.requires_grad]
         if self.probe == "fixed" and self._model is not None:
             self._probe_batch = self._held_out_batch(trainer, pl_module)
+            if self._probe_batch is not None:
+                self.dynamics.keep_batch(self._probe_batch)
 
     def _held_out_batch(self, trainer, pl_module) -> dict | None:
         """The first validation batch (None without a datamodule: the first training batch then
@@ -209,6 +231,10 @@ class GradientFlowMonitor(Callback):
     # --------------------------------------------------------------------------- hooks
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         step = trainer.global_step
+        if self._model is not None and self.dynamics.due(step):
+            if isinstance(batch, dict):
+                self.dynamics.keep_batch(batch)
+            self._measure_dynamics(trainer, pl_module, step, can_log=True)
         if self._model is None or not self._due(step):
             return
         if self.probe == "train":
@@ -242,6 +268,10 @@ class GradientFlowMonitor(Callback):
         if (self.probe == "fixed" and self._model is not None and self._probe_batch is not None
                 and self._last_probe_step != trainer.global_step):
             self._run_fixed_probe(trainer, pl_module, trainer.global_step, can_log=False)
+        records = self.dynamics.records
+        if (self._model is not None and self.dynamics.on
+                and (not records or records[-1]["step"] != trainer.global_step)):
+            self._measure_dynamics(trainer, pl_module, trainer.global_step, can_log=False)
         self._flush(trainer, images="final")
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
@@ -257,6 +287,19 @@ class GradientFlowMonitor(Callback):
         self._last_probe_step = step
         self._record(trainer, pl_module, step, flows, self._probe_batch.get("lengths"), scale,
                      can_log=can_log)
+
+    def _measure_dynamics(self, trainer, pl_module, step: int, can_log: bool) -> None:
+        """Step Jacobians, Lyapunov exponents and gates (dynamics.py) at ``step``. Every rank
+        measures the same rows with the same weights; rank 0 logs."""
+        scalars = self.dynamics.measure(self._model, step, trainer.current_epoch)
+        if not scalars:
+            return
+        if can_log:
+            for key, value in scalars.items():
+                pl_module.log(key, value, on_step=True, on_epoch=False, logger=False)
+        else:  # after the loop self.log is closed: the final values reach results.json here
+            trainer.callback_metrics.update({k: torch.tensor(v) for k, v in scalars.items()})
+        self._log_scalars(trainer, scalars, step)
 
     def _track_clipping(self, trainer, pl_module) -> None:
         if trainer.gradient_clip_val:  # only when clipping is configured
@@ -398,12 +441,15 @@ class GradientFlowMonitor(Callback):
             dtype=np.float64).reshape(len(self.param_records), len(names))
         clip = getattr(trainer, "gradient_clip_val", None) if trainer is not None else None
         out["gradient_clip_val"] = np.float64(clip if clip else np.nan)
+        if self.dynamics.records:
+            out.update(self.dynamics.arrays())
         return out
 
     def _flush(self, trainer, images: str | None) -> None:
         """Write gradflow.npz (rank 0); ``images``: None, "epoch" or "final" (log the heatmap
         when there are records it has not shown yet)."""
-        if not trainer.is_global_zero or not (self.records or self.param_records):
+        if not trainer.is_global_zero or not (self.records or self.param_records
+                                               or self.dynamics.records):
             return
         arrays = self.arrays(trainer)
         # the epoch-end copies skip the fsync (the rename keeps them whole); the last one has it
