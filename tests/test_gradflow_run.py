@@ -313,3 +313,45 @@ def test_bad_gradflow_setting_is_one_clear_line(override, message, run_training,
     err = capsys.readouterr().err
     assert message in err
     assert "Traceback" not in err
+
+
+DYNAMICS_ARRAYS = {"jacobian_steps", "jacobian_epochs", "jacobian_rows", "state_size",
+                   "jacobian_norm_mean", "jacobian_norm_p10", "jacobian_norm_p90",
+                   "log10_product_mean", "log10_product_p10", "log10_product_p90", "lyapunov",
+                   "gate_names", "gate_mean", "gate_low", "gate_high", "tau_bins", "tau_hist",
+                   "tau_median", "case_names", "case_shares"}
+
+
+def test_step_jacobians_and_gates_reach_npz_results_and_wandb(run_training):
+    """The dynamics record (dynamics.py): at the first step, every jacobian_every_n_steps and
+    the end; its arrays in gradflow.npz, its scalars in results.json (the last record's) and the
+    W&B history."""
+    results, run_dir = run_training(["data=copy", "model=gru", "model.num_layers=2",
+                                     "model.hidden_size=8", "debug=fast",
+                                     "callbacks.gradflow.jacobian_every_n_steps=1",
+                                     "callbacks.gradflow.jacobian_rows=3",
+                                     "callbacks.gradflow.lyapunov_k=5"])
+    assert results["status"] == "completed"
+    saved = load_gradflow(run_dir)
+    assert DYNAMICS_ARRAYS <= set(saved)
+    assert list(saved["jacobian_steps"]) == [0, 1, 2]  # debug=fast: 2 steps, then the end
+    assert saved["jacobian_rows"] == 3 and saved["state_size"] == 8
+    R, L, T = saved["jacobian_norm_mean"].shape
+    assert (R, L, T) == (3, 2, 30)
+    assert saved["lyapunov"].shape == (3, 2, 5)
+    assert np.all(np.diff(saved["lyapunov"], axis=-1) <= 0)  # largest first
+    assert list(saved["gate_names"]) == ["r", "z"] and saved["gate_mean"].shape == (3, 2, 2, 30)
+    assert np.all((saved["gate_mean"] > 0) & (saved["gate_mean"] < 1))
+    assert np.all(saved["log10_product_mean"][:, :, -1] == 0)
+    assert list(saved["case_names"]) == ["carry", "reset", "through_w", "mixed"]
+    np.testing.assert_allclose(saved["case_shares"].sum(-1), 1.0)
+    assert saved["tau_hist"].sum(-1).tolist() == [[3 * 30 * 8] * 2] * 3  # rows x t x units
+    metrics = results["metrics"]
+    for k, layer in enumerate(("layer0", "layer1")):
+        assert metrics[f"gradflow/{layer}/lyapunov_max"] == pytest.approx(
+            saved["lyapunov"][-1, k, 0])
+        assert metrics[f"gradflow/{layer}/case_carry"] == pytest.approx(
+            saved["case_shares"][-1, k, 0])
+    run = _read_run(run_dir)
+    assert len(run.series("gradflow/layer1/lyapunov_max")) == 3
+    assert len(run.series("gradflow/layer0/tau_median")) == 3

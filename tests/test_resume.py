@@ -26,6 +26,7 @@ RUN = ["data=adding", "data.seq_len=10", "data.train_size=256", "data.val_size=6
        "data.test_size=64", "data.batch_size=32", "model=lstm", "model.hidden_size=16",
        "model.num_layers=2", "model.dropout=0.25", "trainer.max_epochs=3",
        "trainer.enable_progress_bar=false", "callbacks.gradflow.every_n_steps=3",
+       "callbacks.gradflow.jacobian_every_n_steps=5",
        "callbacks.mid_epoch_checkpoint.minutes=0.0005"]
 TOTAL_STEPS = 24
 
