@@ -355,3 +355,41 @@ def test_step_jacobians_and_gates_reach_npz_results_and_wandb(run_training):
     run = _read_run(run_dir)
     assert len(run.series("gradflow/layer1/lyapunov_max")) == 3
     assert len(run.series("gradflow/layer0/tau_median")) == 3
+    # each record's ‖J_t‖ curves (the curves chart) and gate means; the heatmap at the end
+    assert len(run.series("gradflow/layer1/jacobian_curve_table/path")) == 3
+    curve = _table(run, "gradflow/layer1/jacobian_curve_table")
+    assert np.allclose([row[1] for row in curve["data"]], saved["jacobian_norm_mean"][-1, 1])
+    assert _chart(run, "gradflow/layer1/jacobian_curve")[0]["panelDefId"] == CURVES_CHART
+    assert len(run.series("gradflow/layer0/gates_table/path")) == 3
+    heat = _table(run, "gradflow/layer0/jacobian_heatmap_table")
+    assert len(heat["data"]) == 3 * 30
+    assert np.allclose([row[3] for row in heat["data"]],
+                       np.log10(saved["jacobian_norm_mean"][:, 0]).ravel(), atol=1e-4)
+    [path] = run.series("gradflow/layer0/dynamics_summaries/path")
+    summary = json.loads((run.path.parent / "files" / path).read_text())
+    assert [row[0] for row in summary["data"]] == [0, 1, 2]
+    column = summary["columns"].index("lyapunov_max")
+    assert [row[column] for row in summary["data"]] == pytest.approx(
+        list(saved["lyapunov"][:, 0, 0]))
+
+
+def test_lyapunov_command_remeasures_the_last_record_from_the_checkpoint(run_training, capsys):
+    """rnnlab-lyapunov on last.ckpt with the fixed probe's rows gives the monitor's final
+    record; its refusals are one line."""
+    from rnnlab.gradflow.lyapunov_cli import main
+
+    results, run_dir = run_training(["data=adding", "data.seq_len=12", "model=lstm",
+                                     "model.hidden_size=6", "debug=fast", "~logger.wandb",
+                                     "callbacks.gradflow.probe=fixed",
+                                     "callbacks.gradflow.jacobian_rows=4"])
+    saved = load_gradflow(run_dir)
+    assert main([str(run_dir), "--checkpoint", "last", "--rows", "4", "--k", "8"]) == 0
+    written = json.loads((run_dir / "lyapunov.json").read_text())
+    assert written["step"] == int(saved["jacobian_steps"][-1]) and written["state_size"] == 12
+    np.testing.assert_allclose(written["layers"]["layer0"]["lyapunov"], saved["lyapunov"][-1, 0],
+                               rtol=1e-6)
+    assert written["layers"]["layer0"]["lyapunov_max"] == pytest.approx(
+        results["metrics"]["gradflow/layer0/lyapunov_max"], rel=1e-6)
+    capsys.readouterr()
+    assert main([str(run_dir / "nothing")]) == 2
+    assert capsys.readouterr().err.count("\n") == 1

@@ -8,7 +8,10 @@ Writes, as PNG and PDF:
   run, one panel per chosen record (default: the first record, i.e. at initialisation for the
   fixed probe, and the last);
 - gradflow_heatmap: per run, the norm over training step x t on a log colour scale, one colour
-  range shared by every panel (as the W&B charts), so panels compare.
+  range shared by every panel (as the W&B charts), so panels compare;
+- gradflow_dynamics (runs with a dynamics record, scratch cells): step-Jacobian norms and their
+  products over t, gate means, Lyapunov exponents, timescales and the textbook cases
+  (rnnlab.gradflow.dynamics_plots).
 
 into --out, by default the run dir (one run) or the folder that holds all the runs (a sweep dir).
 
@@ -27,6 +30,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from rnnlab.gradflow.dynamics_plots import dynamics_figure
 from rnnlab.gradflow.plots import curves_figure, heatmaps_figure
 from rnnlab.gradflow.stats import load_gradflow
 
@@ -147,8 +151,11 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     records = [r.strip() for r in args.records.split(",") if r.strip()]
     figures = {"gradflow_curves": curves_figure(runs, args.layer, records, band=not args.no_band),
-               "gradflow_heatmap": heatmaps_figure(runs, args.layer)}
+               "gradflow_heatmap": heatmaps_figure(runs, args.layer),
+               "gradflow_dynamics": dynamics_figure(runs, args.layer)}
     for name, fig in figures.items():
+        if fig is None:  # no run has a dynamics record (torch.nn cells, jacobian_rows=0)
+            continue
         for suffix in ("png", "pdf"):
             path = out / f"{name}.{suffix}"
             fig.savefig(path, dpi=150 if suffix == "png" else None)

@@ -299,7 +299,10 @@ class GradientFlowMonitor(Callback):
                 pl_module.log(key, value, on_step=True, on_epoch=False, logger=False)
         else:  # after the loop self.log is closed: the final values reach results.json here
             trainer.callback_metrics.update({k: torch.tensor(v) for k, v in scalars.items()})
-        self._log_scalars(trainer, scalars, step)
+        wandb_logger = self._wandb(trainer)
+        self._log_scalars(trainer, scalars, step, skip_wandb=wandb_logger is not None)
+        if wandb_logger is not None and trainer.is_global_zero:  # the scalars and the charts
+            wandb_charts.log_dynamics(self, wandb_logger, self.dynamics.records[-1], scalars)
 
     def _track_clipping(self, trainer, pl_module) -> None:
         if trainer.gradient_clip_val:  # only when clipping is configured
@@ -461,3 +464,4 @@ class GradientFlowMonitor(Callback):
             self._heatmap_records = len(self.records)
         if images == "final":
             wandb_charts.log_summary_tables(self, self._wandb(trainer), arrays)
+            wandb_charts.log_dynamics_heatmaps(self, self._wandb(trainer), arrays)

@@ -110,3 +110,75 @@ def log_summary_tables(monitor, logger, arrays: dict[str, Any]) -> None:
             columns=["step", "epoch", *SUMMARIES], data=rows)
     payload["trainer/global_step"] = int(arrays["steps"][-1])
     logger.experiment.log(payload)
+
+
+# The colour range of the step-Jacobian heatmap, log10 ‖J_t‖₂: a factor 100 either way of 1
+# (norm-preserving), the same for every run so that colours compare.
+JACOBIAN_HEATMAP_RANGE = (-2.0, 2.0)
+
+
+def log_dynamics(monitor, logger, record: dict[str, Any], scalars: dict[str, float]) -> None:
+    """One dynamics record (dynamics.py) with its scalars: per layer the ‖J_t‖₂ curves (the
+    curves chart, log y) and the gate means over t (a line series)."""
+    if logger is None:
+        return
+    import wandb
+
+    from .plots import CURVE_COLUMNS, CURVE_FIELDS, CURVES_CHART, chart_id, curve_rows
+
+    preset = chart_id(_chart_entity(logger), CURVES_CHART)
+    payload: dict[str, Any] = dict(scalars)
+    for k, layer in enumerate(record["layers"]):
+        key = f"gradflow/layer{k}"
+        table = wandb.Table(columns=list(CURVE_COLUMNS), data=curve_rows(layer["norm"]))
+        payload[f"{key}/jacobian_curve"] = wandb.plot_table(
+            vega_spec_name=preset, data_table=table, fields=dict(CURVE_FIELDS),
+            string_fields={
+                "title": f"{_label(monitor)}‖J_t‖₂ = ‖∂s_t/∂s_t−1‖₂ over t, layer{k}, "
+                         f"training step {record['step']}",
+                "subtitle": f"{monitor.dynamics.rows} probe rows; line: mean, band: p10-p90",
+                "yname": "‖J_t‖₂"})
+        if layer["gates"]:
+            T = next(iter(layer["gates"].values())).shape[-1]
+            payload[f"{key}/gates"] = wandb.plot.line_series(
+                xs=list(range(1, T + 1)),
+                ys=[[float(v) for v in g[0]] for g in layer["gates"].values()],
+                keys=list(layer["gates"]), xname="time step t",
+                title=f"{_label(monitor)}gate means over t, layer{k}, step {record['step']}")
+    payload["trainer/global_step"] = record["step"]
+    logger.experiment.log(payload)
+
+
+def log_dynamics_heatmaps(monitor, logger, arrays: dict[str, Any]) -> None:
+    """At the end: per layer the (record step x t) heatmap of log10 ‖J_t‖₂ (the heatmap chart,
+    colour range JACOBIAN_HEATMAP_RANGE) and a table of the dynamics scalars per record."""
+    if logger is None or len(arrays.get("jacobian_steps", ())) == 0:
+        return
+    import wandb
+
+    from .dynamics import DynamicsRecorder
+    from .plots import HEATMAP_CHART, HEATMAP_COLUMNS, HEATMAP_FIELDS, chart_id, heatmap_rows
+
+    preset = chart_id(_chart_entity(logger), HEATMAP_CHART)
+    lo, hi = JACOBIAN_HEATMAP_RANGE
+    steps = arrays["jacobian_steps"]
+    payload: dict[str, Any] = {}
+    per_record = [DynamicsRecorder.scalars(r) for r in monitor.dynamics.records]
+    for k in range(arrays["jacobian_norm_mean"].shape[1]):
+        rows, _ = heatmap_rows(steps, arrays["jacobian_norm_mean"][:, k])
+        payload[f"gradflow/layer{k}/jacobian_heatmap"] = wandb.plot_table(
+            vega_spec_name=preset, data_table=wandb.Table(columns=list(HEATMAP_COLUMNS),
+                                                          data=rows),
+            fields=dict(HEATMAP_FIELDS),
+            string_fields={"title": f"{_label(monitor)}log10 ‖J_t‖₂, layer{k}, training step × t",
+                           "subtitle": f"colour: fixed range [{lo:g}, {hi:g}]; "
+                                       f"{monitor.dynamics.rows} probe rows",
+                           "quantity": "J_t", "lo": f"{lo:g}", "hi": f"{hi:g}"})
+        names = sorted({n.split("/", 2)[2] for s in per_record for n in s
+                        if n.startswith(f"gradflow/layer{k}/")})
+        data = [[int(steps[i]), *(s.get(f"gradflow/layer{k}/{n}") for n in names)]
+                for i, s in enumerate(per_record)]
+        payload[f"gradflow/layer{k}/dynamics_summaries"] = wandb.Table(columns=["step", *names],
+                                                                       data=data)
+    payload["trainer/global_step"] = int(steps[-1])
+    logger.experiment.log(payload)

@@ -3,6 +3,7 @@
 * metric vs a numeric setting (copy/adding loss against T, one line per cell, baseline dashed);
 * training curves per row: mean over seeds with a min-max band, from each run's csv/metrics.csv;
 * gradient flow per row: ‖∂L/∂h_t‖ over t (rnnlab.gradflow.plots), first and last record;
+* dynamics per row: step-Jacobian norms, gates, Lyapunov exponents (gradflow.dynamics_plots);
 * success rate over two settings (e.g. cell × learning rate) as a heatmap.
 
 Legends and titles use the row keys (rnnlab.results.rowkeys), exactly as the tables do.
@@ -222,3 +223,21 @@ def gradflow_per_row(runs: pd.DataFrame, table: pd.DataFrame):
         chosen.append((f"{row_label(row, keys)}, seed {first['seed']}",
                        load_gradflow(first["run_dir"])))
     return curves_figure(chosen) if chosen else None
+
+
+def dynamics_per_row(runs: pd.DataFrame, table: pd.DataFrame):
+    """Step Jacobians, gates and Lyapunov exponents per row (its lowest-seed run with a dynamics
+    record, rnnlab.gradflow.dynamics_plots); None without one."""
+    from rnnlab.gradflow.dynamics_plots import dynamics_figure, has_dynamics
+    from rnnlab.gradflow.stats import load_gradflow
+
+    keys = table.attrs["keys"]
+    chosen = []
+    for _, row, members in rows_with_runs(runs, table):
+        for member in members.sort_values("seed").itertuples():
+            path = Path(member.run_dir) / "gradflow.npz"
+            data = load_gradflow(member.run_dir) if path.exists() else {}
+            if has_dynamics(data):
+                chosen.append((f"{row_label(row, keys)}, seed {member.seed}", data))
+                break
+    return dynamics_figure(chosen) if chosen else None

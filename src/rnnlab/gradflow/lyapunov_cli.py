@@ -1,0 +1,101 @@
+"""rnnlab-lyapunov: the Lyapunov spectrum, step-Jacobian norms and gate statistics of a trained
+run, on demand, from its checkpoint (docs/gradflow.md, "Step Jacobians").
+
+    rnnlab-lyapunov RUN_DIR [--checkpoint best|last] [--rows 16] [--k 8]
+
+Rebuilds the run's model from its config (results.json, else ``.hydra/config.yaml``), loads
+the checkpoint's weights, takes the first ``--rows`` rows of the first validation batch and
+measures what the monitor's dynamics record holds (rnnlab.gradflow.dynamics), in eval mode.
+Prints one line per layer and
+writes ``RUN_DIR/lyapunov.json`` (atomically): per layer the top-k exponents, the summary
+scalars, and the checkpoint's step. Scratch cells only (torch.nn's kernels have no step
+equations of ours).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+CHECKPOINTS = ("best", "last")
+
+
+def measure_run(run_dir: Path, checkpoint: str = "best", rows: int = 16, k: int = 8) -> dict:
+    """The dynamics of ``run_dir``'s model at ``checkpoint``: ``{"step", "checkpoint", "rows",
+    "layers": {layer: {"lyapunov": [...], scalars...}}}``; ValueError (one line) if the run
+    cannot be measured."""
+    import torch
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    import rnnlab.schemas  # noqa: F401  (resolvers used by saved configs)
+    from rnnlab.gradflow.cli import run_config
+    from rnnlab.gradflow.dynamics import DynamicsRecorder, _has_scratch_stack
+    from rnnlab.models import SequenceModel
+
+    ckpt = run_dir / "checkpoints" / f"{checkpoint}.ckpt"
+    config = run_config(run_dir)  # results.json's resolved config, else .hydra/config.yaml
+    if not config or not ckpt.is_file():
+        missing = "checkpoints/" + ckpt.name if config else "results.json or .hydra/config.yaml"
+        raise ValueError(f"{run_dir}: no {missing} (not a run dir of rnnlab-train?)")
+    cfg = OmegaConf.create(config)
+    datamodule = instantiate(cfg.data, seed=cfg.seed)
+    model = SequenceModel(datamodule.spec, **OmegaConf.to_container(cfg.model, resolve=True))
+    if not _has_scratch_stack(model):
+        raise ValueError(f"{run_dir}: model.impl={cfg.model.impl}: step Jacobians need "
+                         "model.impl=scratch")
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    weights = {key.removeprefix("model."): value for key, value in state["state_dict"].items()
+               if key.startswith("model.")}
+    model.load_state_dict(weights)
+    recorder = DynamicsRecorder(rows=rows, lyapunov_k=k)
+    recorder.keep_batch(next(iter(datamodule.val_dataloader())))
+    step = int(state.get("global_step", 0))
+    scalars = recorder.measure(model, step, int(state.get("epoch", 0)))
+    layers = {}
+    for i, layer in enumerate(recorder.records[-1]["layers"]):
+        name = f"layer{i}"
+        layers[name] = {"lyapunov": [float(v) for v in layer["lyapunov"]],
+                        **{key.rsplit("/", 1)[1]: value for key, value in scalars.items()
+                           if key.startswith(f"gradflow/{name}/")}}
+    return {"run_dir": str(run_dir), "checkpoint": checkpoint, "step": step,
+            "rows": int(recorder.batch["x"].shape[0]), "state_size": recorder.records[-1]
+            ["layers"][0]["state_size"], "layers": layers}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="rnnlab-lyapunov", description=__doc__.split("\n\n")[0])
+    parser.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    parser.add_argument("--checkpoint", choices=CHECKPOINTS, default="best",
+                        help="which checkpoint (default: best, the one the test split used)")
+    parser.add_argument("--rows", type=int, default=16, help="validation rows (default 16)")
+    parser.add_argument("--k", type=int, default=8, help="top exponents (default 8)")
+    args = parser.parse_args(argv)
+    if args.rows < 1 or args.k < 1:
+        print("rnnlab-lyapunov: error: --rows and --k must be >= 1", file=sys.stderr)
+        return 2
+    try:
+        result = measure_run(args.run_dir, args.checkpoint, args.rows, args.k)
+    except ValueError as error:
+        print(f"rnnlab-lyapunov: error: {error}", file=sys.stderr)
+        return 2
+    from rnnlab.atomic import atomic_open
+
+    out = args.run_dir / "lyapunov.json"
+    with atomic_open(out, "w") as handle:
+        json.dump(result, handle, indent=2)
+    print(f"{args.run_dir} ({args.checkpoint}.ckpt, step {result['step']}, {result['rows']} "
+          f"validation rows, state size {result['state_size']}):")
+    for name, layer in result["layers"].items():
+        exps = ", ".join(f"{v:.4f}" for v in layer["lyapunov"])
+        extra = "".join(f", {key} {layer[key]:.3g}" for key in ("jacobian_norm_mean",
+                        "tau_median", "case_carry") if key in layer)
+        print(f"  {name}: λ (nats/step) = [{exps}]{extra}")
+    print(out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
