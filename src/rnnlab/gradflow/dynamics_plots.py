@@ -34,6 +34,7 @@ def dynamics_figure(runs: Sequence[tuple[str, dict[str, Any]]], layer: str = "la
         return None
     fig = _figure(15.0, 7.6)
     ax = fig.subplots(2, 3).ravel()
+    labelled: set[str] = set()  # each case's colour in the legend once
     for n, (label, d) in enumerate(runs):
         colour = f"C{n % 10}"
         k = list(d["layers"]).index(layer)
@@ -60,7 +61,8 @@ def dynamics_figure(runs: Sequence[tuple[str, dict[str, Any]]], layer: str = "la
         left = 0.0
         for c, name in enumerate(d["case_names"]):
             ax[5].barh(n, shares[c], left=left, color=CASE_COLOURS.get(str(name), "grey"),
-                       label=str(name) if n == 0 else None)
+                       label=None if str(name) in labelled else str(name))
+            labelled.add(str(name))
             left += shares[c]
     ax[0].set_title("‖J_t‖₂ = ‖∂s_t/∂s_{t−1}‖₂ (dashed: first record)", fontsize=10)
     ax[0].set_ylabel("spectral norm (batch mean; band p10-p90, last record)")
