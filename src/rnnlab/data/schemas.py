@@ -130,7 +130,14 @@ class SeqMNISTDataConfig(RealDataConfig):
     fashion_dir: str = "/usr/share/datasets/fashion-mnist"
 
 
-SCHEMAS = {"copy": CopyDataConfig, "adding": AddingDataConfig,
+@dataclass
+class ParityDataConfig(SyntheticDataConfig):
+    _target_: str = "rnnlab.data.synthetic.ParityDataModule"
+    name: str = "parity"
+    seq_len: int = 32  # T bits; the target is the running parity at every step
+
+
+SCHEMAS = {"copy": CopyDataConfig, "adding": AddingDataConfig, "parity": ParityDataConfig,
            "selective_copy": SelectiveCopyDataConfig, "sentiment": SentimentDataConfig,
            "timeseries": TimeSeriesDataConfig, "music": MusicDataConfig,
            "seqmnist": SeqMNISTDataConfig}

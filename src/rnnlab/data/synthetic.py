@@ -17,6 +17,14 @@ Selective copy (Gu & Dao 2023, the Mamba paper's form)
     targets are never scored). A memoryless strategy (uniform guesses) scores loss ln(V) and
     accuracy 1/V. Gu & Dao use T = 4096, K = 16, V = 16; the defaults here are CPU-sized.
 
+Parity (state tracking; Grazzi et al. 2024, Merrill et al. 2024)
+    input, length T: bits drawn uniformly from {0, 1}. target: the running parity
+    y_t = x_1 ⊕ ... ⊕ x_t at every step. Cross-entropy and accuracy over all T steps. Each y_t is
+    a fair coin given x_t alone, so a memoryless strategy scores loss ln 2 and accuracy 1/2. A
+    recurrence h_t = a_t ⊙ h_{t−1} + b_t whose coefficients a_t lie in (0, 1) (minGRU, minLSTM,
+    Mamba) cannot flip its state with the input and provably cannot track parity at arbitrary
+    length; a nonlinear recurrence (tanh RNN, GRU, LSTM) can, with two states.
+
 Each split is drawn from its own generator seeded from (seed, split), so train, val and test are
 fresh samples and a run is reproducible from its seed alone.
 """
@@ -84,6 +92,12 @@ def make_adding(n: int, length: int, generator: torch.Generator) -> dict[str, to
     x = torch.stack([values, markers], dim=-1)
     y = (values[rows, first] + values[rows, second]).unsqueeze(-1)
     return {"x": x, "y": y}
+
+
+def make_parity(n: int, length: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """Parity examples: x (n, length) bits, y (n, length) their running parity."""
+    x = torch.randint(0, 2, (n, length), generator=generator)
+    return {"x": x, "y": x.cumsum(1) % 2}
 
 
 class _SyntheticDataModule(SequenceDataModule):
@@ -169,3 +183,18 @@ class AddingDataModule(_SyntheticDataModule):
     def spec(self) -> DataSpec:
         return DataSpec(task_kind="last_regression", input_size=2, output_size=1,
                         baselines={"loss": 1.0 / 6.0, "mse": 1.0 / 6.0})
+
+
+class ParityDataModule(_SyntheticDataModule):
+    def __init__(self, name: str = "parity", seq_len: int = 32, **kwargs):
+        if seq_len < 1:
+            raise ValueError(f"data.seq_len (the sequence length) must be >= 1, got {seq_len}")
+        super().__init__(name=name, seq_len=seq_len, **kwargs)
+
+    def _make(self, n, generator):
+        return make_parity(n, self.seq_len, generator)
+
+    @property
+    def spec(self) -> DataSpec:
+        return DataSpec(task_kind="step_classification", vocab_size=2, output_size=2,
+                        baselines={"loss": math.log(2), "acc": 0.5})

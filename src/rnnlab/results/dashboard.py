@@ -148,12 +148,12 @@ def layout_from_preset(group: str) -> Layout:
                       return_hydra_config=True)
     GlobalHydra.instance().clear()
     swept = [GROUP_KEYS.get(k, k) for k in (cfg.hydra.sweeper.params or {})]
-    headline = {"music": "test/nll", "selective_copy": "test/acc"}.get(cfg.data.name, "test/loss")
+    headline = {"music": "test/nll", "selective_copy": "test/acc", "parity": "test/acc"}.get(cfg.data.name, "test/loss")
     gradflow = (cfg.get("callbacks") or {}).get("gradflow") or {}
     span, source = _configured_range([gradflow.get("heatmap_range")])
     return Layout(group=group, swept=swept, numeric=[k for k in swept if k in NUMERIC_HINTS],
                   headline=headline,
-                  has_baseline=cfg.data.name in ("copy", "adding", "selective_copy"),
+                  has_baseline=cfg.data.name in ("copy", "adding", "selective_copy", "parity"),
                   layers=[f"layer{i}" for i in range(int(cfg.model.num_layers))],
                   heatmap_range=span, heatmap_range_source=source)
 
