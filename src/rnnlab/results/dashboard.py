@@ -148,7 +148,8 @@ def layout_from_preset(group: str) -> Layout:
                       return_hydra_config=True)
     GlobalHydra.instance().clear()
     swept = [GROUP_KEYS.get(k, k) for k in (cfg.hydra.sweeper.params or {})]
-    headline = {"music": "test/nll", "selective_copy": "test/acc", "parity": "test/acc"}.get(cfg.data.name, "test/loss")
+    headline = {"music": "test/nll", "selective_copy": "test/acc",
+                "parity": "test/acc"}.get(cfg.data.name, "test/loss")
     gradflow = (cfg.get("callbacks") or {}).get("gradflow") or {}
     span, source = _configured_range([gradflow.get("heatmap_range")])
     return Layout(group=group, swept=swept, numeric=[k for k in swept if k in NUMERIC_HINTS],
