@@ -19,41 +19,26 @@ import json
 import sys
 from pathlib import Path
 
-CHECKPOINTS = ("best", "last")
+from rnnlab.trained import CHECKPOINTS
 
 
 def measure_run(run_dir: Path, checkpoint: str = "best", rows: int = 16, k: int = 8) -> dict:
     """The dynamics of ``run_dir``'s model at ``checkpoint``: ``{"step", "checkpoint", "rows",
     "layers": {layer: {"lyapunov": [...], scalars...}}}``; ValueError (one line) if the run
     cannot be measured."""
-    import torch
-    from hydra.utils import instantiate
-    from omegaconf import OmegaConf
-
-    import rnnlab.schemas  # noqa: F401  (resolvers used by saved configs)
-    from rnnlab.gradflow.cli import run_config
     from rnnlab.gradflow.dynamics import DynamicsRecorder, _has_scratch_stack
-    from rnnlab.models import SequenceModel
+    from rnnlab.trained import load_trained
 
-    ckpt = run_dir / "checkpoints" / f"{checkpoint}.ckpt"
-    config = run_config(run_dir)  # results.json's resolved config, else .hydra/config.yaml
-    if not config or not ckpt.is_file():
-        missing = "checkpoints/" + ckpt.name if config else "results.json or .hydra/config.yaml"
-        raise ValueError(f"{run_dir}: no {missing} (not a run dir of rnnlab-train?)")
-    cfg = OmegaConf.create(config)
-    datamodule = instantiate(cfg.data, seed=cfg.seed)
-    model = SequenceModel(datamodule.spec, **OmegaConf.to_container(cfg.model, resolve=True))
+    trained = load_trained(run_dir, checkpoint)
+    model, cfg = trained.model, trained.config
     if not _has_scratch_stack(model):
         raise ValueError(f"{run_dir}: model.impl={cfg.model.impl}: step Jacobians need "
                          "model.impl=scratch")
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)
-    weights = {key.removeprefix("model."): value for key, value in state["state_dict"].items()
-               if key.startswith("model.")}
-    model.load_state_dict(weights)
+    datamodule = trained.datamodule()
     recorder = DynamicsRecorder(rows=rows, lyapunov_k=k)
     recorder.keep_batch(next(iter(datamodule.val_dataloader())))
-    step = int(state.get("global_step", 0))
-    scalars = recorder.measure(model, step, int(state.get("epoch", 0)))
+    step = trained.step
+    scalars = recorder.measure(model, step, trained.epoch)
     layers = {}
     for i, layer in enumerate(recorder.records[-1]["layers"]):
         name = f"layer{i}"
