@@ -101,7 +101,14 @@ def make_parity(n: int, length: int, generator: torch.Generator) -> dict[str, to
 
 
 class _SyntheticDataModule(SequenceDataModule):
+    # The shortest data.seq_len the task is defined for, and what seq_len counts (for the error).
+    min_seq_len = 1
+    seq_len_is = "the sequence length"
+
     def __init__(self, seq_len: int, train_size: int, val_size: int, test_size: int, **kwargs):
+        if seq_len < self.min_seq_len:
+            raise ValueError(f"data.seq_len ({self.seq_len_is}) must be >= {self.min_seq_len}, "
+                             f"got {seq_len}")
         super().__init__(**kwargs)
         self.seq_len = seq_len
         self.sizes = {"train": train_size, "val": val_size, "test": test_size}
@@ -121,10 +128,10 @@ class _SyntheticDataModule(SequenceDataModule):
 
 
 class CopyDataModule(_SyntheticDataModule):
+    seq_len_is = "the number of blanks T"
+
     def __init__(self, name: str = "copy", seq_len: int = 10, num_symbols: int = 8,
                  copy_length: int = 10, **kwargs):
-        if seq_len < 1:
-            raise ValueError(f"data.seq_len (the number of blanks T) must be >= 1, got {seq_len}")
         if not 1 <= num_symbols <= 8:
             raise ValueError(f"data.num_symbols must be in 1..8, got {num_symbols}")
         super().__init__(name=name, seq_len=seq_len, **kwargs)
@@ -171,9 +178,9 @@ class SelectiveCopyDataModule(_SyntheticDataModule):
 
 
 class AddingDataModule(_SyntheticDataModule):
+    min_seq_len = 2  # one marker in each half
+
     def __init__(self, name: str = "adding", seq_len: int = 50, **kwargs):
-        if seq_len < 2:
-            raise ValueError(f"data.seq_len (the sequence length) must be >= 2, got {seq_len}")
         super().__init__(name=name, seq_len=seq_len, **kwargs)
 
     def _make(self, n, generator):
@@ -187,8 +194,6 @@ class AddingDataModule(_SyntheticDataModule):
 
 class ParityDataModule(_SyntheticDataModule):
     def __init__(self, name: str = "parity", seq_len: int = 32, **kwargs):
-        if seq_len < 1:
-            raise ValueError(f"data.seq_len (the sequence length) must be >= 1, got {seq_len}")
         super().__init__(name=name, seq_len=seq_len, **kwargs)
 
     def _make(self, n, generator):

@@ -28,6 +28,8 @@ def position_counts(model, dataloader) -> tuple[list[int], list[int]]:
     """Per position t: (correct, scored) over the loader's batches, in eval mode and no grad."""
     import torch
 
+    from rnnlab.cells.sequence import lengths_mask
+
     correct = torch.zeros(0, dtype=torch.long)
     scored = torch.zeros(0, dtype=torch.long)
     with torch.no_grad():
@@ -35,8 +37,8 @@ def position_counts(model, dataloader) -> tuple[list[int], list[int]]:
             x, y, lengths = batch["x"], batch["y"], batch.get("lengths")
             steps = y.shape[1]
             mask = torch.ones_like(y, dtype=torch.bool)
-            if lengths is not None:  # padded batches: only each sequence's own steps
-                mask &= torch.arange(steps)[None, :] < lengths[:, None]
+            if lengths is not None:  # padded batches: only each sequence's own steps (as task.py)
+                mask &= lengths_mask(lengths, steps).t()
             if "score_mask" in batch:  # copy: only the recalled symbols are scored
                 mask &= batch["score_mask"]
             hit = (model(x, lengths).argmax(-1) == y) & mask
