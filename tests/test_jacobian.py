@@ -193,3 +193,31 @@ def test_lyapunov_of_a_ragged_batch_divides_by_each_length():
     exps = lyapunov_exponents(J, k=2, lengths=torch.tensor([10, 4]))
     torch.testing.assert_close(exps, torch.tensor([[math.log(2)] * 2, [math.log(0.5)] * 2],
                                                   dtype=F64))
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_the_monitor_record_in_float32_agrees_with_float64(cell):
+    """DynamicsRecorder computes in the model's dtype (float32 in training, for speed); its
+    norms, product norms and exponents are those of the same model in float64 to < 1e-5."""
+    import copy
+
+    from rnnlab.data.base import DataSpec
+    from rnnlab.gradflow.dynamics import DynamicsRecorder
+    from rnnlab.models import SequenceModel
+
+    torch.manual_seed(0)
+    spec = DataSpec(task_kind="last_regression", output_size=1, input_size=2)
+    model = SequenceModel(spec, cell=cell, hidden_size=16)
+    batch = {"x": torch.randn(8, 30, 2), "y": torch.randn(8, 1)}
+    records = []
+    for m, b in ((model, batch), (copy.deepcopy(model).double(),
+                                  {k: v.double() for k, v in batch.items()})):
+        rec = DynamicsRecorder(rows=3)
+        rec.keep_batch(b)
+        rec.measure(m, 0, 0)
+        records.append(rec.records[0]["layers"][0])
+    lo, hi = records
+    for key in ("norm", "log10_product", "lyapunov"):
+        assert lo[key].dtype == hi[key].dtype
+        torch.testing.assert_close(torch.as_tensor(lo[key]), torch.as_tensor(hi[key]),
+                                   rtol=1e-5, atol=1e-5)
