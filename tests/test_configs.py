@@ -49,7 +49,7 @@ def test_there_is_something_to_compose():
          "model.forget_bias is not a setting of model; its settings: cell, dropout, "),
         (["-m", "model=gru,lstm", "model.forget_bias=1"],
          "model.forget_bias is not a setting of model"),
-        (["model=mingru", "model.init=orthogonal"], "model.init is not a setting of model"),
+        (["model=indrnn", "model.init=orthogonal"], "model.init is not a setting of model"),
         (["model=gruu"],
          "model=gruu: no such option in 'model' (did you mean model=gru?); available: gru, "),
         (["data=nonexistent"], "data=nonexistent: no such option in 'data'; available: adding"),

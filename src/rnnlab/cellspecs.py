@@ -3,8 +3,8 @@
 A :class:`CellSpec` holds a cell's config schema (every setting it has, with its default: what
 Hydra checks a command line against), the classes that implement it (rnnlab's own, with the
 hand-written backward, and torch.nn's kernel where one exists, named so that nothing here
-imports torch), which of its settings torch.nn's kernel can honour, and whether it has a
-recurrent weight matrix (``model.init`` applies). rnnlab.schemas registers the schemas,
+imports torch), which of its settings torch.nn's kernel can honour, and which ``model.init``
+schemes it takes. rnnlab.schemas registers the schemas,
 rnnlab.models builds from the classes and checks options against the schema.
 
 Adding a cell: its module in ``rnnlab/cells/``, its schema and entry here, its
@@ -86,6 +86,8 @@ class LSTMModelConfig(GatedModelConfig):
 class MinGRUModelConfig(ModelConfig):
     cell: str = "mingru"
     mode: str = "parallel"  # parallel | log | sequential: how the scan is computed (same numbers)
+    init: str = ClassicModelConfig.init  # default | chrono (the update gate's bias; no W_hh)
+    chrono_tmax: Optional[float] = GatedModelConfig.chrono_tmax  # as the gated cells'
 
 
 @dataclass
@@ -112,7 +114,9 @@ class CellSpec:
     fused: Optional[str] = None  # "module:Class" of the torch.nn kernel behind the same API
     # setting -> the values of it torch.nn's kernel computes (any other needs impl=scratch)
     fused_only: dict[str, tuple] = field(default_factory=dict)
-    recurrent_matrix: bool = True  # a W_hh matrix: model.init (orthogonal, identity) applies
+    # the model.init schemes (rnnlab.cells.init) it takes: orthogonal and identity rewrite W_hh,
+    # chrono the keep gate's bias
+    inits: tuple[str, ...] = ("default", "orthogonal", "identity", "chrono")
 
     @property
     def options(self) -> tuple[str, ...]:
@@ -142,17 +146,18 @@ _GATED_FUSED_ONLY = {"layer_norm": (False,), "zoneout": (0, 0.0)}
 
 SPECS: dict[str, CellSpec] = {spec.name: spec for spec in (
     CellSpec("rnn", RNNModelConfig, "rnnlab.cells.rnn:RNN", "rnnlab.cells.fused:FusedRNN",
-             fused_only={"nonlinearity": ("tanh", "relu")}),
+             fused_only={"nonlinearity": ("tanh", "relu")},
+             inits=("default", "orthogonal", "identity")),
     CellSpec("gru", GRUModelConfig, "rnnlab.cells.gru:GRU", "rnnlab.cells.fused:FusedGRU",
              fused_only={"variant": (None, "gru"), "reset": (None, "after"),
                          **_GATED_FUSED_ONLY}),
     CellSpec("lstm", LSTMModelConfig, "rnnlab.cells.lstm:LSTM", "rnnlab.cells.fused:FusedLSTM",
              fused_only={"variant": (None, "torch"), **_GATED_FUSED_ONLY}),
     CellSpec("mingru", MinGRUModelConfig, "rnnlab.cells.minrnn:MinGRU",
-             recurrent_matrix=False),
+             inits=("default", "chrono")),
     CellSpec("minlstm", MinLSTMModelConfig, "rnnlab.cells.minrnn:MinLSTM",
-             recurrent_matrix=False),
-    CellSpec("indrnn", IndRNNModelConfig, "rnnlab.cells.indrnn:IndRNN", recurrent_matrix=False),
+             inits=("default", "chrono")),
+    CellSpec("indrnn", IndRNNModelConfig, "rnnlab.cells.indrnn:IndRNN", inits=("default",)),
 )}
 
 

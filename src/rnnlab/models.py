@@ -12,6 +12,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from rnnlab.cells.init import INIT_SCHEMES
 from rnnlab.cellspecs import SPECS, ClassicModelConfig, LSTMModelConfig, ModelConfig, cell_spec
 from rnnlab.data.base import DataSpec
 from rnnlab.errors import ConfigError, check_choice
@@ -81,12 +82,13 @@ class SequenceModel(nn.Module):
         if forget_bias is not None and not cell_spec(cell).has("forget_bias"):
             raise ConfigError(f"model.forget_bias applies only to model=lstm (got model={cell})")
         if chrono_tmax is not None and not cell_spec(cell).has("chrono_tmax"):
-            raise ConfigError(f"model.chrono_tmax applies only to model=gru and model=lstm (got "
+            having = ", ".join(n for n, c in SPECS.items() if c.has("chrono_tmax"))
+            raise ConfigError(f"model.chrono_tmax applies only to model={having} (got "
                               f"model={cell})")
-        if init != "default" and not cell_spec(cell).recurrent_matrix:
-            with_matrix = ", ".join(n for n, c in SPECS.items() if c.recurrent_matrix)
-            raise ConfigError(f"model.init={init} applies to cells with a recurrent weight matrix "
-                              f"({with_matrix}), not model={cell}")
+        check_choice("model.init", init, INIT_SCHEMES, error=ConfigError)
+        if init not in cell_spec(cell).inits:
+            raise ConfigError(f"model.init={init} does not apply to model={cell} (it takes "
+                              f"{'|'.join(cell_spec(cell).inits)})")
         self.spec = spec
         self.cell_name, self.impl = cell, impl
         self.record_grad_norms = bool(record_grad_norms)

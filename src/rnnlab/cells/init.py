@@ -11,7 +11,10 @@
   σ(b) and the unit's characteristic forgetting time 1/(1 − σ(b)) = 1 + e^b is uniform in
   (2, T_max). Keep gate: the LSTM's f (cifg: f = 1 − i, so i gets −b; nfg has no forget gate and
   is refused), the GRU's z (h' = (1 − z) ⊙ n + z ⊙ h); MGU's f writes (h' = (1 − f) ⊙ h + f ⊙ n)
-  and gets −b. Written into bias_ih with bias_hh zeroed: torch adds the two.
+  and gets −b; minGRU's z writes (h' = (1 − z) ⊙ h + z ⊙ h̃) and gets −b; minLSTM's f and i
+  get b and −b, so that its normalised f' = σ(−(softplus(−b_f) − softplus(−b_i))) = σ(b) exactly
+  (softplus(x) − softplus(−x) = x). Written into bias_ih with bias_hh zeroed: torch adds the two
+  (minGRU and minLSTM have bias_ih only).
 - ``forget_bias``: the LSTM forget gate's total bias (bias_ih + bias_hh) set to this value
   (Gers et al. 2000, Jozefowicz et al. 2015), so that at initialisation f = sigmoid(forget_bias).
 """
@@ -100,6 +103,9 @@ def chrono_gates(module: nn.Module) -> tuple[str | None, str | None]:
     """(the gate that keeps the state, the gate that writes it) that ``chrono`` sets to b and −b
     (see the module docstring); ValueError where the cell has no keep gate."""
     names, variant = _gate_rows(module), getattr(module, "variant", None)
+    own = getattr(module, "chrono_gates", None)  # minGRU / minLSTM say theirs
+    if own is not None:
+        return own
     if _is_lstm(module):
         if variant == "cifg":  # f = 1 − i: the input gate's bias −b makes f = σ(b)
             return None, "i"
@@ -110,7 +116,8 @@ def chrono_gates(module: nn.Module) -> tuple[str | None, str | None]:
         return "z", None
     if variant == "mgu":
         return None, "f"
-    raise ValueError(f"init=chrono needs a gated cell (gru, lstm), not {type(module).__name__}")
+    raise ValueError(f"init=chrono needs a gated cell (gru, lstm, mingru, minlstm), not "
+                     f"{type(module).__name__}")
 
 
 def _chrono(module: nn.Module, tmax: float | None) -> None:
@@ -123,13 +130,14 @@ def _chrono(module: nn.Module, tmax: float | None) -> None:
     names, hidden = _gate_rows(module), module.hidden_size
     for layer in range(module.num_layers):
         b_ih = getattr(module, f"bias_ih_l{layer}")
-        b_hh = getattr(module, f"bias_hh_l{layer}")
+        b_hh = getattr(module, f"bias_hh_l{layer}", None)  # None: minGRU / minLSTM
         b = torch.empty(hidden, dtype=b_ih.dtype, device=b_ih.device).uniform_(1, tmax - 1).log_()
         for gate, value in ((keep, b), (write, -b)):
             if gate is not None:
                 rows = slice(names.index(gate) * hidden, (names.index(gate) + 1) * hidden)
                 b_ih[rows].copy_(value)
-                b_hh[rows].zero_()
+                if b_hh is not None:
+                    b_hh[rows].zero_()
 
 
 def _is_lstm(module: nn.Module) -> bool:

@@ -325,6 +325,8 @@ class MinGRU(_MinRNN):
     "parallel" | "log" | "sequential" (module docstring of ``rnnlab.cells.minrnn``)."""
 
     equations = MinGRUEquations
+    gate_names = ("z", "h")  # the bias rows, for rnnlab.cells.init
+    chrono_gates = (None, "z")  # z writes: init=chrono gives it −b, so 1 − z = σ(b) keeps
 
 
 class MinLSTM(_MinRNN):
@@ -332,3 +334,5 @@ class MinLSTM(_MinRNN):
     h_t = f/(f+i) ⊙ h_{t−1} + i/(f+i) ⊙ h̃. Rows of ``weight_ih_l{k}``: [f, i, h̃] (3H)."""
 
     equations = MinLSTMEquations
+    gate_names = ("f", "i", "h")
+    chrono_gates = ("f", "i")  # b and −b: f' = σ(b) exactly (rnnlab.cells.init)
