@@ -1,7 +1,9 @@
-"""``RecurrentBase``: the ``nn.Module`` plumbing shared by the classic scratch cells (RNN, GRU,
-LSTM, IndRNN): parameters named like torch.nn, layers, dropout between them, ``batch_first``,
-``hx``, ``lengths`` (``sequence.py``), the gradient-norm record, and one
-:class:`~rnnlab.cells.recurrence.RecurrenceFunction` per layer. Only torch is imported here.
+"""``StackBase``: what every scratch stack shares (its sizes and flags checked and kept like
+torch.nn's, torch.nn's uniform initialisation, dropout between layers, the gradient-norm record,
+``extra_repr``); ``RecurrentBase``: on top of it, the classic scratch cells' plumbing (RNN, GRU,
+LSTM, IndRNN): parameters named like torch.nn, ``batch_first``, ``hx``, ``lengths``
+(``sequence.py``), and one :class:`~rnnlab.cells.recurrence.RecurrenceFunction` per layer.
+minGRU and minLSTM (``minrnn.py``) build on ``StackBase`` alone. Only torch is imported here.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from .compile_cache import compile_enabled
 from .recurrence import GradNormRecord, NormSink, Recurrence, RecurrenceFunction, uniform_init
 from .sequence import Sequence, check_module_args
 
-__all__ = ["RecurrentBase"]
+__all__ = ["RecurrentBase", "StackBase"]
 
 
 def _pad_batch(x: Tensor, hx, mask, pad: int):
@@ -28,7 +30,54 @@ def _pad_batch(x: Tensor, hx, mask, pad: int):
     return x, hx, mask
 
 
-class RecurrentBase(GradNormRecord, nn.Module):
+class StackBase(GradNormRecord, nn.Module):
+    """A multi-layer, unidirectional stack shaped like torch.nn.RNN/GRU/LSTM: the constructor's
+    shared arguments (checked, kept under torch.nn's attribute names), the default
+    initialisation, dropout between layers and ``extra_repr``. Subclasses register the
+    parameters (``gate_size`` rows each) and implement ``forward``."""
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int, bias: bool,
+                 batch_first: bool, dropout: float, *, gate_size: int, record_grad_norms: bool,
+                 compile: bool | None):
+        super().__init__()
+        check_module_args(input_size, hidden_size, num_layers, dropout)
+        check_choice("compile", compile, (None, True, False))
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.bias = bool(bias)
+        self.batch_first = bool(batch_first)
+        self.dropout = float(dropout)
+        self.bidirectional = False
+        self.gate_size = gate_size
+        self.record_grad_norms = bool(record_grad_norms)
+        self.compile = compile
+
+    def reset_parameters(self) -> None:
+        """Uniform(-1/√H, 1/√H) for every parameter, like torch.nn."""
+        uniform_init(self, self.hidden_size)
+
+    def between_layers(self, out: Tensor, layer: int) -> Tensor:
+        """The output of ``layer`` as the next layer's input: dropout while training, between
+        layers only (torch.nn's rule)."""
+        if layer < self.num_layers - 1 and self.dropout > 0 and self.training:
+            return F.dropout(out, self.dropout, True)
+        return out
+
+    def extra_repr(self) -> str:
+        s = f"{self.input_size}, {self.hidden_size}"
+        if self.num_layers != 1:
+            s += f", num_layers={self.num_layers}"
+        if not self.bias:
+            s += ", bias=False"
+        if self.batch_first:
+            s += ", batch_first=True"
+        if self.dropout:
+            s += f", dropout={self.dropout}"
+        return s
+
+
+class RecurrentBase(StackBase):
     """Multi-layer, unidirectional recurrent module shaped like torch.nn.RNN/GRU/LSTM.
 
     Subclasses set ``self.gate_size`` (rows of ``weight_ih``/``weight_hh``) and implement
@@ -61,20 +110,9 @@ class RecurrentBase(GradNormRecord, nn.Module):
         device=None,
         dtype=None,
     ):
-        super().__init__()
-        check_module_args(input_size, hidden_size, num_layers, dropout)
-        check_choice("compile", compile, (None, True, False))
-        self.input_size = input_size
-        self.hidden_size = hidden_size
-        self.num_layers = num_layers
-        self.bias = bool(bias)
-        self.batch_first = bool(batch_first)
-        self.dropout = float(dropout)
-        self.bidirectional = False
-        self.gate_size = gate_size
-        self.record_grad_norms = bool(record_grad_norms)
-        self.compile = compile
-
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                         gate_size=gate_size, record_grad_norms=record_grad_norms,
+                         compile=compile)
         factory = {"device": device, "dtype": dtype}
         for layer in range(num_layers):
             layer_input = input_size if layer == 0 else hidden_size
@@ -119,10 +157,6 @@ class RecurrentBase(GradNormRecord, nn.Module):
         T = ``gi.shape[0]``; step t of ``Recurrence.step``/``step_backward`` gets their t-th
         slices as trailing arguments. None by default."""
         return ()
-
-    def reset_parameters(self) -> None:
-        """Uniform(-1/√H, 1/√H) for every parameter, like torch.nn."""
-        uniform_init(self, self.hidden_size)
 
     # ---- forward -------------------------------------------------------------------------
     def layer_parameters(self, layer: int) -> tuple[Tensor, ...]:
@@ -177,9 +211,7 @@ class RecurrentBase(GradNormRecord, nn.Module):
             )
             for k in range(nu):
                 finals[k].append(fin[k])
-            if layer < self.num_layers - 1 and self.dropout > 0 and self.training:
-                out = F.dropout(out, self.dropout, True)
-            x = out
+            x = self.between_layers(out, layer)
         if pad:  # the padded rows got zero gradient; drop them from everything returned
             x, finals = x[:, :batch], [[f[:batch] for f in fs] for fs in finals]
         return seq.restore(x, tuple(torch.stack(f) for f in finals))
@@ -205,15 +237,3 @@ class RecurrentBase(GradNormRecord, nn.Module):
         if self._largest_batch > self.PAD_LIMIT * batch:
             return 0
         return self._largest_batch - batch
-
-    def extra_repr(self) -> str:
-        s = f"{self.input_size}, {self.hidden_size}"
-        if self.num_layers != 1:
-            s += f", num_layers={self.num_layers}"
-        if not self.bias:
-            s += ", bias=False"
-        if self.batch_first:
-            s += ", batch_first=True"
-        if self.dropout:
-            s += f", dropout={self.dropout}"
-        return s

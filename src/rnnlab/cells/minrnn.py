@@ -54,14 +54,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import check_choice
+from .base import StackBase
 from .compile_cache import StepFunction, compile_enabled
-from .recurrence import (
-    GradNormRecord,
-    NormSink,
-    record_autocast,
-    under_forward_autocast,
-    uniform_init,
-)
+from .recurrence import NormSink, record_autocast, under_forward_autocast
 from .scan import (
     linear_scan,
     log_scan,
@@ -69,7 +64,7 @@ from .scan import (
     reverse_sequential_scan,
     sequential_scan,
 )
-from .sequence import Sequence, check_module_args
+from .sequence import Sequence
 
 MODES = ("parallel", "log", "sequential")
 
@@ -242,11 +237,12 @@ class MinRecurrenceFunction(torch.autograd.Function):
 
 
 # --------------------------------------------------------------------------------- the modules
-class _MinRNN(GradNormRecord, nn.Module):
+class _MinRNN(StackBase):
     """Multi-layer minGRU/minLSTM shaped like torch.nn.GRU: ``forward(input, hx=None,
     lengths=None) -> (output, h_n)``; parameters per layer ``weight_ih_l{k}`` (rows·H, I or H) and
-    ``bias_ih_l{k}`` (rows·H), no recurrent weights. ``hidden_grad_norms`` after a backward: the
-    (num_layers, T, B) float32 norms ‖∂L/∂h_t‖ (0 at padded steps), as the classic cells."""
+    ``bias_ih_l{k}`` (rows·H), no recurrent weights; initialised Uniform(−1/√H, 1/√H), the classic
+    cells' (torch.nn's). ``hidden_grad_norms`` after a backward: the (num_layers, T, B) float32
+    norms ‖∂L/∂h_t‖ (0 at padded steps), as the classic cells."""
 
     equations: type
 
@@ -254,15 +250,11 @@ class _MinRNN(GradNormRecord, nn.Module):
                  batch_first: bool = False, dropout: float = 0.0, *, mode: str = "parallel",
                  record_grad_norms: bool = True, compile: bool | None = None, device=None,
                  dtype=None):
-        super().__init__()
-        check_module_args(input_size, hidden_size, num_layers, dropout)
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                         gate_size=self.equations.rows * hidden_size,
+                         record_grad_norms=record_grad_norms, compile=compile)
         check_choice("mode", mode, MODES)
-        self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
-        self.bias, self.batch_first, self.dropout = bool(bias), bool(batch_first), float(dropout)
-        check_choice("compile", compile, (None, True, False))
-        self.mode, self.compile = mode, compile
-        self.record_grad_norms = bool(record_grad_norms)
-        self.gate_size = self.equations.rows * hidden_size
+        self.mode = mode
         factory = {"device": device, "dtype": dtype}
         for layer in range(num_layers):
             width = input_size if layer == 0 else hidden_size
@@ -272,10 +264,6 @@ class _MinRNN(GradNormRecord, nn.Module):
                 self.register_parameter(f"bias_ih_l{layer}",
                                         nn.Parameter(torch.empty(self.gate_size, **factory)))
         self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        """Uniform(−1/√H, 1/√H), the classic cells' (torch.nn's) initialisation."""
-        uniform_init(self, self.hidden_size)
 
     def forward(self, input: Tensor, hx: Tensor | None = None, lengths: Tensor | None = None):
         seq = Sequence.of(input, None if hx is None else (hx,), lengths,
@@ -300,23 +288,12 @@ class _MinRNN(GradNormRecord, nn.Module):
                 h = P.new_zeros(0, batch, self.hidden_size)
                 finals.append(h0)
             out = h if seq.mask is None else torch.where(seq.mask, h, torch.zeros_like(h))
-            if layer < self.num_layers - 1 and self.dropout > 0 and self.training:
-                out = F.dropout(out, self.dropout, True)
-            x = out
+            x = self.between_layers(out, layer)
         output, (h_n,) = seq.restore(x, (torch.stack(finals),))
         return output, h_n
 
     def extra_repr(self) -> str:
-        s = f"{self.input_size}, {self.hidden_size}"
-        if self.num_layers != 1:
-            s += f", num_layers={self.num_layers}"
-        if not self.bias:
-            s += ", bias=False"
-        if self.batch_first:
-            s += ", batch_first=True"
-        if self.dropout:
-            s += f", dropout={self.dropout}"
-        return s + f", mode={self.mode!r}"
+        return super().extra_repr() + f", mode={self.mode!r}"
 
 
 class MinGRU(_MinRNN):

@@ -425,6 +425,39 @@ def under_forward_autocast(backward: Callable) -> Callable:
     return wrapped
 
 
+@dataclass(frozen=True)
+class _SavedLayout:
+    """How RecurrenceFunction.forward lays its tensors out in ``save_for_backward``, in order:
+    the ``n_params`` parameters, the mask (if ``masked``), the ``n_inputs`` step inputs, the
+    ``num_states`` initial states, the ``num_states`` state buffers, then what each step saved:
+    ``n_saved`` tensors per step for ``steps`` steps, stacked over time (``stacked``, the graphed
+    forward's) or step after step."""
+
+    n_params: int
+    masked: bool
+    n_inputs: int
+    num_states: int
+    steps: int
+    n_saved: int
+    stacked: bool
+
+    def unpack(self, flat: tuple[Tensor, ...]):
+        """(params, mask, inputs, state0, buffers, stacks, saved_steps) from ``flat``; mask and
+        stacks are None where absent, saved_steps the per-step tuples either way."""
+        n = self.num_states
+        params, flat = flat[: self.n_params], flat[self.n_params :]
+        mask = None
+        if self.masked:
+            mask, flat = flat[0], flat[1:]
+        inputs, flat = flat[: self.n_inputs], flat[self.n_inputs :]
+        state0, buffers, flat = flat[:n], flat[n : 2 * n], flat[2 * n :]
+        if self.stacked:
+            return params, mask, inputs, state0, buffers, flat, _unstack(flat, self.steps)
+        k = self.n_saved
+        return (params, mask, inputs, state0, buffers, None,
+                [flat[t * k : (t + 1) * k] for t in range(self.steps)])
+
+
 class RecurrenceFunction(torch.autograd.Function):
     """One layer of a recurrent cell over a whole (time-major) sequence, with hand-written BPTT.
 
@@ -469,7 +502,8 @@ class RecurrenceFunction(torch.autograd.Function):
         n_saved = len(saved_steps[0]) if steps else 0
         ctx.rec, ctx.compile, ctx.sink, ctx.layer = rec, compile, sink, layer
         record_autocast(ctx, gi.device.type)
-        ctx.layout = (len(params), masked, n_inputs, num_states, steps, n_saved, stacks is not None)
+        ctx.layout = _SavedLayout(len(params), masked, n_inputs, num_states, steps, n_saved,
+                                  stacks is not None)
         ctx.save_for_backward(
             *params,
             *((mask,) if masked else ()),
@@ -485,20 +519,11 @@ class RecurrenceFunction(torch.autograd.Function):
     @under_forward_autocast
     def backward(ctx, dout, *dfinals):
         rec: Recurrence = ctx.rec
-        n_params, masked, n_inputs, n, steps, n_saved, stacked = ctx.layout
-        flat = ctx.saved_tensors
-        params, flat = flat[:n_params], flat[n_params:]
-        mask = None
-        if masked:
-            mask, flat = flat[0], flat[1:]
-        inputs, flat = flat[:n_inputs], flat[n_inputs:]
-        state0, buffers, flat = flat[:n], flat[n : 2 * n], flat[2 * n :]
-        stacks = flat if stacked else None
-        if stacked:
-            saved_steps = _unstack(stacks, steps)
-        else:
-            saved_steps = [flat[t * n_saved : (t + 1) * n_saved] for t in range(steps)]
-        del flat
+        layout: _SavedLayout = ctx.layout
+        masked, n_inputs, n = layout.masked, layout.n_inputs, layout.num_states
+        steps, n_saved = layout.steps, layout.n_saved
+        params, mask, inputs, state0, buffers, stacks, saved_steps = layout.unpack(
+            ctx.saved_tensors)
         states = _States(state0, buffers, h_in_output=not masked)
         record = ctx.sink is not None
         h0 = state0[0]
