@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from conftest import CONF, cli, compose_config
 
@@ -12,6 +14,10 @@ GROUPS = ["data", "model", "optimizer", "scheduler", "trainer", "logger", "callb
 
 
 def _options(group: str) -> list[str]:
+    if group == "model":  # the cells are stored from their registry entries, not YAML files
+        from rnnlab.cellspecs import SPECS
+
+        return sorted(SPECS)
     return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
 
 
@@ -25,7 +31,7 @@ def test_every_config_composes(group, option, tmp_path):
 
     assert cfg.model.cell in SPECS
     if group == "model":
-        assert cfg.model.cell == option, "each model file picks its own cell's schema"
+        assert cfg.model.cell == option, "each model option is its own cell's schema"
     assert cfg.data.name
     # Resolving every interpolation catches dangling references.
     from omegaconf import OmegaConf
@@ -240,10 +246,11 @@ def test_the_code_defaults_are_the_schema_defaults():
         return {name: p.default for name, p in inspect.signature(fn).parameters.items()
                 if p.default is not inspect.Parameter.empty}
 
-    repo = ConfigStore.instance().repo["schema"]
+    store = ConfigStore.instance().repo
     checked = 0
     for group in ("data", "model"):
-        for node in repo[group].values():
+        # the datasets' schemas under schema/data; the cells' are the model group's options
+        for node in (store["schema"] if group == "data" else store)[group].values():
             schema = OmegaConf.to_container(node.node)
             if group == "data":
                 module, _, name = schema["_target_"].rpartition(".")
@@ -283,23 +290,30 @@ def test_the_code_defaults_are_the_schema_defaults():
 
 
 def test_the_cell_registry_is_the_one_list_of_cells():
-    """Each rnnlab.cellspecs entry has its conf/model YAML picking its schema and classes that
-    load; there is no cell elsewhere (adding one = its module, its entry, its YAML)."""
-    from omegaconf import OmegaConf
+    """Each rnnlab.cellspecs entry is the `model` group's option of its name (stored from its
+    schema; no conf/model YAML) with classes that load; there is no cell elsewhere (adding one
+    = its module and its entry)."""
+    from hydra.core.config_store import ConfigStore
 
     from rnnlab.cellspecs import SPECS
     from rnnlab.schemas import MODEL_SCHEMAS
 
-    yamls = {p.stem for p in (CONF / "model").glob("*.yaml")}
-    assert yamls == set(SPECS) == set(MODEL_SCHEMAS)
+    assert not (CONF / "model").exists()
+    stored = {Path(n).stem for n in ConfigStore.instance().list("model")}
+    assert stored == set(SPECS) == set(MODEL_SCHEMAS)
     for name, spec in SPECS.items():
-        defaults = OmegaConf.load(CONF / "model" / f"{name}.yaml").defaults
-        assert f"/schema/model/{name}@_here_" in defaults
+        node = ConfigStore.instance().load(f"model/{name}.yaml")
+        assert node.package == "model" and node.node.cell == name
+        assert spec.summary and "\n" not in spec.summary
         assert spec.implementation("scratch").__name__
         assert (spec.fused is None) == (not spec.fused_only)
         if spec.fused:
             assert spec.implementation("fused").__module__ == "rnnlab.cells.fused"
         assert set(spec.fused_only) <= set(spec.options)
+    inits = {i for spec in SPECS.values() for i in spec.inits}
+    from rnnlab.cells.init import INIT_SCHEMES
+
+    assert inits == set(INIT_SCHEMES)
 
 
 @pytest.mark.parametrize(("setting", "value"), [("num_layers", 0), ("dropout", 1.0),

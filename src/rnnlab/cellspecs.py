@@ -3,12 +3,12 @@
 A :class:`CellSpec` holds a cell's config schema (every setting it has, with its default: what
 Hydra checks a command line against), the classes that implement it (rnnlab's own, with the
 hand-written backward, and torch.nn's kernel where one exists, named so that nothing here
-imports torch), which of its settings torch.nn's kernel can honour, and which ``model.init``
-schemes it takes. rnnlab.schemas registers the schemas,
+imports torch), which of its settings torch.nn's kernel can honour, which ``model.init``
+schemes it takes, and a one-line summary (``rnnlab-train --help``). rnnlab.schemas stores each
+schema as the ``model`` group's option of that name (``model=gru``; there is no conf/model YAML),
 rnnlab.models builds from the classes and checks options against the schema.
 
-Adding a cell: its module in ``rnnlab/cells/``, its schema and entry here, its
-``conf/model/<name>.yaml`` (which picks the schema).
+Adding a cell: its module in ``rnnlab/cells/``, its schema and entry here; two files.
 """
 
 # ruff: noqa: UP045  (Optional[...]: the spelling OmegaConf structured configs have always read)
@@ -26,8 +26,7 @@ from rnnlab.errors import ConfigError, check_choice
 
 # ---------------------------------------------------------------------------------- schemas
 # One schema per cell, so a setting that cannot apply to a cell is not a key of its config and
-# Hydra refuses it (`model=rnn model.forget_bias=1`). Every default lives here; conf/model/*.yaml
-# only pick the schema.
+# Hydra refuses it (`model=rnn model.forget_bias=1`). Every default lives here.
 @dataclass
 class ModelConfig:
     """What every cell has."""
@@ -110,6 +109,7 @@ class IndRNNModelConfig(ModelConfig):
 class CellSpec:
     name: str
     schema: type
+    summary: str  # one line for rnnlab-train --help
     scratch: str  # "module:Class" of rnnlab's own implementation
     fused: Optional[str] = None  # "module:Class" of the torch.nn kernel behind the same API
     # setting -> the values of it torch.nn's kernel computes (any other needs impl=scratch)
@@ -145,19 +145,34 @@ MODEL_KEYS = frozenset({f.name for f in dataclasses.fields(ModelConfig)}
 _GATED_FUSED_ONLY = {"layer_norm": (False,), "zoneout": (0, 0.0)}
 
 SPECS: dict[str, CellSpec] = {spec.name: spec for spec in (
-    CellSpec("rnn", RNNModelConfig, "rnnlab.cells.rnn:RNN", "rnnlab.cells.fused:FusedRNN",
+    CellSpec("rnn", RNNModelConfig,
+             "Elman tanh RNN (ReLU: model.nonlinearity=relu; IRNN: add model.init=identity)",
+             "rnnlab.cells.rnn:RNN", "rnnlab.cells.fused:FusedRNN",
              fused_only={"nonlinearity": ("tanh", "relu")},
              inits=("default", "orthogonal", "identity")),
-    CellSpec("gru", GRUModelConfig, "rnnlab.cells.gru:GRU", "rnnlab.cells.fused:FusedGRU",
+    CellSpec("gru", GRUModelConfig,
+             "GRU; model.reset=after (torch.nn/cuDNN) or before (Cho et al. 2014 v3), "
+             "model.variant=gru|no_reset|mgu",
+             "rnnlab.cells.gru:GRU", "rnnlab.cells.fused:FusedGRU",
              fused_only={"variant": (None, "gru"), "reset": (None, "after"),
                          **_GATED_FUSED_ONLY}),
-    CellSpec("lstm", LSTMModelConfig, "rnnlab.cells.lstm:LSTM", "rnnlab.cells.fused:FusedLSTM",
+    CellSpec("lstm", LSTMModelConfig,
+             "LSTM (model.variant=torch, torch.nn's form, or Greff et al. 2017's); "
+             "model.forget_bias=1 opens the memory path",
+             "rnnlab.cells.lstm:LSTM", "rnnlab.cells.fused:FusedLSTM",
              fused_only={"variant": (None, "torch"), **_GATED_FUSED_ONLY}),
-    CellSpec("mingru", MinGRUModelConfig, "rnnlab.cells.minrnn:MinGRU",
+    CellSpec("mingru", MinGRUModelConfig,
+             "minGRU (Feng et al. 2024): gates read x_t only, trained as a parallel scan "
+             "(model.mode=parallel|log|sequential, same numbers)",
+             "rnnlab.cells.minrnn:MinGRU",
              inits=("default", "chrono")),
-    CellSpec("minlstm", MinLSTMModelConfig, "rnnlab.cells.minrnn:MinLSTM",
+    CellSpec("minlstm", MinLSTMModelConfig,
+             "minLSTM (Feng et al. 2024): normalised forget/input gates that read x_t only",
+             "rnnlab.cells.minrnn:MinLSTM",
              inits=("default", "chrono")),
-    CellSpec("indrnn", IndRNNModelConfig, "rnnlab.cells.indrnn:IndRNN", inits=("default",)),
+    CellSpec("indrnn", IndRNNModelConfig,
+             "IndRNN (Li et al. 2018): h_t = relu(W x_t + u ⊙ h_{t-1} + b), |u| <= 2^(1/T)",
+             "rnnlab.cells.indrnn:IndRNN", inits=("default",)),
 )}
 
 

@@ -61,13 +61,17 @@ def help_text(overrides: list[str]) -> str:
     conf folder, so the page never lags behind it), then the config these overrides compose.
     (Hydra's own page, which also lists the internal schema groups: ``--hydra-help``.)"""
     from hydra import compose, initialize_config_dir
+    from hydra.core.config_store import ConfigStore
     from hydra.core.global_hydra import GlobalHydra
     from omegaconf import OmegaConf
 
     import rnnlab.schemas  # noqa: F401  (schemas and resolvers)
 
-    conf = Path(CONFIG_DIR)
-    groups = sorted(p.name for p in conf.iterdir() if p.is_dir() and p.name != "hydra")
+    conf, store = Path(CONFIG_DIR), ConfigStore.instance()
+    # a group's options: its YAML files and what rnnlab.schemas stores for it (the cells)
+    stored = {g: [Path(n).stem for n in store.list(g)] for g in ("model",)}
+    groups = sorted({p.name for p in conf.iterdir() if p.is_dir() and p.name != "hydra"}
+                    | set(stored))
     lines = [
         "rnnlab-train: train recurrent cells and compare them (README.md has the whole guide)",
         "",
@@ -80,8 +84,14 @@ def help_text(overrides: list[str]) -> str:
         "Config groups (group=option):",
     ]
     for group in groups:
-        options = ", ".join(sorted(p.stem for p in (conf / group).glob("*.yaml")))
-        if group in GROUP_HELP:
+        options = ", ".join(sorted({p.stem for p in (conf / group).glob("*.yaml")}
+                                   | set(stored.get(group, ()))))
+        if group == "model":  # one line per cell, from its registry entry
+            from rnnlab.cellspecs import SPECS
+
+            lines.append(f"  {group:<15} {GROUP_HELP[group]}")
+            lines += [f"  {'':<15}   {n:<8} {SPECS[n].summary}" for n in sorted(SPECS)]
+        elif group in GROUP_HELP:
             lines += [f"  {group:<15} {GROUP_HELP[group]}", f"  {'':<15}   {options}"]
         else:
             lines.append(f"  {group:<15} {options}")

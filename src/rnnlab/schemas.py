@@ -2,7 +2,8 @@
 one-line message naming the key (``model.hiden_size=8``, ``model.hidden_size=abc``).
 
 Each YAML file in conf/ lists its schema first in its defaults list. The schemas live in the
-``schema/<group>`` groups of the ConfigStore, so they never appear among a group's choices.
+``schema/<group>`` groups of the ConfigStore, so they never appear among a group's choices;
+the cells' schemas are the ``model`` group's options themselves (no YAML: rnnlab.cellspecs).
 The datasets' schemas live in :mod:`rnnlab.data.schemas` (imported here, never the reverse).
 """
 
@@ -182,7 +183,9 @@ def unknown_model_setting(cfg) -> str | None:
 
 def register_schemas() -> None:
     for cell, schema in MODEL_SCHEMAS.items():
-        _store("model", cell, schema)
+        # the `model` group's options themselves (model=gru), not only their schemas: a cell
+        # is its rnnlab.cellspecs entry, with no YAML file of its own
+        ConfigStore.instance().store(group="model", name=cell, node=schema, package="model")
     _store("optimizer", "adam", AdamConfig)
     _store("optimizer", "rmsprop", RMSpropConfig)
     _store("optimizer", "sgd", SGDConfig)
