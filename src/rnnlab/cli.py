@@ -58,20 +58,19 @@ def main():
 
 def help_text(overrides: list[str]) -> str:
     """``rnnlab-train [overrides] --help``: the config groups and their options (read from the
-    conf folder, so the page never lags behind it), then the config these overrides compose.
+    conf folder and, for model, the cell registry, so the page never lags behind them), then the
+    config these overrides compose.
     (Hydra's own page, which also lists the internal schema groups: ``--hydra-help``.)"""
     from hydra import compose, initialize_config_dir
-    from hydra.core.config_store import ConfigStore
     from hydra.core.global_hydra import GlobalHydra
     from omegaconf import OmegaConf
 
     import rnnlab.schemas  # noqa: F401  (schemas and resolvers)
 
-    conf, store = Path(CONFIG_DIR), ConfigStore.instance()
-    # a group's options: its YAML files and what rnnlab.schemas stores for it (the cells)
-    stored = {g: [Path(n).stem for n in store.list(g)] for g in ("model",)}
+    conf = Path(CONFIG_DIR)
+    # model has no folder: its options are the cells of rnnlab.cellspecs (stored, not YAML)
     groups = sorted({p.name for p in conf.iterdir() if p.is_dir() and p.name != "hydra"}
-                    | set(stored))
+                    | {"model"})
     lines = [
         "rnnlab-train: train recurrent cells and compare them (README.md has the whole guide)",
         "",
@@ -84,8 +83,7 @@ def help_text(overrides: list[str]) -> str:
         "Config groups (group=option):",
     ]
     for group in groups:
-        options = ", ".join(sorted({p.stem for p in (conf / group).glob("*.yaml")}
-                                   | set(stored.get(group, ()))))
+        options = ", ".join(sorted(p.stem for p in (conf / group).glob("*.yaml")))
         if group == "model":  # one line per cell, from its registry entry
             from rnnlab.cellspecs import SPECS
 

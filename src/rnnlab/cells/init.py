@@ -102,10 +102,10 @@ def _gate_rows(module: nn.Module) -> tuple[str, ...]:
 def chrono_gates(module: nn.Module) -> tuple[str | None, str | None]:
     """(the gate that keeps the state, the gate that writes it) that ``chrono`` sets to b and −b
     (see the module docstring); ValueError where the cell has no keep gate."""
-    names, variant = _gate_rows(module), getattr(module, "variant", None)
     own = getattr(module, "chrono_gates", None)  # minGRU / minLSTM say theirs
     if own is not None:
         return own
+    names, variant = _gate_rows(module), getattr(module, "variant", None)
     if _is_lstm(module):
         if variant == "cifg":  # f = 1 − i: the input gate's bias −b makes f = σ(b)
             return None, "i"

@@ -99,7 +99,7 @@ class DynamicsRecorder:
         for lj in layers:
             # in the model's dtype: float32 eigenvalues of JᵀJ cost 0.6x float64's at S = 128 and
             # agree to < 1e-6 relative (the top eigenvalue of a Gram matrix is well conditioned;
-            # tests/test_dynamics.py checks the record against float64); stats are float64
+            # tests/test_jacobian.py checks the record against float64); stats are float64
             J = lj.J.detach().cpu()
             valid = None if lj.valid is None else lj.valid.cpu()
             k = min(self.lyapunov_k, J.shape[-1])
