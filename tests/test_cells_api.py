@@ -186,6 +186,28 @@ def test_compiled_step_is_called_directly_only_when_that_gives_the_same_outputs(
     assert compile_cache._direct(wrapped, args, expected) is None
 
 
+def test_a_step_graph_compiled_again_is_loaded_from_inductors_cache(monkeypatch, tmp_path):
+    """A second process (here: a second compile of the same graph) loads the generated code from
+    the FX graph cache instead of generating it again; without a ShapeEnv inductor bypasses that
+    cache and every run paid about a second per step function."""
+    from torch._dynamo.utils import counters
+
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path))
+    args = (torch.randn(4, 8), torch.randn(8, 8))
+
+    def step(x, w):
+        return (torch.tanh(x @ w + 1.0),)
+
+    counters.clear()
+    first = compile_cache._inductor_compile(step, args)
+    assert counters["inductor"]["fxgraph_cache_bypass"] == 0
+    assert counters["inductor"]["fxgraph_cache_miss"] == 1
+    again = compile_cache._inductor_compile(step, args)
+    assert counters["inductor"]["fxgraph_cache_hit"] == 1
+    assert torch.equal(first(*args)[0], again(*args)[0])
+    torch.testing.assert_close(again(*args)[0], step(*args)[0])
+
+
 def test_compile_failure_falls_back_to_eager_with_one_warning(monkeypatch):
     def broken(fn, args):
         raise RuntimeError("no C++ compiler found\nsecond line")

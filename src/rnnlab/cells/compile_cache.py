@@ -179,13 +179,21 @@ _INDUCTOR_OPTIONS = {"pattern_matcher": False, "size_asserts": False, "cpp.vec_i
 
 def _inductor_compile(fn: Callable, args: Sequence[Tensor]) -> Callable:
     import torch._inductor
+    from torch._guards import TracingContext, tracing
+    from torch._subclasses.fake_tensor import FakeTensorMode
     from torch.fx.experimental.proxy_tensor import make_fx
+    from torch.fx.experimental.symbolic_shapes import ShapeEnv
 
     with torch.no_grad():
         gm = make_fx(fn)(*args)
-        # no pattern rewrites: they turn "gi + b + h @ W_hhᵀ" into a separate add kernel plus an
-        # addmm that first copies that sum into its output; we want mm + one fused kernel
-        compiled = torch._inductor.compile(gm, list(args), options=_INDUCTOR_OPTIONS)
+        # A tracing context whose fake mode has a ShapeEnv (empty: every shape is static): without
+        # one inductor bypasses its FX graph cache ("No shape env") and generates and loads each
+        # graph's code anew in every process -- about 1 s per step function of every run.
+        fake_mode = FakeTensorMode(shape_env=ShapeEnv(), allow_non_fake_inputs=True)
+        with tracing(TracingContext(fake_mode)):
+            # no pattern rewrites: they turn "gi + b + h @ W_hhᵀ" into a separate add kernel plus
+            # an addmm that first copies that sum into its output; we want mm + one fused kernel
+            compiled = torch._inductor.compile(gm, list(args), options=_INDUCTOR_OPTIONS)
         # run once so that a failure at first call (e.g. a missing compiler) shows up here
         expected = compiled(*args)
         return _direct(compiled, args, expected) or compiled
