@@ -259,3 +259,49 @@ def test_a_run_shorter_than_an_epoch_validates_at_its_last_step(run_training):
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["best.ckpt",
                                                                          "last.ckpt"]
     assert "baseline 0.1667 (" in report_line(results, run_dir)
+
+
+@pytest.mark.parametrize("stop", ["trainer.max_epochs=2", "trainer.max_steps=7"])
+def test_train_loss_is_logged_where_the_loggers_and_the_final_value_read_it(stop, run_training,
+                                                                            monkeypatch):
+    """train/loss is logged at the steps Lightning writes (every log_every_n_steps), at epoch
+    ends and at max_steps only: the CSV rows are those of logging every step, and results.json's
+    final train/loss is the loss of the last step taken."""
+    import csv
+
+    from rnnlab.task import SequenceTask
+
+    losses, logged = [], []
+    original_step, original_log = SequenceTask.training_step, SequenceTask.log
+
+    def training_step(self, batch, batch_idx):
+        loss = original_step(self, batch, batch_idx)
+        losses.append(float(loss.detach()))
+        return loss
+
+    def log(self, name, value, *args, **kwargs):
+        if name == "train/loss":
+            logged.append(self.trainer.global_step)
+        return original_log(self, name, value, *args, **kwargs)
+
+    monkeypatch.setattr(SequenceTask, "training_step", training_step)
+    monkeypatch.setattr(SequenceTask, "log", log)
+    results, run_dir = run_training(["data=adding", "model=gru", "model.hidden_size=8",
+                                     "data.seq_len=10", "data.train_size=320", "data.val_size=64",
+                                     "data.test_size=64", "data.batch_size=64", "logger=csv",
+                                     "trainer.log_every_n_steps=3", "test=false",
+                                     "trainer.enable_progress_bar=false", stop])
+    steps = len(losses)
+    assert results["status"] == "completed" and results["steps"] == steps
+    assert steps == (10 if "epochs" in stop else 7)
+    written = [s for s in range(steps) if (s + 1) % 3 == 0]
+    epoch_ends = [s for s in range(steps) if (s + 1) % 5 == 0]
+    assert logged == sorted({*written, *epoch_ends, steps - 1})
+    rows = list(csv.DictReader(open(next(run_dir.glob("csv/**/metrics.csv")))))
+    in_csv = {int(r["step"]): float(r["train/loss"]) for r in rows if r.get("train/loss")}
+    # Lightning writes every log_every_n_steps, and at a max_steps stop (should_stop is set at
+    # that batch's end; at max_epochs only after the epoch), as when every step was logged
+    assert sorted(in_csv) == sorted({*written, *([steps - 1] if "steps" in stop else [])})
+    for step, value in in_csv.items():
+        assert value == pytest.approx(losses[step], rel=1e-6)
+    assert results["metrics"]["train/loss"] == pytest.approx(losses[-1], rel=1e-6)

