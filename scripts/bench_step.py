@@ -16,14 +16,19 @@ copy of the model and an optimizer of the same kind time ``--plain`` steps of ea
 - cell: the recurrent stack's forward + backward on the encoded batch (scratch: its compiled
   step graphs and hand backward);
 - model + loss: encoder, cell, head and the task's loss, forward + backward;
-- optimizer: ``optimizer.step()`` + ``zero_grad()``;
+- optimizer: gradient clipping as configured (the quickstart clips the norm at 1.0),
+  ``optimizer.step()`` and ``zero_grad()``;
 - data: drawing a batch from the train dataloader.
 
-Reported (medians over the rounds, ms): the Lightning step, each part, "Lightning" = step − model
-− optimizer − data (the loop, every callback's hooks, ``self.log``, torchmetrics, the progress
-bar), and "outside the cell" = (step − cell) / step. ``--compare SRC`` runs every measurement
-also with ``SRC`` (another checkout's ``src``) first on the module path, alternating the two
-in fresh processes, and prints the two side by side.
+The gradient-flow monitor's hooks are timed in the run itself, per step. Reported (medians, ms;
+steps where the monitor records, every 100, are outside the median as they are rare: their cost
+is in docs/gradflow.md): the Lightning step, each part, "Lightning" = step − model − optimizer −
+data − monitor (the loop, the other callbacks' hooks, ``self.log``, torchmetrics, the
+progress bar, the loggers), and "outside the cell" = (step − cell) / step. ``--hooks`` also
+times every callback's per-step hooks and the task's methods and lists them (µs per step,
+means). ``--compare SRC`` runs every measurement also with ``SRC`` (another checkout's ``src``)
+first on the module path, alternating the two in fresh processes, and prints the two side by
+side.
 """
 
 from __future__ import annotations
@@ -48,7 +53,7 @@ SIZES = {
     "ref": (["data.seq_len=100", "model.hidden_size=128"], "B=64 T=100 I=2 H=128"),
 }
 CELLS = ("gru", "lstm", "rnn")
-PARTS = ("step", "cell", "model", "optimizer", "data")
+PARTS = ("step", "cell", "model", "optimizer", "data", "monitor")
 STEP_HOOKS = ("on_train_batch_start", "on_before_backward", "on_after_backward",
               "on_before_zero_grad", "on_before_optimizer_step", "on_train_batch_end")
 
@@ -90,7 +95,14 @@ def plain_parts(task, trainer, n: int) -> dict[str, float]:
         loss = task_loss(kind, model(x, lengths), y)
         loss.backward()
 
-    def step():
+    clip, algorithm = trainer.gradient_clip_val, trainer.gradient_clip_algorithm
+
+    def step():  # as Lightning steps: clip (when configured), step, zero the gradients
+        if clip:
+            if str(algorithm) == "value":
+                torch.nn.utils.clip_grad_value_(model.parameters(), clip)
+            else:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
         optimizer.step()
         optimizer.zero_grad()
 
@@ -98,8 +110,12 @@ def plain_parts(task, trainer, n: int) -> dict[str, float]:
     for _ in range(4):
         cell()
         whole()
-    return {"cell": _timed(cell, n), "model": _timed(whole, n), "optimizer": _timed(step, n),
-            "data": data}
+    # call by call in turn, medians: the cell and the whole model see the same moments of load
+    calls: dict[str, list[float]] = {"cell": [], "model": [], "optimizer": []}
+    for _ in range(n):
+        for name, fn in (("cell", cell), ("model", whole), ("optimizer", step)):
+            calls[name].append(_timed(fn, 1))
+    return {**{name: statistics.median(v) for name, v in calls.items()}, "data": data}
 
 
 def measure(size: str, cell: str, epochs: int, plain: int, extra: list[str] = (),
@@ -116,7 +132,8 @@ def measure(size: str, cell: str, epochs: int, plain: int, extra: list[str] = ()
     class Rounds(Callback):
         def __init__(self):
             self.periods: list[float] = []
-            self.parts: dict[str, list[float]] = {p: [] for p in PARTS[1:]}
+            self.parts: dict[str, list[float]] = {p: [] for p in PARTS[1:-1]}
+            self.monitor: list[float] = []  # seconds in the gradient-flow monitor's hooks
             self._last: float | None = None
 
         def on_train_epoch_start(self, trainer, pl_module):
@@ -126,20 +143,28 @@ def measure(size: str, cell: str, epochs: int, plain: int, extra: list[str] = ()
             now = time.perf_counter()
             if self._last is not None and batch_idx > 1:  # the epoch's first step warms up
                 self.periods.append(now - self._last)
+                self.monitor.append(monitor_step[0])
             self._last = now
+            monitor_step[0] = 0.0
 
         def on_train_epoch_end(self, trainer, pl_module):
             for name, value in plain_parts(pl_module, trainer, plain).items():
                 self.parts[name].append(value)
 
-    def time_hooks(trainer, task) -> dict[str, list[float]]:
-        """Wrap each callback's per-step hooks and the task's per-step methods with a clock:
-        seconds per training step spent in each (the Lightning column's detail)."""
+    monitor_step = [0.0]  # seconds in the monitor's hooks during the current step
+
+    def time_hooks(trainer, task, every: bool) -> dict[str, list[float]]:
+        """Wrap the gradient-flow monitor's per-step hooks (and with ``every``, each callback's
+        and the task's per-step methods) with a clock: seconds per training step in each."""
+        from rnnlab.gradflow import GradientFlowMonitor
+
         spent: dict[str, float] = {}
         targets = [(cb, type(cb).__name__, STEP_HOOKS) for cb in trainer.callbacks
-                   if not isinstance(cb, Rounds)]
-        targets.append((task, "task", ("training_step", "configure_gradient_clipping",
-                                       "optimizer_zero_grad", "log")))
+                   if not isinstance(cb, Rounds)
+                   and (every or isinstance(cb, GradientFlowMonitor))]
+        if every:
+            targets.append((task, "task", ("training_step", "configure_gradient_clipping",
+                                           "optimizer_zero_grad", "log")))
         for obj, owner, names in targets:
             for name in names:
                 original = getattr(obj, name)
@@ -151,7 +176,10 @@ def measure(size: str, cell: str, epochs: int, plain: int, extra: list[str] = ()
                         return _original(*a, **k)
                     finally:
                         if trainer.training and not trainer.sanity_checking:
-                            spent[_label] = spent.get(_label, 0.0) + time.perf_counter() - start
+                            took = time.perf_counter() - start
+                            spent[_label] = spent.get(_label, 0.0) + took
+                            if _label.startswith("GradientFlowMonitor."):
+                                monitor_step[0] += took
 
                 setattr(obj, name, timed)
         return spent
@@ -164,19 +192,21 @@ def measure(size: str, cell: str, epochs: int, plain: int, extra: list[str] = ()
         datamodule, task, trainer = build(cfg)
         rounds = Rounds()
         trainer.callbacks.insert(0, rounds)
-        spent = time_hooks(trainer, task) if hooks else {}
+        spent = time_hooks(trainer, task, every=hooks)
         try:
             trainer.fit(task, datamodule=datamodule)
         finally:
             tracking.finish_wandb()
     steps = max(trainer.global_step, 1)
-    return {"step": rounds.periods, **rounds.parts,
-            "hooks": {k: v / steps for k, v in sorted(spent.items(), key=lambda kv: -kv[1])}}
+    return {"step": rounds.periods, **rounds.parts, "monitor": rounds.monitor,
+            "hooks": {k: v / steps for k, v in sorted(spent.items(), key=lambda kv: -kv[1])}
+            if hooks else {}}
 
 
 def summarise(raw: dict[str, list[float]]) -> dict[str, float]:
     ms = {p: 1e3 * statistics.median(raw[p]) for p in PARTS}
-    ms["lightning"] = ms["step"] - ms["model"] - ms["optimizer"] - ms["data"]
+    ms["lightning"] = (ms["step"] - ms["model"] - ms["optimizer"] - ms["data"]
+                       - ms["monitor"])
     ms["head_loss"] = ms["model"] - ms["cell"]
     ms["outside_pct"] = 100.0 * (ms["step"] - ms["cell"]) / ms["step"]
     ms["steps_per_hour"] = 3.6e6 / ms["step"]
@@ -187,21 +217,24 @@ def _row(label: str, size: str, cell: str, s: dict[str, float]) -> str:
     def pct(v):
         return f"{v:.2f} ({100 * v / s['step']:.0f}%)"
 
-    return (f"| {label}{size} | {cell} | {s['step']:.2f} | {pct(s['cell'])} | "
+    return (f"| {label}{size} | {cell} | {s['step']:.2f} | "
+            f"{pct(s['cell'])} | "
             f"{pct(s['head_loss'])} | {pct(s['optimizer'])} | {pct(s['data'])} | "
-            f"{pct(s['lightning'])} | **{s['outside_pct']:.0f}%** | {s['steps_per_hour']:,.0f} |")
+            f"{pct(s['monitor'])} | {pct(s['lightning'])} | **{s['outside_pct']:.0f}%** | "
+            f"{s['steps_per_hour']:,.0f} |")
 
 
-HEADER = ("| {}size | cell | step ms | cell | encoder+head+loss | optimizer | data | "
-          "Lightning (loop, hooks, logging, metrics) | outside the cell | steps/hour |\n"
-          "|{}---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+HEADER = ("| {}size | cell | step ms | cell | encoder+head+loss | optimizer (+clipping) | data | "
+          "gradient-flow monitor | Lightning (loop, other hooks, logging, metrics) | "
+          "outside the cell | steps/hour |\n"
+          "|{}---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 
 
 def _worker(args) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    raw = measure(args.sizes, args.cells, args.epochs, args.plain, args.overrides)
+    raw = measure(args.sizes, args.cells, args.epochs, args.plain, args.overrides, args.hooks)
     print("RESULT " + json.dumps(raw))
     return 0
 
@@ -212,7 +245,8 @@ def _run_worker(src: str | None, size: str, cell: str, args) -> dict[str, list[f
         env["PYTHONPATH"] = os.pathsep.join([src, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     cmd = [sys.executable, __file__, "--_worker", "--sizes", size, "--cells", cell,
            "--epochs", str(args.epochs), "--plain", str(args.plain),
-           "--threads", str(args.threads), *args.overrides]
+           "--threads", str(args.threads), *(["--hooks"] if args.hooks else []),
+           *args.overrides]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True)
     lines = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]
     if out.returncode != 0 or not lines:
@@ -229,6 +263,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     p.add_argument("--compare", default=None, metavar="SRC",
                    help="also measure with this checkout's src first on the module path")
+    p.add_argument("--hooks", action="store_true",
+                   help="also list the time per step in each callback hook and task method")
     p.add_argument("--json", type=Path, default=None, help="also write the numbers here")
     p.add_argument("--_worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("overrides", nargs="*", help="further rnnlab-train overrides for every run,\n"
@@ -256,6 +292,12 @@ def main(argv: list[str] | None = None) -> int:
         for arm in arms:
             prefix = "" if args.compare is None else f"{arm} | "
             print(_row(prefix, f"{size} ({SIZES[size][1]})", cell, results[arm][key]["ms"]))
+    if args.hooks:
+        for key, entry in results["new"].items():
+            print(f"\n{key}: µs per step (mean) in each hook")
+            for name, seconds in entry["raw"]["hooks"].items():
+                if seconds >= 2e-6:
+                    print(f"  {1e6 * seconds:8.1f}  {name}")
     if args.json:
         args.json.write_text(json.dumps({"threads": args.threads, "epochs": args.epochs,
                                          "compare": args.compare, "results": results}, indent=1))
