@@ -41,6 +41,8 @@ SIZES = {  # name: (B, T, I, H)
     "h512": (64, 100, 32, 512),
     "t500": (64, 500, 32, 128),
     "b16": (16, 100, 32, 128),
+    "quickstart": (64, 50, 2, 64),  # make run's size (the adding problem at T = 50)
+    "h64": (64, 30, 16, 64),
     "fastrnns": (64, 100, 512, 512),  # the setting of PyTorch's fastrnns benchmarks (I = H = 512)
 }
 CELLS = ("rnn", "gru", "lstm")

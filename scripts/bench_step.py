@@ -259,6 +259,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sizes", default=",".join(SIZES), help=f"any of {', '.join(SIZES)}")
     p.add_argument("--cells", default=",".join(CELLS))
     p.add_argument("--epochs", type=int, default=4, help="epochs of 128 steps per run (rounds)")
+    p.add_argument("--repeats", type=int, default=1,
+                   help="processes per size, cell and version (columns: medians over them)")
     p.add_argument("--plain", type=int, default=20, help="calls per part and round")
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     p.add_argument("--compare", default=None, metavar="SRC",
@@ -279,13 +281,21 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, dict[str, dict]] = {arm: {} for arm in arms}
     for size in args.sizes.split(","):
         for cell in args.cells.split(","):
-            order = list(arms) if len(results["new"]) % 2 == 0 else list(arms)[::-1]
-            for arm in order:
-                raw = _run_worker(arms[arm], size, cell, args)
-                results[arm][f"{size}/{cell}"] = {"raw": raw, "ms": summarise(raw)}
-                step = results[arm][f"{size}/{cell}"]["ms"]["step"]
-                print(f"{arm} {size}/{cell}: step {step:.2f} ms", file=sys.stderr, flush=True)
-    label = "" if args.compare is None else "version, "
+            key = f"{size}/{cell}"
+            for repeat in range(args.repeats):
+                flip = (len(results["new"]) + repeat) % 2 == 1
+                for arm in (list(arms)[::-1] if flip else list(arms)):
+                    raw = _run_worker(arms[arm], size, cell, args)
+                    entry = results[arm].setdefault(key, {"raw": [], "runs": []})
+                    entry["raw"].append(raw)
+                    entry["runs"].append(summarise(raw))
+                    print(f"{arm} {key} #{repeat}: step {entry['runs'][-1]['step']:.2f} ms",
+                          file=sys.stderr, flush=True)
+            for arm in arms:  # each column: the median over the processes
+                runs = results[arm][key]["runs"]
+                results[arm][key]["ms"] = {k: statistics.median(r[k] for r in runs)
+                                           for k in runs[0]}
+    label = "" if args.compare is None else "version | "
     print(HEADER.format(label, "---|" if args.compare else ""))
     for key in results["new"]:
         size, cell = key.split("/")
@@ -295,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.hooks:
         for key, entry in results["new"].items():
             print(f"\n{key}: µs per step (mean) in each hook")
-            for name, seconds in entry["raw"]["hooks"].items():
+            for name, seconds in entry["raw"][0]["hooks"].items():
                 if seconds >= 2e-6:
                     print(f"  {1e6 * seconds:8.1f}  {name}")
     if args.json:
