@@ -305,3 +305,44 @@ def test_train_loss_is_logged_where_the_loggers_and_the_final_value_read_it(stop
     for step, value in in_csv.items():
         assert value == pytest.approx(losses[step], rel=1e-6)
     assert results["metrics"]["train/loss"] == pytest.approx(losses[-1], rel=1e-6)
+
+
+def test_the_progress_bar_draws_from_the_loop_at_most_refresh_rate_times_a_second(run_training,
+                                                                                  monkeypatch):
+    """No refresh thread beside the training loop; a draw at most every 1 / refresh_rate s, and
+    always at an epoch's last batch (so the bar ends where the epoch did)."""
+    import threading
+    import time
+
+    from lightning.pytorch.callbacks.progress import rich_progress
+
+    from rnnlab.progress import ProgressBar
+
+    draws, threads, last_batches = [], [], []
+    original_refresh = rich_progress.CustomProgress.refresh
+    original_end = ProgressBar.on_train_batch_end
+
+    def refresh(self):
+        draws.append(time.monotonic())
+        return original_refresh(self)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        threads.append(any(isinstance(t, rich_progress._RefreshThread)
+                           for t in threading.enumerate()))
+        before = len(draws)
+        original_end(self, trainer, pl_module, outputs, batch, batch_idx)
+        if batch_idx + 1 == self.total_train_batches:
+            last_batches.append(len(draws) > before)
+
+    monkeypatch.setattr(rich_progress.CustomProgress, "refresh", refresh)
+    monkeypatch.setattr(ProgressBar, "on_train_batch_end", on_train_batch_end)
+    results, _ = run_training(["data=adding", "model=gru", "model.hidden_size=8",
+                               "data.seq_len=10", "data.train_size=640", "data.val_size=64",
+                               "data.test_size=64", "logger=csv", "trainer.max_epochs=2",
+                               "callbacks.progress_bar.refresh_rate=5", "test=false"])
+    assert results["status"] == "completed" and len(threads) == 20
+    assert not any(threads)
+    assert last_batches == [True, True]
+    gaps = [b - a for a, b in zip(draws, draws[1:])]
+    # forced draws (epoch ends, stage changes) aside, draws are >= 1/5 s apart
+    assert sum(g < 0.2 for g in gaps) <= 8
