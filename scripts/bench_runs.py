@@ -78,8 +78,8 @@ def main(argv=None) -> int:
         _time(ONE_STEP, src, False, False)
     for r in range(max(args.repeats, args.multirun)):
         order = list(versions) if r % 2 == 0 else list(versions)[::-1]
-        for name, (overrides, cold) in COMMANDS.items():
-            if r < args.repeats:
+        if r < args.repeats:
+            for name, (overrides, cold) in COMMANDS.items():
                 for version in order:
                     times[version][name].append(_time(overrides, versions[version], cold, False))
         if r < args.multirun:
@@ -98,7 +98,7 @@ def main(argv=None) -> int:
         cells = "".join(f" {med[v][name]:.2f} ({min(times[v][name]):.2f}–"
                         f"{max(times[v][name]):.2f}) |" for v in versions)
         print(f"| {name} |{cells}")
-    for v in versions:
+    for v in versions if args.repeats else ():  # the ratios need the 1-step runs
         m = med[v]
         print(f"{v}: scratch / fused (warm) {m['1-step scratch, warm'] / m['1-step fused']:.2f}x, "
               f"cold / warm {m['1-step scratch, cold'] / m['1-step scratch, warm']:.2f}x")

@@ -67,7 +67,8 @@ def _timed(fn, n: int) -> float:
 
 def plain_parts(task, trainer, n: int) -> dict[str, float]:
     """Seconds per call of each part alone, on copies (the run's weights and optimizer state are
-    left as they were)."""
+    left as they were; drawing batches here advances the loader's shuffle, so the run's later
+    epochs see another order than an unbenchmarked run: its timings, not its results, count)."""
     import torch
 
     from rnnlab.metrics import task_loss
@@ -76,11 +77,10 @@ def plain_parts(task, trainer, n: int) -> dict[str, float]:
     model.train()
     optimizer = task.optimizer_factory(params=model.parameters())
     loader = trainer.train_dataloader
-    batches = [b for b, _ in zip(loader, range(n))]
     fresh = iter(loader)
+    batch = next(fresh)
     data = _timed(lambda: next(fresh), n)
 
-    batch = batches[0]
     x, y, lengths = batch["x"], batch["y"], batch.get("lengths")
     kind = task.spec.task_kind
     inputs = model.encode(x).detach()
@@ -242,7 +242,7 @@ def _worker(args) -> int:
 def _run_worker(src: str | None, size: str, cell: str, args) -> dict[str, list[float]]:
     env = dict(os.environ)
     if src:
-        env["PYTHONPATH"] = os.pathsep.join([src, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH")) if p)
     cmd = [sys.executable, __file__, "--_worker", "--sizes", size, "--cells", cell,
            "--epochs", str(args.epochs), "--plain", str(args.plain),
            "--threads", str(args.threads), *(["--hooks"] if args.hooks else []),
