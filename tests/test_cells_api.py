@@ -313,6 +313,7 @@ def test_a_smaller_batch_is_padded_onto_the_compiled_graphs(cls, monkeypatch):
         batches.append(args[0].shape[0])
         return fn
 
+    monkeypatch.setenv("RNNLAB_NATIVE", "0")  # the per-step graphs (the native loops: no graphs)
     monkeypatch.setattr(compile_cache, "_inductor_compile", fake_compile)
     monkeypatch.setattr(compile_cache._CompileState, "failed", False)
     monkeypatch.setattr(compile_cache._CompileState, "compile_after", 1)

@@ -14,7 +14,15 @@ from torch import Tensor, nn
 
 from ..errors import check_choice
 from .compile_cache import compile_enabled
-from .recurrence import GradNormRecord, NormSink, Recurrence, RecurrenceFunction, uniform_init
+from .native import native_kernel
+from .recurrence import (
+    GradNormRecord,
+    InputProjection,
+    NormSink,
+    Recurrence,
+    RecurrenceFunction,
+    uniform_init,
+)
 from .sequence import Sequence, check_module_args
 
 __all__ = ["RecurrentBase", "StackBase"]
@@ -150,7 +158,10 @@ class RecurrentBase(StackBase):
     def input_projection(self, layer: int, x: Tensor) -> Tensor:
         """``gi`` of all steps at once, (T, B, gate_size): ``W_ih x_t`` (b_ih is added in the step
         kernel). Differentiated by autograd, like anything a subclass adds here."""
-        return F.linear(x, getattr(self, f"weight_ih_l{layer}"))
+        w = getattr(self, f"weight_ih_l{layer}")
+        if x.device.type == "cpu" and not torch.is_autocast_enabled("cpu"):
+            return InputProjection.apply(x, w)  # the same, with a faster backward on the CPU
+        return F.linear(x, w)
 
     def step_inputs(self, layer: int, gi: Tensor) -> tuple[Tensor, ...]:
         """Non-differentiable per-step inputs of ``layer``'s recurrence, each (T, B, ...) with
@@ -184,7 +195,7 @@ class RecurrentBase(StackBase):
         batch = input.shape[1]
 
         compile = compile_enabled(self.compile)
-        pad = self._batch_padding(batch, compile)
+        pad = self._batch_padding(batch, compile, rec, input)
         if pad:
             input, hx, mask = _pad_batch(input, hx, mask, pad)
         record = self.record_grad_norms and torch.is_grad_enabled()
@@ -222,12 +233,15 @@ class RecurrentBase(StackBase):
     # run, it reuses those graphs; the padded rows get zero gradient and are dropped from every
     # output. Not when rows draw random numbers (dropout between layers, zoneout masks while
     # training: the run's random stream must not depend on compilation), and not beyond
-    # PAD_LIMIT x the batch (a batch of 1 for step-by-step inference).
+    # PAD_LIMIT x the batch (a batch of 1 for step-by-step inference). Nor where the native
+    # loops run (native.py): they take any batch as it comes.
     PAD_LIMIT = 4
     _largest_batch = 0
 
-    def _batch_padding(self, batch: int, compile: bool) -> int:
+    def _batch_padding(self, batch: int, compile: bool, rec: Recurrence, x: Tensor) -> int:
         if not compile or not batch:
+            return 0
+        if native_kernel(rec.native, compile, x) is not None:  # any batch size, no graphs
             return 0
         if self.training and (self.dropout > 0 or getattr(self, "zoneout", 0)):
             return 0

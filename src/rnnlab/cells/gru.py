@@ -313,6 +313,9 @@ def _recurrence(variant: str, reset: str, layer_norm: bool = False, zoneout: boo
         grads,
         lambda H: (H,),
         gates=_gates(variant),
+        # native_loops.cpp computes gru_after_step / gru_after_step_backward over the loop
+        native="gru" if (variant == "gru" and reset == "after" and not layer_norm
+                         and not zoneout) else None,
     )
 
 

@@ -510,6 +510,9 @@ def _recurrence(spec: LSTMSpec, name: str) -> Recurrence:
         (lambda H: (H, H, 3 * H)) if spec.gate_recurrence else (lambda H: (H, H)),
         num_user_states=2,
         gates=_gates(spec),
+        # native_loops.cpp computes torch_forward / torch_backward (no peepholes) over the loop
+        native="lstm" if (spec.variant in ("torch", "np") and not spec.layer_norm
+                          and not spec.zoneout) else None,
     )
 
 

@@ -1,0 +1,430 @@
+// The whole time loop of one layer as one C++ function, forward and backward (native.py builds
+// and loads this file; it is plain C++ with no torch headers, so it compiles in about a second).
+//
+// Why: the per-step graphs (compile_cache.py) pay a Python call, an ATen matmul call and a
+// kernel launch per time step and direction; at small sizes (B = 64, H = 64) that is more than
+// the arithmetic. Here a step is one register-tiled GEMM and one pass over the gates, with no
+// call in between, as oneDNN's RNN primitive does.
+//
+// The equations are the cells' own, term for term and in the same order of operations (see the
+// docstrings of lstm.py, variant "torch"/"np", and gru.py, variant "gru", reset "after"); the
+// tests hold each kernel to the per-step Python path (tests/test_cells_native.py). Layouts are
+// those of recurrence.py: time-major (T, B, ·) row-major stacks, step t's new state at
+// seq + t·B·H, its previous one at t = 0 the initial state, else seq + (t−1)·B·H; mask (T, B)
+// bytes (1 = the step is valid); past a sequence's end the state is frozen and the state
+// gradient passes through unchanged.
+//
+// Threads: the rows of a batch never meet in a recurrence, so each thread runs the whole time
+// loop for its own rows [b0, b1) with no synchronisation at all (W is read-only); the caller
+// passes how many threads (torch's intra-op count).
+
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+
+#include <omp.h>
+
+// glibc's vector math library (libmvec) has SIMD versions of these; declared "simd" so that the
+// compiler calls them on whole vectors (glibc only declares them so under -ffast-math, which
+// would also assume no inf or NaN: a diverging run must still produce them)
+extern "C" {
+float expf(float) __attribute__((simd("notinbranch"), nothrow, const));
+float tanhf(float) __attribute__((simd("notinbranch"), nothrow, const));
+double exp(double) __attribute__((simd("notinbranch"), nothrow, const));
+double tanh(double) __attribute__((simd("notinbranch"), nothrow, const));
+}
+
+namespace {
+
+inline float exp_(float x) { return expf(x); }
+inline double exp_(double x) { return exp(x); }
+inline float tanh_(float x) { return tanhf(x); }
+inline double tanh_(double x) { return tanh(x); }
+// as torch's sigmoid on the CPU: 1 / (1 + exp(−x))
+template <class T> inline T sigmoid_(T x) { return T(1) / (T(1) + exp_(-x)); }
+
+template <class T> struct Vec {
+  static constexpr int L = 64 / sizeof(T);  // one 512-bit register (two 256-bit ones on AVX2)
+  typedef T v __attribute__((vector_size(64), aligned(sizeof(T))));  // unaligned loads/stores
+};
+
+// One MR × (NV vectors) tile of C = A · B (or C += A · B), accumulated in registers over all K.
+template <class T, int MR, int NV>
+inline void tile(int K, const T* A, int lda, const T* B, int ldb, T* C, int ldc, bool accumulate) {
+  typedef typename Vec<T>::v V;
+  constexpr int L = Vec<T>::L;
+  V acc[MR][NV] = {};
+  for (int k = 0; k < K; ++k) {
+    V b[NV];
+#pragma GCC unroll 4
+    for (int s = 0; s < NV; ++s) b[s] = *(const V*)(B + (int64_t)k * ldb + s * L);
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; ++r) {
+      const T a = A[(int64_t)r * lda + k];
+#pragma GCC unroll 4
+      for (int s = 0; s < NV; ++s) acc[r][s] += a * b[s];
+    }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+    for (int s = 0; s < NV; ++s) {
+      V* out = (V*)(C + (int64_t)r * ldc + s * L);
+      *out = accumulate ? *out + acc[r][s] : acc[r][s];
+    }
+}
+
+// C = A · B   (M×K times K×N, row-major with leading dimensions), or C += A · B (accumulate).
+// Register tiles of 8 rows × 2 vectors (16 accumulators: the fastest of 4×2 ... 8×2 measured at
+// these sizes, 55-58 GFMA/s on one core of the EPYC this was written on); B's K × 2-vector panel
+// stays in L1 across the rows. Then 4- and 1-row tiles, 1-vector columns, a scalar remainder.
+template <class T>
+void gemm(int M, int N, int K, const T* A, int lda, const T* B, int ldb, T* C, int ldc,
+          bool accumulate) {
+  constexpr int L = Vec<T>::L;
+  int j = 0;
+  for (; j + 2 * L <= N; j += 2 * L) {
+    int i = 0;
+    for (; i + 8 <= M; i += 8)
+      tile<T, 8, 2>(K, A + (int64_t)i * lda, lda, B + j, ldb, C + (int64_t)i * ldc + j, ldc,
+                    accumulate);
+    for (; i + 4 <= M; i += 4)
+      tile<T, 4, 2>(K, A + (int64_t)i * lda, lda, B + j, ldb, C + (int64_t)i * ldc + j, ldc,
+                    accumulate);
+    for (; i < M; ++i)
+      tile<T, 1, 2>(K, A + (int64_t)i * lda, lda, B + j, ldb, C + (int64_t)i * ldc + j, ldc,
+                    accumulate);
+  }
+  for (; j + L <= N; j += L) {
+    int i = 0;
+    for (; i + 8 <= M; i += 8)
+      tile<T, 8, 1>(K, A + (int64_t)i * lda, lda, B + j, ldb, C + (int64_t)i * ldc + j, ldc,
+                    accumulate);
+    for (; i < M; ++i)
+      tile<T, 1, 1>(K, A + (int64_t)i * lda, lda, B + j, ldb, C + (int64_t)i * ldc + j, ldc,
+                    accumulate);
+  }
+  if (j < N) {  // the last N mod L columns
+    for (int i = 0; i < M; ++i) {
+      const T* a = A + (int64_t)i * lda;
+      T* c = C + (int64_t)i * ldc;
+      for (int jj = j; jj < N; ++jj) {
+        T s = 0;
+        for (int k = 0; k < K; ++k) s += a[k] * B[(int64_t)k * ldb + jj];
+        c[jj] = accumulate ? c[jj] + s : s;
+      }
+    }
+  }
+}
+
+// Wᵀ of a (rows × cols) matrix into out (cols × rows)
+template <class T> void transpose(const T* w, int rows, int cols, T* out) {
+  for (int r = 0; r < rows; ++r)
+    for (int c = 0; c < cols; ++c) out[(int64_t)c * rows + r] = w[(int64_t)r * cols + c];
+}
+
+template <class T> struct Scratch {  // per-call work memory, freed on every return path
+  T* p;
+  explicit Scratch(size_t n) : p((T*)std::malloc(sizeof(T) * (n ? n : 1))) {}
+  ~Scratch() { std::free(p); }
+};
+
+// Past a sequence's end (mask 0) a step keeps the state: new = m ? new : old, row by row.
+template <class T> inline void freeze_rows(const uint8_t* m, int B, int H, const T* old, T* cur) {
+  for (int b = 0; b < B; ++b)
+    if (!m[b]) std::memcpy(cur + (int64_t)b * H, old + (int64_t)b * H, sizeof(T) * H);
+}
+
+// Run fn(b0, b1) on up to `threads` slices of the B rows (multiples of 4 rows, the GEMM's tile,
+// at least 4 per thread) in an OpenMP team; 0 if every slice returned 0. OpenMP, not threads of
+// our own: torch's CPU build runs its intra-op work on libgomp, the same runtime this library
+// links (one libgomp.so.1 per process), so the team is torch's own pool, awake right after the
+// ops before it; a second pool would fight torch's spinning workers for the cores (measured: the
+// 2-thread LSTM loops 1.3 ms alone, 2.5 ms with std::thread beside torch's pool).
+template <class F> int parallel_rows(int B, int threads, F fn) {
+  int n = threads < 1 ? 1 : threads;
+  if (n > B / 4) n = B / 4 > 0 ? B / 4 : 1;
+  if (n == 1) return fn(0, B);
+  int rc = 0;
+#pragma omp parallel num_threads(n) reduction(| : rc)
+  {
+    const int k = omp_get_thread_num(), nt = omp_get_num_threads();
+    const int per = (B / nt + 3) / 4 * 4;
+    const int b0 = k * per, b1 = k == nt - 1 ? B : (k + 1) * per < B ? (k + 1) * per : B;
+    if (b0 < b1) rc |= fn(b0, b1);
+  }
+  return rc;
+}
+
+// ---- LSTM, variants "torch" and "np" (lstm.py: torch_forward / torch_backward) -------------
+//   a = gi + b_ih + W_hh h + b_hh          blocks [i, f, g, o], G = 4H
+//   i = σ(a_i)  f = σ(a_f)  g = tanh(a_g)  c' = f c + i g  o = σ(a_o)  tc = tanh(c')  h' = o tc
+// saved per step: i, f, g, o, tc, each a (T, B, H) stack
+
+template <class T>
+int lstm_forward(int steps, int B, int H, const T* gi, const uint8_t* mask, const T* h0,
+                 const T* wt, const T* b_ih, const T* b_hh, T* hseq, T* cbuf, T* si, T* sf,
+                 T* sg, T* so, T* stc, int b0, int b1) {
+  const int G = 4 * H, M = b1 - b0;
+  const int64_t BH = (int64_t)B * H, BG = (int64_t)B * G;
+  Scratch<T> acc((size_t)M * G);
+  if (!acc.p) return 1;
+  for (int t = 0; t < steps; ++t) {
+    const T* h = t ? hseq + (t - 1) * BH : h0;
+    const T* c = cbuf + t * BH;  // cbuf[0] = c_0
+    T* h_new = hseq + t * BH;
+    T* c_new = cbuf + (t + 1) * BH;
+    gemm<T>(M, G, H, h + (int64_t)b0 * H, H, wt, G, acc.p, G, false);
+    const T* x = gi + t * BG;
+    for (int b = b0; b < b1; ++b) {
+      const T* xb = x + (int64_t)b * G;
+      const T* ab = acc.p + (int64_t)(b - b0) * G;
+      const T* cb = c + (int64_t)b * H;
+      const int64_t o = t * BH + (int64_t)b * H;
+#pragma omp simd
+      for (int j = 0; j < H; ++j) {
+        T ai = xb[j] + b_ih[j] + ab[j] + b_hh[j];
+        T af = xb[H + j] + b_ih[H + j] + ab[H + j] + b_hh[H + j];
+        T ag = xb[2 * H + j] + b_ih[2 * H + j] + ab[2 * H + j] + b_hh[2 * H + j];
+        T ao = xb[3 * H + j] + b_ih[3 * H + j] + ab[3 * H + j] + b_hh[3 * H + j];
+        T i = sigmoid_(ai), f = sigmoid_(af), g = tanh_(ag);
+        T cn = f * cb[j] + i * g;
+        T og = sigmoid_(ao);
+        T tc = tanh_(cn);
+        si[o + j] = i; sf[o + j] = f; sg[o + j] = g; so[o + j] = og; stc[o + j] = tc;
+        c_new[(int64_t)b * H + j] = cn;
+        h_new[(int64_t)b * H + j] = og * tc;
+      }
+    }
+    if (mask) {
+      const uint8_t* m = mask + (int64_t)t * B;
+      freeze_rows(m + b0, M, H, h + (int64_t)b0 * H, h_new + (int64_t)b0 * H);
+      freeze_rows(m + b0, M, H, c + (int64_t)b0 * H, c_new + (int64_t)b0 * H);
+    }
+  }
+  return 0;
+}
+
+//   dh = δh_t + dy_t (the total ∂L/∂h_t, recorded as its norm), dc = δc_t
+//   dc += dh o (1 − tc²)   δa_o = dh tc o (1 − o)   δa_i = dc g i (1 − i)   δa_f = dc c f (1 − f)
+//   δa_g = dc i (1 − g²)   δh_{t−1} = δa · W_hh     δc_{t−1} = dc f
+// dh_io, dc_io: in, δ of the final state; out, δ of the initial state
+template <class T>
+int lstm_backward(int steps, int B, int H, const T* dy, const uint8_t* mask, const T* cbuf,
+                  const T* si, const T* sf, const T* sg, const T* so, const T* stc,
+                  const T* w_hh, T* dgi, T* norms, T* dh_io, T* dc_io, int b0, int b1) {
+  const int G = 4 * H, M = b1 - b0;
+  const int64_t BH = (int64_t)B * H, BG = (int64_t)B * G, MH = (int64_t)M * H;
+  // this slice's rows: dh (the total ∂L/∂h_t), dc, and δh_{t−1} from the GEMM
+  Scratch<T> dh((size_t)MH), dc((size_t)MH), dprev((size_t)MH);
+  if (!dh.p || !dc.p || !dprev.p) return 1;
+  std::memcpy(dprev.p, dh_io + (int64_t)b0 * H, sizeof(T) * MH);
+  std::memcpy(dc.p, dc_io + (int64_t)b0 * H, sizeof(T) * MH);
+  for (int t = steps - 1; t >= 0; --t) {
+    const uint8_t* m = mask ? mask + (int64_t)t * B : nullptr;
+    const T* dyt = dy + t * BH;
+    const T* cp = cbuf + t * BH;  // c_{t−1}
+    T* da = dgi + t * BG;
+    for (int b = b0; b < b1; ++b) {
+      const int64_t r = (int64_t)b * H, o = t * BH + r, l = (int64_t)(b - b0) * H;
+      const bool valid = !m || m[b];
+      T* dhb = dh.p + l;
+      T* dcb = dc.p + l;
+      const T* din = dprev.p + l;
+      T sq = 0;
+      for (int j = 0; j < H; ++j) {  // the total ∂L/∂h_t (no dy past the end)
+        dhb[j] = din[j] + (valid ? dyt[r + j] : T(0));
+        sq += dhb[j] * dhb[j];
+      }
+      if (norms) norms[(int64_t)t * B + b] = valid ? __builtin_sqrt(sq) : T(0);
+      T* dab = da + (int64_t)b * G;
+      if (!valid) {  // a frozen step: no gate gradient, the state gradient passes through
+        std::memset(dab, 0, sizeof(T) * G);
+        continue;
+      }
+#pragma omp simd
+      for (int j = 0; j < H; ++j) {
+        T i = si[o + j], f = sf[o + j], g = sg[o + j], og = so[o + j], tc = stc[o + j];
+        T h_ = dhb[j];
+        T c_ = dcb[j] + h_ * og * (1 - tc * tc);
+        T dao = h_ * tc * og * (1 - og);
+        T dai = c_ * g * i * (1 - i);
+        T daf = c_ * cp[r + j] * f * (1 - f);
+        T dag = c_ * i * (1 - g * g);
+        dab[j] = dai; dab[H + j] = daf; dab[2 * H + j] = dag; dab[3 * H + j] = dao;
+        dcb[j] = c_ * f;
+      }
+    }
+    gemm<T>(M, H, G, da + (int64_t)b0 * G, G, w_hh, H, dprev.p, H, false);  // δa · W_hh
+    if (m) {  // frozen rows: δh_{t−1} = δh_t (δc_{t−1} = δc_t was kept above)
+      for (int b = b0; b < b1; ++b)
+        if (!m[b]) {
+          const int64_t l = (int64_t)(b - b0) * H;
+          std::memcpy(dprev.p + l, dh.p + l, sizeof(T) * H);
+        }
+    }
+  }
+  std::memcpy(dh_io + (int64_t)b0 * H, dprev.p, sizeof(T) * MH);
+  std::memcpy(dc_io + (int64_t)b0 * H, dc.p, sizeof(T) * MH);
+  return 0;
+}
+
+// ---- GRU, variant "gru", reset "after" (gru.py: gru_after_step / gru_after_step_backward) ----
+//   gi' = gi + b_ih   gh = W_hh h + b_hh      blocks [r, z, n], G = 3H
+//   g = σ(gi'_rz + gh_rz) = [r, z]   n = tanh(gi'_n + r gh_n)   h' = n + z (h − n)
+// saved per step: g (T, B, 2H), n (T, B, H), gh_n (T, B, H)
+
+template <class T>
+int gru_forward(int steps, int B, int H, const T* gi, const uint8_t* mask, const T* h0,
+                const T* wt, const T* b_ih, const T* b_hh, T* hseq, T* sg, T* sn, T* sghn,
+                int b0, int b1) {
+  const int G = 3 * H, K = 2 * H, M = b1 - b0;
+  const int64_t BH = (int64_t)B * H, BG = (int64_t)B * G;
+  Scratch<T> acc((size_t)M * G);
+  if (!acc.p) return 1;
+  for (int t = 0; t < steps; ++t) {
+    const T* h = t ? hseq + (t - 1) * BH : h0;
+    T* h_new = hseq + t * BH;
+    gemm<T>(M, G, H, h + (int64_t)b0 * H, H, wt, G, acc.p, G, false);
+    const T* x = gi + t * BG;
+    for (int b = b0; b < b1; ++b) {
+      const T* xb = x + (int64_t)b * G;
+      const T* ab = acc.p + (int64_t)(b - b0) * G;
+      const T* hb = h + (int64_t)b * H;
+      T* gb = sg + t * (int64_t)B * K + (int64_t)b * K;
+      const int64_t o = t * BH + (int64_t)b * H;
+#pragma omp simd
+      for (int j = 0; j < H; ++j) {
+        T r = sigmoid_((xb[j] + b_ih[j]) + (ab[j] + b_hh[j]));
+        T z = sigmoid_((xb[H + j] + b_ih[H + j]) + (ab[H + j] + b_hh[H + j]));
+        T ghn = ab[K + j] + b_hh[K + j];
+        T n = tanh_((xb[K + j] + b_ih[K + j]) + r * ghn);
+        gb[j] = r; gb[H + j] = z; sn[o + j] = n; sghn[o + j] = ghn;
+        h_new[(int64_t)b * H + j] = n + z * (hb[j] - n);
+      }
+    }
+    if (mask)
+      freeze_rows(mask + (int64_t)t * B + b0, M, H, h + (int64_t)b0 * H,
+                  h_new + (int64_t)b0 * H);
+  }
+  return 0;
+}
+
+//   dz = dh (h − n)   δa_n = dh (1 − z)(1 − n²)   dr = δa_n gh_n   δa_[r,z] = [dr, dz] g (1 − g)
+//   ∂L/∂gi = [δa_r, δa_z, δa_n]   ∂L/∂gh_n = δa_n r (an extra, stacked: dghn)
+//   δh_{t−1} = dh z + [δa_r, δa_z, δa_n r] · W_hh
+template <class T>
+int gru_backward(int steps, int B, int H, const T* dy, const uint8_t* mask, const T* h0,
+                 const T* hseq, const T* sg, const T* sn, const T* sghn, const T* w_hh, T* dgi,
+                 T* dghn, T* norms, T* dh_io, int b0, int b1) {
+  const int G = 3 * H, K = 2 * H, M = b1 - b0;
+  const int64_t BH = (int64_t)B * H, BG = (int64_t)B * G, MH = (int64_t)M * H;
+  Scratch<T> dh((size_t)MH), dprev((size_t)MH), dgh((size_t)M * G);
+  if (!dh.p || !dprev.p || !dgh.p) return 1;
+  std::memcpy(dprev.p, dh_io + (int64_t)b0 * H, sizeof(T) * MH);
+  for (int t = steps - 1; t >= 0; --t) {
+    const uint8_t* m = mask ? mask + (int64_t)t * B : nullptr;
+    const T* dyt = dy + t * BH;
+    const T* h = t ? hseq + (t - 1) * BH : h0;
+    T* da = dgi + t * BG;
+    for (int b = b0; b < b1; ++b) {
+      const int64_t r = (int64_t)b * H, o = t * BH + r, l = (int64_t)(b - b0) * H;
+      const bool valid = !m || m[b];
+      T* dhb = dh.p + l;
+      T* dpb = dprev.p + l;
+      T sq = 0;
+      for (int j = 0; j < H; ++j) {
+        dhb[j] = dpb[j] + (valid ? dyt[r + j] : T(0));
+        sq += dhb[j] * dhb[j];
+      }
+      if (norms) norms[(int64_t)t * B + b] = valid ? __builtin_sqrt(sq) : T(0);
+      T* dab = da + (int64_t)b * G;
+      T* dgb = dgh.p + (int64_t)(b - b0) * G;
+      T* dnb = dghn + o;
+      if (!valid) {
+        std::memset(dab, 0, sizeof(T) * G);
+        std::memset(dgb, 0, sizeof(T) * G);
+        std::memset(dnb, 0, sizeof(T) * H);
+        continue;
+      }
+      const T* gb = sg + t * (int64_t)B * K + (int64_t)b * K;
+      const T* hb = h + r;
+#pragma omp simd
+      for (int j = 0; j < H; ++j) {
+        T rg = gb[j], z = gb[H + j], n = sn[o + j], ghn = sghn[o + j], h_ = dhb[j];
+        T dz = h_ * (hb[j] - n);
+        T dan = h_ * (1 - z) * (1 - n * n);
+        T dr = dan * ghn;
+        T dar = dr * rg * (1 - rg);
+        T daz = dz * z * (1 - z);
+        T dn_r = dan * rg;
+        dab[j] = dar; dab[H + j] = daz; dab[K + j] = dan;
+        dgb[j] = dar; dgb[H + j] = daz; dgb[K + j] = dn_r;
+        dnb[j] = dn_r;
+        dpb[j] = h_ * z;  // the direct term; the GEMM adds dgh · W_hh
+      }
+    }
+    gemm<T>(M, H, G, dgh.p, G, w_hh, H, dprev.p, H, true);
+    if (m) {
+      for (int b = b0; b < b1; ++b)
+        if (!m[b]) {
+          const int64_t l = (int64_t)(b - b0) * H;
+          std::memcpy(dprev.p + l, dh.p + l, sizeof(T) * H);
+        }
+    }
+  }
+  std::memcpy(dh_io + (int64_t)b0 * H, dprev.p, sizeof(T) * MH);
+  return 0;
+}
+
+// the forward loops stream rows of W_hhᵀ (H, G): transposed once per call, shared by the threads
+template <class T, class F> int with_transposed(const T* w_hh, int G, int H, F fn) {
+  Scratch<T> wt((size_t)G * H);
+  if (!wt.p) return 1;
+  transpose(w_hh, G, H, wt.p);
+  return fn((const T*)wt.p);
+}
+
+}  // namespace
+
+// ---- the C ABI native.py calls: one entry per kernel and dtype, the thread count last --------
+#define RNNLAB_EXPORT(T, sfx)                                                                    \
+  extern "C" int lstm_forward_##sfx(int s, int B, int h, const T* gi, const uint8_t* m,          \
+                                    const T* h0, const T* w, const T* bi, const T* bh, T* hs,   \
+                                    T* cb, T* i, T* f, T* g, T* o, T* tc, int threads) {        \
+    return with_transposed<T>(w, 4 * h, h, [&](const T* wt) {                                   \
+      return parallel_rows(B, threads, [&](int b0, int b1) {                                     \
+        return lstm_forward<T>(s, B, h, gi, m, h0, wt, bi, bh, hs, cb, i, f, g, o, tc, b0, b1); \
+      });                                                                                        \
+    });                                                                                          \
+  }                                                                                              \
+  extern "C" int lstm_backward_##sfx(int s, int B, int h, const T* dy, const uint8_t* m,         \
+                                     const T* cb, const T* i, const T* f, const T* g,            \
+                                     const T* o, const T* tc, const T* w, T* dgi, T* norms,      \
+                                     T* dh, T* dc, int threads) {                                \
+    return parallel_rows(B, threads, [&](int b0, int b1) {                                       \
+      return lstm_backward<T>(s, B, h, dy, m, cb, i, f, g, o, tc, w, dgi, norms, dh, dc, b0,    \
+                              b1);                                                               \
+    });                                                                                          \
+  }                                                                                              \
+  extern "C" int gru_forward_##sfx(int s, int B, int h, const T* gi, const uint8_t* m,           \
+                                   const T* h0, const T* w, const T* bi, const T* bh, T* hs,    \
+                                   T* g, T* n, T* ghn, int threads) {                            \
+    return with_transposed<T>(w, 3 * h, h, [&](const T* wt) {                                   \
+      return parallel_rows(B, threads, [&](int b0, int b1) {                                     \
+        return gru_forward<T>(s, B, h, gi, m, h0, wt, bi, bh, hs, g, n, ghn, b0, b1);           \
+      });                                                                                        \
+    });                                                                                          \
+  }                                                                                              \
+  extern "C" int gru_backward_##sfx(int s, int B, int h, const T* dy, const uint8_t* m,          \
+                                    const T* h0, const T* hs, const T* g, const T* n,           \
+                                    const T* ghn, const T* w, T* dgi, T* dghn, T* norms,        \
+                                    T* dh, int threads) {                                        \
+    return parallel_rows(B, threads, [&](int b0, int b1) {                                       \
+      return gru_backward<T>(s, B, h, dy, m, h0, hs, g, n, ghn, w, dgi, dghn, norms, dh, b0,    \
+                             b1);                                                                \
+    });                                                                                          \
+  }
+
+RNNLAB_EXPORT(float, f32)
+RNNLAB_EXPORT(double, f64)

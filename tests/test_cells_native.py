@@ -1,0 +1,239 @@
+"""The native time loops (rnnlab.cells.native): the same numbers as the per-step path, where they
+apply and only there, bitwise the same on any thread count, and a failed build falls back."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_cells_parity import _check_parity  # noqa: E402
+
+from rnnlab.cells import GRU, LSTM, RNN, native  # noqa: E402
+
+F32, F64 = torch.float32, torch.float64
+# (cell, constructor options) the native loops cover
+COVERED = [(LSTM, {}), (LSTM, {"variant": "np"}), (GRU, {})]
+
+
+@pytest.fixture(autouse=True)
+def _native_on(monkeypatch):
+    monkeypatch.delenv("RNNLAB_NATIVE", raising=False)
+    if native.library() is None:
+        pytest.skip("the native loops could not be built here")
+
+
+def _calls(monkeypatch):
+    """Counts the native entry points called: entry -> calls."""
+    seen: dict[str, int] = {}
+    real = native._call
+
+    def counting(entry, *args):
+        seen[entry] = seen.get(entry, 0) + 1
+        return real(entry, *args)
+
+    monkeypatch.setattr(native, "_call", counting)
+    return seen
+
+
+def _run(module, x, lengths, hx=None):
+    """Outputs, final states, gradients of x, hx and every parameter, and the ∂L/∂h_t norms of a
+    loss that reads the outputs and the final states."""
+    x = x.detach().clone().requires_grad_()
+    hx = None if hx is None else tuple(h.detach().clone().requires_grad_() for h in hx)
+    module.zero_grad()
+    arg = hx if hx is None or isinstance(module, LSTM) else hx[0]
+    out, final = module(x, arg, lengths=lengths)
+    finals = final if isinstance(final, tuple) else (final,)
+    weights = torch.linspace(-1, 1, out.numel(), dtype=out.dtype).reshape(out.shape)
+    loss = (out * weights).sum() + sum((f * f).sum() for f in finals)
+    loss.backward()
+    got = {"out": out, "x.grad": x.grad, **{f"final{k}": f for k, f in enumerate(finals)}}
+    got.update({n: p.grad for n, p in module.named_parameters()})
+    if hx is not None:
+        got.update({f"hx{k}.grad": h.grad for k, h in enumerate(hx)})
+    if module.record_grad_norms:
+        got["norms"] = module.hidden_grad_norms
+    return {k: v.detach() for k, v in got.items()}
+
+
+def _pair(cls, opts, I, H, L, dtype, seed=0, **kw):
+    torch.manual_seed(seed)
+    ours = cls(I, H, L, compile=True, dtype=dtype, **opts, **kw)
+    ref = cls(I, H, L, compile=False, dtype=dtype, **opts, **kw)
+    ref.load_state_dict(ours.state_dict())
+    return ours, ref
+
+
+@pytest.mark.parametrize("dtype", [F32, F64], ids=["f32", "f64"])
+@pytest.mark.parametrize("cls,opts", COVERED, ids=["lstm", "lstm_np", "gru"])
+@pytest.mark.parametrize("size", [(1, 1, 1, 1), (3, 5, 2, 5), (13, 9, 3, 17), (20, 6, 4, 40)],
+                         ids=lambda s: "B{}T{}I{}H{}".format(*s))
+def test_native_loops_equal_the_per_step_path(cls, opts, size, dtype, monkeypatch):
+    """Outputs, final states, every gradient and the recorded norms, against the eager per-step
+    path: with and without lengths (frozen steps, a sequence of length 1), hx given, 2 layers.
+    Sizes off the GEMM's tiles (rows of 8 and 4, columns of 2 vectors) take every remainder."""
+    B, T, I, H = size
+    seen = _calls(monkeypatch)
+    ours, ref = _pair(cls, opts, I, H, 2, dtype)
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(T, B, I, generator=gen, dtype=dtype)
+    hx = tuple(torch.randn(2, B, H, generator=gen, dtype=dtype)
+               for _ in range(2 if cls is LSTM else 1))
+    tol = {"rtol": 1e-12, "atol": 1e-12} if dtype is F64 else {"rtol": 2e-5, "atol": 2e-6}
+    for lengths in (None, torch.randint(1, T + 1, (B,), generator=gen)):
+        if lengths is not None:
+            lengths[0] = 1
+        for h in (None, hx):
+            got, want = _run(ours, x, lengths, h), _run(ref, x, lengths, h)
+            assert got.keys() == want.keys()
+            for key in want:
+                torch.testing.assert_close(got[key], want[key], **tol, msg=key)
+    name = "lstm" if cls is LSTM else "gru"
+    assert seen[f"{name}_forward"] == seen[f"{name}_backward"] == 2 * 4  # 2 layers, 4 calls
+
+
+@pytest.mark.parametrize("cls,opts", COVERED, ids=["lstm", "lstm_np", "gru"])
+def test_native_loops_gradcheck(cls, opts):
+    """float64 gradcheck of the whole module through the native loops (ragged lengths)."""
+    torch.manual_seed(3)
+    m = cls(2, 3, 1, compile=True, dtype=F64, **opts)
+    x = torch.randn(4, 5, 2, dtype=F64, requires_grad=True)
+    lengths = torch.tensor([4, 1, 3, 2, 4])
+
+    def f(x, *params):
+        with torch.nn.utils.stateless._reparametrize_module(
+                m, dict(zip((n for n, _ in m.named_parameters()), params))):
+            out, final = m(x, lengths=lengths)
+        return out, *(final if isinstance(final, tuple) else (final,))
+
+    assert torch.autograd.gradcheck(f, (x, *(p.detach().requires_grad_() for p in m.parameters())))
+
+
+def test_results_are_bitwise_the_same_on_any_thread_count():
+    """Each thread runs whole rows of the batch with the same arithmetic: 1, 2 or 3 threads
+    give the same bits (the split, multiples of 4 rows, leaves 4-, 8- and 1-row tiles) in what
+    the loops compute: outputs, final states, the ∂L/∂h_t norms. (The parameter gradients are
+    torch's GEMMs over the loops' results, whose sums torch splits by its thread count.)"""
+    before = torch.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2, 3):
+            torch.set_num_threads(threads)
+            for cls in (LSTM, GRU):
+                ours, _ = _pair(cls, {}, 3, 33, 1, F32)
+                x = torch.randn(7, 29, 3, generator=torch.Generator().manual_seed(2))
+                results.append((threads, cls.__name__, _run(ours, x, torch.arange(29) % 7 + 1)))
+    finally:
+        torch.set_num_threads(before)
+    base = {name: r for t, name, r in results if t == 1}
+    for threads, name, got in results:
+        for key in ("out", "final0", "norms"):
+            assert torch.equal(got[key], base[name][key]), (threads, name, key)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: LSTM(2, 4, variant="vanilla", compile=True),
+    lambda: LSTM(2, 4, variant="cifg", compile=True),
+    lambda: LSTM(2, 4, layer_norm=True, compile=True),
+    lambda: LSTM(2, 4, zoneout=0.1, compile=True),
+    lambda: GRU(2, 4, reset="before", compile=True),
+    lambda: GRU(2, 4, variant="mgu", compile=True),
+    lambda: GRU(2, 4, layer_norm=True, compile=True),
+    lambda: RNN(2, 4, compile=True),
+    lambda: LSTM(2, 4, compile=False),
+], ids=["vanilla", "cifg", "ln", "zoneout", "gru_before", "mgu", "gru_ln", "rnn", "eager"])
+def test_the_native_loops_run_only_where_they_compute_the_cells_equations(make, monkeypatch):
+    seen = _calls(monkeypatch)
+    monkeypatch.setenv("RNNLAB_COMPILE", "1")
+    monkeypatch.setattr(native, "native_enabled", lambda: True)
+    from rnnlab.cells import compile_cache
+
+    monkeypatch.setattr(compile_cache, "_inductor_compile", lambda fn, args: fn)  # no inductor
+    m = make()
+    m(torch.randn(3, 2, 2))[0].sum().backward()
+    assert seen == {}
+
+
+def test_the_switch_autocast_and_other_dtypes_take_the_per_step_path(monkeypatch):
+    from rnnlab.cells import compile_cache
+
+    monkeypatch.setattr(compile_cache, "_inductor_compile", lambda fn, args: fn)
+    seen = _calls(monkeypatch)
+    m = LSTM(2, 4, compile=True)
+    x = torch.randn(3, 2, 2)
+    monkeypatch.setenv("RNNLAB_NATIVE", "0")
+    m(x)[0].sum().backward()
+    monkeypatch.delenv("RNNLAB_NATIVE")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        m(x)[0].float().sum().backward()
+    LSTM(2, 4, compile=True, dtype=torch.bfloat16)(x.bfloat16())[0].sum().backward()
+    assert seen == {}
+    m(x)[0].sum().backward()
+    assert seen == {"lstm_forward": 1, "lstm_backward": 1}
+
+
+def test_inf_and_nan_come_out_as_on_the_per_step_path():
+    """A diverging run must show it: no fast-math in the build (it would assume finite)."""
+    for cls in (LSTM, GRU):
+        ours, ref = _pair(cls, {}, 2, 8, 1, F32)
+        x = torch.randn(5, 3, 2)
+        x[2, 1, 0] = float("inf")
+        x[3, 2, 1] = float("nan")
+        got, want = _run(ours, x, None), _run(ref, x, None)
+        for key in want:
+            assert torch.equal(got[key].isnan(), want[key].isnan()), (cls.__name__, key)
+            assert torch.equal(got[key].isinf(), want[key].isinf()), (cls.__name__, key)
+
+
+def test_a_failed_build_warns_once_and_the_per_step_path_runs(monkeypatch, tmp_path):
+    monkeypatch.setenv("RNNLAB_NATIVE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
+    native.library.cache_clear()
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            ours, ref = _pair(LSTM, {}, 2, 4, 1, F64)
+            x = torch.randn(3, 2, 2, dtype=F64)
+            got = _run(ours, x, None)
+            _run(ours, x, None)
+        msgs = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+        assert len(msgs) == 1 and "native time loops" in msgs[0] and "\n" not in msgs[0]
+        assert "no-such-compiler" in msgs[0]
+        want = _run(ref, x, None)
+        for key in want:
+            torch.testing.assert_close(got[key], want[key], rtol=1e-12, atol=1e-12)
+        assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
+    finally:
+        native.library.cache_clear()
+
+
+def test_the_build_is_cached_by_source_and_written_whole(monkeypatch, tmp_path):
+    """A second process (here: a cleared cache) loads the file the first built, without calling
+    the compiler; nothing but the library is left in the cache directory."""
+    monkeypatch.setenv("RNNLAB_NATIVE_CACHE", str(tmp_path))
+    built = native._build()
+    assert built.parent == tmp_path and [p.name for p in tmp_path.iterdir()] == [built.name]
+    calls = []
+    real_run = native.subprocess.run
+
+    def spy(cmd, *a, **kw):
+        calls.append(cmd)
+        return real_run(cmd, *a, **kw)
+
+    monkeypatch.setattr(native.subprocess, "run", spy)
+    assert native._build() == built
+    assert all("--version" in c for c in calls)  # asked the compiler its version, built nothing
+
+
+@pytest.mark.parametrize("kind", ["gru", "lstm"])
+def test_parity_compiled_per_step_graphs(kind, monkeypatch):
+    """With RNNLAB_NATIVE=0 the per-step graphs still give torch.nn's numbers (the native loops
+    now serve test_cells_parity's compiled cases)."""
+    monkeypatch.setenv("RNNLAB_NATIVE", "0")
+    force = {"T": 7, "B": 4, "I": 3, "H": 8, "L": 2, "with_hx": True, "ragged": True}
+    _check_parity(kind, F32, 7, compile=True, force=force)
