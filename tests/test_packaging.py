@@ -1,4 +1,5 @@
-"""The wheel carries the config tree, so a non-editable install finds conf/."""
+"""The wheel carries the config tree, so a non-editable install finds conf/, and the native
+loops' C++ source, which it builds on first use."""
 
 from __future__ import annotations
 
@@ -19,3 +20,4 @@ def test_wheel_contains_every_config(tmp_path):
     assert expected, "no configs found"
     assert expected <= names, sorted(expected - names)
     assert "rnnlab/train.py" in names and "rnnlab/cells/gru.py" in names
+    assert "rnnlab/cells/native_loops.cpp" in names

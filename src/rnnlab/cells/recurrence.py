@@ -25,7 +25,9 @@ This module owns everything around the equations:
   state passes through such steps unchanged, exactly as torch.nn on a packed sequence;
 * recording, per layer, time step and sample, the L2 norm of the total ∂L/∂h_t
   (direct gradient from the output at t plus what comes back through the recurrence from t+1);
-* each step compiled or eager: ``compile_cache.py``.
+* each step compiled or eager: ``compile_cache.py``; or, for a Recurrence that names a
+  ``native`` kernel, the whole loop in one C++ function on the CPU (``native.py``), which fills
+  the same buffers and saved stacks, so that the parameter gradients are computed here either way.
 
 The ``nn.Module`` plumbing shared by the cells (parameters named like torch.nn, layers, dropout,
 ``batch_first``, ``hx``, ``lengths``) is :class:`rnnlab.cells.base.RecurrentBase`.
@@ -519,7 +521,8 @@ class RecurrenceFunction(torch.autograd.Function):
     ``(output (T, B, H), *final_states)``. ``mask`` is ``None`` or a (T, B, 1) bool tensor;
     ``inputs`` a tuple of non-differentiable (T, B, ...) tensors whose step-t slices go to
     ``step`` and ``step_backward`` (usually empty). On a GPU with ``RNNLAB_CUDA_GRAPHS=1`` each
-    loop runs as one CUDA graph (loop_graph.py).
+    loop runs as one CUDA graph (loop_graph.py); on the CPU, where ``rec.native`` names a kernel
+    and it applies (native.py), both loops run as one C++ function each.
     """
 
     @staticmethod
