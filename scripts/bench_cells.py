@@ -16,6 +16,14 @@ fresh subprocess, malloc forced to return freed blocks; CUDA: torch.cuda.max_mem
     python scripts/bench_cells.py --cold-cache          # compile time with an empty inductor cache
     python scripts/bench_cells.py --scan                # minGRU/minLSTM scans vs the scratch GRU
 
+``--compare SRC`` runs the timing (no memory) in fresh processes, alternately with ``SRC`` (another
+checkout's ``src``, the "old" arm) and with this checkout's, ``--processes`` times per arm, cell,
+size and thread count in ``--threads-list``, and prints both arms side by side: the median over
+processes of each process's median ratio.
+
+    python scripts/bench_cells.py --compare /tmp/old/src --cells lstm,gru \
+        --sizes quickstart,h64,b16,ref --threads-list 2,1 --processes 2 --repeats 9
+
 ``--scan`` times instead, at B=64 I=32 H=128 and T in ``--scan-lengths``, one training step of
 minGRU and minLSTM in their parallel (linear-space scan), log-space and sequential modes against
 the scratch GRU (all compiled, recording dL/dh_t), interleaved round by round.
@@ -72,6 +80,11 @@ def _parse(argv=None):
     p.add_argument("--scan", action="store_true",
                    help="time minGRU/minLSTM scans against the scratch GRU (see above)")
     p.add_argument("--scan-lengths", default="128,512,1024,4096")
+    p.add_argument("--compare", default=None, metavar="SRC",
+                   help="old vs new in fresh processes (see above); SRC: the old checkout's src")
+    p.add_argument("--threads-list", default=None, help="--compare: thread counts, e.g. 2,1")
+    p.add_argument("--processes", type=int, default=2, help="--compare: processes per arm")
+    p.add_argument("--src", default=None, help=argparse.SUPPRESS)  # which src a worker imports
     p.add_argument("--_memory", nargs=3, metavar=("CELL", "SIZE", "IMPL"), help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
@@ -79,7 +92,7 @@ def _parse(argv=None):
 def _setup(args):
     if args.cold_cache and "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="rnnlab_inductor_")
-    src = Path(__file__).resolve().parents[1] / "src"
+    src = Path(args.src) if args.src else Path(__file__).resolve().parents[1] / "src"
     if src.is_dir() and str(src) not in sys.path:
         sys.path.insert(0, str(src))
     import torch
@@ -347,9 +360,59 @@ def machine_info(torch, args):
     return info
 
 
+def compare_main(args) -> None:
+    """Old and new arms alternately in fresh processes; one table of both."""
+    new_src = str(Path(__file__).resolve().parents[1] / "src")
+    arms = {"old": args.compare, "new": new_src}
+    threads = [int(t) for t in (args.threads_list or str(args.threads)).split(",")]
+    cells = [c.strip() for c in args.cells.split(",") if c.strip()]
+    sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
+    print(f"# --compare: old = {args.compare}, new = {new_src}; {args.processes} processes per "
+          f"arm, {args.repeats} rounds each; load average {os.getloadavg()}")
+    rows = []
+    for n in threads:
+        for size in sizes:
+            for cell in cells:
+                got = {arm: [] for arm in arms}
+                for k in range(args.processes):
+                    order = list(arms) if k % 2 == 0 else list(arms)[::-1]
+                    for arm in order:
+                        with tempfile.TemporaryDirectory() as tmp:
+                            out = Path(tmp) / "r.json"
+                            cmd = [sys.executable, __file__, "--src", arms[arm], "--cells", cell,
+                                   "--sizes", size, "--threads", str(n), "--repeats",
+                                   str(args.repeats), "--warmup", str(args.warmup),
+                                   "--no-memory", "--json", str(out)]
+                            proc = subprocess.run(cmd, capture_output=True, text=True)
+                            if proc.returncode:
+                                sys.exit(f"{arm} {cell} {size}: {proc.stderr.strip()[-400:]}")
+                            got[arm].append(json.loads(out.read_text())["results"][0])
+                med = {arm: {key: statistics.median(r[key] for r in rs)
+                             for key in ("ratio", "scratch_ms", "torch_ms")}
+                       for arm, rs in got.items()}
+                rows.append((cell, size, n, med, got))
+                B, T, I, H = SIZES[size]
+                print(f"| {cell} | {size} (B={B} T={T} I={I} H={H}) | {n} | "
+                      f"{med['old']['ratio']:.2f}x | {med['new']['ratio']:.2f}x | "
+                      f"{med['old']['scratch_ms']:.2f} -> {med['new']['scratch_ms']:.2f} | "
+                      f"{med['old']['torch_ms']:.2f} / {med['new']['torch_ms']:.2f} | "
+                      + " ".join(f"{r['ratio']:.2f}" for r in got["new"]) + " |", flush=True)
+    print(f"# load average end {os.getloadavg()}")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps([
+            {"cell": c, "size": s, "threads": n, "median": m, "processes": g}
+            for c, s, n, m, g in rows], indent=1))
+
+
 def main(argv=None):
     global CLOCK
     args = _parse(argv)
+    if args.compare:
+        print("| cell | size | threads | old ratio | new ratio | scratch ms old -> new | "
+              "torch.nn ms (old arm / new arm) | new ratio per process |")
+        print("|---|---|---:|---:|---:|---:|---:|---|")
+        return compare_main(args)
     torch = _setup(args)
     if args.clock == "process":
         CLOCK = time.process_time
