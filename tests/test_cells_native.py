@@ -71,8 +71,8 @@ def _pair(cls, opts, I, H, L, dtype, seed=0, **kw):
 
 @pytest.mark.parametrize("dtype", [F32, F64], ids=["f32", "f64"])
 @pytest.mark.parametrize("cls,opts", COVERED, ids=["lstm", "lstm_np", "gru"])
-@pytest.mark.parametrize("size", [(1, 1, 1, 1), (3, 5, 2, 5), (13, 9, 3, 17), (20, 6, 4, 40)],
-                         ids=lambda s: "B{}T{}I{}H{}".format(*s))
+@pytest.mark.parametrize("size", [(1, 1, 1, 1), (3, 5, 2, 5), (13, 9, 3, 17), (20, 6, 4, 40),
+                                  (9, 4, 20, 24)], ids=lambda s: "B{}T{}I{}H{}".format(*s))
 def test_native_loops_equal_the_per_step_path(cls, opts, size, dtype, monkeypatch):
     """Outputs, final states, every gradient and the recorded norms, against the eager per-step
     path: with and without lengths (frozen steps, a sequence of length 1), hx given, 2 layers.
@@ -95,6 +95,34 @@ def test_native_loops_equal_the_per_step_path(cls, opts, size, dtype, monkeypatc
                 torch.testing.assert_close(got[key], want[key], **tol, msg=key)
     name = "lstm" if cls is LSTM else "gru"
     assert seen[f"{name}_forward"] == seen[f"{name}_backward"] == 2 * 4  # 2 layers, 4 calls
+
+
+@pytest.mark.parametrize("dtype", [F32, F64], ids=["f32", "f64"])
+def test_the_sequence_level_products_equal_torchs(dtype):
+    """native.matmul (the input projection and its input gradient: a thin K, a narrow N, the
+    tiled GEMM) and native.outer_sum (the weight gradients; accumulating; a column slice, as the
+    GRU's gate block of ∂L/∂gi) against torch, at sizes off every tile."""
+    gen = torch.Generator().manual_seed(5)
+    tol = {"rtol": 1e-12, "atol": 1e-12} if dtype is F64 else {"rtol": 1e-4, "atol": 1e-4}
+
+    def rand(*shape):
+        return torch.randn(*shape, generator=gen, dtype=dtype)
+
+    for rows, k, n in [(37, 2, 20), (37, 20, 2), (37, 33, 47), (5, 16, 16), (64, 1, 256),
+                       (3, 40, 7)]:
+        a, b = rand(rows, k), rand(k, n)
+        torch.testing.assert_close(native.matmul(a, b), a @ b, **tol)
+        torch.testing.assert_close(native.matmul(a.view(1, rows, k), b), (a @ b)[None], **tol)
+    for rows, m, n in [(37, 20, 17), (300, 48, 40), (5, 3, 16), (129, 64, 33)]:
+        d, u = rand(rows, m), rand(rows, n)
+        torch.testing.assert_close(native.outer_sum(d, u), d.t() @ u, **tol)
+        start = rand(m, n)
+        want = start + d.t() @ u
+        torch.testing.assert_close(native.outer_sum(d, u, start), want, **tol)
+        wide = rand(rows, m + 5)
+        torch.testing.assert_close(native.outer_sum(wide[:, :m], u), wide[:, :m].t() @ u, **tol)
+    assert native.outer_sum(rand(9, 4), rand(9, 15)) is None  # too narrow: torch's
+    assert native.matmul(rand(4, 3), rand(3, 5).to(F64 if dtype is F32 else F32)) is None
 
 
 @pytest.mark.parametrize("cls,opts", COVERED, ids=["lstm", "lstm_np", "gru"])

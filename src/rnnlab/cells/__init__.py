@@ -8,9 +8,9 @@ The equations, one short file per family, each with its hand-derived backward in
 The machinery they share, by job: ``recurrence.py`` (the time loop as an autograd Function, the
 exact ∂L/∂h_t record), ``compile_cache.py`` (per-step graphs compiled with TorchInductor, or
 eager), ``native.py`` (the LSTM's and GRU's whole loops as one C++ function on the CPU,
-``native_loops.cpp``), ``base.py`` (the ``nn.Module`` plumbing: parameters named like torch.nn, layers,
-dropout), ``sequence.py`` (batch_first, ``hx``, ``lengths`` masks), ``norm_zoneout.py`` (layer
-norm and zoneout of the gated cells). ``fused.py``: torch.nn's
+``native_loops.cpp``), ``base.py`` (the ``nn.Module`` plumbing: parameters named like torch.nn,
+layers, dropout), ``sequence.py`` (batch_first, ``hx``, ``lengths`` masks),
+``norm_zoneout.py`` (layer norm and zoneout of the gated cells). ``fused.py``: torch.nn's
 kernels behind the same interface (``FusedRNN``, ``FusedGRU``, ``FusedLSTM``). ``init.py``:
 ``initialize_recurrent``, the shared initialisation schemes.
 """

@@ -160,7 +160,11 @@ class RecurrentBase(StackBase):
         kernel). Differentiated by autograd, like anything a subclass adds here."""
         w = getattr(self, f"weight_ih_l{layer}")
         if x.device.type == "cpu" and not torch.is_autocast_enabled("cpu"):
-            return InputProjection.apply(x, w)  # the same, with a faster backward on the CPU
+            # the same, with a faster backward on the CPU; and where the layer's loops run
+            # native, on their GEMM
+            native = native_kernel(self.recurrence().native, compile_enabled(self.compile), x,
+                                   (), (w,)) is not None
+            return InputProjection.apply(x, w, native)
         return F.linear(x, w)
 
     def step_inputs(self, layer: int, gi: Tensor) -> tuple[Tensor, ...]:

@@ -36,7 +36,7 @@ from torch import Tensor
 
 from .compile_cache import env_flag
 
-__all__ = ["KERNELS", "library", "native_enabled", "native_kernel"]
+__all__ = ["KERNELS", "library", "matmul", "native_enabled", "native_kernel", "outer_sum"]
 
 SOURCE = Path(__file__).with_name("native_loops.cpp")
 # -fno-math-errno lets the loops call glibc's vector exp / tanh; no -ffast-math: a diverging run
@@ -115,11 +115,14 @@ def library() -> ctypes.CDLL | None:
     """The built library, or None (with one warning) where it cannot be built or loaded."""
     try:
         lib = ctypes.CDLL(str(_build()))
-        for name, n in _SIGNATURES.items():
-            for sfx in _SUFFIX.values():
+        for sfx in _SUFFIX.values():
+            for name, n in _SIGNATURES.items():
                 fn = getattr(lib, f"{name}_{sfx}")
                 fn.argtypes = [_I, _I, _I, *([_P] * n), _I]
                 fn.restype = _I
+            # (M, N, K, A, lda, B, ldb, C, [accumulate,] threads)
+            getattr(lib, f"outer_{sfx}").argtypes = [_I, _I, _I, _P, _I, _P, _I, _P, _I, _I]
+            getattr(lib, f"matmul_{sfx}").argtypes = [_I, _I, _I, _P, _I, _P, _I, _P, _P, _I]
         return lib
     except Exception as err:  # noqa: BLE001  (no compiler, no libmvec, an unwritable disk)
         text = str(err).strip().splitlines()
@@ -139,6 +142,64 @@ def _call(entry: str, dtype: torch.dtype, steps: int, batch: int, hidden: int, *
     # the threads share the batch's rows (at least 4 each): torch's intra-op thread count
     if fn(steps, batch, hidden, *(_ptr(t) for t in tensors), torch.get_num_threads()):
         raise MemoryError(f"rnnlab.cells.native: {entry} could not allocate its work memory")
+
+
+def _rows(t: Tensor) -> Tensor | None:
+    """t as a (rows, width) matrix with unit column stride, without a copy; None if it is not
+    one (then torch does the product)."""
+    try:
+        m = t.view(-1, t.shape[-1])
+    except RuntimeError:
+        return None
+    return m if m.stride(1) == 1 or m.shape[1] == 1 else None
+
+
+def _gemm_ready(*tensors: Tensor) -> bool:
+    dtype = tensors[0].dtype
+    return (dtype in _SUFFIX and all(t.dtype == dtype and t.device.type == "cpu" for t in tensors)
+            and library() is not None)
+
+
+# The sequence-level products of a layer whose loops run native use the loops' GEMM too: at the
+# sizes of docs/benchmarks.md it takes 0.5-0.95x torch's (MKL) time for these shapes, on one
+# thread and on two. A weight gradient narrower than 16 (W_ih of an input of 2 features) stays
+# with torch: it would be all remainder columns here.
+def outer_sum(d: Tensor, u: Tensor, out: Tensor | None = None) -> Tensor | None:
+    """``Σ_rows dᵀ u`` for d (..., M), u (..., N) with the same leading shape: (M, N), added into
+    ``out`` if given; None where it does not apply (then torch computes it)."""
+    if u.shape[-1] < 16 or not _gemm_ready(d, u):
+        return None
+    d2, u2 = _rows(d), _rows(u)
+    if d2 is None or u2 is None or d2.shape[0] != u2.shape[0]:
+        return None
+    M, N = d2.shape[1], u2.shape[1]
+    acc = out is not None
+    if out is None:
+        out = d2.new_empty(M, N)
+    getattr(library(), f"outer_{_SUFFIX[d.dtype]}")(
+        M, N, d2.shape[0], d2.data_ptr(), d2.stride(0), u2.data_ptr(), u2.stride(0),
+        out.data_ptr(), int(acc), torch.get_num_threads())
+    return out
+
+
+def matmul(a: Tensor, b: Tensor) -> Tensor | None:
+    """``a @ b`` for a (..., K) and b (K, N): (..., N); None where it does not apply. For an
+    input of 2 features (K or N < 16) a row-by-row kernel: (3,200 x 2) by (2 x 256) and the
+    gradient back, 0.15 and 0.40 ms through torch, 0.09 and 0.13 ms here (1 thread)."""
+    if not _gemm_ready(a, b):
+        return None
+    a2 = _rows(a)
+    if a2 is None:
+        return None
+    M, K, N = a2.shape[0], a2.shape[1], b.shape[1]
+    narrow = N < 16 <= K
+    bt = b.t().contiguous() if narrow else None  # read by rows: dot products along K
+    b = b if narrow else b.contiguous()
+    out = a2.new_empty(M, N)
+    getattr(library(), f"matmul_{_SUFFIX[a.dtype]}")(
+        M, N, K, a2.data_ptr(), a2.stride(0), b.data_ptr(), b.stride(0),
+        None if bt is None else bt.data_ptr(), out.data_ptr(), torch.get_num_threads())
+    return out.view(*a.shape[:-1], N)
 
 
 def _state_buffer(s0: Tensor, steps: int, masked: bool) -> tuple[Tensor, Tensor]:

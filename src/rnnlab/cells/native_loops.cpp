@@ -49,8 +49,11 @@ template <class T> struct Vec {
 };
 
 // One MR × (NV vectors) tile of C = A · B (or C += A · B), accumulated in registers over all K.
+// A's element (r, k) is A[r·ars + k·aks]: row-major A (ars = lda, aks = 1), or A stored
+// transposed (ars = 1, aks = lda: the weight gradients' Σ_t δ_tᵀ u_t, see outer below).
 template <class T, int MR, int NV>
-inline void tile(int K, const T* A, int lda, const T* B, int ldb, T* C, int ldc, bool accumulate) {
+inline void tile(int K, const T* A, int64_t ars, int64_t aks, const T* B, int ldb, T* C, int ldc,
+                 bool accumulate) {
   typedef typename Vec<T>::v V;
   constexpr int L = Vec<T>::L;
   V acc[MR][NV] = {};
@@ -60,7 +63,7 @@ inline void tile(int K, const T* A, int lda, const T* B, int ldb, T* C, int ldc,
     for (int s = 0; s < NV; ++s) b[s] = *(const V*)(B + (int64_t)k * ldb + s * L);
 #pragma GCC unroll 8
     for (int r = 0; r < MR; ++r) {
-      const T a = A[(int64_t)r * lda + k];
+      const T a = A[r * ars + k * aks];
 #pragma GCC unroll 4
       for (int s = 0; s < NV; ++s) acc[r][s] += a * b[s];
     }
@@ -79,42 +82,48 @@ inline void tile(int K, const T* A, int lda, const T* B, int ldb, T* C, int ldc,
 // these sizes, 55-58 GFMA/s on one core of the EPYC this was written on); B's K × 2-vector panel
 // stays in L1 across the rows. Then 4- and 1-row tiles, 1-vector columns, a scalar remainder.
 template <class T>
-void gemm(int M, int N, int K, const T* A, int lda, const T* B, int ldb, T* C, int ldc,
-          bool accumulate) {
+void gemm_strided(int M, int N, int K, const T* A, int64_t ars, int64_t aks, const T* B, int ldb,
+                  T* C, int ldc, bool accumulate) {
   constexpr int L = Vec<T>::L;
   int j = 0;
   for (; j + 2 * L <= N; j += 2 * L) {
     int i = 0;
     for (; i + 8 <= M; i += 8)
-      tile<T, 8, 2>(K, A + (int64_t)i * lda, lda, B + j, ldb, C + (int64_t)i * ldc + j, ldc,
+      tile<T, 8, 2>(K, A + i * ars, ars, aks, B + j, ldb, C + (int64_t)i * ldc + j, ldc,
                     accumulate);
     for (; i + 4 <= M; i += 4)
-      tile<T, 4, 2>(K, A + (int64_t)i * lda, lda, B + j, ldb, C + (int64_t)i * ldc + j, ldc,
+      tile<T, 4, 2>(K, A + i * ars, ars, aks, B + j, ldb, C + (int64_t)i * ldc + j, ldc,
                     accumulate);
     for (; i < M; ++i)
-      tile<T, 1, 2>(K, A + (int64_t)i * lda, lda, B + j, ldb, C + (int64_t)i * ldc + j, ldc,
+      tile<T, 1, 2>(K, A + i * ars, ars, aks, B + j, ldb, C + (int64_t)i * ldc + j, ldc,
                     accumulate);
   }
   for (; j + L <= N; j += L) {
     int i = 0;
     for (; i + 8 <= M; i += 8)
-      tile<T, 8, 1>(K, A + (int64_t)i * lda, lda, B + j, ldb, C + (int64_t)i * ldc + j, ldc,
+      tile<T, 8, 1>(K, A + i * ars, ars, aks, B + j, ldb, C + (int64_t)i * ldc + j, ldc,
                     accumulate);
     for (; i < M; ++i)
-      tile<T, 1, 1>(K, A + (int64_t)i * lda, lda, B + j, ldb, C + (int64_t)i * ldc + j, ldc,
+      tile<T, 1, 1>(K, A + i * ars, ars, aks, B + j, ldb, C + (int64_t)i * ldc + j, ldc,
                     accumulate);
   }
   if (j < N) {  // the last N mod L columns
     for (int i = 0; i < M; ++i) {
-      const T* a = A + (int64_t)i * lda;
       T* c = C + (int64_t)i * ldc;
       for (int jj = j; jj < N; ++jj) {
         T s = 0;
-        for (int k = 0; k < K; ++k) s += a[k] * B[(int64_t)k * ldb + jj];
+        for (int k = 0; k < K; ++k) s += A[i * ars + k * aks] * B[(int64_t)k * ldb + jj];
         c[jj] = accumulate ? c[jj] + s : s;
       }
     }
   }
+}
+
+// C = A · B with row-major A (M×K)
+template <class T>
+inline void gemm(int M, int N, int K, const T* A, int lda, const T* B, int ldb, T* C, int ldc,
+                 bool accumulate) {
+  gemm_strided<T>(M, N, K, A, lda, 1, B, ldb, C, ldc, accumulate);
 }
 
 // Wᵀ of a (rows × cols) matrix into out (cols × rows)
@@ -385,6 +394,77 @@ template <class T, class F> int with_transposed(const T* w_hh, int G, int H, F f
   return fn((const T*)wt.p);
 }
 
+// C (M×N) = Aᵀ · B (or C +=) for A (K×M, rows lda apart) and B (K×N, rows ldb apart): Σ_k
+// A[k]ᵀ B[k] over the K = T·B rows of a layer, the weight gradients Σ_{t,b} δᵀ u. In chunks of
+// 128 rows (64, 256 and 512 measured slower): a chunk of A, its rows 2 KB apart at M = 512,
+// stays in L2 and in the TLB's reach while C's tiles sweep it (unchunked, K = 6,400 ran at half
+// of torch's GEMM). The threads take C's rows (multiples of 8), none shared.
+template <class T>
+void outer(int M, int N, int K, const T* A, int lda, const T* B, int ldb, T* C, bool accumulate,
+           int threads) {
+  constexpr int KC = 128;
+  int n = threads < 1 ? 1 : threads;
+  if (n > M / 8) n = M / 8 > 0 ? M / 8 : 1;
+  auto rows = [&](int m0, int m1) {
+    for (int k0 = 0; k0 < K || k0 == 0; k0 += KC) {
+      const int kc = K - k0 < KC ? K - k0 : KC;
+      gemm_strided<T>(m1 - m0, N, kc, A + (int64_t)k0 * lda + m0, 1, lda, B + (int64_t)k0 * ldb,
+                      ldb, C + (int64_t)m0 * N, N, accumulate || k0 > 0);
+      if (K == 0) break;
+    }
+  };
+  if (n == 1) return rows(0, M);
+#pragma omp parallel num_threads(n)
+  {
+    const int k = omp_get_thread_num(), nt = omp_get_num_threads();
+    const int per = (M / nt + 7) / 8 * 8;
+    const int m0 = k * per, m1 = k == nt - 1 ? M : (k + 1) * per < M ? (k + 1) * per : M;
+    if (m0 < m1) rows(m0, m1);
+  }
+}
+
+// C (M×N) = A · B for row-major A (M×K) and B (K×N), the threads taking A's rows: the input
+// projection W_ih x of all steps (B = W_ihᵀ) and its input gradient δ W_ih (B = W_ih). Bt: Bᵀ
+// (N×K, row-major), read instead of B where N is narrow. Three shapes:
+//   K < 16 (an input of 2 features): C's rows one by one, vectorised along N (the tiles would
+//     spend their time storing after 2 FMAs);
+//   N < 16 (its gradient): each C[m, n] a dot product of A's row m and Bt's row n, along K;
+//   else the register-tiled GEMM.
+template <class T>
+void matmul(int M, int N, int K, const T* A, int lda, const T* B, int ldb, const T* Bt, T* C,
+            int threads) {
+  parallel_rows(M, threads, [&](int m0, int m1) {
+    if (K < 16) {
+      for (int m = m0; m < m1; ++m) {
+        const T* a = A + (int64_t)m * lda;
+        T* c = C + (int64_t)m * N;
+#pragma omp simd
+        for (int j = 0; j < N; ++j) c[j] = a[0] * B[j];
+        for (int k = 1; k < K; ++k) {
+          const T ak = a[k];
+          const T* b = B + (int64_t)k * ldb;
+#pragma omp simd
+          for (int j = 0; j < N; ++j) c[j] += ak * b[j];
+        }
+      }
+    } else if (N < 16) {
+      for (int m = m0; m < m1; ++m) {
+        const T* a = A + (int64_t)m * lda;
+        for (int n = 0; n < N; ++n) {
+          const T* b = Bt + (int64_t)n * K;
+          T s = 0;
+#pragma omp simd reduction(+ : s)
+          for (int k = 0; k < K; ++k) s += a[k] * b[k];
+          C[(int64_t)m * N + n] = s;
+        }
+      }
+    } else {
+      gemm<T>(m1 - m0, N, K, A + (int64_t)m0 * lda, lda, B, ldb, C + (int64_t)m0 * N, N, false);
+    }
+    return 0;
+  });
+}
+
 }  // namespace
 
 // ---- the C ABI native.py calls: one entry per kernel and dtype, the thread count last --------
@@ -428,3 +508,21 @@ template <class T, class F> int with_transposed(const T* w_hh, int G, int H, F f
 
 RNNLAB_EXPORT(float, f32)
 RNNLAB_EXPORT(double, f64)
+
+#define RNNLAB_EXPORT_OUTER(T, sfx)                                                              \
+  extern "C" int outer_##sfx(int M, int N, int K, const T* A, int lda, const T* B, int ldb,      \
+                             T* C, int accumulate, int threads) {                               \
+    outer<T>(M, N, K, A, lda, B, ldb, C, accumulate != 0, threads);                              \
+    return 0;                                                                                    \
+  }
+RNNLAB_EXPORT_OUTER(float, f32)
+RNNLAB_EXPORT_OUTER(double, f64)
+
+#define RNNLAB_EXPORT_MATMUL(T, sfx)                                                             \
+  extern "C" int matmul_##sfx(int M, int N, int K, const T* A, int lda, const T* B, int ldb,     \
+                              const T* Bt, T* C, int threads) {                                  \
+    matmul<T>(M, N, K, A, lda, B, ldb, Bt, C, threads);                                          \
+    return 0;                                                                                    \
+  }
+RNNLAB_EXPORT_MATMUL(float, f32)
+RNNLAB_EXPORT_MATMUL(double, f64)

@@ -45,6 +45,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from . import native as _native
 from .compile_cache import StepFunction
 from .loop_graph import GraphedLoop, graphs_enabled
 from .native import native_kernel
@@ -73,13 +74,17 @@ def outer_sum(d: Tensor, u: Tensor) -> Tensor:
 class InputProjection(torch.autograd.Function):
     """``W_ih x`` of all steps at once, (T, B, K) -> (T, B, G), as ``F.linear``, whose backward
     takes the faster GEMM orientation for a thin input (:func:`outer_sum` for W_ih; for x, with
-    K < 16, (W_ihᵀ δᵀ)ᵀ: 0.93 -> 0.37 ms at the sizes above). CPU without autocast only (the
-    caller's choice): under autocast the casts are F.linear's."""
+    K < 16, (W_ihᵀ δᵀ)ᵀ: 0.93 -> 0.37 ms at the sizes above). With ``native`` (the layer's loops
+    run native) the three products use the native loops' GEMM where it applies
+    (native.matmul, native.outer_sum). CPU without autocast only (the caller's choice): under
+    autocast the casts are F.linear's."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, w: Tensor) -> Tensor:
+    def forward(ctx, x: Tensor, w: Tensor, native: bool = False) -> Tensor:
         ctx.save_for_backward(x, w)
-        return torch.nn.functional.linear(x, w)
+        ctx.native = native
+        out = _native.matmul(x, w.t().contiguous()) if native else None
+        return torch.nn.functional.linear(x, w) if out is None else out
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -87,15 +92,18 @@ class InputProjection(torch.autograd.Function):
         x, w = ctx.saved_tensors
         dx = dw = None
         if ctx.needs_input_grad[0]:
-            if w.shape[1] < 16:
+            dx = _native.matmul(d, w) if ctx.native else None
+            if dx is None and w.shape[1] < 16:
                 d2 = d.reshape(-1, d.shape[-1])
                 # contiguous, as F.linear's: the layer below takes it as its output gradient
                 dx = w.t().mm(d2.t()).t().contiguous().reshape(x.shape)
-            else:
+            elif dx is None:
                 dx = d.matmul(w)
         if ctx.needs_input_grad[1]:
-            dw = outer_sum(d, x)
-        return dx, dw
+            dw = _native.outer_sum(d, x) if ctx.native else None
+            if dw is None:
+                dw = outer_sum(d, x)
+        return dx, dw, None
 
 
 # --------------------------------------------------------------------------------------------
@@ -316,23 +324,33 @@ class _States:
 class BackwardContext:
     """What ``Recurrence.param_grads`` gets: stacked per-step quantities of one layer."""
 
-    def __init__(self, dgi, extras, states: _States, saved, hidden_size, stacks=None):
+    def __init__(self, dgi, extras, states: _States, saved, hidden_size, stacks=None,
+                 native: bool = False):
         self.dgi = dgi  # (T, B, G): dL/d(W_ih x_t), which is also dL/db_ih summed over (T, B)
         self.extras = extras  # tuple of (T, ...) stacks of step_backward's extras
         self._states = states
         self._saved = saved  # per step, the tuple ``step`` saved (None where stacks are given)
         self._stacks = stacks  # or the saved tensors stacked over time
         self.hidden_size = hidden_size
+        self._native = native  # the loops ran native: so do these products, where they can
+
+    def _outer(self, d: Tensor, u: Tensor, out: Tensor | None = None) -> Tensor:
+        got = _native.outer_sum(d, u, out) if self._native else None
+        if got is not None:
+            return got
+        return outer_sum(d, u) if out is None else out + outer_sum(d, u)
 
     def outer_prev(self, d: Tensor, k: int = 0) -> Tensor:
         """``Σ_t d_tᵀ s_{t-1}`` for state component ``k`` (d: (T, B, G) -> (G, width))."""
         st = self._states
         if k == 0 and st.h_in_output:  # s_{-1} = h0, s_0..s_{T-2} = output[:-1]: no copy
+            if self._native and d.shape[0] > 1:
+                return self._outer(d[0], st.initial[0], self._outer(d[1:], st.buffers[0][:-1]))
             out = d[0].t().mm(st.initial[0])
             if d.shape[0] > 1:
                 out = out + outer_sum(d[1:], st.buffers[0][:-1])
             return out
-        return outer_sum(d, st.buffers[k][:-1])
+        return self._outer(d, st.buffers[k][:-1])
 
     def state_prev(self, k: int = 0) -> Tensor:
         """(T, B, width): state component ``k`` entering each step (s_{t-1})."""
@@ -622,7 +640,8 @@ class RecurrenceFunction(torch.autograd.Function):
             ctx.sink.slots[ctx.layer] = norms.float()
 
         if steps:
-            bctx = BackwardContext(dgi, extras, states, saved_steps, h0.shape[-1], stacks)
+            bctx = BackwardContext(dgi, extras, states, saved_steps, h0.shape[-1], stacks,
+                                   native=ctx.native is not None)
             grads = tuple(rec.param_grads(bctx))
         else:
             grads = tuple(torch.zeros_like(p) for p in params)
