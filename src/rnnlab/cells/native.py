@@ -14,7 +14,9 @@ where it compiles (``compile`` on, ``RNNLAB_COMPILE``), its tensors are float32 
 CPU and autocast is off; ``RNNLAB_NATIVE=0`` turns it off, and then, or where a build fails (one
 warning per process), the per-step graphs of ``compile_cache.py`` run. Everything around the loops
 (input projection, parameter gradients, the saved tensors' layout) is recurrence.py's, so the two
-paths agree to rounding: tests/test_cells_native.py holds them to it.
+paths agree to rounding: tests/test_cells_native.py holds them to it. Where a layer's loops run
+here, recurrence.py also hands its sequence-level products (the input projection and its
+gradients, the weight gradients) to the same GEMM (:func:`matmul`, :func:`outer_sum`).
 
 Only torch is imported here.
 """

@@ -77,36 +77,33 @@ inline void tile(int K, const T* A, int64_t ars, int64_t aks, const T* B, int ld
     }
 }
 
+// One column block of NV vectors of C: its rows in tiles of 8, then 4, then 1. Every element
+// is the same sum over k in the same order whatever its tile, so the split changes no bit.
+template <class T, int NV>
+inline void row_tiles(int M, int K, const T* A, int64_t ars, int64_t aks, const T* B, int ldb,
+                      T* C, int ldc, bool accumulate) {
+  int i = 0;
+  for (; i + 8 <= M; i += 8)
+    tile<T, 8, NV>(K, A + i * ars, ars, aks, B, ldb, C + (int64_t)i * ldc, ldc, accumulate);
+  for (; i + 4 <= M; i += 4)
+    tile<T, 4, NV>(K, A + i * ars, ars, aks, B, ldb, C + (int64_t)i * ldc, ldc, accumulate);
+  for (; i < M; ++i)
+    tile<T, 1, NV>(K, A + i * ars, ars, aks, B, ldb, C + (int64_t)i * ldc, ldc, accumulate);
+}
+
 // C = A · B   (M×K times K×N, row-major with leading dimensions), or C += A · B (accumulate).
 // Register tiles of 8 rows × 2 vectors (16 accumulators: the fastest of 4×2 ... 8×2 measured at
 // these sizes, 55-58 GFMA/s on one core of the EPYC this was written on); B's K × 2-vector panel
-// stays in L1 across the rows. Then 4- and 1-row tiles, 1-vector columns, a scalar remainder.
+// stays in L1 across the rows. Then 1-vector columns, a scalar remainder.
 template <class T>
 void gemm_strided(int M, int N, int K, const T* A, int64_t ars, int64_t aks, const T* B, int ldb,
                   T* C, int ldc, bool accumulate) {
   constexpr int L = Vec<T>::L;
   int j = 0;
-  for (; j + 2 * L <= N; j += 2 * L) {
-    int i = 0;
-    for (; i + 8 <= M; i += 8)
-      tile<T, 8, 2>(K, A + i * ars, ars, aks, B + j, ldb, C + (int64_t)i * ldc + j, ldc,
-                    accumulate);
-    for (; i + 4 <= M; i += 4)
-      tile<T, 4, 2>(K, A + i * ars, ars, aks, B + j, ldb, C + (int64_t)i * ldc + j, ldc,
-                    accumulate);
-    for (; i < M; ++i)
-      tile<T, 1, 2>(K, A + i * ars, ars, aks, B + j, ldb, C + (int64_t)i * ldc + j, ldc,
-                    accumulate);
-  }
-  for (; j + L <= N; j += L) {
-    int i = 0;
-    for (; i + 8 <= M; i += 8)
-      tile<T, 8, 1>(K, A + i * ars, ars, aks, B + j, ldb, C + (int64_t)i * ldc + j, ldc,
-                    accumulate);
-    for (; i < M; ++i)
-      tile<T, 1, 1>(K, A + i * ars, ars, aks, B + j, ldb, C + (int64_t)i * ldc + j, ldc,
-                    accumulate);
-  }
+  for (; j + 2 * L <= N; j += 2 * L)
+    row_tiles<T, 2>(M, K, A, ars, aks, B + j, ldb, C + j, ldc, accumulate);
+  for (; j + L <= N; j += L)
+    row_tiles<T, 1>(M, K, A, ars, aks, B + j, ldb, C + j, ldc, accumulate);
   if (j < N) {  // the last N mod L columns
     for (int i = 0; i < M; ++i) {
       T* c = C + (int64_t)i * ldc;
@@ -144,21 +141,22 @@ template <class T> inline void freeze_rows(const uint8_t* m, int B, int H, const
     if (!m[b]) std::memcpy(cur + (int64_t)b * H, old + (int64_t)b * H, sizeof(T) * H);
 }
 
-// Run fn(b0, b1) on up to `threads` slices of the B rows (multiples of 4 rows, the GEMM's tile,
-// at least 4 per thread) in an OpenMP team; 0 if every slice returned 0. OpenMP, not threads of
+// Run fn(b0, b1) on up to `threads` slices of the B rows (multiples of R rows, at least R per
+// thread: 4, a GEMM tile of the time loops; 8, the weight gradients' full tile) in an OpenMP team;
+// 0 if every slice returned 0. OpenMP, not threads of
 // our own: torch's CPU build runs its intra-op work on libgomp, the same runtime this library
 // links (one libgomp.so.1 per process), so the team is torch's own pool, awake right after the
 // ops before it; a second pool would fight torch's spinning workers for the cores (measured: the
 // 2-thread LSTM loops 1.3 ms alone, 2.5 ms with std::thread beside torch's pool).
-template <class F> int parallel_rows(int B, int threads, F fn) {
+template <int R = 4, class F> int parallel_rows(int B, int threads, F fn) {
   int n = threads < 1 ? 1 : threads;
-  if (n > B / 4) n = B / 4 > 0 ? B / 4 : 1;
+  if (n > B / R) n = B / R > 0 ? B / R : 1;
   if (n == 1) return fn(0, B);
   int rc = 0;
 #pragma omp parallel num_threads(n) reduction(| : rc)
   {
     const int k = omp_get_thread_num(), nt = omp_get_num_threads();
-    const int per = (B / nt + 3) / 4 * 4;
+    const int per = (B / nt + R - 1) / R * R;
     const int b0 = k * per, b1 = k == nt - 1 ? B : (k + 1) * per < B ? (k + 1) * per : B;
     if (b0 < b1) rc |= fn(b0, b1);
   }
@@ -403,24 +401,16 @@ template <class T>
 void outer(int M, int N, int K, const T* A, int lda, const T* B, int ldb, T* C, bool accumulate,
            int threads) {
   constexpr int KC = 128;
-  int n = threads < 1 ? 1 : threads;
-  if (n > M / 8) n = M / 8 > 0 ? M / 8 : 1;
-  auto rows = [&](int m0, int m1) {
-    for (int k0 = 0; k0 < K || k0 == 0; k0 += KC) {
+  parallel_rows<8>(M, threads, [&](int m0, int m1) {
+    int k0 = 0;
+    do {  // at least once: K = 0 still writes C (zeros, or C as it was)
       const int kc = K - k0 < KC ? K - k0 : KC;
       gemm_strided<T>(m1 - m0, N, kc, A + (int64_t)k0 * lda + m0, 1, lda, B + (int64_t)k0 * ldb,
                       ldb, C + (int64_t)m0 * N, N, accumulate || k0 > 0);
-      if (K == 0) break;
-    }
-  };
-  if (n == 1) return rows(0, M);
-#pragma omp parallel num_threads(n)
-  {
-    const int k = omp_get_thread_num(), nt = omp_get_num_threads();
-    const int per = (M / nt + 7) / 8 * 8;
-    const int m0 = k * per, m1 = k == nt - 1 ? M : (k + 1) * per < M ? (k + 1) * per : M;
-    if (m0 < m1) rows(m0, m1);
-  }
+      k0 += KC;
+    } while (k0 < K);
+    return 0;
+  });
 }
 
 // C (M×N) = A · B for row-major A (M×K) and B (K×N), the threads taking A's rows: the input

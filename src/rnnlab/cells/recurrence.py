@@ -48,7 +48,6 @@ from torch import Tensor
 from . import native as _native
 from .compile_cache import StepFunction
 from .loop_graph import GraphedLoop, graphs_enabled
-from .native import native_kernel
 
 __all__ = ["GradNormRecord", "InputProjection", "NormSink", "Recurrence", "RecurrenceFunction",
            "outer_sum", "record_autocast", "under_forward_autocast", "uniform_init"]
@@ -556,7 +555,7 @@ class RecurrenceFunction(torch.autograd.Function):
         n_inputs = len(inputs)
         stacks = None  # the graph's (or native loop's) saved tensors, stacked over time
         graphed = steps and graphs_enabled(gi)
-        native = (native_kernel(rec.native, compile, gi, state0, params, n_inputs)
+        native = (_native.native_kernel(rec.native, compile, gi, state0, params, n_inputs)
                   if steps and not graphed else None)
         saved_steps = None  # per step, what ``step`` saved (not where stacks hold it)
         if native is not None:
