@@ -38,6 +38,7 @@ def build(cfg: DictConfig, wandb_id: str | None = None):
                             monitor=cfg.monitor.metric, monitor_mode=cfg.monitor.mode,
                             divergence_factor=cfg.divergence_factor)
         _check_monitored_metric(cfg, task)
+        _check_solved_stop(cfg, datamodule)
         parse_references(OmegaConf.to_container(cfg.reference, resolve=True)
                          if cfg.get("reference") is not None else None)
         loggers = make_loggers(cfg, wandb_id)
@@ -111,6 +112,15 @@ def _check_monitored_metric(cfg: DictConfig, task) -> None:
                           + (" and gradflow/<layer>/<summary>" if gradflow else ""))
 
 
+def _check_solved_stop(cfg: DictConfig, datamodule) -> None:
+    """Stopping at "solved" needs a task with a baseline loss to be solved against."""
+    stop = OmegaConf.select(cfg, "callbacks.solved_stop")
+    if stop and stop.get("consecutive") is not None and "loss" not in datamodule.spec.baselines:
+        raise ConfigError(f"callbacks.solved_stop.consecutive={stop.consecutive}: data="
+                          f"{cfg.data.name} has no baseline loss to be solved against (threshold "
+                          "tasks: copy, adding, parity, ...); leave it null")
+
+
 def _load_pretrained_embeddings(model: SequenceModel, datamodule) -> None:
     """Copy a dataset's pre-trained word vectors (data.embeddings_path) into the embedding."""
     vectors = getattr(datamodule, "pretrained_embeddings", None)
@@ -133,6 +143,8 @@ def make_callbacks(cfg: DictConfig, has_logger: bool) -> list:
             continue
         if name == "early_stopping" and callback_cfg.get("patience") is None:
             continue  # patience null: never stop early
+        if name == "solved_stop" and callback_cfg.get("consecutive") is None:
+            continue  # consecutive null: train the whole budget
         callbacks.append(instantiate(callback_cfg))
     return callbacks
 

@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from rnnlab import distributed, resume, tracking
 from rnnlab.cells import compile_cache
 from rnnlab.errors import one_line
+from rnnlab.solved import SolvedStop
 
 
 def divergence_of(error: BaseException):
@@ -106,6 +107,9 @@ class RunRecord:
                         "hidden_size": task.model.hidden_size, "steps": steps,
                         **self._common(OmegaConf.to_container(self.cfg, resolve=True))})
         results["seed"] = int(self.cfg.seed)
+        solved = next((c.record() for c in trainer.callbacks if isinstance(c, SolvedStop)), None)
+        if solved is not None:
+            results["solved"] = solved
         self._write(results)
         # The W&B run says how it ended too (a DDP worker's divergence included).
         tracking.finish_wandb(exit_code=0 if status == "completed" else 1, summary={
