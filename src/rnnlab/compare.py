@@ -226,7 +226,8 @@ def load_plan(path: Path, out: Path | None = None) -> Plan:
         solved_below=float(solved.get("below", 0.10)),
         solved_consecutive=solved.get("consecutive", 2),
         param_budget=raw.get("param_budget", "auto"), headline=raw.get("headline"), jobs=jobs,
-        out=Path(out or raw.get("out") or "logs/compare"))
+        # absolute: the jobs' hydra.sweep.dir must not depend on where a job resolves it
+        out=Path(out or raw.get("out") or "logs/compare").resolve())
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", plan.name):
         raise CompareError(f"{path}: name {plan.name!r} must be letters, digits, _ . -")
     if plan.budget // plan.eta ** (plan.rungs - 1) < 1:
