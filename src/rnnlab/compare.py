@@ -386,9 +386,11 @@ class Runner:
         if (sweep_dir / "multirun.yaml").is_file():
             command = [*_train_exe(), f"resume={sweep_dir}"]
         else:
+            # one job at a time: Hydra's basic launcher, in this one process (no worker start-up)
+            launcher = (["hydra/launcher=joblib", f"hydra.launcher.n_jobs={self.plan.jobs}"]
+                        if self.plan.jobs > 1 else [])
             command = [*_train_exe(), "-m", *overrides, f"seed={','.join(map(str, seeds))}",
-                       "hydra/launcher=joblib", f"hydra.launcher.n_jobs={self.plan.jobs}",
-                       f"hydra.sweep.dir={sweep_dir}"]
+                       *launcher, f"hydra.sweep.dir={sweep_dir}"]
         self.say(f"{what}: {want - kept} of {want} jobs to run "
                  f"({'resume' if 'resume=' in command[-1] else 'rnnlab-train -m'} ...)")
         if self.dry_run:
