@@ -257,11 +257,15 @@ def run_sections(plan: Plan, sections: list[Section], dry_run: bool = False,
 
 
 def section_block(plan: Plan, section: Section) -> str:
-    """The generated markdown of one section: command, runs, table, pivot, figures."""
+    """The generated markdown of one section: command, runs, table, pivot, baselines, figures,
+    and last the "Verdict (generated)" paragraph (:mod:`rnnlab.results.verdicts`), anchored as
+    ``verdict-<section>`` for the prose to point to."""
     from rnnlab.results.aggregate import aggregate
     from rnnlab.results.report import write_report
+    from rnnlab.results.rowkeys import show
     from rnnlab.results.runs import load_runs
     from rnnlab.results.tables import pivot, render
+    from rnnlab.results.verdicts import paragraph, table_verdicts
 
     sweep_dir = plan.out / section.name
     if not sweep_dir.is_dir():
@@ -286,25 +290,36 @@ def section_block(plan: Plan, section: Section) -> str:
         lines += ["", f"By {', '.join(section.by)} ({metric}, mean ± std over seeds):", "",
                   pivoted.to_markdown(index=False)]
     first = json.loads((Path(runs["run_dir"].iloc[0]) / "results.json").read_text())
-    lines += _baseline_lines(first.get("config") or {}, table)
+    baseline_table, baseline_verdicts = _baseline_lines(first.get("config") or {}, table)
+    lines += baseline_table
     for png in sorted(figures.glob("*.png")):
         rel = png.relative_to(PAGE.parent) if png.is_relative_to(PAGE.parent) else png
         lines += ["", f"![{png.stem.replace('_', ' ')}]({rel.as_posix()})"]
+    comparison = table.attrs.get("comparison") or {}
+    against = ("the best row" if comparison.get("against") is None
+               else f"{comparison['key']}={show(comparison['key'], comparison['against'])}")
+    others = [k for k in table.attrs["keys"] if k != comparison.get("key")]
+    head = f"Each row against {against}" + (" at the same other settings" if others else "")
+    lines += paragraph(section.name, [(head, table_verdicts(table)),
+                                      ("Against the classical baselines above",
+                                       baseline_verdicts)])
     return "\n".join(lines)
 
 
-def _baseline_lines(config: dict, table) -> list[str]:
-    """The classical baselines on the runs' own test split, and which side wins (markdown)."""
+def _baseline_lines(config: dict, table) -> tuple[list[str], list]:
+    """The classical baselines on the runs' own test split (markdown lines), and the verdict of
+    each row against each of them (:func:`rnnlab.results.verdicts.baseline_verdicts`: the row's
+    95% t interval over seeds against the baseline's single value, Holm-adjusted) -- the
+    numbers and what the test supports, never "better" without a test."""
     import pandas as pd
 
     from rnnlab.results.baselines import baselines_for
-    from rnnlab.results.rowkeys import show
     from rnnlab.results.tables import _num
-    from rnnlab.schemas import monitor_mode
+    from rnnlab.results.verdicts import baseline_verdicts
 
     rows = baselines_for(config.get("data") or {})
     if not rows:
-        return []
+        return [], []
     frame = pd.DataFrame(rows)
     metrics = [c for c in frame.columns if c != "baseline"]
     shown = frame.copy()
@@ -312,18 +327,7 @@ def _baseline_lines(config: dict, table) -> list[str]:
         shown[m] = frame[m].map(_num)
     lines = ["", "Classical baselines on the same test split (rnnlab.results.baselines):", "",
              shown.to_markdown(index=False)]
-    metric = metrics[0]
-    if metric in table and table[metric].notna().any():
-        lower = monitor_mode(metric) == "min"
-        cells = table.dropna(subset=[metric])
-        best = cells.loc[cells[metric].idxmin() if lower else cells[metric].idxmax()]
-        classic = frame.loc[frame[metric].idxmin() if lower else frame[metric].idxmax()]
-        name = ", ".join(show(k, best[k]) for k in table.attrs["keys"]) or "the cells"
-        wins = best[metric] < classic[metric] if lower else best[metric] > classic[metric]
-        lines += ["", (f"Best cell by mean {metric}: {name} ({_num(best[metric])}); best "
-                  f"baseline: {classic['baseline']} ({_num(classic[metric])}): "
-                  f"{'the cell is better' if wins else 'the baseline is better'}.")]
-    return lines
+    return lines, baseline_verdicts(table, rows)
 
 
 def _jobs_run(sweep_dir: Path, default: int) -> str:
