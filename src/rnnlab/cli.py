@@ -133,14 +133,46 @@ def resume_argv(argv: list[str]) -> list[str]:
         raise ResumeError(f"resume={target}: not a run dir or sweep dir of rnnlab-train (it has "
                           "neither .hydra/hydra.yaml nor multirun.yaml)")
     task, hydra = _saved_overrides(saved)
+    _refuse_untrusted_checkpoints(target)
     return [*task, *hydra, f"hydra.run.dir={target.resolve()}", *extra]
 
 
-def _saved_overrides(path: Path) -> tuple[list[str], list[str]]:
-    """The task and hydra overrides a run or sweep was started with, as Hydra recorded them."""
-    from omegaconf import OmegaConf
+def _refuse_untrusted_checkpoints(run_dir: Path) -> None:
+    """A run dir's checkpoints that hold more than rnnlab writes are refused here, before Hydra
+    writes anything into the run dir (the run checks them again; a damaged one is left to it)."""
+    from rnnlab.untrusted import CorruptCheckpoint, load_checkpoint
 
-    saved = OmegaConf.load(path).hydra.overrides
+    for path in sorted((run_dir / "checkpoints").glob("*.ckpt")):
+        try:
+            load_checkpoint(path)
+        except (CorruptCheckpoint, OSError):
+            continue
+
+
+def _saved_overrides(path: Path) -> tuple[list[str], list[str]]:
+    """The task and hydra overrides a run or sweep was started with, as Hydra recorded them.
+    A run dir is untrusted: what it recorded is refused (ResumeError, one line) where it names
+    code rnnlab's config groups do not (rnnlab.untrusted.check_config), here and in the run's
+    .hydra/overrides.yaml."""
+    import yaml
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    from rnnlab.untrusted import check_config, check_overrides
+
+    try:
+        recorded = OmegaConf.load(path)
+        saved = recorded.hydra.overrides
+        check_config(recorded, path)
+        listed = path.parent / "overrides.yaml"  # a run's task overrides, again
+        if path.name == "hydra.yaml" and listed.is_file():
+            check_overrides([str(o) for o in OmegaConf.load(listed)], listed)
+    except (OmegaConfBaseException, ValueError, OSError, yaml.YAMLError) as error:
+        if isinstance(error, ResumeError):
+            raise
+        from rnnlab.errors import one_line
+
+        raise ResumeError(f"resume: {path} cannot be read ({one_line(error)})") from None
     hydra = [o for o in saved.hydra
              if o.split("=", 1)[0].lstrip("+~") not in ("hydra.mode", "hydra.run.dir",
                                                         "hydra.sweep.dir")]

@@ -35,8 +35,12 @@ from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
 from rnnlab.atomic import atomic_open, atomic_path
 from rnnlab.errors import ResumeError
+from rnnlab.untrusted import allow_checkpoint_types, load_checkpoint
 
 CHECKPOINT = Path("checkpoints") / "last.ckpt"
+# Lightning restores fits and tests with torch.load(weights_only=True): it may read what rnnlab's
+# checkpoints hold beyond tensors (registered here, where spawned DDP workers import it too).
+allow_checkpoint_types()
 
 
 def last_checkpoint(run_dir: str | os.PathLike) -> Path | None:
@@ -45,13 +49,30 @@ def last_checkpoint(run_dir: str | os.PathLike) -> Path | None:
 
 
 def checkpoint_step(path: str | os.PathLike) -> int:
-    return int(torch.load(path, map_location="cpu", weights_only=False).get("global_step", 0))
+    return int(load_checkpoint(path).get("global_step", 0))
 
 
-def check_checkpoint_fits(path: str | os.PathLike, module: torch.nn.Module) -> dict[str, Any]:
-    """The checkpoint, or ResumeError naming the first weight whose shape differs from the model's
-    (a checkpoint of another model: another cell, size or dataset)."""
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+def read_checkpoints(path: str | os.PathLike) -> dict[str, Any]:
+    """The checkpoint at ``path``, after reading every checkpoint beside it (best.ckpt, which a
+    resumed run's test loads): weights only (rnnlab.untrusted), so one that holds anything else
+    is refused (UntrustedContent) and a damaged one is CorruptCheckpoint, before a run uses
+    them."""
+    path = Path(path)
+    checkpoint = load_checkpoint(path)
+    for other in sorted(path.parent.glob("*.ckpt")):
+        if other != path:
+            load_checkpoint(other)
+    return checkpoint
+
+
+def check_checkpoint_fits(path: str | os.PathLike, module: torch.nn.Module,
+                          checkpoint: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The checkpoint (``checkpoint``, read from ``path`` if not given), or ResumeError naming the
+    first weight whose shape differs from the model's (a checkpoint of another model: another
+    cell, size or dataset). Loaded weights only (rnnlab.untrusted): one that holds anything else
+    is refused, one that is damaged is CorruptCheckpoint."""
+    if checkpoint is None:
+        checkpoint = load_checkpoint(path)
     saved = checkpoint.get("state_dict", {})
     wanted = module.state_dict()
     for name, tensor in wanted.items():

@@ -10,13 +10,13 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import torch
 from omegaconf import DictConfig, OmegaConf
 
 from rnnlab import hydra_runtime, resume, tracking
 from rnnlab.errors import ConfigError
 from rnnlab.results.rowkeys import show
 from rnnlab.results.runs import flatten
+from rnnlab.untrusted import load_checkpoint
 
 
 def finished_result(output_dir: Path) -> dict[str, Any] | None:
@@ -54,7 +54,7 @@ def larger_budget(finished: dict[str, Any], cfg: DictConfig, output_dir: Path) -
     if checkpoint is None:
         raise ConfigError(f"{said}: {output_dir / resume.CHECKPOINT} is missing, so the run "
                           "cannot train on from where it ended")
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    state = load_checkpoint(checkpoint)
     # What the run has reached, against each new limit (the epoch of last.ckpt counts as reached).
     reached = {"max_steps": (int(finished.get("steps") or 0), "steps"),
                "max_epochs": (int(state.get("epoch", 0)) + 1, "epochs")}
@@ -101,3 +101,4 @@ def remove_if_empty_run_dir(output_dir: Path) -> None:
                  if p.name not in (".hydra", ".tmp") and p.suffix != ".log"]
     if not leftovers:
         shutil.rmtree(output_dir, ignore_errors=True)
+

@@ -54,9 +54,13 @@ def _run(cfg: DictConfig) -> dict[str, Any]:
     # the WandbLogger: close it so this job is its own run.
     tracking.finish_wandb()
     try:
+        # Read before anything is built: a checkpoint of the run (last.ckpt, and best.ckpt that
+        # the test loads) holding more than rnnlab writes is refused here (rnnlab.untrusted).
+        state = resume.read_checkpoints(checkpoint) if checkpoint is not None else None
         datamodule, task, trainer = build(cfg, wandb_id=wandb_id)
         if checkpoint is not None:
-            step = int(resume.check_checkpoint_fits(checkpoint, task).get("global_step", 0))
+            step = int(resume.check_checkpoint_fits(checkpoint, task, state)
+                       .get("global_step", 0))
             tracking.say(f"rnnlab-train: resuming {output_dir} at step {step} "
                          f"({resume.CHECKPOINT})")
     except ConfigError as error:
@@ -105,9 +109,10 @@ def _trains_on(finished: dict[str, Any], cfg: DictConfig, output_dir: Path) -> b
 
 
 def _fit_and_test(cfg, datamodule, task, trainer, checkpoint, final_metrics) -> None:
-    # weights_only=False: last.ckpt holds RNG states and the gradflow records (our own file).
+    # weights_only=True: a checkpoint is untrusted (a copied run dir); what rnnlab's hold beyond
+    # tensors (RNG states, gradflow records: numpy arrays) is allow-listed (rnnlab.untrusted).
     with console.resuming() if checkpoint else contextlib.nullcontext():
-        trainer.fit(task, datamodule=datamodule, ckpt_path=checkpoint, weights_only=False)
+        trainer.fit(task, datamodule=datamodule, ckpt_path=checkpoint, weights_only=True)
     # Testing resets callback_metrics: keep the final train/val values first.
     final_metrics.update(floats(trainer.callback_metrics))
     if launch.launched_ranks() is not None:
@@ -118,7 +123,7 @@ def _fit_and_test(cfg, datamodule, task, trainer, checkpoint, final_metrics) -> 
         fit_record = task.get_extra_state()
         tester = distributed.tester_for(cfg, trainer)
         tester.test(task, datamodule=datamodule, ckpt_path=_best_checkpoint(trainer),
-                    weights_only=False, verbose=False)
+                    weights_only=True, verbose=False)
         task.set_extra_state(fit_record)
         final_metrics.update(floats(tester.callback_metrics))
 

@@ -33,13 +33,13 @@ class Trained:
 def load_trained(run_dir: Path, checkpoint: str = "best") -> Trained:
     """The model of ``run_dir`` at ``checkpoints/<checkpoint>.ckpt``; ValueError (one line) if
     the directory is not a run of rnnlab-train with that checkpoint."""
-    import torch
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
     import rnnlab.schemas  # noqa: F401  (resolvers used by saved configs)
     from rnnlab.gradflow.cli import run_config
     from rnnlab.models import SequenceModel
+    from rnnlab.untrusted import check_config, load_checkpoint
 
     if checkpoint not in CHECKPOINTS:
         raise ValueError(f"checkpoint must be one of {', '.join(CHECKPOINTS)}, got {checkpoint!r}")
@@ -48,10 +48,14 @@ def load_trained(run_dir: Path, checkpoint: str = "best") -> Trained:
     if not config or not ckpt.is_file():
         missing = "checkpoints/" + ckpt.name if config else "results.json or .hydra/config.yaml"
         raise ValueError(f"{run_dir}: no {missing} (not a run dir of rnnlab-train?)")
+    # A run dir is untrusted: its config may name only rnnlab's own targets, and its checkpoint
+    # loads weights only (UntrustedContent / CorruptCheckpoint are one-line ValueErrors).
+    check_config(config, run_dir / "results.json" if (run_dir / "results.json").is_file()
+                 else run_dir / ".hydra" / "config.yaml")
+    state = load_checkpoint(ckpt)
     cfg = OmegaConf.create(config)
     data = instantiate(cfg.data, seed=cfg.seed)
     model = SequenceModel(data.spec, **OmegaConf.to_container(cfg.model, resolve=True))
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)
     model.load_state_dict({key.removeprefix("model."): value
                            for key, value in state["state_dict"].items()
                            if key.startswith("model.")})

@@ -62,6 +62,12 @@ LOWEST, KEYS = 21, 88  # A0 .. C8
 CHORALES = 371  # Riemenschneider numbers in music21's chorale iterator
 UNIQUE_CHORALES = 350  # distinct files among them (the pieces used)
 JSB_URL = "http://www-etud.iro.umontreal.ca/~boulanni/JSB%20Chorales.pickle"
+# The download's sha256, checked when set. Not pinned: no trustworthy source for the file's hash
+# could be reached when this was written (the host serves plain http and publishes none, and
+# none was found in the projects that use the file), and a hash taken from an unverified
+# download would pin whatever that download was. What keeps the file from running code is the
+# unpickler (load_jsb_pickle: builtin containers and numbers only), not this.
+JSB_SHA256: str | None = None
 SPLITS = ("train", "val", "test")
 OFFLINE_HINT = "the offline source is data.source=music21 (the Bach chorales bundled with music21)"
 
@@ -159,6 +165,54 @@ def frames_to_roll(frames) -> np.ndarray:
             if 0 <= int(midi) - LOWEST < KEYS:
                 roll[index, int(midi) - LOWEST] = 1
     return roll
+
+
+# ----------------------------------------------------------------------- the JSB pickle
+class _DataOnlyUnpickler(pickle.Unpickler):
+    """Admits the builtin containers and numbers only: a pickle that names any class or function
+    (what a payload needs to run code) is refused. "JSB Chorales.pickle" needs none: a dict of
+    lists of pieces, each a list of tuples of MIDI pitches (ints), written by Python 2."""
+
+    # the containers an older pickle protocol builds by calling their class
+    CONTAINERS = {("builtins", "set"): set, ("builtins", "frozenset"): frozenset}
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in self.CONTAINERS:  # (Python 2's __builtin__ arrives as builtins)
+            return self.CONTAINERS[module, name]
+        raise pickle.UnpicklingError(f"it names {module}.{name}")
+
+
+def load_jsb_pickle(path: str | os.PathLike) -> dict[str, list]:
+    """"JSB Chorales.pickle" ({"train", "valid", "test"} -> pieces), unpickled without running
+    anything; ValueError (one line) for a file that names code or is not that dict."""
+    try:
+        with open(path, "rb") as handle:
+            data = _DataOnlyUnpickler(handle, encoding="latin1").load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError,
+            KeyError, AttributeError, MemoryError) as error:
+        raise ValueError(f"data.source=jsb_pickle: {path} is not the JSB Chorales pickle "
+                         f"({str(error).splitlines()[0] if str(error) else type(error).__name__}"
+                         "; only builtin containers and numbers are read): refused") from None
+    if not isinstance(data, dict) or not all(isinstance(data.get(k), list)
+                                             for k in ("train", "valid", "test")):
+        raise ValueError(f"data.source=jsb_pickle: {path} is not the JSB Chorales pickle (a "
+                         "dict of train, valid and test lists)")
+    return data
+
+
+def check_sha256(path: str | os.PathLike, expected: str | None) -> None:
+    """ValueError (one line) unless the file's sha256 is ``expected`` (None: nothing pinned)."""
+    if expected is None:
+        return
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    if digest.hexdigest() != expected:
+        raise ValueError(f"data.source=jsb_pickle: {path} has sha256 {digest.hexdigest()}, not "
+                         f"the pinned {expected}: delete it to download it again")
 
 
 # ------------------------------------------------------------------------------ dataset
@@ -273,8 +327,8 @@ class MusicDataModule(SequenceDataModule):
         else:
             path = download_url(self.pickle_url, self.cache, "JSB Chorales.pickle",
                                  offline_hint=OFFLINE_HINT)
-        with open(path, "rb") as handle:
-            data = pickle.load(handle, encoding="latin1")
+            check_sha256(path, JSB_SHA256 if self.pickle_url == JSB_URL else None)
+        data = load_jsb_pickle(path)
         names = {"train": "train", "val": "valid", "test": "test"}
         return {s: ([frames_to_roll(p) for p in data[key]],
                     [f"jsb-{key}-{i}" for i in range(len(data[key]))])
