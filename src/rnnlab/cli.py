@@ -44,6 +44,7 @@ def main():
         return 0
     try:
         sys.argv[1:] = resume_argv(sys.argv[1:])
+        _refuse_dir_in_use(sys.argv[1:])
     except ResumeError as error:
         print(f"rnnlab-train: error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -108,6 +109,26 @@ def help_text(overrides: list[str]) -> str:
     lines += ["", f"{title}; every key can be set with key=value:", "",
               OmegaConf.to_yaml(cfg, resolve=False).rstrip()]
     return "\n".join(lines)
+
+
+def _refuse_dir_in_use(argv: list[str]) -> None:
+    """A run dir or sweep dir the command line names (hydra.run.dir=, hydra.sweep.dir=, as
+    resume= gives them) that another process holds is refused now, before anything loads
+    (rnnlab.dirlock; the Hydra callback DirLock takes the lock itself)."""
+    from rnnlab.dirlock import InUse, check_free, check_sweep_not_in_use
+
+    multirun = any(a in ("-m", "--multirun") for a in argv)
+    key = "hydra.sweep.dir=" if multirun else "hydra.run.dir="
+    named = [a.split("=", 1)[1] for a in argv if a.startswith(key)]
+    if not named or "${" in named[-1]:
+        return
+    try:
+        directory = Path(named[-1]).expanduser()
+        if not multirun:
+            check_sweep_not_in_use(directory)
+        check_free(directory, "sweep dir" if multirun else "run dir")
+    except InUse as error:
+        raise ResumeError(str(error)) from None
 
 
 def resume_argv(argv: list[str]) -> list[str]:

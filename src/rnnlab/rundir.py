@@ -1,6 +1,6 @@
 """A run dir's lifecycle: a finished run is kept (or trained on to a larger budget), an
 unfinished one that never checkpointed starts over, a run refused before it began leaves no
-folder."""
+folder; while a command works in a run dir or sweep dir, the dir is locked (LOCK, HOLDER)."""
 
 from __future__ import annotations
 
@@ -12,11 +12,19 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from rnnlab import hydra_runtime, resume, tracking
+from rnnlab import dirlock, hydra_runtime, resume, tracking
 from rnnlab.errors import ConfigError
 from rnnlab.results.rowkeys import show
 from rnnlab.results.runs import flatten
 from rnnlab.untrusted import load_checkpoint
+
+# The lock of a run dir or sweep dir in use, and the file beside it naming its holder: part of
+# the run-dir layout (rnnlab.dirlock takes and checks them, light enough for the CLI's first
+# checks); the lock stays, empty, when released, the holder's file goes.
+LOCK, HOLDER = dirlock.LOCK, dirlock.HOLDER
+LOCK_FILES = (LOCK, HOLDER)
+InUse, acquire, release = dirlock.InUse, dirlock.acquire, dirlock.release
+check_sweep_not_in_use = dirlock.check_sweep_not_in_use
 
 
 def finished_result(output_dir: Path) -> dict[str, Any] | None:
@@ -98,7 +106,7 @@ def clear_unfinished_attempt(output_dir: Path) -> None:
 def remove_if_empty_run_dir(output_dir: Path) -> None:
     """A run that never started leaves no folder that looks like a run."""
     leftovers = [p for p in output_dir.iterdir()
-                 if p.name not in (".hydra", ".tmp") and p.suffix != ".log"]
+                 if p.name not in (".hydra", ".tmp", *LOCK_FILES) and p.suffix != ".log"]
     if not leftovers:
         shutil.rmtree(output_dir, ignore_errors=True)
 

@@ -30,7 +30,20 @@ from rnnlab.record import RunRecord, floats
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Train and test one configuration; write and return its results.json payload."""
     console.quiet_third_party()
-    with tracking.temp_files_in(cfg.paths.output_dir), tracking.lightning_lines_in_run_log():
+    output_dir = Path(cfg.paths.output_dir)
+    try:  # the run dir is this run's alone (rnnlab.dirlock; a no-op where already held)
+        if not in_multirun():
+            rundir.check_sweep_not_in_use(output_dir)
+        rundir.acquire(output_dir)
+    except rundir.InUse as error:
+        if in_multirun():  # this job's dir is another process's: left as it is, the sweep goes on
+            tracking.say(f"rnnlab-train: {error}")
+            return {"status": "failed", "error": str(error), "metrics": {}}
+        _refuse(error)
+    with contextlib.ExitStack() as stack:
+        stack.callback(rundir.release, output_dir)
+        stack.enter_context(tracking.temp_files_in(output_dir))
+        stack.enter_context(tracking.lightning_lines_in_run_log())
         try:
             return _run(cfg)
         finally:
