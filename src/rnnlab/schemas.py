@@ -125,6 +125,7 @@ BOUNDS: dict[str, tuple[float | None, float | None, bool]] = {
     "data.horizon": (1, None, False),
     "data.input_length": (1, None, False),
     "optimizer.lr": (0, None, False),
+    "trainer.gradient_clip_val": (0, None, False),
 }
 
 
@@ -137,6 +138,8 @@ def out_of_bounds(key: str, value) -> str | None:
     low, high, open_high = BOUNDS[key]
     if key == "optimizer.lr" and not value > 0:
         return f"optimizer.lr must be > 0, got {value}"
+    if key == "trainer.gradient_clip_val" and not value > 0:  # Lightning would not clip at all
+        return f"trainer.gradient_clip_val must be > 0 (null turns clipping off), got {value}"
     if low is not None and value < low and high is None:
         return f"{key} must be >= {low}, got {value}"
     if (low is not None and value < low) or (

@@ -25,6 +25,7 @@ from rnnlab.configdir import CONFIG_DIR
 from rnnlab.errors import ConfigError, one_line
 from rnnlab.hydra_runtime import in_multirun
 from rnnlab.record import RunRecord, floats
+from rnnlab.schemas import out_of_bounds
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
@@ -67,6 +68,10 @@ def _run(cfg: DictConfig) -> dict[str, Any]:
     # the WandbLogger: close it so this job is its own run.
     tracking.finish_wandb()
     try:
+        # (the command line's composition refuses it too; here for the Python API)
+        clip = out_of_bounds("trainer.gradient_clip_val", cfg.trainer.get("gradient_clip_val"))
+        if clip is not None:
+            raise ConfigError(clip)
         # Read before anything is built: a checkpoint of the run (last.ckpt, and best.ckpt that
         # the test loads) holding more than rnnlab writes is refused here (rnnlab.untrusted).
         state = resume.read_checkpoints(checkpoint) if checkpoint is not None else None

@@ -1,9 +1,12 @@
 """How often gradient clipping fires, measured before Lightning clips (docs/gradflow.md).
 
 Per optimizer step only each gradient's norm is taken (one foreach call, kept on the device, no
-host sync); the steps are reduced to "did clipping fire" when a record is due. Norm clipping
-fires when the total norm exceeds the clip value (``clip_grad_norm_`` rescales exactly then),
-value clipping when any |g| does. Torch only.
+host sync); the steps are reduced to "did clipping fire" when a record is due, by the rule
+Lightning's clipping applies, so the count is of the steps whose gradients were changed:
+nothing is clipped unless the clip value is > 0 (Lightning skips clipping otherwise; rnnlab
+refuses such a value); norm clipping changes the gradients when ``clip_grad_norm_``'s
+coefficient ``clip / (total norm + 1e-6)`` is below 1, value clipping when any |g| exceeds the
+clip value. Torch only.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ import math
 import torch
 
 __all__ = ["ClipCounter"]
+
+_NORM_EPS = 1e-6  # torch.nn.utils.clip_grad_norm_'s epsilon in clip / (norm + eps)
 
 
 def per_tensor_norms(tensors: list[torch.Tensor], order: float) -> list[torch.Tensor]:
@@ -37,11 +42,13 @@ class ClipCounter:
         if grads:
             self.pending.append(per_tensor_norms(grads, self.order(algorithm)))
 
-    def count(self, clip_value: float, algorithm: str) -> tuple[int, int]:
-        """(steps where clipping fired, steps) since the previous call."""
+    def count(self, clip_value: float | None, algorithm: str) -> tuple[int, int]:
+        """(steps where clipping changed the gradients, steps) since the previous call."""
         pending, self.pending = self.pending, []
         if not pending:
             return 0, 0
+        if clip_value is None or not clip_value > 0:  # Lightning clips nothing then
+            return 0, len(pending)
         order = self.order(algorithm)
         if len({len(norms) for norms in pending}) == 1:
             per_step = torch.stack([n for norms in pending for n in norms]).view(len(pending), -1)
@@ -49,4 +56,8 @@ class ClipCounter:
         else:  # some parameter had no gradient at some step
             totals = torch.stack([torch.linalg.vector_norm(torch.stack(n), order)
                                   for n in pending])
-        return int((totals > clip_value).sum()), len(pending)
+        if order == 2.0:  # clip_grad_norm_ scales by clip / (norm + 1e-6) when that is < 1
+            fired = totals + _NORM_EPS > clip_value
+        else:  # clip_grad_value_ clamps to [-clip, clip]
+            fired = totals > clip_value
+        return int(fired.sum()), len(pending)
