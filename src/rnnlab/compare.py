@@ -352,8 +352,8 @@ def _train_exe() -> list[str]:
 class Runner:
     """Runs (or resumes) one multirun per stage; ``dry_run`` prints instead."""
 
-    def __init__(self, plan: Plan, dry_run: bool = False, out=sys.stdout):
-        self.plan, self.dry_run, self.out = plan, dry_run, out
+    def __init__(self, plan: Plan, dry_run: bool = False, out=None):
+        self.plan, self.dry_run, self.out = plan, dry_run, out or sys.stdout
         self.env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
         self.pending = 0  # stages a dry run could not see the results of
 
@@ -528,7 +528,7 @@ def resolve_param_budget(plan: Plan) -> int | None:
     return max(counts.values())
 
 
-def run(plan: Plan, dry_run: bool = False, out=sys.stdout) -> dict[str, Any]:
+def run(plan: Plan, dry_run: bool = False, out=None) -> dict[str, Any]:
     """Tune every arm in every condition, evaluate the picks; write and return the record."""
     from rnnlab.tracking import write_json_atomic
 
