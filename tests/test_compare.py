@@ -229,3 +229,16 @@ def test_a_two_arm_comparison_runs_picks_evaluates_and_resumes(tmp_path, capsys)
     again = json.loads((out / "tiny" / "compare.json").read_text())
     assert again["conditions"][0]["arms"]["gru"]["pick"] == entry["arms"]["gru"]["pick"]
     assert main([str(plan), "--table"]) == 0
+
+    # The page: the comparison's block and the opening standing, generated from the record.
+    page = tmp_path / "docs" / "results.md"
+    page.parent.mkdir()
+    page.write_text("# R\n<!-- compare:standing -->\n<!-- /compare:standing -->\nprose\n"
+                    "<!-- compare:tiny -->\nold\n<!-- /compare:tiny -->\nmore prose\n")
+    assert main([str(plan), "--table", "--docs", "--page", str(page)]) == 0
+    text = page.read_text()
+    assert "prose\n" in text and "more prose" in text and "\nold\n" not in text
+    assert '<a id="verdict-compare-tiny"></a>**Verdict (generated)**' in text
+    assert "| rnn " in text and "Picked configurations" in text and "Tasks (1): tiny" in text
+    assert (page.parent / "results" / "tiny" / "against_steps.png").stat().st_size > 0
+    assert (page.parent / "results" / "standing_profile.png").stat().st_size > 0

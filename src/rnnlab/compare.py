@@ -570,6 +570,7 @@ A rerun keeps finished jobs and continues the rest.
   rnnlab-compare docs/compare/copy.yaml             run (or continue) it, then print the table
   rnnlab-compare docs/compare/copy.yaml --dry-run   the stages it would run
   rnnlab-compare docs/compare/copy.yaml --table     the table from what has finished
+  rnnlab-compare docs/compare/copy.yaml --table --docs   ... and its block of docs/results.md
 """
 
 
@@ -582,6 +583,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dry-run", action="store_true", help="print the stages only")
     parser.add_argument("--table", action="store_true",
                         help="print the table from the finished runs; run nothing")
+    parser.add_argument("--docs", action="store_true",
+                        help="also rewrite the plan's <!-- compare:NAME --> block (and the "
+                             "<!-- compare:standing --> block) of --page from the record")
+    parser.add_argument("--page", type=Path, default=Path("docs/results.md"),
+                        help="the page --docs rewrites (default docs/results.md)")
     args = parser.parse_args(argv)
     try:
         plan = load_plan(args.plan, args.out)
@@ -589,6 +595,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.jobs < 1:
                 raise CompareError(f"--jobs must be >= 1, got {args.jobs}")
             plan.jobs = args.jobs
+        if args.docs and not args.page.is_file():
+            raise CompareError(f"--page {args.page}: no such file")
         if args.table:
             record = _read_json(plan.dir / "compare.json")
             if record is None:
@@ -602,6 +610,12 @@ def main(argv: list[str] | None = None) -> int:
 
         write_summary(record, plan.dir)
         print(summary_markdown(record, width=_width()))
+        if args.docs:
+            from rnnlab.compare_page import build_docs
+
+            rebuilt = build_docs(record, str(args.plan), plan.out, args.page,
+                                 args.page.parent / "results")
+            print(f"[compare] {args.page}: rebuilt {', '.join(rebuilt)}")
     except CompareError as error:
         print(f"rnnlab-compare: error: {error}", file=sys.stderr)
         return 2
