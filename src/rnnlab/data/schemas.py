@@ -95,12 +95,15 @@ class SentimentDataConfig(RealDataConfig):
 class TimeSeriesDataConfig(RealDataConfig):
     _target_: str = "rnnlab.data.timeseries.TimeSeriesDataModule"
     name: str = "timeseries"
-    # co2 | sunspots | nile | elnino | generated:mackey_glass | generated:noisy_sines |
-    # csv:<path> | rdataset:<package>/<item>
+    # co2 | sunspots | nile | elnino | elec_equip | generated:mackey_glass |
+    # generated:noisy_sines | csv:<path> | rdataset:<package>/<item>
     series: str = "co2"
     input_length: Optional[int] = None  # null = the series' default (co2: 104 weeks)
     horizon: int = 1
     period: Optional[int] = None  # seasonal-naive period; null = the series' own (co2: 52)
+    # global: standardised levels (train mean/std); window: each window minus its last input
+    # value, scaled on train (rnnlab.data.timeseries), as forecasters feed networks
+    normalization: str = "global"
     val_fraction: float = 0.15
     test_fraction: float = 0.15
     length: int = 3000  # generated series only

@@ -10,6 +10,8 @@ co2         Mauna Loa atmospheric CO2 (ppm), weekly, Mar 1958 - Dec 2001;      2
 sunspots    yearly mean sunspot number, 1700 - 2008                            309     11
 nile        yearly flow of the Nile at Aswan (10^8 m^3), 1871 - 1970           100     none
 elnino      monthly sea-surface temperature, Nino 1+2 region, 1950 - 2010      732     12
+elec_equip  monthly turnover index of electrical-equipment manufacturing, euro  257     12
+            area (Eurostat, not seasonally adjusted), Jan 1995 - May 2016
 ==========  =================================================================  ======  ======
 
 Generated series, named as such: ``generated:mackey_glass`` (the Mackey-Glass delay equation,
@@ -26,11 +28,23 @@ gaps take the nearest value of the same split), so no split borrows values from 
 values are standardised with the mean and standard deviation of the train part only; the loss is
 the MSE in those units and the task reports MSE and MAE in the series' own units.
 
+``data.normalization``: ``global`` (the default, above: the network reads standardised *levels*)
+or ``window``, as forecasters feed networks (Hewamalage, Bergmeir & Bandara 2021, IJF 37(1),
+"Recurrent neural networks for time series forecasting"): every window is taken relative to its
+own last input value x_last, inputs (x - x_last) / s_in and targets (y - x_last) / s_out, where
+s_in is the root mean square of x - x_last over the training windows' inputs and s_out that of
+y - x_last over their targets (the last-value forecast's RMSE on train), both fitted on train
+only. A network that outputs 0 then forecasts the last value, and it never has to extrapolate a
+level it did not see in training. The error of a forecast does not depend on the window's shift,
+so ``target_scale`` = s_out and ``target_shift`` = 0 give the task's MSE and MAE in the series'
+own units exactly as in ``global`` mode (the reported *values* are then y - x_last, not y).
+
 Baselines, in original units on the test windows, logged as ``baseline/*``: last value
 (``mse_last_value``, ``mae_last_value``) and, for a series with a period m, seasonal naive
 (``mse_seasonal_naive``, ``mae_seasonal_naive``: the value m steps before each target step, or
-2m, ... when the horizon exceeds m). ``baseline/loss`` is the last-value MSE in standardised units,
-the reference of the loss chart; ``baseline/mse`` and ``baseline/mae`` repeat the last-value ones.
+2m, ... when the horizon exceeds m). ``baseline/loss`` is the last-value MSE in the loss's units
+(global: standardised; window: divided by s_out squared), the reference of the loss chart;
+``baseline/mse`` and ``baseline/mae`` repeat the last-value ones.
 """
 
 from __future__ import annotations
@@ -66,12 +80,15 @@ SERIES = {
     "nile": SeriesInfo("real", "yearly Nile flow at Aswan 1871-1970 (statsmodels)", None, 10),
     "elnino": SeriesInfo("real", "monthly Nino 1+2 sea-surface temperature 1950-2010 "
                                  "(statsmodels)", 12, 36),
+    "elec_equip": SeriesInfo("real", "monthly euro-area electrical-equipment turnover index "
+                                     "1995-2016 (Eurostat, statsmodels)", 12, 24),
     "generated:mackey_glass": SeriesInfo("generated", "GENERATED Mackey-Glass series, tau=17",
                                          None, 50),
     "generated:noisy_sines": SeriesInfo("generated", "GENERATED sines (periods 50, 25) + noise",
                                         50, 100),
 }
 PREFIXES = ("csv:", "rdataset:")
+NORMALIZATIONS = ("global", "window")
 SPLITS = ("train", "val", "test")
 
 
@@ -93,6 +110,10 @@ def load_statsmodels(name: str) -> np.ndarray:
     if name == "elnino":
         frame = smd.elnino.load_pandas().data.sort_values("YEAR")
         return frame.drop(columns="YEAR").to_numpy(dtype=np.float64).reshape(-1)  # row-major
+    if name == "elec_equip":
+        from statsmodels.datasets import elec_equip  # not re-exported by statsmodels.datasets
+
+        return elec_equip.load().data.iloc[:, 0].to_numpy(dtype=np.float64)
     raise KeyError(name)
 
 
@@ -191,12 +212,36 @@ def window_starts(bounds: dict[str, tuple[int, int]], input_length: int,
     return starts
 
 
-def make_windows(z: np.ndarray, starts: np.ndarray, input_length: int,
-                 horizon: int) -> dict[str, torch.Tensor]:
-    inputs = np.stack([z[t - input_length:t] for t in starts]) if len(starts) else \
+def raw_windows(values: np.ndarray, starts: np.ndarray, input_length: int,
+                horizon: int) -> tuple[np.ndarray, np.ndarray]:
+    """(inputs (n, input_length), targets (n, horizon)) of the windows starting at ``starts``."""
+    inputs = np.stack([values[t - input_length:t] for t in starts]) if len(starts) else \
         np.zeros((0, input_length))
-    targets = np.stack([z[t:t + horizon] for t in starts]) if len(starts) else \
+    targets = np.stack([values[t:t + horizon] for t in starts]) if len(starts) else \
         np.zeros((0, horizon))
+    return inputs, targets
+
+
+def window_scales(values: np.ndarray, starts: np.ndarray, input_length: int,
+                  horizon: int) -> tuple[float, float]:
+    """(s_in, s_out) of ``normalization=window``: the root mean square of x - x_last over the
+    inputs and of y - x_last over the targets of the given (training) windows; 1 where 0."""
+    inputs, targets = raw_windows(values, starts, input_length, horizon)
+    last = inputs[:, -1:]
+    s_in = float(np.sqrt(np.mean((inputs - last) ** 2))) if input_length > 1 else 0.0
+    s_out = float(np.sqrt(np.mean((targets - last) ** 2)))
+    return s_in or 1.0, s_out or 1.0
+
+
+def make_windows(z: np.ndarray, starts: np.ndarray, input_length: int,
+                 horizon: int, window_scale: tuple[float, float] | None = None
+                 ) -> dict[str, torch.Tensor]:
+    """Tensors of the windows: of ``z`` as they are (``window_scale`` None), or each relative to
+    its last input value, inputs divided by s_in and targets by s_out (``window_scale``)."""
+    inputs, targets = raw_windows(z, starts, input_length, horizon)
+    if window_scale is not None:
+        last = inputs[:, -1:]
+        inputs, targets = (inputs - last) / window_scale[0], (targets - last) / window_scale[1]
     return {"x": torch.as_tensor(inputs, dtype=torch.float32).unsqueeze(-1),
             "y": torch.as_tensor(targets, dtype=torch.float32)}
 
@@ -220,6 +265,7 @@ class TimeSeriesDataModule(SequenceDataModule):
 
     def __init__(self, name: str = "timeseries", series: str = "co2", data_dir: str | None = None,
                  input_length: int | None = None, horizon: int = 1, period: int | None = None,
+                 normalization: str = "global",
                  val_fraction: float = 0.15, test_fraction: float = 0.15, length: int = 3000,
                  noise: float = 0.1, generated_seed: int = 0, split_seed: int = 0,
                  train_size: int | None = None, val_size: int | None = None,
@@ -228,6 +274,7 @@ class TimeSeriesDataModule(SequenceDataModule):
         if not series.startswith(PREFIXES):
             check_choice("data.series", series,
                          [*SERIES, "csv:<path>", "rdataset:<package>/<item>"])
+        check_choice("data.normalization", normalization, NORMALIZATIONS)
         check_fractions("data", val_fraction, test_fraction)
         self.sizes = {"train": train_size, "val": val_size, "test": test_size}
         check_sizes("data", self.sizes)
@@ -245,6 +292,9 @@ class TimeSeriesDataModule(SequenceDataModule):
         self.series, self.info = series, info
         self.kind = info.kind if info else "user"
         self.input_length, self.horizon = input_length, horizon
+        self.normalization = normalization
+        #: (s_in, s_out) of normalization=window, fitted on the training windows; else None
+        self.window_scale: tuple[float, float] | None = None
         self.period = period if period is not None else (info.period if info else None)
         self.val_fraction, self.test_fraction = val_fraction, test_fraction
         self.length, self.noise, self.generated_seed = length, noise, generated_seed
@@ -298,16 +348,27 @@ class TimeSeriesDataModule(SequenceDataModule):
                 raise ValueError(
                     f"data.input_length={self.input_length} and data.horizon={self.horizon} "
                     f"leave no {split} window in the {n}-step series {self.series!r}")
+        if self.normalization == "window":  # on every training window, before subsampling
+            self.window_scale = window_scales(values, starts["train"], self.input_length,
+                                              self.horizon)
         starts = {split: found[subsample(len(found), self.sizes[split], self.split_seed, split)]
                   for split, found in starts.items()}
         self.raw, self.values, self.bounds, self.starts = raw, values, bounds, starts
-        self.splits = {split: TensorDictDataset(**make_windows(z, starts[split], self.input_length,
-                                                               self.horizon))
-                       for split in SPLITS}
+        windows = ({split: make_windows(values, starts[split], self.input_length, self.horizon,
+                                        self.window_scale) for split in SPLITS}
+                   if self.window_scale else
+                   {split: make_windows(z, starts[split], self.input_length, self.horizon)
+                    for split in SPLITS})
+        self.splits = {split: TensorDictDataset(**windows[split]) for split in SPLITS}
         self._baselines = self.baselines()
 
+    @property
+    def loss_scale(self) -> float:
+        """The original-units size of one unit of the targets (and the loss's square root)."""
+        return self.window_scale[1] if self.window_scale else self.std
+
     def baselines(self, split: str = "test") -> dict[str, float]:
-        """Naive forecasts scored on ``split`` in original units (+ ``loss`` standardised)."""
+        """Naive forecasts scored on ``split`` in original units (+ ``loss`` in the loss's)."""
         starts = self.starts[split]
         targets = np.stack([self.values[t:t + self.horizon] for t in starts])
         scores: dict[str, float] = {}
@@ -317,15 +378,15 @@ class TimeSeriesDataModule(SequenceDataModule):
             scores[f"mse_{name}"] = float(np.mean(error ** 2))
             scores[f"mae_{name}"] = float(np.mean(np.abs(error)))
         scores["mse"], scores["mae"] = scores["mse_last_value"], scores["mae_last_value"]
-        scores["loss"] = scores["mse_last_value"] / self.std ** 2
+        scores["loss"] = scores["mse_last_value"] / self.loss_scale ** 2
         return scores
 
     @property
     def spec(self) -> DataSpec:
         self.setup()
         return DataSpec(task_kind="last_regression", input_size=1, output_size=self.horizon,
-                        baselines=dict(self._baselines), target_scale=self.std,
-                        target_shift=self.mean)
+                        baselines=dict(self._baselines), target_scale=self.loss_scale,
+                        target_shift=0.0 if self.window_scale else self.mean)
 
     def summary(self) -> dict:
         self.setup()
@@ -334,7 +395,10 @@ class TimeSeriesDataModule(SequenceDataModule):
             "series": self.series, "kind": self.kind, "length": len(self.raw),
             "missing_interpolated": missing, "period": self.period,
             "input_length": self.input_length, "horizon": self.horizon,
+            "normalization": self.normalization,
             "train_mean": self.mean, "train_std": self.std,
+            **({"window_scale_in": self.window_scale[0], "window_scale_out": self.window_scale[1]}
+               if self.window_scale else {}),
             "splits": {split: {"size": len(self.splits[split]),
                                "steps": list(self.bounds[split]),
                                "length": length_stats(
