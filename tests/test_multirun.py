@@ -54,6 +54,11 @@ def test_multirun_basic_launcher_one_wandb_run_per_job(tmp_path):
     # The sweep summary: printed and saved beside the jobs.
     sweep_dir = jobs[0].parent
     assert "rnn" in result.stdout and "lstm" in result.stdout and "test/loss" in result.stdout
+    # A progress line after each job: jobs done of the grid's total, elapsed, ETA until the last.
+    progress = [ln for ln in result.stdout.splitlines() if ln.startswith("[sweep] ")]
+    assert [ln.split(",")[0] for ln in progress] == ["[sweep] 1/2 jobs done",
+                                                     "[sweep] 2/2 jobs done"]
+    assert "ETA" in progress[0] and "ETA" not in progress[1] and "elapsed" in progress[1]
     summary = (sweep_dir / "summary.csv").read_text().splitlines()
     assert len(summary) == 3 and summary[0].startswith("model.cell,n,diverged,failed,")
     assert (sweep_dir / "summary.md").read_text().startswith("| cell ")
