@@ -117,7 +117,7 @@ def test_forecasts_use_only_the_past_and_fitted_parameters(tmp_path, horizon):
 def test_the_form_is_picked_on_validation_only(tmp_path, monkeypatch):
     """What the test part holds cannot change which ARIMA / ETS form is picked."""
     t = np.arange(200, dtype=float)
-    values = np.sin(2 * np.pi * t / 12) + 0.05 * t + np.random.default_rng(1).normal(0, .2, 200)
+    values = np.sin(2 * np.pi * t / 4) + 0.05 * t + np.random.default_rng(1).normal(0, .2, 200)
     wild = values.copy()
     wild[170:] = np.random.default_rng(2).normal(0.0, 50.0, 30)  # the last 15% = the test part
     monkeypatch.setattr(bl, "arima_candidates", lambda period: [
@@ -126,8 +126,8 @@ def test_the_form_is_picked_on_validation_only(tmp_path, monkeypatch):
         bl._Ets(None, False, None), bl._Ets("add", False, period)])
     names = []
     for i, series in enumerate((values, wild)):
-        dm = TimeSeriesDataModule(series=_csv_series(tmp_path, series, f"s{i}.csv"), period=12,
-                                  input_length=24, data_dir=str(tmp_path / "data"))
+        dm = TimeSeriesDataModule(series=_csv_series(tmp_path, series, f"s{i}.csv"), period=4,
+                                  input_length=8, data_dir=str(tmp_path / "data"))
         rows = forecast_baselines(dm)
         names.append([r["baseline"] for r in rows[2:]])
     assert names[0] == names[1]
