@@ -59,6 +59,9 @@ def test_multirun_basic_launcher_one_wandb_run_per_job(tmp_path):
     assert [ln.split(",")[0] for ln in progress] == ["[sweep] 1/2 jobs done",
                                                      "[sweep] 2/2 jobs done"]
     assert "ETA" in progress[0] and "ETA" not in progress[1] and "elapsed" in progress[1]
+    # ... and no per-job noise: Lightning's accelerator lines, model summary, checkpoint lines.
+    for noise in ("GPU available", "Total params", "Loaded model weights", "Trainer.fit` stopped"):
+        assert noise not in result.stdout + result.stderr, noise
     summary = (sweep_dir / "summary.csv").read_text().splitlines()
     assert len(summary) == 3 and summary[0].startswith("model.cell,n,diverged,failed,")
     assert (sweep_dir / "summary.md").read_text().startswith("| cell ")

@@ -43,8 +43,10 @@ def build(cfg: DictConfig, wandb_id: str | None = None):
                          if cfg.get("reference") is not None else None)
         loggers = make_loggers(cfg, wandb_id)
         callbacks = make_callbacks(cfg, has_logger=bool(loggers))
+        # One line per job in a sweep: no 14-line model summary in each job.
+        quiet = {"enable_model_summary": False} if hydra_runtime.in_multirun() else {}
         trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks,
-                              plugins=[resume.AtomicCheckpointIO()])
+                              plugins=[resume.AtomicCheckpointIO()], **quiet)
     except ConfigError:
         raise
     except ReferenceError as error:

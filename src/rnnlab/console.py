@@ -38,9 +38,21 @@ _TIP = "\N{ELECTRIC LIGHT BULB} Tip:"
 _RANK_ZERO = ("lightning.fabric.utilities.rank_zero", "lightning.pytorch.utilities.rank_zero")
 
 
+# In a sweep every job would repeat these; the job's own report line says what a sweep needs.
+_PER_JOB = ("GPU available:", "TPU available:", "HPU available:", "`Trainer.fit` stopped:",
+            "Restoring states from the checkpoint path", "Loaded model weights from the checkpoint")
+
+
 class _DropTips(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith(_TIP)
+        text = str(record.msg)
+        if text.startswith(_TIP):
+            return False
+        if text.startswith(_PER_JOB):
+            from rnnlab.hydra_runtime import in_multirun
+
+            return not in_multirun()
+        return True
 
 
 _TIPS = _DropTips()
