@@ -14,15 +14,11 @@ from torch import Tensor, nn
 
 from ..errors import check_choice
 from .compile_cache import compile_enabled
+from .gradnorms import GradNormRecord, NormSink
+from .init import uniform_init
 from .native import native_kernel
-from .recurrence import (
-    GradNormRecord,
-    InputProjection,
-    NormSink,
-    Recurrence,
-    RecurrenceFunction,
-    uniform_init,
-)
+from .projection import InputProjection
+from .recurrence import Recurrence, RecurrenceFunction
 from .sequence import Sequence, check_module_args
 
 __all__ = ["RecurrentBase", "StackBase"]

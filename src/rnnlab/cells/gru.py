@@ -96,7 +96,8 @@ from torch import Tensor
 from ..errors import check_choice
 from .base import RecurrentBase
 from .norm_zoneout import NormZoneoutMixin, normalize, normalize_backward
-from .recurrence import Recurrence, outer_sum
+from .projection import outer_sum
+from .recurrence import Recurrence
 
 VARIANTS = ("gru", "no_reset", "mgu")
 RESETS = ("after", "before")

@@ -21,6 +21,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -28,6 +30,13 @@ from ..errors import check_choice
 
 INIT_SCHEMES = ("default", "orthogonal", "identity", "chrono")
 WEIGHT_SCHEMES = ("orthogonal", "identity")  # the schemes that rewrite W_hh
+
+
+def uniform_init(module: torch.nn.Module, hidden_size: int) -> None:
+    """Every parameter uniform(−1/√H, 1/√H): torch.nn's recurrent-layer initialisation."""
+    bound = 1.0 / math.sqrt(hidden_size)
+    for p in module.parameters():
+        torch.nn.init.uniform_(p, -bound, bound)
 
 
 def _recurrent_weights(module: nn.Module):

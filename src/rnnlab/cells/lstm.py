@@ -94,8 +94,9 @@ from torch import Tensor
 
 from ..errors import check_choice
 from .base import RecurrentBase
+from .init import uniform_init
 from .norm_zoneout import NormZoneoutMixin, normalize, normalize_backward
-from .recurrence import Recurrence, uniform_init
+from .recurrence import Recurrence
 
 VARIANTS = ("torch", "vanilla", "nig", "nfg", "nog", "niaf", "noaf", "np", "cifg", "fgr")
 

@@ -54,9 +54,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import check_choice
+from .autocast import record_autocast, under_forward_autocast
 from .base import StackBase
 from .compile_cache import StepFunction, compile_enabled
-from .recurrence import NormSink, record_autocast, under_forward_autocast
+from .gradnorms import NormSink
 from .scan import (
     linear_scan,
     log_scan,

@@ -24,10 +24,15 @@ This module owns everything around the equations:
   (``state_t = state_{t-1}``), its output is 0, and in the backward pass the gradient of the
   state passes through such steps unchanged, exactly as torch.nn on a packed sequence;
 * recording, per layer, time step and sample, the L2 norm of the total ∂L/∂h_t
-  (direct gradient from the output at t plus what comes back through the recurrence from t+1);
+  (direct gradient from the output at t plus what comes back through the recurrence from t+1)
+  into the layer's slot of a ``gradnorms.NormSink``;
 * each step compiled or eager: ``compile_cache.py``; or, for a Recurrence that names a
   ``native`` kernel, the whole loop in one C++ function on the CPU (``native.py``), which fills
   the same buffers and saved stacks, so that the parameter gradients are computed here either way.
+
+Around it: ``projection.py`` (the input projection ``W_ih x`` of all steps, and ``outer_sum``),
+``gradnorms.py`` (the ∂L/∂h_t record), ``autocast.py`` (a backward runs under its forward's
+autocast state).
 
 The ``nn.Module`` plumbing shared by the cells (parameters named like torch.nn, layers, dropout,
 ``batch_first``, ``hx``, ``lengths``) is :class:`rnnlab.cells.base.RecurrentBase`.
@@ -38,7 +43,6 @@ Only torch is imported here.
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -46,63 +50,12 @@ import torch
 from torch import Tensor
 
 from . import native as _native
+from .autocast import record_autocast, under_forward_autocast
 from .compile_cache import StepFunction
 from .loop_graph import GraphedLoop, graphs_enabled
+from .projection import outer_sum
 
-__all__ = ["GradNormRecord", "InputProjection", "NormSink", "Recurrence", "RecurrenceFunction",
-           "outer_sum", "record_autocast", "under_forward_autocast", "uniform_init"]
-
-
-# --------------------------------------------------------------------------------------------
-# small helpers used by the cell files
-# --------------------------------------------------------------------------------------------
-
-
-def outer_sum(d: Tensor, u: Tensor) -> Tensor:
-    """``sum_{t,b} d[t, b, :]ᵀ u[t, b, :]`` as one GEMM: (T, B, G) x (T, B, K) -> (G, K).
-
-    For a thin u (K < 16, e.g. the input x of the adding problem, K = 2) computed as (uᵀ d)ᵀ, a
-    transposed view: the same sums, in the orientation the CPU GEMM runs 7x faster there
-    (T·B = 3,200, G = 256, K = 2: 1.19 -> 0.15 ms, 1 thread); from K = 16 on the two are alike."""
-    d2, u2 = d.reshape(-1, d.shape[-1]), u.reshape(-1, u.shape[-1])
-    if u2.shape[1] < 16:
-        return u2.t().mm(d2).t()
-    return d2.t().mm(u2)
-
-
-class InputProjection(torch.autograd.Function):
-    """``W_ih x`` of all steps at once, (T, B, K) -> (T, B, G), as ``F.linear``, whose backward
-    takes the faster GEMM orientation for a thin input (:func:`outer_sum` for W_ih; for x, with
-    K < 16, (W_ihᵀ δᵀ)ᵀ: 0.93 -> 0.37 ms at the sizes above). With ``native`` (the layer's loops
-    run native) the three products use the native loops' GEMM where it applies
-    (native.matmul, native.outer_sum). CPU without autocast only (the caller's choice): under
-    autocast the casts are F.linear's."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor, w: Tensor, native: bool = False) -> Tensor:
-        ctx.save_for_backward(x, w)
-        ctx.native = native
-        out = _native.matmul(x, w.t().contiguous()) if native else None
-        return torch.nn.functional.linear(x, w) if out is None else out
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, d: Tensor):
-        x, w = ctx.saved_tensors
-        dx = dw = None
-        if ctx.needs_input_grad[0]:
-            dx = _native.matmul(d, w) if ctx.native else None
-            if dx is None and w.shape[1] < 16:
-                d2 = d.reshape(-1, d.shape[-1])
-                # contiguous, as F.linear's: the layer below takes it as its output gradient
-                dx = w.t().mm(d2.t()).t().contiguous().reshape(x.shape)
-            elif dx is None:
-                dx = d.matmul(w)
-        if ctx.needs_input_grad[1]:
-            dw = _native.outer_sum(d, x) if ctx.native else None
-            if dw is None:
-                dw = outer_sum(d, x)
-        return dx, dw, None
+__all__ = ["Recurrence", "RecurrenceFunction"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -233,55 +186,6 @@ def _make_backward(
 # --------------------------------------------------------------------------------------------
 # the autograd.Function: one layer, the whole sequence
 # --------------------------------------------------------------------------------------------
-
-
-class NormSink:
-    """Where a layer's backward writes its (T, B) gradient norms; ``keep``: the rows reported
-    (the first ``keep``: a batch padded with zero rows reports only its own)."""
-
-    def __init__(self, num_layers: int, steps: int, batch: int, keep: int | None = None):
-        self.slots: list[Tensor | None] = [None] * num_layers
-        self.steps = steps
-        self.batch = batch
-        self.keep = batch if keep is None else keep
-
-    def result(self) -> Tensor | None:
-        filled = [s for s in self.slots if s is not None]
-        if not filled:
-            return None
-        out = torch.zeros(
-            len(self.slots), self.steps, self.keep, dtype=torch.float32, device=filled[0].device
-        )
-        for layer, s in enumerate(self.slots):
-            if s is not None:
-                out[layer, : s.shape[0]] = s[:, : self.keep]
-        return out
-
-
-class GradNormRecord:
-    """What a cell module that records ‖∂L/∂h_t‖ exposes: ``hidden_grad_norms``, the
-    (num_layers, T, B) float32 norms of the last backward (assembled from its :class:`NormSink`
-    on first read), ``None`` after a forward until a backward has run; settable (to ``None``)."""
-
-    _norm_sink: NormSink | None = None
-    _norm_cache: Tensor | None = None
-
-    @property
-    def hidden_grad_norms(self) -> Tensor | None:
-        if self._norm_cache is None and self._norm_sink is not None:
-            self._norm_cache = self._norm_sink.result()
-        return self._norm_cache
-
-    @hidden_grad_norms.setter
-    def hidden_grad_norms(self, value) -> None:
-        self._norm_sink, self._norm_cache = None, value
-
-
-def uniform_init(module: torch.nn.Module, hidden_size: int) -> None:
-    """Every parameter uniform(−1/√H, 1/√H): torch.nn's recurrent-layer initialisation."""
-    bound = 1.0 / math.sqrt(hidden_size)
-    for p in module.parameters():
-        torch.nn.init.uniform_(p, -bound, bound)
 
 
 class _States:
@@ -472,29 +376,6 @@ def _graphed_backward(rec: Recurrence, compile: bool, record: bool, masked: bool
 
         rec._fns[key] = GraphedLoop(loop, f"{rec.name}.backward")
     return rec._fns[key]
-
-
-def record_autocast(ctx, device: str) -> None:
-    """Keep the forward's autocast state for ``device`` on ``ctx`` for
-    :func:`under_forward_autocast`."""
-    ctx.autocast = (device, torch.is_autocast_enabled(device), torch.get_autocast_dtype(device))
-
-
-def under_forward_autocast(backward: Callable) -> Callable:
-    """Run an autograd Function's ``backward`` under the autocast state its forward ran in
-    (:func:`record_autocast`), wherever the backward is called from: inside the context or after
-    it. ``torch.amp.custom_bwd``'s rule, for whatever device the inputs are on. The gradients
-    then do not depend on where the caller put its ``backward()`` (without it they differed by
-    ~0.2% in eager mode; the inf of the compiled path came from the state gradient's dtype,
-    which ``_make_backward`` now holds fixed)."""
-
-    @functools.wraps(backward)
-    def wrapped(ctx, *grads):
-        device, enabled, dtype = ctx.autocast
-        with torch.autocast(device, dtype=dtype, enabled=enabled):
-            return backward(ctx, *grads)
-
-    return wrapped
 
 
 @dataclass(frozen=True)
