@@ -1,4 +1,4 @@
-"""The time loops as CUDA graphs (rnnlab.cells.loop_graph), checked on the CPU.
+"""The time loops as CUDA graphs (rnnlab.cells.backends.cuda_graph), checked on the CPU.
 
 A CUDA graph needs a GPU; what can go wrong around it can be checked without one: the static
 inputs refilled per call, the outputs cloned out of the graph's fixed storage (two loops in
@@ -13,7 +13,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rnnlab.cells import GRU, LSTM, RNN, loop_graph
+from rnnlab.cells import GRU, LSTM, RNN, backends
+from rnnlab.cells.backends import cuda_graph as loop_graph
 from rnnlab.cells.compile_cache import StepFunction, frozen
 
 
@@ -209,22 +210,52 @@ def test_a_loop_first_run_under_inference_mode_then_trained(replay_backend, monk
         "an inference forward, then a training forward and backward")
 
 
-@pytest.mark.parametrize("graphed", ["forward", "backward"])
-def test_one_direction_graphed_and_the_other_step_by_step(graphed, replay_backend, monkeypatch):
-    """The saved tensors cross from one kind of loop to the other: stacks from a graphed forward
-    to a step-by-step backward, per-step tensors stacked for a graphed backward."""
+@pytest.mark.parametrize("graphed", [True, False], ids=["graphed", "plain"])
+def test_the_backward_runs_where_the_forward_ran(graphed, replay_backend, monkeypatch):
+    """The backend is chosen once per call: switching RNNLAB_CUDA_GRAPHS between a forward and
+    its backward changes neither where the backward runs nor a bit of the result."""
     torch.manual_seed(0)
     module = LSTM(3, 5, variant="vanilla", compile=False).double()
     x = torch.randn(4, 2, 3, dtype=torch.double, requires_grad=True)
     want = _run_plain(module, x, None, monkeypatch)
     module.zero_grad()
-    monkeypatch.setenv("RNNLAB_CUDA_GRAPHS", "1" if graphed == "forward" else "0")
+    monkeypatch.setenv("RNNLAB_CUDA_GRAPHS", "1" if graphed else "0")
     out, (h, c) = module(x, lengths=None)
-    monkeypatch.setenv("RNNLAB_CUDA_GRAPHS", "0" if graphed == "forward" else "1")
+    monkeypatch.setenv("RNNLAB_CUDA_GRAPHS", "0" if graphed else "1")
     x.grad = None
     ((out * torch.linspace(-1, 1, 5)).sum() + h.pow(2).sum() + c.pow(2).sum()).backward()
-    assert replay_backend.captures == 1
+    assert replay_backend.captures == (2 if graphed else 0)
     assert torch.equal(out.detach(), want["out"]) and torch.equal(x.grad, want["dx"])
     assert torch.equal(module.hidden_grad_norms, want["norms"])
     for name, p in module.named_parameters():
         assert torch.equal(p.grad, want[name]), name
+
+
+def test_the_record_names_the_graphs_and_a_failed_capture(monkeypatch):
+    """backends.used(): the layer calls run as graphs, and once a capture has failed, the
+    fallback and its reason."""
+
+    class Failing(ReplayBackend):
+        def capture(self, fn, static_in):
+            raise RuntimeError("operation not permitted when stream is capturing")
+
+    loop_graph.clear()
+    monkeypatch.setattr(loop_graph.GraphedLoop, "backend", ReplayBackend())
+    monkeypatch.setenv("RNNLAB_CUDA_GRAPHS", "1")
+    module = GRU(3, 4, num_layers=2, compile=False).double()
+    x = torch.randn(4, 2, 3, dtype=torch.double)
+    mark = backends.mark()
+    _run(module, x, None, None)
+    assert backends.used(mark) == {"cuda_graph/eager": 2, "fallbacks": {}}
+    loop_graph.clear()
+    monkeypatch.setattr(loop_graph.GraphedLoop, "backend", Failing())
+    monkeypatch.setattr(loop_graph.GraphedLoop, "_warned", True)  # warned before: no warning
+    mark = backends.mark()
+    _run(module, x, None, None)
+    used = backends.used(mark)
+    assert used["cuda_graph/eager"] == 2
+    assert list(used["fallbacks"]) == ["cuda_graph"]
+    assert "capturing gru" in used["fallbacks"]["cuda_graph"]
+    assert "operation not permitted" in used["fallbacks"]["cuda_graph"]
+    assert backends.used(backends.mark()) == {"fallbacks": {}}  # since a new mark: nothing
+    loop_graph.clear()

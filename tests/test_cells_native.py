@@ -1,5 +1,6 @@
-"""The native time loops (rnnlab.cells.native): the same numbers as the per-step path, where they
-apply and only there, bitwise the same on any thread count, and a failed build falls back."""
+"""The native time loops (rnnlab.cells.backends.native): the same numbers as the per-step path,
+where they apply and only there, bitwise the same on any thread count, and a failed build falls
+back."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from test_cells_parity import _check_parity  # noqa: E402
 
-from rnnlab.cells import GRU, LSTM, RNN, native  # noqa: E402
+from rnnlab.cells import GRU, LSTM, RNN  # noqa: E402
+from rnnlab.cells.backends import native  # noqa: E402
 
 F32, F64 = torch.float32, torch.float64
 # (cell, constructor options) the native loops cover

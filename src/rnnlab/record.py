@@ -16,7 +16,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from rnnlab import distributed, resume, tracking
-from rnnlab.cells import compile_cache
+from rnnlab.cells import backends, compile_cache
 from rnnlab.errors import one_line
 from rnnlab.solved import SolvedStop
 
@@ -50,6 +50,7 @@ class RunRecord:
         self.wandb_mode = os.environ.get("WANDB_MODE")
         self.commit: str | None = None
         self.eager_mark: dict[str, int] = {}
+        self.backend_mark = backends.mark()  # the layer calls of this run (a multirun's job)
 
     def training_starts(self) -> None:
         self.commit = tracking.git_commit()
@@ -66,7 +67,10 @@ class RunRecord:
                    "versions": tracking.versions(), "git_commit": self.commit,
                    # step functions whose compilation failed and that ran eager in this run
                    # (slower: a benchmark or a reproduction must know); {} when none did
-                   "compile_fallbacks": compile_cache.eager_fallbacks(self.eager_mark)}
+                   "compile_fallbacks": compile_cache.eager_fallbacks(self.eager_mark),
+                   # where the scratch cells' loops ran: {backend: layer calls, "fallbacks":
+                   # {backend: why it could not run (a failed build, a failed capture)}}
+                   "backends": backends.used(self.backend_mark)}
         if self.cfg.get("reference"):
             results["reference"] = OmegaConf.to_container(self.cfg.reference, resolve=True)
         return results

@@ -2,7 +2,8 @@
 torch.nn's, torch.nn's uniform initialisation, dropout between layers, the gradient-norm record,
 ``extra_repr``); ``RecurrentBase``: on top of it, the classic scratch cells' plumbing (RNN, GRU,
 LSTM, IndRNN): parameters named like torch.nn, ``batch_first``, ``hx``, ``lengths``
-(``sequence.py``), and one :class:`~rnnlab.cells.recurrence.RecurrenceFunction` per layer.
+(``sequence.py``), and one :class:`~rnnlab.cells.recurrence.RecurrenceFunction` per layer, on
+the backend ``backends.choose`` picks once per forward call (and records).
 minGRU and minLSTM (``minrnn.py``) build on ``StackBase`` alone. Only torch is imported here.
 """
 
@@ -13,10 +14,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import check_choice
+from . import backends
 from .compile_cache import compile_enabled
 from .gradnorms import GradNormRecord, NormSink
 from .init import uniform_init
-from .native import native_kernel
 from .projection import InputProjection
 from .recurrence import Recurrence, RecurrenceFunction
 from .sequence import Sequence, check_module_args
@@ -157,10 +158,10 @@ class RecurrentBase(StackBase):
         w = getattr(self, f"weight_ih_l{layer}")
         if x.device.type == "cpu" and not torch.is_autocast_enabled("cpu"):
             # the same, with a faster backward on the CPU; and where the layer's loops run
-            # native, on their GEMM
-            native = native_kernel(self.recurrence().native, compile_enabled(self.compile), x,
-                                   (), (w,)) is not None
-            return InputProjection.apply(x, w, native)
+            # native (the forward's rule, on the same input), on their GEMM
+            backend, _ = backends.choose(self.recurrence(), compile_enabled(self.compile), x,
+                                         (w,))
+            return InputProjection.apply(x, w, backend.native_products)
         return F.linear(x, w)
 
     def step_inputs(self, layer: int, gi: Tensor) -> tuple[Tensor, ...]:
@@ -195,7 +196,13 @@ class RecurrentBase(StackBase):
         batch = input.shape[1]
 
         compile = compile_enabled(self.compile)
-        pad = self._batch_padding(batch, compile, rec, input)
+        # one backend for every layer's loops, forward and backward (backends/: the rule)
+        backend, fallbacks = backends.choose(rec, compile, input,
+                                             (*(hx or ()), *self.parameters()))
+        backends.count(backend.label(compile), self.num_layers)
+        for name, reason in fallbacks:
+            backends.note_fallback(name, reason, self.num_layers)
+        pad = self._batch_padding(batch, compile, backend)
         if pad:
             input, hx, mask = _pad_batch(input, hx, mask, pad)
         record = self.record_grad_norms and torch.is_grad_enabled()
@@ -216,7 +223,8 @@ class RecurrentBase(StackBase):
                 else:
                     state0.append(torch.zeros(batch + pad, width, dtype=dtype, device=device))
             out, *fin = RecurrenceFunction.apply(
-                rec, compile, sink, layer, gi, mask, self.step_inputs(layer, gi), len(widths),
+                rec, backend, compile, sink, layer, gi, mask, self.step_inputs(layer, gi),
+                len(widths),
                 *state0,
                 *self.layer_parameters(layer),
             )
@@ -233,15 +241,15 @@ class RecurrentBase(StackBase):
     # run, it reuses those graphs; the padded rows get zero gradient and are dropped from every
     # output. Not when rows draw random numbers (dropout between layers, zoneout masks while
     # training: the run's random stream must not depend on compilation), and not beyond
-    # PAD_LIMIT x the batch (a batch of 1 for step-by-step inference). Nor where the native
-    # loops run (native.py): they take any batch as it comes.
+    # PAD_LIMIT x the batch (a batch of 1 for step-by-step inference). Nor where the backend
+    # takes any batch as it comes (the native loops).
     PAD_LIMIT = 4
     _largest_batch = 0
 
-    def _batch_padding(self, batch: int, compile: bool, rec: Recurrence, x: Tensor) -> int:
+    def _batch_padding(self, batch: int, compile: bool, backend: backends.Backend) -> int:
         if not compile or not batch:
             return 0
-        if native_kernel(rec.native, compile, x) is not None:  # any batch size, no graphs
+        if backend.takes_any_batch:  # no compiled shapes to reuse
             return 0
         if self.training and (self.dropout > 0 or getattr(self, "zoneout", 0)):
             return 0

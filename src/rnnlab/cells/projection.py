@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from . import native as _native
+from .backends import native as _native
 
 __all__ = ["InputProjection", "outer_sum"]
 

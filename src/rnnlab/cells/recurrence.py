@@ -26,9 +26,10 @@ This module owns everything around the equations:
 * recording, per layer, time step and sample, the L2 norm of the total ∂L/∂h_t
   (direct gradient from the output at t plus what comes back through the recurrence from t+1)
   into the layer's slot of a ``gradnorms.NormSink``;
-* each step compiled or eager: ``compile_cache.py``; or, for a Recurrence that names a
-  ``native`` kernel, the whole loop in one C++ function on the CPU (``native.py``), which fills
-  the same buffers and saved stacks, so that the parameter gradients are computed here either way.
+* the parameter gradients, from what the loops left (:class:`BackwardContext`), whichever
+  backend ran them: step by step, each step compiled or eager; the whole loop as one C++
+  function on the CPU; or as one CUDA graph (``backends/``, one module each, behind one
+  interface; the stack's forward picks one per call with ``backends.choose``).
 
 Around it: ``projection.py`` (the input projection ``W_ih x`` of all steps, and ``outer_sum``),
 ``gradnorms.py`` (the ∂L/∂h_t record), ``autocast.py`` (a backward runs under its forward's
@@ -42,17 +43,17 @@ Only torch is imported here.
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from . import native as _native
 from .autocast import record_autocast, under_forward_autocast
+from .backends import Backend, States
+from .backends import native as _native
+from .backends.step import make_backward, make_forward
 from .compile_cache import StepFunction
-from .loop_graph import GraphedLoop, graphs_enabled
 from .projection import outer_sum
 
 __all__ = ["Recurrence", "RecurrenceFunction"]
@@ -97,7 +98,7 @@ class Recurrence:
         key = ("fwd", masked, n_inputs)
         if key not in self._fns:
             self._fns[key] = StepFunction(
-                _make_forward(self, masked, n_inputs), f"{self.name}.{key}"
+                make_forward(self, masked, n_inputs), f"{self.name}.{key}"
             )
         return self._fns[key]
 
@@ -107,80 +108,9 @@ class Recurrence:
         key = ("bwd", masked, record, n_saved, n_inputs)
         if key not in self._fns:
             self._fns[key] = StepFunction(
-                _make_backward(self, masked, record, n_saved, n_inputs), f"{self.name}.{key}"
+                make_backward(self, masked, record, n_saved, n_inputs), f"{self.name}.{key}"
             )
         return self._fns[key]
-
-
-def _make_forward(rec: Recurrence, masked: bool, n_inputs: int = 0) -> Callable:
-    n = len(rec.state_sizes(1))
-
-    def forward_step(*args):
-        # args: gi, [mask], *inputs, *state, *params, *new_state_slots   ->   *saved
-        # the new state is written into the slots (views of the layer's state/output buffers)
-        gi, rest = args[0], args[1:]
-        if masked:
-            m, rest = rest[0], rest[1:]
-        inputs, rest = rest[:n_inputs], rest[n_inputs:]
-        state, params, slots = rest[:n], rest[n:-n], rest[-n:]
-        new_state, saved = rec.step(gi, state, params, *inputs)
-        if masked:  # past the end of a sequence the state is frozen
-            new_state = tuple(torch.where(m, a, b) for a, b in zip(new_state, state))
-        for slot, value in zip(slots, new_state):
-            slot.copy_(value)
-        return tuple(saved)
-
-    return forward_step
-
-
-def _make_backward(
-    rec: Recurrence, masked: bool, record: bool, n_saved: int, n_inputs: int = 0
-) -> Callable:
-    n = len(rec.state_sizes(1))
-
-    def backward_step(*args):
-        # args: dy, [mask], *inputs, *dstate, *state_prev, *state_new, *saved, *params, dgi_slot,
-        #       [norm_slot]
-        # returns: *dstate_prev, *extras   (dL/dgi_t and the norm are written into the slots)
-        dy, rest = args[0], args[1:]
-        if masked:
-            m, rest = rest[0], rest[1:]
-        inputs, rest = rest[:n_inputs], rest[n_inputs:]
-        if record:
-            rest, norm_slot = rest[:-1], rest[-1]
-        rest, dgi_slot = rest[:-1], rest[-1]
-        dstate, rest = rest[:n], rest[n:]
-        state_prev, rest = rest[:n], rest[n:]
-        state_new, rest = rest[:n], rest[n:]
-        saved, params = rest[:n_saved], rest[n_saved:]
-        if masked:
-            # total dL/dh_t: the output gradient only counts where the step is valid; the rest is
-            # what came back through the recurrence (or from h_n)
-            dh = dstate[0] + torch.where(m, dy, torch.zeros_like(dy))
-            dtot = (dh, *dstate[1:])
-            dvalid = tuple(torch.where(m, d, torch.zeros_like(d)) for d in dtot)
-        else:
-            dh = dstate[0] + dy
-            dtot = dvalid = (dh, *dstate[1:])
-        # step_backward is linear in dstate: zero input at a frozen step -> zero contributions
-        dprev, dgi, extras = rec.step_backward(
-            dvalid, state_prev, state_new, saved, params, *inputs
-        )
-        if masked:  # frozen steps pass the state gradient through unchanged
-            dprev = tuple(torch.where(m, p, d) for p, d in zip(dprev, dtot))
-        # the state gradient keeps the dtype it came in with: the loop calls the step compiled
-        # for the first step's arguments at every step, so its outputs must be valid inputs to
-        # it (under autocast the products with W_hh come out of the matmul in bf16/fp16)
-        dprev = tuple(p if p.dtype == d.dtype else p.to(d.dtype) for p, d in zip(dprev, dstate))
-        dgi_slot.copy_(dgi)
-        if record:
-            norm = (dh * dh).sum(1).sqrt()
-            if masked:
-                norm = torch.where(m[:, 0], norm, torch.zeros_like(norm))
-            norm_slot.copy_(norm)
-        return (*dprev, *extras)
-
-    return backward_step
 
 
 # --------------------------------------------------------------------------------------------
@@ -188,46 +118,10 @@ def _make_backward(
 # --------------------------------------------------------------------------------------------
 
 
-class _States:
-    """The states of one layer over time: ``at(k, t)`` is component k after step t-1 (t = 0: the
-    initial state). Component 0 (h) lives in the output tensor itself when there is no mask;
-    everything else in (T+1, B, width) buffers."""
-
-    def __init__(self, initial: Sequence[Tensor], buffers: Sequence[Tensor], h_in_output: bool):
-        self.initial = tuple(initial)
-        self.buffers = tuple(buffers)
-        self.h_in_output = h_in_output
-
-    @functools.cached_property
-    def seq(self) -> list[tuple[Tensor, ...]]:
-        """Per component, the T+1 states as a tuple of views (index 0 = initial); built on first
-        use (the step loops'; the native loops and the parameter gradients read the buffers)."""
-        seq = []
-        for k, buf in enumerate(self.buffers):
-            if k == 0 and self.h_in_output:
-                seq.append((self.initial[0], *buf.unbind(0)))
-            else:
-                seq.append(buf.unbind(0))
-        return seq
-
-    def slots(self, t: int) -> tuple[Tensor, ...]:
-        return tuple(s[t + 1] for s in self.seq)
-
-    def at(self, t: int) -> tuple[Tensor, ...]:
-        return tuple(s[t] for s in self.seq)
-
-    def final(self, steps: int) -> tuple[Tensor, ...]:
-        """``at(steps)`` without building the per-step views."""
-        if not steps:
-            return self.initial
-        return tuple(buf[steps - 1] if k == 0 and self.h_in_output else buf[steps]
-                     for k, buf in enumerate(self.buffers))
-
-
 class BackwardContext:
     """What ``Recurrence.param_grads`` gets: stacked per-step quantities of one layer."""
 
-    def __init__(self, dgi, extras, states: _States, saved, hidden_size, stacks=None,
+    def __init__(self, dgi, extras, states: States, saved, hidden_size, stacks=None,
                  native: bool = False):
         self.dgi = dgi  # (T, B, G): dL/d(W_ih x_t), which is also dL/db_ih summed over (T, B)
         self.extras = extras  # tuple of (T, ...) stacks of step_backward's extras
@@ -269,115 +163,6 @@ class BackwardContext:
         return torch.stack([s[j] for s in self._saved])
 
 
-def _forward_loop(rec: Recurrence, compile: bool, gi: Tensor, mask: Tensor | None,
-                  inputs: tuple[Tensor, ...], state0: tuple[Tensor, ...],
-                  params: tuple[Tensor, ...]) -> tuple[list[Tensor], list[tuple]]:
-    """One layer's time loop: the state buffers (component 0 is the output itself when there is
-    no mask: :class:`_States`) and, per step, the tuple ``step`` saved."""
-    steps, masked, n_inputs = gi.shape[0], mask is not None, len(inputs)
-    fwd = rec.forward_fn(masked, n_inputs)
-    buffers = []
-    for k, s0 in enumerate(state0):
-        if k == 0 and not masked:
-            buffers.append(s0.new_empty(steps, *s0.shape))  # this is the output
-        else:
-            buf = s0.new_empty(steps + 1, *s0.shape)
-            buf[0].copy_(s0)
-            buffers.append(buf)
-    states = _States(state0, buffers, h_in_output=not masked)
-    # every argument of every step is known up front (states live in the buffers), so the
-    # loop itself is only the calls
-    heads = zip(gi.unbind(0), mask.unbind(0)) if masked else ((g,) for g in gi.unbind(0))
-    if n_inputs:
-        per_step = zip(*(u.unbind(0) for u in inputs))
-        heads = ((*head, *step_in) for head, step_in in zip(heads, per_step))
-    step_args = [
-        (*head, *states.at(t), *params, *states.slots(t)) for t, head in enumerate(heads)
-    ]
-    saved_steps = []
-    if steps:
-        call = fwd.specialize(step_args[0], compile)
-        for args in step_args:
-            saved_steps.append(call(*args))
-    return buffers, saved_steps
-
-
-def _backward_loop(rec: Recurrence, compile: bool, record: bool, dout: Tensor,
-                   mask: Tensor | None, inputs: tuple[Tensor, ...], dstate: tuple[Tensor, ...],
-                   states: _States, saved_steps: Sequence[tuple], params: tuple[Tensor, ...]):
-    """The reverse time loop: ``(dgi (T, B, G), norms (T, B) or None, dstate_0, extras)``, the
-    extras of ``step_backward`` stacked over time."""
-    steps, masked, n_inputs, n = dout.shape[0], mask is not None, len(inputs), len(dstate)
-    h0 = states.initial[0]
-    n_saved = len(saved_steps[0]) if steps else 0
-    dgi = params[0].new_empty(steps, h0.shape[0], params[0].shape[0])
-    norms = h0.new_empty(steps, h0.shape[0]) if record else None
-    bwd = rec.backward_fn(masked, record, n_saved, n_inputs)
-    douts, dgis = dout.unbind(0), dgi.unbind(0)
-    masks = mask.unbind(0) if masked else None
-    inputs_t = list(zip(*(u.unbind(0) for u in inputs))) if n_inputs else None
-    norm_slots = norms.unbind(0) if record else None
-    # per step: (dy_t, [mask_t], *inputs_t) + dstate (from the previous iteration) + the rest
-    heads, rests = [], []
-    for t in range(steps):
-        heads.append((douts[t], masks[t]) if masked else (douts[t],))
-        if n_inputs:
-            heads[-1] = (*heads[-1], *inputs_t[t])
-        tail = (dgis[t], norm_slots[t]) if record else (dgis[t],)
-        rests.append((*states.at(t), *states.at(t + 1), *saved_steps[t], *params, *tail))
-    extras_steps = [()] * steps
-    if steps:
-        call = bwd.specialize((*heads[-1], *dstate, *rests[-1]), compile)
-        for t in range(steps - 1, -1, -1):
-            out = call(*heads[t], *dstate, *rests[t])
-            dstate = out[:n]
-            extras_steps[t] = out[n:]
-    n_extras = len(extras_steps[0]) if steps else 0
-    extras = tuple(torch.stack([e[j] for e in extras_steps]) for j in range(n_extras))
-    return dgi, norms, tuple(dstate), extras
-
-
-# The loops as CUDA graphs (loop_graph.py): the same two functions over flat tensor tuples, the
-# per-step saved tensors stacked over time so that copying them in and out is one copy each.
-def _unstack(stacked: Sequence[Tensor], steps: int) -> list[tuple]:
-    """Per step, the tuple of saved tensors (views of the (T, ...) stacks)."""
-    return list(zip(*(s.unbind(0) for s in stacked))) if stacked else [()] * steps
-
-
-def _graphed_forward(rec: Recurrence, compile: bool, masked: bool, n_inputs: int,
-                     n: int) -> GraphedLoop:
-    key = ("graph_fwd", compile, masked, n_inputs)
-    if key not in rec._fns:
-        def loop(gi, *rest):
-            mask, rest = (rest[0], rest[1:]) if masked else (None, rest)
-            inputs, state0, params = (rest[:n_inputs], rest[n_inputs:n_inputs + n],
-                                      rest[n_inputs + n:])
-            buffers, saved_steps = _forward_loop(rec, compile, gi, mask, inputs, state0, params)
-            return (*buffers, *(torch.stack(s) for s in zip(*saved_steps)))
-
-        rec._fns[key] = GraphedLoop(loop, f"{rec.name}.forward")
-    return rec._fns[key]
-
-
-def _graphed_backward(rec: Recurrence, compile: bool, record: bool, masked: bool,
-                      n_inputs: int, n: int, n_saved: int) -> GraphedLoop:
-    key = ("graph_bwd", compile, record, masked, n_inputs, n_saved)
-    if key not in rec._fns:
-        def loop(dout, *rest):
-            mask, rest = (rest[0], rest[1:]) if masked else (None, rest)
-            inputs, rest = rest[:n_inputs], rest[n_inputs:]
-            dstate, state0, buffers, rest = rest[:n], rest[n:2 * n], rest[2 * n:3 * n], rest[3 * n:]
-            stacked, params = rest[:n_saved], rest[n_saved:]
-            states = _States(state0, buffers, h_in_output=not masked)
-            saved_steps = _unstack(stacked, dout.shape[0])
-            dgi, norms, dstate0, extras = _backward_loop(
-                rec, compile, record, dout, mask, inputs, dstate, states, saved_steps, params)
-            return (dgi, *((norms,) if record else ()), *dstate0, *extras)
-
-        rec._fns[key] = GraphedLoop(loop, f"{rec.name}.backward")
-    return rec._fns[key]
-
-
 @dataclass(frozen=True)
 class _SavedLayout:
     """How RecurrenceFunction.forward lays its tensors out in ``save_for_backward``, in order:
@@ -415,16 +200,16 @@ class _SavedLayout:
 class RecurrenceFunction(torch.autograd.Function):
     """One layer of a recurrent cell over a whole (time-major) sequence, with hand-written BPTT.
 
-    ``apply(rec, compile, sink, layer, gi, mask, inputs, num_states, *state0, *params)`` returns
-    ``(output (T, B, H), *final_states)``. ``mask`` is ``None`` or a (T, B, 1) bool tensor;
-    ``inputs`` a tuple of non-differentiable (T, B, ...) tensors whose step-t slices go to
-    ``step`` and ``step_backward`` (usually empty). On a GPU with ``RNNLAB_CUDA_GRAPHS=1`` each
-    loop runs as one CUDA graph (loop_graph.py); on the CPU, where ``rec.native`` names a kernel
-    and it applies (native.py), both loops run as one C++ function each.
+    ``apply(rec, backend, compile, sink, layer, gi, mask, inputs, num_states, *state0, *params)``
+    returns ``(output (T, B, H), *final_states)``. ``backend`` runs both loops (the caller's
+    ``backends.choose``: per-step, native or CUDA graph); ``mask`` is ``None`` or a (T, B, 1)
+    bool tensor; ``inputs`` a tuple of non-differentiable (T, B, ...) tensors whose step-t slices
+    go to ``step`` and ``step_backward`` (usually empty).
     """
 
     @staticmethod
-    def forward(ctx, rec, compile, sink, layer, gi, mask, inputs, num_states, *rest):
+    def forward(ctx, rec, backend: Backend, compile, sink, layer, gi, mask, inputs, num_states,
+                *rest):
         inputs = tuple(u.detach() for u in inputs)
         state0 = tuple(s.detach() for s in rest[:num_states])
         params = tuple(p.detach() for p in rest[num_states:])
@@ -434,20 +219,11 @@ class RecurrenceFunction(torch.autograd.Function):
         steps = gi.shape[0]
         masked = mask is not None
         n_inputs = len(inputs)
-        stacks = None  # the graph's (or native loop's) saved tensors, stacked over time
-        graphed = steps and graphs_enabled(gi)
-        native = (_native.native_kernel(rec.native, compile, gi, state0, params, n_inputs)
-                  if steps and not graphed else None)
-        saved_steps = None  # per step, what ``step`` saved (not where stacks hold it)
-        if native is not None:
-            buffers, stacks = native.forward(gi, mask, state0, params)
-        elif graphed:
-            out = _graphed_forward(rec, compile, masked, n_inputs, num_states)(
-                gi, *((mask,) if masked else ()), *inputs, *state0, *params)
-            buffers, stacks = list(out[:num_states]), out[num_states:]
-        else:
-            buffers, saved_steps = _forward_loop(rec, compile, gi, mask, inputs, state0, params)
-        states = _States(state0, buffers, h_in_output=not masked)
+        # stacks: the saved tensors stacked over time (graph, native loop); else saved_steps:
+        # per step, what ``step`` saved
+        buffers, stacks, saved_steps = backend.forward(rec, compile, gi, mask, inputs, state0,
+                                                       params)
+        states = States(state0, buffers, h_in_output=not masked)
 
         if masked:
             h = buffers[0][1:]
@@ -461,7 +237,7 @@ class RecurrenceFunction(torch.autograd.Function):
         # saved as an output, so modifying it in place before backward raises as usual
         n_saved = len(stacks) if stacks is not None else len(saved_steps[0]) if steps else 0
         ctx.rec, ctx.compile, ctx.sink, ctx.layer = rec, compile, sink, layer
-        ctx.native = native
+        ctx.backend = backend  # the backward runs where the forward ran
         record_autocast(ctx, gi.device.type)
         ctx.layout = _SavedLayout(len(params), masked, n_inputs, num_states, steps, n_saved,
                                   stacks is not None)
@@ -480,12 +256,12 @@ class RecurrenceFunction(torch.autograd.Function):
     @under_forward_autocast
     def backward(ctx, dout, *dfinals):
         rec: Recurrence = ctx.rec
+        backend: Backend = ctx.backend
         layout: _SavedLayout = ctx.layout
-        masked, n_inputs, n = layout.masked, layout.n_inputs, layout.num_states
-        steps, n_saved = layout.steps, layout.n_saved
+        n, steps = layout.num_states, layout.steps
         params, mask, inputs, state0, buffers, stacks, saved_steps = layout.unpack(
             ctx.saved_tensors)
-        states = _States(state0, buffers, h_in_output=not masked)
+        states = States(state0, buffers, h_in_output=not layout.masked)
         record = ctx.sink is not None
         h0 = state0[0]
 
@@ -498,31 +274,17 @@ class RecurrenceFunction(torch.autograd.Function):
         if dout is None:
             dout = h0.new_zeros(steps, *h0.shape)
 
-        if ctx.native is not None:
-            dgi, norms, dstate, extras = ctx.native.backward(
-                dout, mask, dstate, state0, buffers, stacks, params, record)
-        elif steps and graphs_enabled(dout):
-            if stacks is None:  # the forward ran step by step
-                stacks = tuple(torch.stack(s) for s in zip(*saved_steps))  # () if none saved
-            out = _graphed_backward(rec, ctx.compile, record, masked, n_inputs, n, n_saved)(
-                dout, *((mask,) if masked else ()), *inputs, *dstate, *state0, *buffers,
-                *stacks, *params)
-            dgi, out = out[0], out[1:]
-            norms, out = (out[0], out[1:]) if record else (None, out)
-            dstate, extras = out[:n], out[n:]
-        else:
-            if saved_steps is None:
-                saved_steps = _unstack(stacks, steps)
-            dgi, norms, dstate, extras = _backward_loop(
-                rec, ctx.compile, record, dout, mask, inputs, dstate, states, saved_steps, params)
+        dgi, norms, dstate, extras = backend.backward(
+            rec, ctx.compile, record, dout, mask, inputs, dstate, states, stacks, saved_steps,
+            params)
 
         if record:
             ctx.sink.slots[ctx.layer] = norms.float()
 
         if steps:
             bctx = BackwardContext(dgi, extras, states, saved_steps, h0.shape[-1], stacks,
-                                   native=ctx.native is not None)
+                                   native=backend.native_products)
             grads = tuple(rec.param_grads(bctx))
         else:
             grads = tuple(torch.zeros_like(p) for p in params)
-        return (None, None, None, None, dgi, None, None, None, *dstate, *grads)
+        return (None, None, None, None, None, dgi, None, None, None, *dstate, *grads)

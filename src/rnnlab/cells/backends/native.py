@@ -1,4 +1,5 @@
-"""The commonest cells' time loops as one compiled C++ function each, on the CPU.
+"""The native backend: the commonest cells' time loops as one compiled C++ function each, on the
+CPU.
 
 ``native_loops.cpp`` holds the whole forward and backward time loop of one layer for the LSTM
 (variants ``torch`` and ``np``) and the GRU (variant ``gru``, reset ``after``), without layer norm
@@ -12,11 +13,12 @@ The file is plain C++ (no torch headers): built with the system C++ compiler (``
 (``$RNNLAB_NATIVE_CACHE``, else ``~/.cache/rnnlab/native``), loaded with ctypes. A cell uses it
 where it compiles (``compile`` on, ``RNNLAB_COMPILE``), its tensors are float32 or float64 on the
 CPU and autocast is off; ``RNNLAB_NATIVE=0`` turns it off, and then, or where a build fails (one
-warning per process), the per-step graphs of ``compile_cache.py`` run. Everything around the loops
-(input projection, parameter gradients, the saved tensors' layout) is recurrence.py's, so the two
-paths agree to rounding: tests/test_cells_native.py holds them to it. Where a layer's loops run
-here, recurrence.py also hands its sequence-level products (the input projection and its
-gradients, the weight gradients) to the same GEMM (:func:`matmul`, :func:`outer_sum`).
+warning per process, and recorded: ``base.note_fallback``), the per-step backend runs.
+Everything around the loops (input projection, parameter gradients, the saved tensors' layout) is
+recurrence.py's, so the two paths agree to rounding: tests/test_cells_native.py holds them to
+it. Where a layer's loops run here, the sequence-level products (the input projection and its
+gradients, projection.py; the weight gradients, recurrence.py) use the same GEMM
+(:func:`matmul`, :func:`outer_sum`).
 
 Only torch is imported here.
 """
@@ -36,11 +38,14 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from .compile_cache import env_flag
+from ..compile_cache import env_flag
+from .base import Backend
 
-__all__ = ["KERNELS", "library", "matmul", "native_enabled", "native_kernel", "outer_sum"]
+__all__ = ["KERNELS", "Native", "library", "matmul", "native_applies", "native_enabled",
+           "outer_sum"]
 
-SOURCE = Path(__file__).with_name("native_loops.cpp")
+# beside the cells (the wheel's package data: cells/*.cpp)
+SOURCE = Path(__file__).resolve().parent.parent / "native_loops.cpp"
 # -fno-math-errno lets the loops call glibc's vector exp / tanh; no -ffast-math: a diverging run
 # must still produce inf and NaN where the per-step path does
 FLAGS = ("-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-fPIC", "-shared")
@@ -112,9 +117,13 @@ _SIGNATURES = {  # entry -> number of pointer arguments between (steps, batch, h
 }
 
 
+_FAILURE: list[str] = []  # why the library is not there (one line), once library() said None
+
+
 @functools.cache
 def library() -> ctypes.CDLL | None:
     """The built library, or None (with one warning) where it cannot be built or loaded."""
+    _FAILURE.clear()
     try:
         lib = ctypes.CDLL(str(_build()))
         for sfx in _SUFFIX.values():
@@ -128,6 +137,7 @@ def library() -> ctypes.CDLL | None:
         return lib
     except Exception as err:  # noqa: BLE001  (no compiler, no libmvec, an unwritable disk)
         text = str(err).strip().splitlines()
+        _FAILURE.append(f"{type(err).__name__}: {text[0][:200] if text else ''}")
         warnings.warn(
             f"rnnlab.cells: building the native time loops failed ({type(err).__name__}: "
             f"{text[0][:200] if text else ''}); the per-step graphs run instead (slower)",
@@ -281,17 +291,42 @@ class _GRU:
 KERNELS = {"lstm": _LSTM, "gru": _GRU}
 
 
-def native_kernel(name: str | None, compile: bool, x: Tensor, state0=(), params=(),
-                  n_inputs: int = 0):
-    """The kernel ``name`` (a Recurrence's ``native``) where it applies to this call, else None:
-    compile on, RNNLAB_NATIVE on, every tensor float32 or float64 on the CPU and of one dtype,
-    autocast off, no per-step inputs, and the library built."""
-    if name is None or not compile or n_inputs or x.device.type != "cpu":
-        return None
+def native_applies(name: str | None, compile: bool, x: Tensor, tensors=()) -> bool:
+    """Whether the native loops compute a call: ``name`` (a Recurrence's ``native``) names a
+    kernel, compile on, RNNLAB_NATIVE on, ``x`` and every one of ``tensors`` float32 or float64
+    on the CPU and of one dtype, autocast off. (Whether the library could be built is
+    :meth:`Native.unavailable`'s.) A Recurrence names a kernel only where its equations take no
+    per-step inputs."""
+    if name is None or not compile or x.device.type != "cpu":
+        return False
     if x.dtype not in _SUFFIX or torch.is_autocast_enabled("cpu"):
-        return None
-    if any(t.dtype != x.dtype or t.device.type != "cpu" for t in (*state0, *params)):
-        return None
-    if not native_enabled() or library() is None:
-        return None
-    return KERNELS[name]
+        return False
+    if any(t.dtype != x.dtype or t.device.type != "cpu" for t in tensors):
+        return False
+    return native_enabled()
+
+
+class Native(Backend):
+    """The whole loop in one C++ call per direction, where :func:`native_applies`; unavailable
+    where the library cannot be built."""
+
+    name = "native"
+    takes_any_batch = True  # no compiled shapes to reuse: no padding
+    native_products = True
+
+    def applies(self, rec, compile, x, tensors) -> bool:
+        return native_applies(rec.native, compile, x, tensors)
+
+    def unavailable(self) -> str | None:
+        if library() is not None:
+            return None
+        return f"the build failed ({_FAILURE[0] if _FAILURE else 'unknown'})"
+
+    def forward(self, rec, compile, gi, mask, inputs, state0, params):
+        buffers, stacks = KERNELS[rec.native].forward(gi, mask, state0, params)
+        return buffers, stacks, None
+
+    def backward(self, rec, compile, record, dout, mask, inputs, dstate, states, stacks,
+                 saved_steps, params):
+        return KERNELS[rec.native].backward(dout, mask, dstate, states.initial, states.buffers,
+                                            stacks, params, record)
