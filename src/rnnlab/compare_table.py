@@ -56,6 +56,13 @@ def _fmt(x: float) -> str:
     return f"{x:.3g}" if abs(x) >= 1e-3 or x == 0 else f"{x:.2e}"
 
 
+def _steps(x: float) -> str:
+    """A step count as an integer (∞: not reached within the budget)."""
+    if x is None or math.isnan(x) or math.isinf(x):
+        return _fmt(x)
+    return f"{x:,.0f}"
+
+
 def _p(raw: float, adjusted: float) -> str:
     if raw is None or math.isnan(raw):
         return "–"
@@ -162,8 +169,8 @@ def table_frame(record: dict, width: int | None = None):
                                          row.get("p_metric_holm", math.nan))
         if "steps" in row:
             st = row["steps"]
-            shown["steps to solve [95% CI]"] = (f"{_fmt(st.median)} [{_fmt(st.low)}, "
-                                                f"{_fmt(st.high)}]")
+            shown["steps to solve [95% CI]"] = (f"{_steps(st.median)} [{_steps(st.low)}, "
+                                                f"{_steps(st.high)}]")
             shown["p steps"] = _p(getattr(row.get("p_steps"), "p", math.nan),
                                   row.get("p_steps_holm", math.nan))
             shown["per seed"] = row["verdicts"]
