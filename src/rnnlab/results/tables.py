@@ -204,19 +204,54 @@ def _latex_escape(value: Any) -> str:
     return text
 
 
-def print_rich(table: pd.DataFrame, title: str) -> None:
-    """The table on the console (what a sweep prints at its end)."""
+def fit_columns(shown: pd.DataFrame, keys: set[str], width: int) -> list[str]:
+    """The columns of ``shown`` that fit ``width`` characters, in the table's order: the row
+    keys, the headline metric and its interval, solved and the verdict first, then the rest
+    while they fit (summary.md keeps every column)."""
+    first = [c for c in shown.columns if c in keys]
+    metrics = [c for c in shown.columns if "(mean" in c]
+    wanted = first + metrics[:1] + [c for c in shown.columns if " CI " in c]
+    wanted += [c for c in shown.columns if c == "solved" or c.startswith("verdict")]
+    # then the comparison's p, the run counts, and the rest in the table's order
+    rest = sorted((c for c in shown.columns if c not in wanted),
+                  key=lambda c: (not c.startswith("p vs"), c not in ("n", "diverged")))
+
+    def cost(column: str) -> int:  # rich's cell padding and border: 3 characters a column
+        cells = [len(str(v)) for v in shown[column]]
+        return max([len(column), *cells]) + 3
+
+    used = sum(cost(c) for c in wanted) + 1
+    kept = list(wanted)
+    for column in rest:
+        if used + cost(column) <= width:
+            kept.append(column)
+            used += cost(column)
+    return [c for c in shown.columns if c in kept]
+
+
+def print_rich(table: pd.DataFrame, title: str, width: int | None = None, file=None) -> None:
+    """The table on the console (what a sweep prints at its end), in the columns that fit the
+    terminal (``width``, default the terminal's or $COLUMNS, else 100)."""
+    import shutil
+
     from rich.console import Console
     from rich.table import Table
 
+    width = width or shutil.get_terminal_size((100, 24)).columns
     shown, notes = display_frame(table)
+    columns = fit_columns(shown, _key_labels(table), width)
     out = Table(title=title)
-    for column in shown.columns:
+    for column in columns:
         out.add_column(column, justify="left" if column in _key_labels(table) else "right")
-    for row in shown.itertuples(index=False):
+    for row in shown[columns].itertuples(index=False):
         out.add_row(*map(str, row))
-    console = Console(width=max(120, 16 * len(shown.columns)))
+    console = Console(width=width, file=file)
     console.print(out)
+    left = len(shown.columns) - len(columns)
+    if left:
+        console.print(f"({left} more column{'s' if left > 1 else ''} in summary.md: "
+                      f"{', '.join(c for c in shown.columns if c not in columns)})",
+                      highlight=False, markup=False)
     for i, note in enumerate(notes, 1):
         console.print(f"[{i}] {note}", highlight=False, markup=False)
 
