@@ -29,6 +29,8 @@ os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 # Keep the scratch cells' compile out of the general suite; the cell tests exercise it.
 os.environ.setdefault("RNNLAB_COMPILE", "0")
+# ... and the native loops, which run whatever RNNLAB_COMPILE: tests/test_cells_native.py opts in
+os.environ.setdefault("RNNLAB_NATIVE", "0")
 
 
 def compose_config(overrides: list[str], run_dir: Path) -> DictConfig:

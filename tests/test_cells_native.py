@@ -4,6 +4,8 @@ back."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -12,9 +14,10 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
+from test_cells_parity import KINDS as PARITY_KINDS  # noqa: E402
 from test_cells_parity import _check_parity  # noqa: E402
 
-from rnnlab.cells import GRU, LSTM, RNN  # noqa: E402
+from rnnlab.cells import GRU, LSTM, RNN, backends  # noqa: E402
 from rnnlab.cells.backends import native  # noqa: E402
 
 F32, F64 = torch.float32, torch.float64
@@ -24,27 +27,48 @@ COVERED = [(LSTM, {}), (LSTM, {"variant": "np"}), (GRU, {})]
 
 @pytest.fixture(autouse=True)
 def _native_on(monkeypatch):
-    monkeypatch.delenv("RNNLAB_NATIVE", raising=False)
+    """These tests opt in to the native loops (tests/conftest.py turns them off for the suite)."""
+    monkeypatch.setenv("RNNLAB_NATIVE", "1")
     if native.library() is None:
         pytest.skip("the native loops could not be built here")
 
 
+@contextlib.contextmanager
+def _native(on: bool):
+    before = os.environ.get("RNNLAB_NATIVE")
+    os.environ["RNNLAB_NATIVE"] = "1" if on else "0"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("RNNLAB_NATIVE", None)
+        else:
+            os.environ["RNNLAB_NATIVE"] = before
+
+
 def _calls(monkeypatch):
-    """Counts the native entry points called: entry -> calls."""
+    """Counts the native time loops called: entry -> calls (not the products: matmul, outer)."""
     seen: dict[str, int] = {}
     real = native._call
 
-    def counting(entry, *args):
-        seen[entry] = seen.get(entry, 0) + 1
-        return real(entry, *args)
+    def counting(entry, *args, **kw):
+        if entry not in ("matmul", "outer"):
+            seen[entry] = seen.get(entry, 0) + 1
+        return real(entry, *args, **kw)
 
     monkeypatch.setattr(native, "_call", counting)
     return seen
 
 
-def _run(module, x, lengths, hx=None):
+def _run(module, x, lengths, hx=None, native=True):
     """Outputs, final states, gradients of x, hx and every parameter, and the ∂L/∂h_t norms of a
-    loss that reads the outputs and the final states."""
+    loss that reads the outputs and the final states; on the native loops, or (``native``
+    False) the per-step path."""
+    with _native(native):
+        return _run_here(module, x, lengths, hx)
+
+
+def _run_here(module, x, lengths, hx):
     x = x.detach().clone().requires_grad_()
     hx = None if hx is None else tuple(h.detach().clone().requires_grad_() for h in hx)
     module.zero_grad()
@@ -64,8 +88,10 @@ def _run(module, x, lengths, hx=None):
 
 
 def _pair(cls, opts, I, H, L, dtype, seed=0, **kw):
+    """Two modules with the same weights: ours for the native loops (which run whether or not
+    the steps compile) and the eager per-step reference (``_run(..., native=False)``)."""
     torch.manual_seed(seed)
-    ours = cls(I, H, L, compile=True, dtype=dtype, **opts, **kw)
+    ours = cls(I, H, L, compile=False, dtype=dtype, **opts, **kw)
     ref = cls(I, H, L, compile=False, dtype=dtype, **opts, **kw)
     ref.load_state_dict(ours.state_dict())
     return ours, ref
@@ -91,7 +117,7 @@ def test_native_loops_equal_the_per_step_path(cls, opts, size, dtype, monkeypatc
         if lengths is not None:
             lengths[0] = 1
         for h in (None, hx):
-            got, want = _run(ours, x, lengths, h), _run(ref, x, lengths, h)
+            got, want = _run(ours, x, lengths, h), _run(ref, x, lengths, h, native=False)
             assert got.keys() == want.keys()
             for key in want:
                 torch.testing.assert_close(got[key], want[key], **tol, msg=key)
@@ -175,8 +201,7 @@ def test_results_are_bitwise_the_same_on_any_thread_count():
     lambda: GRU(2, 4, variant="mgu", compile=True),
     lambda: GRU(2, 4, layer_norm=True, compile=True),
     lambda: RNN(2, 4, compile=True),
-    lambda: LSTM(2, 4, compile=False),
-], ids=["vanilla", "cifg", "ln", "zoneout", "gru_before", "mgu", "gru_ln", "rnn", "eager"])
+], ids=["vanilla", "cifg", "ln", "zoneout", "gru_before", "mgu", "gru_ln", "rnn"])
 def test_the_native_loops_run_only_where_they_compute_the_cells_equations(make, monkeypatch):
     seen = _calls(monkeypatch)
     monkeypatch.setenv("RNNLAB_COMPILE", "1")
@@ -189,6 +214,17 @@ def test_the_native_loops_run_only_where_they_compute_the_cells_equations(make, 
     assert seen == {}
 
 
+@pytest.mark.parametrize("cls", [LSTM, GRU])
+def test_the_native_loops_run_with_compilation_off(cls, monkeypatch):
+    """RNNLAB_NATIVE is their only switch: RNNLAB_COMPILE=0 and compile=False leave them on."""
+    seen = _calls(monkeypatch)
+    monkeypatch.setenv("RNNLAB_COMPILE", "0")
+    cls(2, 4)(torch.randn(3, 2, 2))[0].sum().backward()
+    cls(2, 4, compile=False)(torch.randn(3, 2, 2))[0].sum().backward()
+    name = cls.__name__.lower()
+    assert seen[f"{name}_forward"] == seen[f"{name}_backward"] == 2
+
+
 def test_the_switch_autocast_and_other_dtypes_take_the_per_step_path(monkeypatch):
     from rnnlab.cells import compile_cache
 
@@ -198,7 +234,7 @@ def test_the_switch_autocast_and_other_dtypes_take_the_per_step_path(monkeypatch
     x = torch.randn(3, 2, 2)
     monkeypatch.setenv("RNNLAB_NATIVE", "0")
     m(x)[0].sum().backward()
-    monkeypatch.delenv("RNNLAB_NATIVE")
+    monkeypatch.setenv("RNNLAB_NATIVE", "1")
     with torch.autocast("cpu", dtype=torch.bfloat16):
         m(x)[0].float().sum().backward()
     LSTM(2, 4, compile=True, dtype=torch.bfloat16)(x.bfloat16())[0].sum().backward()
@@ -214,16 +250,17 @@ def test_inf_and_nan_come_out_as_on_the_per_step_path():
         x = torch.randn(5, 3, 2)
         x[2, 1, 0] = float("inf")
         x[3, 2, 1] = float("nan")
-        got, want = _run(ours, x, None), _run(ref, x, None)
+        got, want = _run(ours, x, None), _run(ref, x, None, native=False)
         for key in want:
             assert torch.equal(got[key].isnan(), want[key].isnan()), (cls.__name__, key)
             assert torch.equal(got[key].isinf(), want[key].isinf()), (cls.__name__, key)
 
 
-def test_a_failed_build_warns_once_and_the_per_step_path_runs(monkeypatch, tmp_path):
+def test_a_failed_build_warns_once_is_recorded_and_the_per_step_path_runs(monkeypatch, tmp_path):
     monkeypatch.setenv("RNNLAB_NATIVE_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
     native.library.cache_clear()
+    mark = backends.mark()
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -234,10 +271,14 @@ def test_a_failed_build_warns_once_and_the_per_step_path_runs(monkeypatch, tmp_p
         msgs = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
         assert len(msgs) == 1 and "native time loops" in msgs[0] and "\n" not in msgs[0]
         assert "no-such-compiler" in msgs[0]
-        want = _run(ref, x, None)
+        want = _run(ref, x, None, native=False)
         for key in want:
             torch.testing.assert_close(got[key], want[key], rtol=1e-12, atol=1e-12)
         assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
+        used = backends.used(mark)
+        assert used["step/eager"] == 3 and "native" not in used  # 2 runs of ours, 1 of ref
+        assert list(used["fallbacks"]) == ["native"]
+        assert "no-such-compiler" in used["fallbacks"]["native"]
     finally:
         native.library.cache_clear()
 
@@ -261,9 +302,50 @@ def test_the_build_is_cached_by_source_and_written_whole(monkeypatch, tmp_path):
 
 
 @pytest.mark.parametrize("kind", ["gru", "lstm"])
-def test_parity_compiled_per_step_graphs(kind, monkeypatch):
-    """With RNNLAB_NATIVE=0 the per-step graphs still give torch.nn's numbers (the native loops
-    now serve test_cells_parity's compiled cases)."""
-    monkeypatch.setenv("RNNLAB_NATIVE", "0")
+def test_parity_with_torch_nn(kind, monkeypatch):
+    """The native loops give torch.nn's numbers (test_cells_parity's compiled cases hold the
+    per-step graphs to them, with the native loops off)."""
+    seen = _calls(monkeypatch)
+    form = next(k for k in PARITY_KINDS if k.startswith(kind))  # torch.nn's form of the cell
     force = {"T": 7, "B": 4, "I": 3, "H": 8, "L": 2, "with_hx": True, "ragged": True}
-    _check_parity(kind, F32, 7, compile=True, force=force)
+    _check_parity(form, F32, 7, compile=False, force=force)
+    _check_parity(form, F64, 9, compile=False, force=dict(force, ragged=False))
+    assert seen[f"{kind}_forward"] == seen[f"{kind}_backward"] == 4  # 2 layers, 2 cases
+
+
+def _lstm_forward_args(T=5, B=4, H=8, dtype=F32):
+    def e(*shape):
+        return torch.empty(*shape, dtype=dtype)
+
+    return {"gi": e(T, B, 4 * H), "mask": None, "h0": e(B, H).zero_(), "w_hh": e(4 * H, H).zero_(),
+            "b_ih": e(4 * H).zero_(), "b_hh": e(4 * H).zero_(), "hseq": e(T, B, H),
+            "cbuf": e(T + 1, B, H).zero_(), "i": e(T, B, H), "f": e(T, B, H), "g": e(T, B, H),
+            "o": e(T, B, H), "tc": e(T, B, H)}
+
+
+@pytest.mark.parametrize("change,message", [
+    (lambda a: a.update(w_hh=a["w_hh"][:8]), "argument 'w_hh' has size 8 in dimension 0, "
+                                              "expected 32"),
+    (lambda a: a.update(cbuf=a["hseq"]), "argument 'cbuf' has size 5 in dimension 0, expected 6"),
+    (lambda a: a.update(o=a["o"].transpose(0, 1).contiguous().transpose(0, 1)),
+     "argument 'o' has stride 40 in dimension 1, expected 8 (not contiguous)"),
+    (lambda a: a.update(tc=a["tc"][..., None]), "argument 'tc' has 4 dimensions, expected 3"),
+    (lambda a: a.update(h0=a["h0"].double()), "argument 'h0' is float64, expected float32"),
+    (lambda a: a.update(mask=torch.ones(5, 3, dtype=torch.bool)),
+     "argument 'mask' has size 3 in dimension 1, expected 4"),
+    (lambda a: a.update(b_ih=None), "argument 'b_ih' is missing"),
+    (lambda a: a.update(gi=a["gi"].to(torch.int32)), "argument 'gi' is a 3-d torch.int32 tensor"),
+], ids=["shape", "swapped", "stride", "ndim", "dtype", "mask", "missing", "type"])
+def test_a_mismatched_argument_raises_one_line_naming_it(change, message):
+    """The boundary is typed: every array's shape and strides are checked (in C++, against the
+    sizes the first arguments fix; here, its type and device) before the loops touch memory."""
+    args = _lstm_forward_args()
+    native._call("lstm_forward", **args)  # as given: runs
+    change(args)
+    with pytest.raises(ValueError) as err:
+        native._call("lstm_forward", **args)
+    text = str(err.value)
+    assert text.startswith("rnnlab.cells.backends.native: lstm_forward: ") and "\n" not in text
+    assert message in text
+    with pytest.raises(TypeError, match="lstm_forward takes gi, mask?"):
+        native._call("lstm_forward", **{**_lstm_forward_args(), "c0": None})

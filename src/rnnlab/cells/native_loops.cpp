@@ -18,9 +18,11 @@
 // loop for its own rows [b0, b1) with no synchronisation at all (W is read-only); the caller
 // passes how many threads (torch's intra-op count).
 
+#include <climits>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <initializer_list>
 
 #include <omp.h>
 
@@ -457,62 +459,240 @@ void matmul(int M, int N, int K, const T* A, int lda, const T* B, int ldb, const
 
 }  // namespace
 
-// ---- the C ABI native.py calls: one entry per kernel and dtype, the thread count last --------
-#define RNNLAB_EXPORT(T, sfx)                                                                    \
-  extern "C" int lstm_forward_##sfx(int s, int B, int h, const T* gi, const uint8_t* m,          \
-                                    const T* h0, const T* w, const T* bi, const T* bh, T* hs,   \
-                                    T* cb, T* i, T* f, T* g, T* o, T* tc, int threads) {        \
-    return with_transposed<T>(w, 4 * h, h, [&](const T* wt) {                                   \
-      return parallel_rows(B, threads, [&](int b0, int b1) {                                     \
-        return lstm_forward<T>(s, B, h, gi, m, h0, wt, bi, bh, hs, cb, i, f, g, o, tc, b0, b1); \
-      });                                                                                        \
-    });                                                                                          \
-  }                                                                                              \
-  extern "C" int lstm_backward_##sfx(int s, int B, int h, const T* dy, const uint8_t* m,         \
-                                     const T* cb, const T* i, const T* f, const T* g,            \
-                                     const T* o, const T* tc, const T* w, T* dgi, T* norms,      \
-                                     T* dh, T* dc, int threads) {                                \
-    return parallel_rows(B, threads, [&](int b0, int b1) {                                       \
-      return lstm_backward<T>(s, B, h, dy, m, cb, i, f, g, o, tc, w, dgi, norms, dh, dc, b0,    \
-                              b1);                                                               \
-    });                                                                                          \
-  }                                                                                              \
-  extern "C" int gru_forward_##sfx(int s, int B, int h, const T* gi, const uint8_t* m,           \
-                                   const T* h0, const T* w, const T* bi, const T* bh, T* hs,    \
-                                   T* g, T* n, T* ghn, int threads) {                            \
-    return with_transposed<T>(w, 3 * h, h, [&](const T* wt) {                                   \
-      return parallel_rows(B, threads, [&](int b0, int b1) {                                     \
-        return gru_forward<T>(s, B, h, gi, m, h0, wt, bi, bh, hs, g, n, ghn, b0, b1);           \
-      });                                                                                        \
-    });                                                                                          \
-  }                                                                                              \
-  extern "C" int gru_backward_##sfx(int s, int B, int h, const T* dy, const uint8_t* m,          \
-                                    const T* h0, const T* hs, const T* g, const T* n,           \
-                                    const T* ghn, const T* w, T* dgi, T* dghn, T* norms,        \
-                                    T* dh, int threads) {                                        \
-    return parallel_rows(B, threads, [&](int b0, int b1) {                                       \
-      return gru_backward<T>(s, B, h, dy, m, h0, hs, g, n, ghn, w, dgi, dghn, norms, dh, b0,    \
-                             b1);                                                                \
-    });                                                                                          \
-  }
+// ---- the C ABI native.py calls: typed, checked arrays -------------------------------------------
+// Every array crosses as a descriptor: its data, element type, shape and strides (in elements).
+// Each entry checks every descriptor against the shapes and the layout its loops assume (the
+// sizes T, B, H, ... are read from the first arguments and every other one is held to them)
+// and on a mismatch returns RNNLAB_BAD_ARGUMENT with the argument's index and what differs in
+// *err, before it reads or writes anything; native.py names the argument and raises. A slip in
+// the argument order or a stale library thus raises instead of corrupting memory.
 
-RNNLAB_EXPORT(float, f32)
-RNNLAB_EXPORT(double, f64)
+extern "C" {
+struct rnnlab_array {
+  void* data;
+  int32_t dtype;  // RNNLAB_ABSENT (an optional argument left out), _F32, _F64, _BOOL
+  int32_t ndim;   // at most 4
+  int64_t shape[4];
+  int64_t strides[4];  // in elements
+};
+struct rnnlab_error {
+  int32_t arg;   // the argument's index
+  int32_t what;  // RNNLAB_WHAT_*
+  int32_t dim;   // the dimension the shape or stride mismatch is in, else -1
+  int64_t got, expected;
+};
+}
 
-#define RNNLAB_EXPORT_OUTER(T, sfx)                                                              \
-  extern "C" int outer_##sfx(int M, int N, int K, const T* A, int lda, const T* B, int ldb,      \
-                             T* C, int accumulate, int threads) {                               \
-    outer<T>(M, N, K, A, lda, B, ldb, C, accumulate != 0, threads);                              \
-    return 0;                                                                                    \
-  }
-RNNLAB_EXPORT_OUTER(float, f32)
-RNNLAB_EXPORT_OUTER(double, f64)
+enum { RNNLAB_OK = 0, RNNLAB_NO_MEMORY = 1, RNNLAB_BAD_ARGUMENT = 2 };
+enum { RNNLAB_ABSENT = 0, RNNLAB_F32 = 1, RNNLAB_F64 = 2, RNNLAB_BOOL = 3 };
+enum {  // what differs (native.py's _WHAT words them)
+  RNNLAB_WHAT_COUNT = 1, RNNLAB_WHAT_MISSING, RNNLAB_WHAT_DTYPE, RNNLAB_WHAT_NDIM,
+  RNNLAB_WHAT_SHAPE, RNNLAB_WHAT_STRIDE, RNNLAB_WHAT_ROW_STRIDE, RNNLAB_WHAT_TOO_LARGE
+};
+#define RNNLAB_ABI 2  // native.py checks it: a library of another boundary is not called
 
-#define RNNLAB_EXPORT_MATMUL(T, sfx)                                                             \
-  extern "C" int matmul_##sfx(int M, int N, int K, const T* A, int lda, const T* B, int ldb,     \
-                              const T* Bt, T* C, int threads) {                                  \
-    matmul<T>(M, N, K, A, lda, B, ldb, Bt, C, threads);                                          \
-    return 0;                                                                                    \
+namespace {
+
+constexpr int64_t kAny = -1;  // a size not fixed by the arguments before
+
+struct Args {
+  const rnnlab_array* a;
+  int n;
+  rnnlab_error* err;
+  int32_t f = 0;  // the call's floating type: its first argument's
+
+  bool fail(int i, int what, int dim, int64_t got, int64_t expected) {
+    *err = rnnlab_error{i, what, dim, got, expected};
+    return false;
   }
-RNNLAB_EXPORT_MATMUL(float, f32)
-RNNLAB_EXPORT_MATMUL(double, f64)
+  bool count(int expected) { return n == expected || fail(n, RNNLAB_WHAT_COUNT, -1, n, expected); }
+  bool floating(int i) {
+    f = a[i].dtype;
+    return f == RNNLAB_F32 || f == RNNLAB_F64 || fail(i, RNNLAB_WHAT_DTYPE, -1, f, RNNLAB_F32);
+  }
+  // argument i: present (or absent, where optional), of `dtype`, with `shape` (kAny: any size,
+  // at most INT_MAX), row-major contiguous; with row_free its rows may lie further apart (a
+  // column slice: stride[0] >= the row's length). A dimension of size 1 may have any stride.
+  bool check(int i, int32_t dtype, std::initializer_list<int64_t> shape, bool optional = false,
+             bool row_free = false) {
+    const rnnlab_array& x = a[i];
+    if (x.dtype == RNNLAB_ABSENT)
+      return optional || fail(i, RNNLAB_WHAT_MISSING, -1, 0, dtype);
+    if (x.dtype != dtype) return fail(i, RNNLAB_WHAT_DTYPE, -1, x.dtype, dtype);
+    if (x.ndim != (int)shape.size())
+      return fail(i, RNNLAB_WHAT_NDIM, -1, x.ndim, (int64_t)shape.size());
+    int d = 0;
+    for (int64_t want : shape) {
+      if (want != kAny && x.shape[d] != want) return fail(i, RNNLAB_WHAT_SHAPE, d, x.shape[d], want);
+      if (x.shape[d] > INT32_MAX) return fail(i, RNNLAB_WHAT_TOO_LARGE, d, x.shape[d], INT32_MAX);
+      ++d;
+    }
+    int64_t want = 1;
+    for (d = x.ndim - 1; d >= 0; --d) {
+      if (x.shape[d] > 1) {
+        if (d == 0 && row_free) {
+          if (x.strides[0] < want || x.strides[0] > INT32_MAX)
+            return fail(i, RNNLAB_WHAT_ROW_STRIDE, 0, x.strides[0], want);
+        } else if (x.strides[d] != want) {
+          return fail(i, RNNLAB_WHAT_STRIDE, d, x.strides[d], want);
+        }
+      }
+      want *= x.shape[d];
+    }
+    return true;
+  }
+  template <class T> T* p(int i) const { return (T*)a[i].data; }
+  const uint8_t* mask(int i) const { return a[i].dtype == RNNLAB_ABSENT ? nullptr : p<uint8_t>(i); }
+  int64_t size(int i, int d) const { return a[i].shape[d]; }
+  int row_stride(int i) const { return a[i].shape[0] > 1 ? (int)a[i].strides[0] : (int)a[i].shape[1]; }
+};
+
+inline int status(int rc) { return rc ? RNNLAB_NO_MEMORY : RNNLAB_OK; }
+
+#define RNNLAB_CHECK(cond) \
+  if (!(cond)) return RNNLAB_BAD_ARGUMENT
+
+// lstm_forward: gi (T, B, 4H), mask? (T, B), h0 (B, H), w_hh (4H, H), b_ih (4H), b_hh (4H),
+//   hseq (T, B, H), cbuf (T+1, B, H), i, f, g, o, tc (T, B, H)
+template <class T> int lstm_forward_call(const Args& c, int s, int B, int h, int threads) {
+  const T* w = c.p<T>(3);
+  return status(with_transposed<T>(w, 4 * h, h, [&](const T* wt) {
+    return parallel_rows(B, threads, [&](int b0, int b1) {
+      return lstm_forward<T>(s, B, h, c.p<T>(0), c.mask(1), c.p<T>(2), wt, c.p<T>(4), c.p<T>(5),
+                             c.p<T>(6), c.p<T>(7), c.p<T>(8), c.p<T>(9), c.p<T>(10), c.p<T>(11),
+                             c.p<T>(12), b0, b1);
+    });
+  }));
+}
+
+// lstm_backward: dy (T, B, H), mask?, cbuf (T+1, B, H), i, f, g, o, tc (T, B, H), w_hh (4H, H),
+//   dgi (T, B, 4H), norms? (T, B), dh (B, H), dc (B, H)
+template <class T> int lstm_backward_call(const Args& c, int s, int B, int h, int threads) {
+  return status(parallel_rows(B, threads, [&](int b0, int b1) {
+    return lstm_backward<T>(s, B, h, c.p<T>(0), c.mask(1), c.p<T>(2), c.p<T>(3), c.p<T>(4),
+                            c.p<T>(5), c.p<T>(6), c.p<T>(7), c.p<T>(8), c.p<T>(9),
+                            c.a[10].dtype ? c.p<T>(10) : nullptr, c.p<T>(11), c.p<T>(12), b0, b1);
+  }));
+}
+
+// gru_forward: gi (T, B, 3H), mask?, h0 (B, H), w_hh (3H, H), b_ih (3H), b_hh (3H),
+//   hseq (T, B, H), g (T, B, 2H), n (T, B, H), ghn (T, B, H)
+template <class T> int gru_forward_call(const Args& c, int s, int B, int h, int threads) {
+  const T* w = c.p<T>(3);
+  return status(with_transposed<T>(w, 3 * h, h, [&](const T* wt) {
+    return parallel_rows(B, threads, [&](int b0, int b1) {
+      return gru_forward<T>(s, B, h, c.p<T>(0), c.mask(1), c.p<T>(2), wt, c.p<T>(4), c.p<T>(5),
+                            c.p<T>(6), c.p<T>(7), c.p<T>(8), c.p<T>(9), b0, b1);
+    });
+  }));
+}
+
+// gru_backward: dy (T, B, H), mask?, h0 (B, H), hseq (T, B, H), g (T, B, 2H), n, ghn (T, B, H),
+//   w_hh (3H, H), dgi (T, B, 3H), dghn (T, B, H), norms? (T, B), dh (B, H)
+template <class T> int gru_backward_call(const Args& c, int s, int B, int h, int threads) {
+  return status(parallel_rows(B, threads, [&](int b0, int b1) {
+    return gru_backward<T>(s, B, h, c.p<T>(0), c.mask(1), c.p<T>(2), c.p<T>(3), c.p<T>(4),
+                           c.p<T>(5), c.p<T>(6), c.p<T>(7), c.p<T>(8), c.p<T>(9),
+                           c.a[10].dtype ? c.p<T>(10) : nullptr, c.p<T>(11), b0, b1);
+  }));
+}
+
+}  // namespace
+
+extern "C" int rnnlab_abi_version() { return RNNLAB_ABI; }
+
+extern "C" int rnnlab_lstm_forward(const rnnlab_array* a, int n, int, int threads,
+                                   rnnlab_error* err) {
+  Args c{a, n, err};
+  RNNLAB_CHECK(c.count(13) && c.floating(0) && c.check(0, c.f, {kAny, kAny, kAny}) &&
+               c.check(2, c.f, {c.size(0, 1), kAny}));
+  const int64_t T = c.size(0, 0), B = c.size(0, 1), H = c.size(2, 1);
+  RNNLAB_CHECK(c.check(0, c.f, {T, B, 4 * H}) && c.check(1, RNNLAB_BOOL, {T, B}, true) &&
+               c.check(3, c.f, {4 * H, H}) && c.check(4, c.f, {4 * H}) &&
+               c.check(5, c.f, {4 * H}) && c.check(6, c.f, {T, B, H}) &&
+               c.check(7, c.f, {T + 1, B, H}));
+  for (int i = 8; i < 13; ++i) RNNLAB_CHECK(c.check(i, c.f, {T, B, H}));
+  return c.f == RNNLAB_F32 ? lstm_forward_call<float>(c, T, B, H, threads)
+                           : lstm_forward_call<double>(c, T, B, H, threads);
+}
+
+extern "C" int rnnlab_lstm_backward(const rnnlab_array* a, int n, int, int threads,
+                                    rnnlab_error* err) {
+  Args c{a, n, err};
+  RNNLAB_CHECK(c.count(13) && c.floating(0) && c.check(0, c.f, {kAny, kAny, kAny}));
+  const int64_t T = c.size(0, 0), B = c.size(0, 1), H = c.size(0, 2);
+  RNNLAB_CHECK(c.check(1, RNNLAB_BOOL, {T, B}, true) && c.check(2, c.f, {T + 1, B, H}));
+  for (int i = 3; i < 8; ++i) RNNLAB_CHECK(c.check(i, c.f, {T, B, H}));
+  RNNLAB_CHECK(c.check(8, c.f, {4 * H, H}) && c.check(9, c.f, {T, B, 4 * H}) &&
+               c.check(10, c.f, {T, B}, true) && c.check(11, c.f, {B, H}) &&
+               c.check(12, c.f, {B, H}));
+  return c.f == RNNLAB_F32 ? lstm_backward_call<float>(c, T, B, H, threads)
+                           : lstm_backward_call<double>(c, T, B, H, threads);
+}
+
+extern "C" int rnnlab_gru_forward(const rnnlab_array* a, int n, int, int threads,
+                                  rnnlab_error* err) {
+  Args c{a, n, err};
+  RNNLAB_CHECK(c.count(10) && c.floating(0) && c.check(0, c.f, {kAny, kAny, kAny}) &&
+               c.check(2, c.f, {c.size(0, 1), kAny}));
+  const int64_t T = c.size(0, 0), B = c.size(0, 1), H = c.size(2, 1);
+  RNNLAB_CHECK(c.check(0, c.f, {T, B, 3 * H}) && c.check(1, RNNLAB_BOOL, {T, B}, true) &&
+               c.check(3, c.f, {3 * H, H}) && c.check(4, c.f, {3 * H}) &&
+               c.check(5, c.f, {3 * H}) && c.check(6, c.f, {T, B, H}) &&
+               c.check(7, c.f, {T, B, 2 * H}) && c.check(8, c.f, {T, B, H}) &&
+               c.check(9, c.f, {T, B, H}));
+  return c.f == RNNLAB_F32 ? gru_forward_call<float>(c, T, B, H, threads)
+                           : gru_forward_call<double>(c, T, B, H, threads);
+}
+
+extern "C" int rnnlab_gru_backward(const rnnlab_array* a, int n, int, int threads,
+                                   rnnlab_error* err) {
+  Args c{a, n, err};
+  RNNLAB_CHECK(c.count(12) && c.floating(0) && c.check(0, c.f, {kAny, kAny, kAny}));
+  const int64_t T = c.size(0, 0), B = c.size(0, 1), H = c.size(0, 2);
+  RNNLAB_CHECK(c.check(1, RNNLAB_BOOL, {T, B}, true) && c.check(2, c.f, {B, H}) &&
+               c.check(3, c.f, {T, B, H}) && c.check(4, c.f, {T, B, 2 * H}) &&
+               c.check(5, c.f, {T, B, H}) && c.check(6, c.f, {T, B, H}) &&
+               c.check(7, c.f, {3 * H, H}) && c.check(8, c.f, {T, B, 3 * H}) &&
+               c.check(9, c.f, {T, B, H}) && c.check(10, c.f, {T, B}, true) &&
+               c.check(11, c.f, {B, H}));
+  return c.f == RNNLAB_F32 ? gru_backward_call<float>(c, T, B, H, threads)
+                           : gru_backward_call<double>(c, T, B, H, threads);
+}
+
+// outer: d (K, M), u (K, N), out (M, N): out = Σ_k d[k]ᵀ u[k], or out += with flags = 1. d's
+// and u's rows may lie further apart than their length (column slices).
+extern "C" int rnnlab_outer(const rnnlab_array* a, int n, int flags, int threads,
+                            rnnlab_error* err) {
+  Args c{a, n, err};
+  RNNLAB_CHECK(c.count(3) && c.floating(0) && c.check(0, c.f, {kAny, kAny}, false, true));
+  const int64_t K = c.size(0, 0), M = c.size(0, 1);
+  RNNLAB_CHECK(c.check(1, c.f, {K, kAny}, false, true));
+  const int64_t N = c.size(1, 1);
+  RNNLAB_CHECK(c.check(2, c.f, {M, N}));
+  if (c.f == RNNLAB_F32)
+    outer<float>(M, N, K, c.p<float>(0), c.row_stride(0), c.p<float>(1), c.row_stride(1),
+                 c.p<float>(2), flags & 1, threads);
+  else
+    outer<double>(M, N, K, c.p<double>(0), c.row_stride(0), c.p<double>(1), c.row_stride(1),
+                  c.p<double>(2), flags & 1, threads);
+  return RNNLAB_OK;
+}
+
+// matmul: a (M, K), b (K, N), bt? (N, K, given where N < 16 <= K), out (M, N): out = a · b.
+// a's and b's rows may lie further apart than their length.
+extern "C" int rnnlab_matmul(const rnnlab_array* a, int n, int, int threads, rnnlab_error* err) {
+  Args c{a, n, err};
+  RNNLAB_CHECK(c.count(4) && c.floating(0) && c.check(0, c.f, {kAny, kAny}, false, true));
+  const int64_t M = c.size(0, 0), K = c.size(0, 1);
+  RNNLAB_CHECK(c.check(1, c.f, {K, kAny}, false, true));
+  const int64_t N = c.size(1, 1);
+  RNNLAB_CHECK(c.check(2, c.f, {N, K}, !(N < 16 && K >= 16)) && c.check(3, c.f, {M, N}));
+  if (c.f == RNNLAB_F32)
+    matmul<float>(M, N, K, c.p<float>(0), c.row_stride(0), c.p<float>(1), c.row_stride(1),
+                  c.a[2].dtype ? c.p<float>(2) : nullptr, c.p<float>(3), threads);
+  else
+    matmul<double>(M, N, K, c.p<double>(0), c.row_stride(0), c.p<double>(1), c.row_stride(1),
+                   c.a[2].dtype ? c.p<double>(2) : nullptr, c.p<double>(3), threads);
+  return RNNLAB_OK;
+}

@@ -10,15 +10,19 @@ and a kernel launch per step and direction.
 
 The file is plain C++ (no torch headers): built with the system C++ compiler (``$CXX``, else
 ``g++``) on first use in about a second, cached by its source, the compiler and the CPU
-(``$RNNLAB_NATIVE_CACHE``, else ``~/.cache/rnnlab/native``), loaded with ctypes. A cell uses it
-where it compiles (``compile`` on, ``RNNLAB_COMPILE``), its tensors are float32 or float64 on the
-CPU and autocast is off; ``RNNLAB_NATIVE=0`` turns it off, and then, or where a build fails (one
-warning per process, and recorded: ``base.note_fallback``), the per-step backend runs.
-Everything around the loops (input projection, parameter gradients, the saved tensors' layout) is
-recurrence.py's, so the two paths agree to rounding: tests/test_cells_native.py holds them to
-it. Where a layer's loops run here, the sequence-level products (the input projection and its
-gradients, projection.py; the weight gradients, recurrence.py) use the same GEMM
-(:func:`matmul`, :func:`outer_sum`).
+(``$RNNLAB_NATIVE_CACHE``, else ``~/.cache/rnnlab/native``), loaded with ctypes. Its boundary is
+typed: each entry takes its arrays as descriptors (data, element type, shape, strides), named
+here (:data:`ENTRIES`) and checked on both sides; a mismatch raises one line naming the
+argument (:class:`BoundaryError`) instead of reading or writing outside an array.
+
+A cell's loops run here where its equations have a kernel, its tensors are float32 or float64
+on the CPU and autocast is off, whether or not its steps compile: ``RNNLAB_NATIVE=0`` is the one
+switch. Then, or where a build fails (one warning per process, and recorded:
+``base.note_fallback``), the per-step backend runs. Everything around the loops (input
+projection, parameter gradients, the saved tensors' layout) is recurrence.py's, so the two paths
+agree to rounding: tests/test_cells_native.py holds them to it. Where a layer's loops run here,
+the sequence-level products (the input projection and its gradients, projection.py; the weight
+gradients, recurrence.py) use the same GEMM (:func:`matmul`, :func:`outer_sum`).
 
 Only torch is imported here.
 """
@@ -30,6 +34,7 @@ import functools
 import hashlib
 import os
 import shutil
+import struct
 import subprocess
 import tempfile
 import warnings
@@ -50,7 +55,7 @@ SOURCE = Path(__file__).resolve().parent.parent / "native_loops.cpp"
 # must still produce inf and NaN where the per-step path does
 FLAGS = ("-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-fPIC", "-shared")
 LIBS = ("-lmvec", "-lm")
-_SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
+_FLOATS = (torch.float32, torch.float64)
 
 
 def native_enabled() -> bool:
@@ -111,10 +116,113 @@ def _build() -> Path:
     return out
 
 
-_I, _P = ctypes.c_int, ctypes.c_void_p
-_SIGNATURES = {  # entry -> number of pointer arguments between (steps, batch, hidden) and threads
-    "lstm_forward": 13, "lstm_backward": 13, "gru_forward": 10, "gru_backward": 12,
+# ---- the typed boundary (native_loops.cpp, "the C ABI") ---------------------------------------
+# Each entry takes its arrays as descriptors (data, element type, shape, strides) in the order
+# below, named here; "?" marks one that may be absent. Both sides check: here, that each is a
+# CPU tensor of a type the loops take (and the call's arguments are exactly these names); there,
+# every shape and stride against the sizes the first arguments fix. A mismatch raises one line
+# naming the argument.
+ENTRIES = {
+    "lstm_forward": ("gi", "mask?", "h0", "w_hh", "b_ih", "b_hh", "hseq", "cbuf", "i", "f", "g",
+                     "o", "tc"),
+    "lstm_backward": ("dy", "mask?", "cbuf", "i", "f", "g", "o", "tc", "w_hh", "dgi", "norms?",
+                      "dh", "dc"),
+    "gru_forward": ("gi", "mask?", "h0", "w_hh", "b_ih", "b_hh", "hseq", "g", "n", "ghn"),
+    "gru_backward": ("dy", "mask?", "h0", "hseq", "g", "n", "ghn", "w_hh", "dgi", "dghn",
+                     "norms?", "dh"),
+    "outer": ("d", "u", "out"),
+    "matmul": ("a", "b", "bt?", "out"),
 }
+ABI = 2  # native_loops.cpp's RNNLAB_ABI
+_CODES = {torch.float32: 1, torch.float64: 2, torch.bool: 3, torch.uint8: 3}
+_TYPE_NAMES = {0: "absent", 1: "float32", 2: "float64", 3: "bool"}
+_WHAT = {  # native_loops.cpp's RNNLAB_WHAT_*: (got, expected, dim) -> the words
+    2: lambda g, e, d: "is missing",
+    3: lambda g, e, d: f"is {_TYPE_NAMES.get(g, g)}, expected {_TYPE_NAMES.get(e, e)}",
+    4: lambda g, e, d: f"has {g} dimensions, expected {e}",
+    5: lambda g, e, d: f"has size {g} in dimension {d}, expected {e}",
+    6: lambda g, e, d: f"has stride {g} in dimension {d}, expected {e} (not contiguous)",
+    7: lambda g, e, d: f"has rows {g} elements apart, expected at least {e}",
+    8: lambda g, e, d: f"has size {g} in dimension {d}, more than {e}",
+}
+_DESCRIPTOR = "Pii4q4q"  # struct rnnlab_array: data, dtype, ndim, shape[4], strides[4]
+
+
+class _Error(ctypes.Structure):  # struct rnnlab_error
+    _fields_ = [("arg", ctypes.c_int32), ("what", ctypes.c_int32), ("dim", ctypes.c_int32),
+                ("got", ctypes.c_int64), ("expected", ctypes.c_int64)]
+
+
+class BoundaryError(ValueError):
+    """An argument of a native entry that does not match what the loops assume."""
+
+
+_PAD = [(0,) * (4 - n) for n in range(5)]
+
+
+def _describe(t: Tensor | None, name: str, entry: str) -> tuple:
+    """The values of one ``struct rnnlab_array`` for ``t`` (``name`` in ``entry``'s list)."""
+    if t is None:
+        if not name.endswith("?"):
+            raise BoundaryError(f"rnnlab.cells.backends.native: {entry}: argument {name!r} is "
+                                "missing")
+        return (0,) * 11
+    code, shape = _CODES.get(t.dtype), t.shape
+    if code is None or not t.is_cpu or len(shape) > 4:
+        raise BoundaryError(
+            f"rnnlab.cells.backends.native: {entry}: argument {name.rstrip('?')!r} is a "
+            f"{t.dim()}-d {t.dtype} tensor on {t.device}, expected float32, float64 or bool on "
+            "the CPU, at most 4-d")
+    pad = _PAD[len(shape)]
+    return (t.data_ptr(), code, len(shape), *shape, *pad, *t.stride(), *pad)
+
+
+@functools.cache
+def _keys(entry: str) -> dict[str, str]:
+    """``entry``'s keyword names -> their names in :data:`ENTRIES`, in its order."""
+    return {n.rstrip("?"): n for n in ENTRIES[entry]}
+
+
+@functools.cache
+def _layout(n: int) -> struct.Struct:
+    return struct.Struct("@" + _DESCRIPTOR * n)
+
+
+def _call(entry: str, flags: int = 0, **arrays: Tensor | None) -> None:
+    """Call the native entry ``entry`` with its arrays by name (:data:`ENTRIES`) and ``flags``;
+    the threads share the batch's rows (or the product's): torch's intra-op thread count."""
+    names = ENTRIES[entry]
+    keys = _keys(entry)
+    if arrays.keys() != keys.keys():
+        raise TypeError(f"rnnlab.cells.backends.native: {entry} takes "
+                        f"{', '.join(names)}; got {', '.join(arrays)}")
+    values = []
+    for key, name in keys.items():
+        values.extend(_describe(arrays[key], name, entry))
+    layout = _layout(len(names))
+    descriptors = ctypes.create_string_buffer(layout.size)
+    layout.pack_into(descriptors, 0, *values)
+    err = _Error()
+    rc = getattr(library(), f"rnnlab_{entry}")(descriptors, len(names), flags,
+                                               torch.get_num_threads(), ctypes.byref(err))
+    if rc == 1:
+        raise MemoryError(f"rnnlab.cells.backends.native: {entry} could not allocate its work "
+                          "memory")
+    if rc:
+        raise BoundaryError(_mismatch(entry, rc, err))
+
+
+def _mismatch(entry: str, rc: int, err: _Error) -> str:
+    """The one line for a nonzero return code other than 1 (native_loops.cpp's RNNLAB_BAD_*)."""
+    names = ENTRIES[entry]
+    where = f"rnnlab.cells.backends.native: {entry}"
+    if rc != 2:
+        return f"{where} returned {rc}"
+    if err.what == 1:  # RNNLAB_WHAT_COUNT
+        return f"{where} got {err.got} arguments, the library expects {err.expected}"
+    name = names[err.arg].rstrip("?") if 0 <= err.arg < len(names) else f"#{err.arg}"
+    words = _WHAT.get(err.what, lambda g, e, d: f"does not match (code {err.what})")
+    return f"{where}: argument {name!r} {words(err.got, err.expected, err.dim)}"
 
 
 _FAILURE: list[str] = []  # why the library is not there (one line), once library() said None
@@ -126,14 +234,14 @@ def library() -> ctypes.CDLL | None:
     _FAILURE.clear()
     try:
         lib = ctypes.CDLL(str(_build()))
-        for sfx in _SUFFIX.values():
-            for name, n in _SIGNATURES.items():
-                fn = getattr(lib, f"{name}_{sfx}")
-                fn.argtypes = [_I, _I, _I, *([_P] * n), _I]
-                fn.restype = _I
-            # (M, N, K, A, lda, B, ldb, C, [accumulate,] threads)
-            getattr(lib, f"outer_{sfx}").argtypes = [_I, _I, _I, _P, _I, _P, _I, _P, _I, _I]
-            getattr(lib, f"matmul_{sfx}").argtypes = [_I, _I, _I, _P, _I, _P, _I, _P, _P, _I]
+        abi = lib.rnnlab_abi_version()
+        if abi != ABI:
+            raise RuntimeError(f"the library's boundary is version {abi}, this module's {ABI}")
+        for entry in ENTRIES:
+            fn = getattr(lib, f"rnnlab_{entry}")
+            fn.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_int,
+                           ctypes.POINTER(_Error)]
+            fn.restype = ctypes.c_int
         return lib
     except Exception as err:  # noqa: BLE001  (no compiler, no libmvec, an unwritable disk)
         text = str(err).strip().splitlines()
@@ -143,17 +251,6 @@ def library() -> ctypes.CDLL | None:
             f"{text[0][:200] if text else ''}); the per-step graphs run instead (slower)",
             RuntimeWarning, stacklevel=2)
         return None
-
-
-def _ptr(t: Tensor | None):
-    return None if t is None else t.data_ptr()
-
-
-def _call(entry: str, dtype: torch.dtype, steps: int, batch: int, hidden: int, *tensors) -> None:
-    fn = getattr(library(), f"{entry}_{_SUFFIX[dtype]}")
-    # the threads share the batch's rows (at least 4 each): torch's intra-op thread count
-    if fn(steps, batch, hidden, *(_ptr(t) for t in tensors), torch.get_num_threads()):
-        raise MemoryError(f"rnnlab.cells.native: {entry} could not allocate its work memory")
 
 
 def _rows(t: Tensor) -> Tensor | None:
@@ -168,7 +265,7 @@ def _rows(t: Tensor) -> Tensor | None:
 
 def _gemm_ready(*tensors: Tensor) -> bool:
     dtype = tensors[0].dtype
-    return (dtype in _SUFFIX and all(t.dtype == dtype and t.device.type == "cpu" for t in tensors)
+    return (dtype in _FLOATS and all(t.dtype == dtype and t.device.type == "cpu" for t in tensors)
             and library() is not None)
 
 
@@ -184,13 +281,10 @@ def outer_sum(d: Tensor, u: Tensor, out: Tensor | None = None) -> Tensor | None:
     d2, u2 = _rows(d), _rows(u)
     if d2 is None or u2 is None or d2.shape[0] != u2.shape[0]:
         return None
-    M, N = d2.shape[1], u2.shape[1]
     acc = out is not None
     if out is None:
-        out = d2.new_empty(M, N)
-    getattr(library(), f"outer_{_SUFFIX[d.dtype]}")(
-        M, N, d2.shape[0], d2.data_ptr(), d2.stride(0), u2.data_ptr(), u2.stride(0),
-        out.data_ptr(), int(acc), torch.get_num_threads())
+        out = d2.new_empty(d2.shape[1], u2.shape[1])
+    _call("outer", int(acc), d=d2, u=u2, out=out)
     return out
 
 
@@ -203,14 +297,10 @@ def matmul(a: Tensor, b: Tensor) -> Tensor | None:
     a2 = _rows(a)
     if a2 is None:
         return None
-    M, K, N = a2.shape[0], a2.shape[1], b.shape[1]
-    narrow = N < 16 <= K
-    bt = b.t().contiguous() if narrow else None  # read by rows: dot products along K
-    b = b if narrow else b.contiguous()
-    out = a2.new_empty(M, N)
-    getattr(library(), f"matmul_{_SUFFIX[a.dtype]}")(
-        M, N, K, a2.data_ptr(), a2.stride(0), b.data_ptr(), b.stride(0),
-        None if bt is None else bt.data_ptr(), out.data_ptr(), torch.get_num_threads())
+    K, N = a2.shape[1], b.shape[1]
+    bt = b.t().contiguous() if N < 16 <= K else None  # read by rows: dot products along K
+    out = a2.new_empty(a2.shape[0], N)
+    _call("matmul", a=a2, b=b.contiguous(), bt=bt, out=out)
     return out.view(*a.shape[:-1], N)
 
 
@@ -242,8 +332,9 @@ class _LSTM:
         cbuf[0].copy_(c0)
         stacks = [h0.new_empty(steps, batch, hidden) for _ in range(5)]
         w_hh, b_ih, b_hh = (p.contiguous() for p in params[:3])
-        _call("lstm_forward", gi.dtype, steps, batch, hidden, gi, _mask_bytes(mask),
-              h0.contiguous(), w_hh, b_ih, b_hh, hseq, cbuf, *stacks)
+        i, f, g, o, tc = stacks
+        _call("lstm_forward", gi=gi, mask=_mask_bytes(mask), h0=h0.contiguous(), w_hh=w_hh,
+              b_ih=b_ih, b_hh=b_hh, hseq=hseq, cbuf=cbuf, i=i, f=f, g=g, o=o, tc=tc)
         return [hbuf, cbuf], stacks
 
     @staticmethod
@@ -252,8 +343,10 @@ class _LSTM:
         dh, dc = (d.clone(memory_format=torch.contiguous_format) for d in dstate)
         dgi = dout.new_empty(steps, batch, 4 * hidden)
         norms = dout.new_empty(steps, batch) if record else None
-        _call("lstm_backward", dout.dtype, steps, batch, hidden, dout.contiguous(),
-              _mask_bytes(mask), buffers[1], *stacks, params[0].contiguous(), dgi, norms, dh, dc)
+        i, f, g, o, tc = stacks
+        _call("lstm_backward", dy=dout.contiguous(), mask=_mask_bytes(mask), cbuf=buffers[1],
+              i=i, f=f, g=g, o=o, tc=tc, w_hh=params[0].contiguous(), dgi=dgi, norms=norms,
+              dh=dh, dc=dc)
         return dgi, norms, (dh, dc), ()
 
 
@@ -270,8 +363,9 @@ class _GRU:
         stacks = [h0.new_empty(steps, batch, 2 * hidden), h0.new_empty(steps, batch, hidden),
                   h0.new_empty(steps, batch, hidden)]
         w_hh, b_ih, b_hh = (p.contiguous() for p in params[:3])
-        _call("gru_forward", gi.dtype, steps, batch, hidden, gi, _mask_bytes(mask),
-              h0.contiguous(), w_hh, b_ih, b_hh, hseq, *stacks)
+        g, n, ghn = stacks
+        _call("gru_forward", gi=gi, mask=_mask_bytes(mask), h0=h0.contiguous(), w_hh=w_hh,
+              b_ih=b_ih, b_hh=b_hh, hseq=hseq, g=g, n=n, ghn=ghn)
         return [hbuf], stacks
 
     @staticmethod
@@ -283,8 +377,10 @@ class _GRU:
         dgi = dout.new_empty(steps, batch, 3 * hidden)
         dghn = dout.new_empty(steps, batch, hidden)
         norms = dout.new_empty(steps, batch) if record else None
-        _call("gru_backward", dout.dtype, steps, batch, hidden, dout.contiguous(),
-              _mask_bytes(mask), h0, hseq, *stacks, params[0].contiguous(), dgi, dghn, norms, dh)
+        g, n, ghn = stacks
+        _call("gru_backward", dy=dout.contiguous(), mask=_mask_bytes(mask), h0=h0, hseq=hseq,
+              g=g, n=n, ghn=ghn, w_hh=params[0].contiguous(), dgi=dgi, dghn=dghn, norms=norms,
+              dh=dh)
         return dgi, norms, (dh,), (dghn,)
 
 
@@ -293,13 +389,13 @@ KERNELS = {"lstm": _LSTM, "gru": _GRU}
 
 def native_applies(name: str | None, compile: bool, x: Tensor, tensors=()) -> bool:
     """Whether the native loops compute a call: ``name`` (a Recurrence's ``native``) names a
-    kernel, compile on, RNNLAB_NATIVE on, ``x`` and every one of ``tensors`` float32 or float64
-    on the CPU and of one dtype, autocast off. (Whether the library could be built is
-    :meth:`Native.unavailable`'s.) A Recurrence names a kernel only where its equations take no
-    per-step inputs."""
-    if name is None or not compile or x.device.type != "cpu":
+    kernel, RNNLAB_NATIVE on (whatever ``compile``), ``x`` and every one of ``tensors`` float32
+    or float64 on the CPU and of one dtype, autocast off. (Whether the library could be built
+    is :meth:`Native.unavailable`'s.) A Recurrence names a kernel only where its equations take
+    no per-step inputs."""
+    if name is None or x.device.type != "cpu":
         return False
-    if x.dtype not in _SUFFIX or torch.is_autocast_enabled("cpu"):
+    if x.dtype not in _FLOATS or torch.is_autocast_enabled("cpu"):
         return False
     if any(t.dtype != x.dtype or t.device.type != "cpu" for t in tensors):
         return False
