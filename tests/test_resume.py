@@ -128,7 +128,8 @@ def test_killed_before_and_after_its_first_checkpoint_a_run_stays_one_wandb_run(
     runs = [read_offline_run(p) for p in find_offline_runs(run)]
     assert len(runs) == 2 and {r.run_id for r in runs} == {first_id}
     assert runs[-1].exit_code == 0
-    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt",
+                                                                     "previous.ckpt"]
     assert tracking.read_results(run)["steps"] == 32
 
 

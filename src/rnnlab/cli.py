@@ -43,8 +43,11 @@ def main():
         print(help_text([a for a in sys.argv[1:] if a not in HELP_FLAGS]))
         return 0
     try:
-        sys.argv[1:] = resume_argv(sys.argv[1:])
+        argv, restart = _restart_requested(sys.argv[1:])
+        sys.argv[1:] = resume_argv(argv)
         _refuse_dir_in_use(sys.argv[1:])
+        if restart:
+            start_over_unreadable(Path(_resume_target(argv)).expanduser())
     except ResumeError as error:
         print(f"rnnlab-train: error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -79,6 +82,8 @@ def help_text(overrides: list[str]) -> str:
         "  rnnlab-train -m model=rnn,gru,lstm seed=0,1,2        a sweep (comma lists)",
         "  rnnlab-train -m experiment=<preset>                  a paper's comparison",
         "  rnnlab-train resume=<run dir or sweep dir>           continue what was stopped",
+        "  rnnlab-train resume=<dir> restart=true               ... starting over the runs whose "
+        "checkpoints cannot be read",
         "  rnnlab-train [overrides] --help                      this page, for those overrides",
         "",
         "Config groups (group=option):",
@@ -109,6 +114,69 @@ def help_text(overrides: list[str]) -> str:
     lines += ["", f"{title}; every key can be set with key=value:", "",
               OmegaConf.to_yaml(cfg, resolve=False).rstrip()]
     return "\n".join(lines)
+
+
+RESTART_KEY = "restart"
+
+
+def _resume_target(argv: list[str]) -> str | None:
+    given = [a.split("=", 1)[1] for a in argv if a.startswith(f"{RESUME_KEY}=")]
+    return given[0] if given else None
+
+
+def _restart_requested(argv: list[str]) -> tuple[list[str], bool]:
+    """``argv`` without ``restart=true|false`` (a word of ``resume=`` only), and whether it asks
+    to start over the runs whose checkpoints cannot be read."""
+    given = [a for a in argv if a.startswith(f"{RESTART_KEY}=")]
+    if not given or _resume_target(argv) is None:
+        return argv, False
+    value = given[-1].split("=", 1)[1].strip().lower()
+    if value not in ("true", "false"):
+        raise ResumeError(f"restart={value!r} is not one of true, false")
+    return [a for a in argv if a not in given], value == "true"
+
+
+def start_over_unreadable(target: Path) -> None:
+    """``resume=<dir> restart=true``: each unfinished run of ``target`` (a run dir, or the job
+    dirs of a sweep dir) whose last.ckpt cannot be read and has no readable previous.ckpt loses
+    both, so it starts over from step 0 (a run with a readable one resumes as usual).
+    ResumeError when no run needed it: restart=true never discards a readable checkpoint."""
+    import json
+
+    from rnnlab.dirlock import hold
+    from rnnlab.untrusted import CorruptCheckpoint, load_checkpoint
+
+    runs = [target] if (target / ".hydra" / "hydra.yaml").is_file() else sorted(
+        p for p in target.iterdir() if (p / ".hydra" / "hydra.yaml").is_file())
+    started_over = []
+    for run in runs:
+        try:
+            status = json.loads((run / "results.json").read_text()).get("status")
+        except (OSError, ValueError, AttributeError):
+            status = None
+        last = run / "checkpoints" / "last.ckpt"
+        if status in ("completed", "diverged") or not last.is_file():
+            continue
+        readable = False
+        for path in (last, last.with_name("previous.ckpt")):
+            try:
+                load_checkpoint(path)  # UntrustedContent: refused, nothing removed
+                readable = True
+                break
+            except (CorruptCheckpoint, FileNotFoundError):
+                continue
+        if readable:
+            continue
+        with hold(run):
+            for path in (last, last.with_name("previous.ckpt")):
+                path.unlink(missing_ok=True)
+        started_over.append(run)
+        print(f"rnnlab-train: restart=true: {last} cannot be read: {run} starts over",
+              file=sys.stderr)
+    if not started_over:
+        raise ResumeError(f"restart=true: every unfinished run of {target} has a readable "
+                          "checkpoint (restart=true starts over only those that have none); "
+                          "leave it out to resume")
 
 
 def _refuse_dir_in_use(argv: list[str]) -> None:

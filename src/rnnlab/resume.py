@@ -35,9 +35,12 @@ from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
 from rnnlab.atomic import atomic_open, atomic_path
 from rnnlab.errors import ResumeError
-from rnnlab.untrusted import allow_checkpoint_types, load_checkpoint
+from rnnlab.untrusted import CorruptCheckpoint, allow_checkpoint_types, load_checkpoint
 
 CHECKPOINT = Path("checkpoints") / "last.ckpt"
+# The last.ckpt before the current one, kept when a good last.ckpt is replaced: where a run whose
+# last.ckpt was damaged (truncated, emptied, overwritten) resumes from instead.
+PREVIOUS = Path("checkpoints") / "previous.ckpt"
 # Lightning restores fits and tests with torch.load(weights_only=True): it may read what rnnlab's
 # checkpoints hold beyond tensors (registered here, where spawned DDP workers import it too).
 allow_checkpoint_types()
@@ -53,16 +56,67 @@ def checkpoint_step(path: str | os.PathLike) -> int:
 
 
 def read_checkpoints(path: str | os.PathLike) -> dict[str, Any]:
-    """The checkpoint at ``path``, after reading every checkpoint beside it (best.ckpt, which a
-    resumed run's test loads): weights only (rnnlab.untrusted), so one that holds anything else
-    is refused (UntrustedContent) and a damaged one is CorruptCheckpoint, before a run uses
-    them."""
+    """The checkpoint at ``path`` (last.ckpt), after reading every checkpoint beside it
+    (best.ckpt, which a resumed run's test loads): weights only (rnnlab.untrusted), so one that
+    holds anything else is refused (UntrustedContent) and a damaged one is CorruptCheckpoint,
+    before a run uses them. A damaged last.ckpt is replaced by previous.ckpt when that one is
+    good (one line says so); otherwise CorruptCheckpoint says how to start the run over."""
     path = Path(path)
-    checkpoint = load_checkpoint(path)
+    try:
+        checkpoint = load_checkpoint(path)
+    except CorruptCheckpoint as error:
+        checkpoint = _previous_instead(path, error)
     for other in sorted(path.parent.glob("*.ckpt")):
-        if other != path:
+        if other not in (path, path.with_name(PREVIOUS.name)):  # previous: read when it is used
             load_checkpoint(other)
+    _known_good[path.resolve()] = _stamp(path)
     return checkpoint
+
+
+# last.ckpt files this process wrote or read whole, by (inode, size, mtime): only such a file is
+# kept as previous.ckpt when it is replaced (one damaged since is not)
+_known_good: dict[Path, tuple[int, int, int] | None] = {}
+
+
+def _stamp(path: Path) -> tuple[int, int, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_ino, stat.st_size, stat.st_mtime_ns
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    """``target`` (atomically) with the content of ``source``: a hard link, else a copy."""
+    with atomic_path(target) as tmp:
+        try:
+            os.link(source, tmp)
+        except OSError:
+            shutil.copyfile(source, tmp)
+
+
+def _previous_instead(last: Path, error: CorruptCheckpoint) -> dict[str, Any]:
+    """previous.ckpt's state, put in place of the damaged last.ckpt; CorruptCheckpoint (one
+    line, naming how to start over) when there is no good previous.ckpt."""
+    from rnnlab.tracking import say
+
+    previous = last.with_name(PREVIOUS.name)
+    state = None
+    if previous.is_file():
+        try:
+            state = load_checkpoint(previous)  # UntrustedContent: refused, as for last.ckpt
+        except CorruptCheckpoint:
+            state = None
+    run_dir = last.parent.parent
+    if state is None:
+        raise CorruptCheckpoint(
+            f"{error} and {'previous.ckpt is too' if previous.is_file() else 'no previous.ckpt'}"
+            f" was kept: rnnlab-train resume={run_dir} restart=true starts the run over "
+            "(from step 0)")
+    say(f"rnnlab-train: {error}: resuming from {PREVIOUS} (step "
+        f"{int(state.get('global_step', 0))}), the checkpoint before it")
+    _link_or_copy(previous, last)
+    return state
 
 
 def check_checkpoint_fits(path: str | os.PathLike, module: torch.nn.Module,
@@ -120,8 +174,15 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     file in place)."""
 
     def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
+        path = Path(path).resolve()
         with atomic_path(path) as tmp:
             super().save_checkpoint(checkpoint, tmp, storage_options)
+            # the last.ckpt being replaced stays as previous.ckpt, if it is one known whole
+            if path.name == CHECKPOINT.name and _known_good.get(path) is not None \
+                    and _known_good[path] == _stamp(path):
+                _link_or_copy(path, path.with_name(PREVIOUS.name))
+        if path.name == CHECKPOINT.name:
+            _known_good[path] = _stamp(path)
 
 
 # --------------------------------------------------------------------------------- CSV log

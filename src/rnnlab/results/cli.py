@@ -39,8 +39,12 @@ def _load(prog: str, args) -> tuple:
         runs = load_runs(args.paths)
     except FileNotFoundError as error:
         raise SystemExit(f"{prog}: error: {error}") from None
+    skipped = len(runs.attrs.get("skipped", []))
+    if skipped:  # each was named on its own line as it was skipped
+        print(f"{prog}: warning: {skipped} unreadable results.json skipped", file=sys.stderr)
     if runs.empty:
-        raise SystemExit(f"{prog}: error: no results.json under {' '.join(args.paths)}")
+        raise SystemExit(f"{prog}: error: no {'readable ' if skipped else ''}results.json under "
+                         f"{' '.join(args.paths)}")
     try:
         table = aggregate(runs, metrics=args.metric)
     except (KeyError, ValueError) as error:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -100,16 +101,27 @@ def load_runs(paths: Iterable[str | Path]) -> pd.DataFrame:
     ``num_params``, ``hidden_size``, ``steps``, ``wall_time_s``, ``overrides`` (list),
     ``reference`` (the preset's published numbers), every config key dotted (``model.cell``,
     ``data.seq_len``, ``optimizer.lr``, ...) and every metric (``test/loss``, ``val/loss_best``,
-    ``baseline/loss``, ...). A run that lacks a key has NaN/None there.
+    ``baseline/loss``, ...). A run that lacks a key has NaN/None there. A results.json that
+    cannot be read is skipped with a warning naming it, and listed in ``frame.attrs["skipped"]``.
     """
-    rows, config_keys = [], {}
+    rows, config_keys, skipped = [], {}, []
     for path in find_results(paths):
-        row = run_record(path)
+        try:
+            row = run_record(path)
+        except (OSError, ValueError, TypeError, AttributeError) as error:
+            # one damaged results.json (truncated, not JSON, not a record) does not stop the
+            # others: it is named, skipped and counted (frame.attrs["skipped"])
+            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            print(f"warning: skipped {path}: not a readable results.json ({reason})",
+                  file=sys.stderr)
+            skipped.append(str(path))
+            continue
         config_keys.update(dict.fromkeys(row.pop("_config_keys")))
         rows.append(row)
     frame = pd.DataFrame(rows)
     # Which columns are settings (metric names such as "lr-Adam" need not carry a slash).
     frame.attrs["config_keys"] = list(config_keys)
+    frame.attrs["skipped"] = skipped
     for column in RUN_COLUMNS:
         if column not in frame:
             frame[column] = pd.Series(dtype=object)
