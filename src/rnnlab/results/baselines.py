@@ -368,13 +368,19 @@ BASELINES = {"timeseries": forecast_baselines, "sentiment": text_baselines,
              "music": music_baselines, "seqmnist": pixel_baselines}
 
 
-def baselines_for(data_config: dict) -> list[dict[str, Any]] | None:
+def baselines_for(data_config: dict, source: str = "results.json's config.data"
+                  ) -> list[dict[str, Any]] | None:
     """The baselines of a run's data config (results.json's ``config.data``), or None for a
-    task that has none here (the synthetic tasks carry their own baseline/loss)."""
+    task that has none here (the synthetic tasks carry their own baseline/loss). The config is
+    a run's record, untrusted: one naming code outside rnnlab's config groups is refused
+    (rnnlab.untrusted.UntrustedContent) before anything is instantiated."""
     from hydra.utils import instantiate
+
+    from rnnlab import untrusted
 
     name = data_config.get("name")
     if name not in BASELINES:
         return None
+    untrusted.check_config({"data": data_config}, source)
     dm = instantiate({k: v for k, v in data_config.items()})
     return BASELINES[name](dm)
