@@ -256,9 +256,14 @@ def test_inf_and_nan_come_out_as_on_the_per_step_path():
             assert torch.equal(got[key].isinf(), want[key].isinf()), (cls.__name__, key)
 
 
-def test_a_failed_build_warns_once_is_recorded_and_the_per_step_path_runs(monkeypatch, tmp_path):
+@pytest.mark.parametrize("cxx,words,reason", [
+    ("no-such-compiler", "cannot be built here (no C++ compiler", "platform unsupported: no C++"),
+    ("false", "building the native time loops failed (RuntimeError: ", "build failed: Runtime"),
+], ids=["no_compiler", "compiler_fails"])
+def test_a_failed_build_warns_once_is_recorded_and_the_per_step_path_runs(cxx, words, reason,
+                                                                            monkeypatch, tmp_path):
     monkeypatch.setenv("RNNLAB_NATIVE_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
+    monkeypatch.setenv("CXX", str(tmp_path / cxx) if cxx == "no-such-compiler" else cxx)
     native.library.cache_clear()
     mark = backends.mark()
     try:
@@ -270,7 +275,7 @@ def test_a_failed_build_warns_once_is_recorded_and_the_per_step_path_runs(monkey
             _run(ours, x, None)
         msgs = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
         assert len(msgs) == 1 and "native time loops" in msgs[0] and "\n" not in msgs[0]
-        assert "no-such-compiler" in msgs[0]
+        assert words in msgs[0] and cxx in msgs[0]
         want = _run(ref, x, None, native=False)
         for key in want:
             torch.testing.assert_close(got[key], want[key], rtol=1e-12, atol=1e-12)
@@ -278,7 +283,92 @@ def test_a_failed_build_warns_once_is_recorded_and_the_per_step_path_runs(monkey
         used = backends.used(mark)
         assert used["step/eager"] == 3 and "native" not in used  # 2 runs of ours, 1 of ref
         assert list(used["fallbacks"]) == ["native"]
-        assert "no-such-compiler" in used["fallbacks"]["native"]
+        assert used["fallbacks"]["native"].startswith(reason) and cxx in used["fallbacks"]["native"]
+    finally:
+        native.library.cache_clear()
+
+
+def test_the_platform_is_checked_before_a_build(monkeypatch, tmp_path):
+    """Not Linux, not x86-64/aarch64, no compiler: refused in one line (warned once, recorded)
+    without running a compiler; glibc's version decides which vector math the build calls."""
+    calls = []
+    monkeypatch.setattr(native.subprocess, "run", lambda *a, **kw: calls.append(a))
+    monkeypatch.setenv("RNNLAB_NATIVE_CACHE", str(tmp_path))
+    for patch, value, words in [("_system", lambda: "darwin", "darwin is not supported"),
+                                ("_machine", lambda: "riscv64", "riscv64 is not a supported")]:
+        with monkeypatch.context() as m:
+            m.setattr(native, patch, value)
+            native.library.cache_clear()
+            with pytest.warns(RuntimeWarning, match=f"cannot be built here \\({words}"):
+                assert native.library() is None
+            assert native.Native().unavailable().startswith(f"platform unsupported: {words}")
+    native.library.cache_clear()
+    assert calls == [] and not any(tmp_path.iterdir())
+
+    def plan(glibc, machine="x86_64"):
+        with monkeypatch.context() as m:
+            m.setattr(native, "_glibc", lambda: glibc)
+            m.setattr(native, "_machine", lambda: machine)
+            p = native.build_plan()
+        return [f for f in p.flags if f.startswith("-D")], p.libs
+
+    vector = ["-DRNNLAB_VECTOR_EXP=1", "-DRNNLAB_VECTOR_TANH=1"]
+    assert plan((2, 36)) == (vector, ("-lmvec", "-lm"))
+    assert plan((2, 31)) == (["-DRNNLAB_VECTOR_EXP=1", "-DRNNLAB_VECTOR_TANH=0"], ("-lmvec", "-lm"))
+    scalar = (["-DRNNLAB_VECTOR_EXP=0", "-DRNNLAB_VECTOR_TANH=0"], ("-lm",))
+    assert plan(None) == plan((2, 36), "aarch64") == scalar  # musl; aarch64: scalar math
+    monkeypatch.setenv("RNNLAB_NATIVE_TARGET", "x86-64-v3")
+    assert "-march=x86-64-v3" in native.build_plan().flags
+
+
+_V3 = {"avx", "avx2", "fma", "bmi1", "bmi2", "f16c", "movbe"}  # x86-64-v3's (with LZCNT, XSAVE)
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((set(ln.split(":", 1)[1].split()) for ln in f if ln.startswith("flags")),
+                        set())
+    except OSError:
+        return set()
+
+
+@pytest.mark.skipif(native._machine() not in ("x86_64", "amd64") or not _V3 <= _cpu_flags(),
+                    reason="builds for x86-64-v3: needs an x86-64 CPU with AVX2 and FMA")
+@pytest.mark.parametrize("glibc", [None, (2, 31)], ids=["this_glibc", "glibc_2.31"])
+def test_the_loops_built_for_avx2_equal_the_per_step_path(glibc, monkeypatch, tmp_path):
+    """The path most users' CPUs take: the loops built for x86-64-v3 (AVX2, FMA; not AVX-512),
+    their 6x2 tile of 32-byte vectors, against the per-step path; and, as on a glibc older than
+    2.35, without libmvec's vector tanh (the library must not name it: it would not load)."""
+    monkeypatch.setenv("RNNLAB_NATIVE_TARGET", "x86-64-v3")
+    monkeypatch.setenv("RNNLAB_NATIVE_CACHE", str(tmp_path))
+    if glibc is not None:
+        monkeypatch.setattr(native, "_glibc", lambda: glibc)
+    native.library.cache_clear()
+    try:
+        built = native.built_for()
+        assert built is not None
+        assert built.startswith("isa=avx2 vector=32 tile=6x2 vector_exp=1"), built
+        assert built.endswith(f"vector_tanh={0 if glibc else 1}"), built
+        (lib,) = tmp_path.iterdir()  # its own key: the target is in it
+        code = lib.read_bytes()
+        assert b"_ZGVeN16v_" not in code  # no AVX-512 variant of anything
+        # AVX2's vector tanh only where glibc has it (without it the gate loops, which call
+        # tanh, run scalar: no vector exp either)
+        assert (b"_ZGVdN8v_tanhf" in code) == (b"_ZGVdN8v_expf" in code) == (glibc is None)
+        seen = _calls(monkeypatch)
+        # 13 rows: tiles of 6, 6 and 1; H = 20: 2-vector, 1-vector and scalar columns
+        for cls, dtype in [(LSTM, F32), (GRU, F32), (LSTM, F64), (GRU, F64)]:
+            ours, ref = _pair(cls, {}, 3, 20, 2, dtype)
+            gen = torch.Generator().manual_seed(4)
+            x = torch.randn(6, 13, 3, generator=gen, dtype=dtype)
+            lengths = torch.randint(1, 7, (13,), generator=gen)
+            got, want = _run(ours, x, lengths), _run(ref, x, lengths, native=False)
+            tol = {"rtol": 1e-12, "atol": 1e-12} if dtype is F64 else {"rtol": 2e-5, "atol": 2e-6}
+            for key in want:
+                torch.testing.assert_close(got[key], want[key], **tol, msg=key)
+        assert seen == {"lstm_forward": 4, "lstm_backward": 4, "gru_forward": 4,
+                        "gru_backward": 4}
     finally:
         native.library.cache_clear()
 
@@ -299,6 +389,8 @@ def test_the_build_is_cached_by_source_and_written_whole(monkeypatch, tmp_path):
     monkeypatch.setattr(native.subprocess, "run", spy)
     assert native._build() == built
     assert all("--version" in c for c in calls)  # asked the compiler its version, built nothing
+    monkeypatch.setenv("RNNLAB_NATIVE_TARGET", "x86-64-v3")  # another target: another library
+    assert native._key(native.build_plan()) != built.stem.removeprefix("native_loops_")
 
 
 @pytest.mark.parametrize("kind", ["gru", "lstm"])

@@ -28,13 +28,59 @@
 
 // glibc's vector math library (libmvec) has SIMD versions of these; declared "simd" so that the
 // compiler calls them on whole vectors (glibc only declares them so under -ffast-math, which
-// would also assume no inf or NaN: a diverging run must still produce them)
+// would also assume no inf or NaN: a diverging run must still produce them). Only where the
+// build says libmvec has them (native.py's platform check): x86-64 glibc >= 2.22 for exp, >= 2.35
+// for tanh (an older glibc has no _ZGVdN8v_tanhf: the library would not load); else scalar.
+#ifndef RNNLAB_VECTOR_EXP
+#define RNNLAB_VECTOR_EXP 0
+#endif
+#ifndef RNNLAB_VECTOR_TANH
+#define RNNLAB_VECTOR_TANH 0
+#endif
+#if RNNLAB_VECTOR_EXP
+#define RNNLAB_SIMD_EXP simd("notinbranch"),
+#else
+#define RNNLAB_SIMD_EXP
+#endif
+#if RNNLAB_VECTOR_TANH
+#define RNNLAB_SIMD_TANH simd("notinbranch"),
+#else
+#define RNNLAB_SIMD_TANH
+#endif
 extern "C" {
-float expf(float) __attribute__((simd("notinbranch"), nothrow, const));
-float tanhf(float) __attribute__((simd("notinbranch"), nothrow, const));
-double exp(double) __attribute__((simd("notinbranch"), nothrow, const));
-double tanh(double) __attribute__((simd("notinbranch"), nothrow, const));
+float expf(float) __attribute__((RNNLAB_SIMD_EXP nothrow, const));
+float tanhf(float) __attribute__((RNNLAB_SIMD_TANH nothrow, const));
+double exp(double) __attribute__((RNNLAB_SIMD_EXP nothrow, const));
+double tanh(double) __attribute__((RNNLAB_SIMD_TANH nothrow, const));
 }
+
+// The register tile of the GEMM, per instruction set: MR rows × 2 vectors of RNNLAB_VECTOR
+// bytes, 2·MR accumulators + 2 vectors of B + 1 broadcast within the register file.
+//   AVX-512: 64-byte vectors, 8 × 2 (16 accumulators of 32 zmm registers; the fastest of 4×2 ...
+//            8×2 measured, 55-58 GFMA/s on one core of the EPYC this was written on)
+//   AVX/AVX2: 32-byte vectors, 6 × 2 (12 accumulators + 3 of 16 ymm registers: 8 × 2 of 64-byte
+//            vectors would be 32 registers' worth of accumulators and spill)
+//   SSE2 (x86-64's baseline): 16-byte vectors, 6 × 2 (16 xmm registers)
+//   aarch64 (NEON): 16-byte vectors, 8 × 2 (32 registers)
+#if defined(__AVX512F__)
+#define RNNLAB_VECTOR 64
+#define RNNLAB_MR 8
+#define RNNLAB_ISA "avx512"
+#elif defined(__AVX__)
+#define RNNLAB_VECTOR 32
+#define RNNLAB_MR 6
+#define RNNLAB_ISA "avx2"
+#elif defined(__aarch64__)
+#define RNNLAB_VECTOR 16
+#define RNNLAB_MR 8
+#define RNNLAB_ISA "neon"
+#else
+#define RNNLAB_VECTOR 16
+#define RNNLAB_MR 6
+#define RNNLAB_ISA "sse2"
+#endif
+#define RNNLAB_STR2(x) #x
+#define RNNLAB_STR(x) RNNLAB_STR2(x)
 
 namespace {
 
@@ -46,8 +92,8 @@ inline double tanh_(double x) { return tanh(x); }
 template <class T> inline T sigmoid_(T x) { return T(1) / (T(1) + exp_(-x)); }
 
 template <class T> struct Vec {
-  static constexpr int L = 64 / sizeof(T);  // one 512-bit register (two 256-bit ones on AVX2)
-  typedef T v __attribute__((vector_size(64), aligned(sizeof(T))));  // unaligned loads/stores
+  static constexpr int L = RNNLAB_VECTOR / sizeof(T);  // one vector register
+  typedef T v __attribute__((vector_size(RNNLAB_VECTOR), aligned(sizeof(T))));  // unaligned
 };
 
 // One MR × (NV vectors) tile of C = A · B (or C += A · B), accumulated in registers over all K.
@@ -79,14 +125,15 @@ inline void tile(int K, const T* A, int64_t ars, int64_t aks, const T* B, int ld
     }
 }
 
-// One column block of NV vectors of C: its rows in tiles of 8, then 4, then 1. Every element
-// is the same sum over k in the same order whatever its tile, so the split changes no bit.
+// One column block of NV vectors of C: its rows in tiles of RNNLAB_MR, then 4, then 1. Every
+// element is the same sum over k in the same order whatever its tile, so the split changes no bit.
 template <class T, int NV>
 inline void row_tiles(int M, int K, const T* A, int64_t ars, int64_t aks, const T* B, int ldb,
                       T* C, int ldc, bool accumulate) {
   int i = 0;
-  for (; i + 8 <= M; i += 8)
-    tile<T, 8, NV>(K, A + i * ars, ars, aks, B, ldb, C + (int64_t)i * ldc, ldc, accumulate);
+  for (; i + RNNLAB_MR <= M; i += RNNLAB_MR)
+    tile<T, RNNLAB_MR, NV>(K, A + i * ars, ars, aks, B, ldb, C + (int64_t)i * ldc, ldc,
+                           accumulate);
   for (; i + 4 <= M; i += 4)
     tile<T, 4, NV>(K, A + i * ars, ars, aks, B, ldb, C + (int64_t)i * ldc, ldc, accumulate);
   for (; i < M; ++i)
@@ -94,8 +141,7 @@ inline void row_tiles(int M, int K, const T* A, int64_t ars, int64_t aks, const 
 }
 
 // C = A · B   (M×K times K×N, row-major with leading dimensions), or C += A · B (accumulate).
-// Register tiles of 8 rows × 2 vectors (16 accumulators: the fastest of 4×2 ... 8×2 measured at
-// these sizes, 55-58 GFMA/s on one core of the EPYC this was written on); B's K × 2-vector panel
+// Register tiles of RNNLAB_MR rows × 2 vectors (see RNNLAB_MR above); B's K × 2-vector panel
 // stays in L1 across the rows. Then 1-vector columns, a scalar remainder.
 template <class T>
 void gemm_strided(int M, int N, int K, const T* A, int64_t ars, int64_t aks, const T* B, int ldb,
@@ -144,12 +190,12 @@ template <class T> inline void freeze_rows(const uint8_t* m, int B, int H, const
 }
 
 // Run fn(b0, b1) on up to `threads` slices of the B rows (multiples of R rows, at least R per
-// thread: 4, a GEMM tile of the time loops; 8, the weight gradients' full tile) in an OpenMP team;
-// 0 if every slice returned 0. OpenMP, not threads of
-// our own: torch's CPU build runs its intra-op work on libgomp, the same runtime this library
-// links (one libgomp.so.1 per process), so the team is torch's own pool, awake right after the
-// ops before it; a second pool would fight torch's spinning workers for the cores (measured: the
-// 2-thread LSTM loops 1.3 ms alone, 2.5 ms with std::thread beside torch's pool).
+// thread: 4, a GEMM tile of the time loops; RNNLAB_MR, the weight gradients' full tile) in an
+// OpenMP team; 0 if every slice returned 0. OpenMP, not threads of our own: torch's CPU build
+// runs its intra-op work on libgomp, the same runtime this library links (one libgomp.so.1 per
+// process), so the team is torch's own pool, awake right after the ops before it; a second pool
+// would fight torch's spinning workers for the cores (measured: the 2-thread LSTM loops 1.3 ms
+// alone, 2.5 ms with std::thread beside torch's pool).
 template <int R = 4, class F> int parallel_rows(int B, int threads, F fn) {
   int n = threads < 1 ? 1 : threads;
   if (n > B / R) n = B / R > 0 ? B / R : 1;
@@ -403,7 +449,7 @@ template <class T>
 void outer(int M, int N, int K, const T* A, int lda, const T* B, int ldb, T* C, bool accumulate,
            int threads) {
   constexpr int KC = 128;
-  parallel_rows<8>(M, threads, [&](int m0, int m1) {
+  parallel_rows<RNNLAB_MR>(M, threads, [&](int m0, int m1) {
     int k0 = 0;
     do {  // at least once: K = 0 still writes C (zeros, or C as it was)
       const int kc = K - k0 < KC ? K - k0 : KC;
@@ -523,7 +569,8 @@ struct Args {
       return fail(i, RNNLAB_WHAT_NDIM, -1, x.ndim, (int64_t)shape.size());
     int d = 0;
     for (int64_t want : shape) {
-      if (want != kAny && x.shape[d] != want) return fail(i, RNNLAB_WHAT_SHAPE, d, x.shape[d], want);
+      if (want != kAny && x.shape[d] != want)
+        return fail(i, RNNLAB_WHAT_SHAPE, d, x.shape[d], want);
       if (x.shape[d] > INT32_MAX) return fail(i, RNNLAB_WHAT_TOO_LARGE, d, x.shape[d], INT32_MAX);
       ++d;
     }
@@ -544,7 +591,9 @@ struct Args {
   template <class T> T* p(int i) const { return (T*)a[i].data; }
   const uint8_t* mask(int i) const { return a[i].dtype == RNNLAB_ABSENT ? nullptr : p<uint8_t>(i); }
   int64_t size(int i, int d) const { return a[i].shape[d]; }
-  int row_stride(int i) const { return a[i].shape[0] > 1 ? (int)a[i].strides[0] : (int)a[i].shape[1]; }
+  int row_stride(int i) const {  // a matrix's leading dimension (any, for a single row)
+    return a[i].shape[0] > 1 ? (int)a[i].strides[0] : (int)a[i].shape[1];
+  }
 };
 
 inline int status(int rc) { return rc ? RNNLAB_NO_MEMORY : RNNLAB_OK; }
@@ -600,6 +649,13 @@ template <class T> int gru_backward_call(const Args& c, int s, int B, int h, int
 }  // namespace
 
 extern "C" int rnnlab_abi_version() { return RNNLAB_ABI; }
+
+// what this build is: the instruction set its tile was chosen for, the tile, the vector math
+extern "C" const char* rnnlab_target() {
+  return "isa=" RNNLAB_ISA " vector=" RNNLAB_STR(RNNLAB_VECTOR) " tile=" RNNLAB_STR(RNNLAB_MR)
+         "x2 vector_exp=" RNNLAB_STR(RNNLAB_VECTOR_EXP) " vector_tanh=" RNNLAB_STR(
+             RNNLAB_VECTOR_TANH);
+}
 
 extern "C" int rnnlab_lstm_forward(const rnnlab_array* a, int n, int, int threads,
                                    rnnlab_error* err) {

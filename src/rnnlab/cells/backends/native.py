@@ -9,8 +9,13 @@ one register-tiled GEMM and one pass over the gates with no call in between, whi
 and a kernel launch per step and direction.
 
 The file is plain C++ (no torch headers): built with the system C++ compiler (``$CXX``, else
-``g++``) on first use in about a second, cached by its source, the compiler and the CPU
-(``$RNNLAB_NATIVE_CACHE``, else ``~/.cache/rnnlab/native``), loaded with ctypes. Its boundary is
+``g++``) on first use in about 2 CPU-seconds (torch.utils.cpp_extension would take some 35:
+the torch headers), for ``-march=$RNNLAB_NATIVE_TARGET`` (else ``native``), cached by its
+source, the compiler, the flags and, for ``native``, the CPU (``$RNNLAB_NATIVE_CACHE``, else
+``~/.cache/rnnlab/native``), loaded with ctypes. The platform is checked before a build is
+attempted (:func:`build_plan`: Linux on x86-64 or aarch64 with a compiler; glibc's version
+decides the vector math), and the GEMM's register tile is chosen for the instruction set the
+build targets (AVX-512, AVX2, SSE2, NEON: native_loops.cpp). Its boundary is
 typed: each entry takes its arrays as descriptors (data, element type, shape, strides), named
 here (:data:`ENTRIES`) and checked on both sides; a mismatch raises one line naming the
 argument (:class:`BoundaryError`) instead of reading or writing outside an array.
@@ -33,11 +38,14 @@ import ctypes
 import functools
 import hashlib
 import os
+import platform
 import shutil
 import struct
 import subprocess
+import sys
 import tempfile
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -46,15 +54,16 @@ from torch import Tensor
 from ..compile_cache import env_flag
 from .base import Backend
 
-__all__ = ["KERNELS", "Native", "library", "matmul", "native_applies", "native_enabled",
-           "outer_sum"]
+__all__ = ["KERNELS", "BoundaryError", "BuildPlan", "Native", "Unsupported", "build_plan",
+           "built_for", "library", "matmul", "native_applies", "native_enabled", "outer_sum"]
 
 # beside the cells (the wheel's package data: cells/*.cpp)
 SOURCE = Path(__file__).resolve().parent.parent / "native_loops.cpp"
 # -fno-math-errno lets the loops call glibc's vector exp / tanh; no -ffast-math: a diverging run
 # must still produce inf and NaN where the per-step path does
-FLAGS = ("-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-fPIC", "-shared")
-LIBS = ("-lmvec", "-lm")
+FLAGS = ("-O3", "-fopenmp", "-fno-math-errno", "-fPIC", "-shared")
+# glibc's libmvec on x86-64 has the vector exp/expf from 2.22, tanh/tanhf from 2.35
+VECTOR_EXP_GLIBC, VECTOR_TANH_GLIBC = (2, 22), (2, 35)
 _FLOATS = (torch.float32, torch.float64)
 
 
@@ -78,19 +87,86 @@ def _cpu_key() -> str:
             lines = [ln for ln in f if ln.startswith(("model name", "flags"))]
         return "".join(sorted(set(lines)))
     except OSError:
-        import platform
-
         return platform.machine() + platform.processor()
 
 
-def _build() -> Path:
+class Unsupported(RuntimeError):
+    """This platform cannot build the native loops (found before any build is attempted)."""
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    """How the loops are built here: the compiler, the target instruction set (``-march``), the
+    flags and the libraries (:func:`build_plan`)."""
+
+    cxx: str
+    target: str
+    flags: tuple[str, ...]
+    libs: tuple[str, ...]
+
+    def command(self, out: str) -> list[str]:
+        return [self.cxx, *self.flags, "-o", out, str(SOURCE), *self.libs]
+
+
+def _system() -> str:
+    return sys.platform
+
+
+def _machine() -> str:
+    return platform.machine().lower()
+
+
+def _glibc() -> tuple[int, int] | None:
+    """glibc's version, or None (another C library: musl, ...)."""
+    try:
+        text = os.confstr("CS_GNU_LIBC_VERSION") or ""  # "glibc 2.36"
+    except (AttributeError, ValueError, OSError):
+        return None
+    name, _, version = text.partition(" ")
+    parts = version.split(".")
+    if name != "glibc" or len(parts) < 2 or not all(p.isdigit() for p in parts[:2]):
+        return None
+    return int(parts[0]), int(parts[1])
+
+
+def build_plan() -> BuildPlan:
+    """The build for this platform, checked before anything is built; :class:`Unsupported`
+    (one line) where there is none: not Linux, not x86-64 or aarch64, no compiler (``$CXX``,
+    else ``g++``). The target is ``$RNNLAB_NATIVE_TARGET`` (a ``-march`` value), else
+    ``native``: the instruction set picks the GEMM's register tile (native_loops.cpp). glibc's
+    vector exp and tanh (libmvec) are called where its version has them for x86-64 (exp from
+    2.22, tanh from 2.35: an AVX2 build on an older glibc would link ``_ZGVdN8v_tanhf`` and not
+    load); elsewhere (aarch64, another C library) the scalar functions, and then the gate loops,
+    which call tanh, run scalar (slower, the same equations)."""
+    system, machine = _system(), _machine()
+    if not system.startswith("linux"):
+        raise Unsupported(f"{system} is not supported: the loops are built on Linux, with GCC")
+    if machine not in ("x86_64", "amd64", "aarch64", "arm64"):
+        raise Unsupported(f"{machine} is not a supported architecture: x86-64, aarch64")
     cxx = os.environ.get("CXX", "").strip() or "g++"
     if shutil.which(cxx) is None:
-        raise RuntimeError(f"no C++ compiler {cxx!r} on PATH")
-    version = subprocess.run([cxx, "--version"], capture_output=True, text=True).stdout
-    key = hashlib.sha256("\0".join(
-        [SOURCE.read_text(), cxx, version, *FLAGS, *LIBS, _cpu_key()]).encode()).hexdigest()[:20]
-    out = _cache_dir() / f"native_loops_{key}.so"
+        raise Unsupported(f"no C++ compiler {cxx!r} on PATH")
+    target = os.environ.get("RNNLAB_NATIVE_TARGET", "").strip() or "native"
+    glibc = _glibc() if machine in ("x86_64", "amd64") else None
+    vexp = glibc is not None and glibc >= VECTOR_EXP_GLIBC
+    vtanh = glibc is not None and glibc >= VECTOR_TANH_GLIBC
+    flags = (*FLAGS, f"-march={target}", f"-DRNNLAB_VECTOR_EXP={int(vexp)}",
+             f"-DRNNLAB_VECTOR_TANH={int(vtanh)}")
+    return BuildPlan(cxx, target, flags, ("-lmvec", "-lm") if vexp or vtanh else ("-lm",))
+
+
+def _key(plan: BuildPlan) -> str:
+    """The library's name in the cache: the source, the compiler (and its version), the flags
+    (the target among them), the libraries and, for ``-march=native``, the CPU."""
+    version = subprocess.run([plan.cxx, "--version"], capture_output=True, text=True).stdout
+    cpu = _cpu_key() if plan.target == "native" else ""
+    return hashlib.sha256("\0".join([SOURCE.read_text(), plan.cxx, version, *plan.flags,
+                                     *plan.libs, cpu]).encode()).hexdigest()[:20]
+
+
+def _build(plan: BuildPlan | None = None) -> Path:
+    plan = plan or build_plan()
+    out = _cache_dir() / f"native_loops_{_key(plan)}.so"
     if out.exists():
         return out
     try:
@@ -105,10 +181,9 @@ def _build() -> Path:
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=tmp_dir)
     os.close(fd)
     try:
-        proc = subprocess.run([cxx, *FLAGS, "-o", tmp, str(SOURCE), *LIBS],
-                              capture_output=True, text=True)
+        proc = subprocess.run(plan.command(tmp), capture_output=True, text=True)
         if proc.returncode:
-            raise RuntimeError(f"{cxx} failed: {(proc.stderr or proc.stdout).strip()[:300]}")
+            raise RuntimeError(f"{plan.cxx} failed: {(proc.stderr or proc.stdout).strip()[:300]}")
         os.replace(tmp, out)
     finally:
         if os.path.exists(tmp):
@@ -228,12 +303,36 @@ def _mismatch(entry: str, rc: int, err: _Error) -> str:
 _FAILURE: list[str] = []  # why the library is not there (one line), once library() said None
 
 
+def _unavailable(kind: str, err: Exception) -> None:
+    text = str(err).strip().splitlines()
+    line = text[0][:200] if text else ""
+    _FAILURE.append(f"{kind}: {line}" if isinstance(err, Unsupported)
+                    else f"{kind}: {type(err).__name__}: {line}")
+    if isinstance(err, Unsupported):
+        message = (f"rnnlab.cells: the native time loops cannot be built here ({line}); the "
+                   "per-step graphs run instead (slower)")
+    else:
+        message = (f"rnnlab.cells: building the native time loops failed ({type(err).__name__}: "
+                   f"{line}); the per-step graphs run instead (slower)")
+    warnings.warn(message, RuntimeWarning, stacklevel=3)
+
+
 @functools.cache
 def library() -> ctypes.CDLL | None:
-    """The built library, or None (with one warning) where it cannot be built or loaded."""
+    """The built library, or None (with one warning, and the reason kept for the record:
+    :meth:`Native.unavailable`) where the platform cannot build it (:func:`build_plan`), the
+    build fails or the library does not load."""
     _FAILURE.clear()
     try:
-        lib = ctypes.CDLL(str(_build()))
+        plan = build_plan()
+    except Unsupported as err:
+        return _unavailable("platform unsupported", err)
+    try:
+        path = _build(plan)
+    except Exception as err:  # noqa: BLE001  (a compiler error, an unwritable disk)
+        return _unavailable("build failed", err)
+    try:
+        lib = ctypes.CDLL(str(path))
         abi = lib.rnnlab_abi_version()
         if abi != ABI:
             raise RuntimeError(f"the library's boundary is version {abi}, this module's {ABI}")
@@ -242,15 +341,17 @@ def library() -> ctypes.CDLL | None:
             fn.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_int,
                            ctypes.POINTER(_Error)]
             fn.restype = ctypes.c_int
+        lib.rnnlab_target.restype = ctypes.c_char_p
         return lib
-    except Exception as err:  # noqa: BLE001  (no compiler, no libmvec, an unwritable disk)
-        text = str(err).strip().splitlines()
-        _FAILURE.append(f"{type(err).__name__}: {text[0][:200] if text else ''}")
-        warnings.warn(
-            f"rnnlab.cells: building the native time loops failed ({type(err).__name__}: "
-            f"{text[0][:200] if text else ''}); the per-step graphs run instead (slower)",
-            RuntimeWarning, stacklevel=2)
-        return None
+    except Exception as err:  # noqa: BLE001  (a missing symbol of libmvec, another ABI)
+        return _unavailable("load failed", err)
+
+
+def built_for() -> str | None:
+    """What the loaded library was built for: ``"isa=avx2 vector=32 tile=6x2 vector_exp=1
+    vector_tanh=1"`` (native_loops.cpp's ``rnnlab_target``), or None where there is none."""
+    lib = library()
+    return None if lib is None else lib.rnnlab_target().decode()
 
 
 def _rows(t: Tensor) -> Tensor | None:
@@ -416,7 +517,7 @@ class Native(Backend):
     def unavailable(self) -> str | None:
         if library() is not None:
             return None
-        return f"the build failed ({_FAILURE[0] if _FAILURE else 'unknown'})"
+        return _FAILURE[0] if _FAILURE else "unavailable"
 
     def forward(self, rec, compile, gi, mask, inputs, state0, params):
         buffers, stacks = KERNELS[rec.native].forward(gi, mask, state0, params)
