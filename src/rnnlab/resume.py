@@ -17,6 +17,7 @@ rerun on its sweep dir, a requeued SLURM job -- it continues from it, in the sam
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import re
@@ -303,6 +304,53 @@ class RunState(Callback):
                 epoch_start=state["loader"]["epoch_start"], now=state["loader"]["now"])
 
 
+# ------------------------------------------------------------------------ SIGTERM, SIGINT
+class Stopped(BaseException):
+    """The run was stopped by SIGTERM or SIGINT: its resumable state is on disk (last.ckpt, where
+    it got to one) and no results.json is written; rnnlab-train exits 128 + the signal's number
+    (143, 130) after one status line. A BaseException, so that nothing records it as a failure."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = int(signum)
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+STOP_SIGNALS = ("SIGTERM", "SIGINT")
+
+
+def _raise_stopped(signum, frame) -> None:
+    raise Stopped(signum)
+
+
+@contextlib.contextmanager
+def stop_on_signals():
+    """While a run works: SIGTERM and SIGINT raise :class:`Stopped` (outside training, at once;
+    in training :class:`MidEpochCheckpoint` defers them to the next batch start and saves
+    last.ckpt there first). Lightning's own SIGTERM handling (which ends ``fit`` with a
+    SystemExit that exits 0) never sees them. Only in the main thread; the handlers before are
+    put back."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = {}
+    for name in STOP_SIGNALS:
+        number = getattr(signal, name)
+        before[number] = signal.signal(number, _raise_stopped)
+    try:
+        yield
+    finally:
+        for number, handler in before.items():
+            signal.signal(number, handler)
+
+
 # ----------------------------------------------------------------- checkpoints inside epochs
 class MidEpochCheckpoint(Callback):
     """last.ckpt inside long epochs: every ``minutes`` of training, and at once when a scheduler
@@ -330,6 +378,8 @@ class MidEpochCheckpoint(Callback):
         self.seconds = None if minutes is None else 60.0 * minutes
         self._wrapped: dict[int, Any] = {}
         self._pending: int | None = None  # a deferred warning's signal number
+        self._stop: int | None = None  # a deferred SIGTERM / SIGINT
+        self._stop_handlers: dict[int, Any] = {}
         self._last = 0.0
         self._saving = False
 
@@ -343,12 +393,20 @@ class MidEpochCheckpoint(Callback):
             if callable(handler):
                 self._wrapped[number] = handler
                 signal.signal(number, self._defer)
+        for name in STOP_SIGNALS:  # stopped at the next batch start, after saving last.ckpt
+            number = getattr(signal, name)
+            self._stop_handlers[number] = signal.signal(number, self._defer_stop)
 
     def _defer(self, signum, frame) -> None:
         self._pending = signum
 
+    def _defer_stop(self, signum, frame) -> None:
+        if self._stop is not None:  # a second one: at once
+            raise Stopped(signum)
+        self._stop = signum
+
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        due = self._pending is not None or (
+        due = self._pending is not None or self._stop is not None or (
             self.seconds is not None and time.monotonic() - self._last >= self.seconds)
         if trainer.world_size > 1:  # every rank saves, or none (saving is collective)
             due = trainer.strategy.broadcast(due, src=0)
@@ -360,6 +418,8 @@ class MidEpochCheckpoint(Callback):
         finally:
             self._saving = False
         self._last = time.monotonic()
+        if self._stop is not None:
+            raise Stopped(self._stop)
         if self._pending is not None:
             from rnnlab.tracking import say
 
@@ -387,9 +447,20 @@ class MidEpochCheckpoint(Callback):
             signal.signal(number, handler)
         self._wrapped, self._pending = {}, None
 
+    def _restore_stop(self) -> None:
+        for number, handler in self._stop_handlers.items():
+            signal.signal(number, handler)
+        self._stop_handlers = {}
+
     def on_train_end(self, trainer, pl_module) -> None:
         # A warning that came after the last batch is the scheduler's to handle now.
         self._hand_over()
+        self._restore_stop()
+        if self._stop is not None:  # after the last batch: last.ckpt is the final validation's
+            stop, self._stop = self._stop, None
+            raise Stopped(stop)
 
     def on_exception(self, trainer, pl_module, exception) -> None:
         self._restore()
+        self._restore_stop()
+        self._stop = None

@@ -45,6 +45,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         stack.callback(rundir.release, output_dir)
         stack.enter_context(tracking.temp_files_in(output_dir))
         stack.enter_context(tracking.lightning_lines_in_run_log())
+        stack.enter_context(resume.stop_on_signals())  # SIGTERM, SIGINT: resume.Stopped
         try:
             return _run(cfg)
         finally:
@@ -94,6 +95,9 @@ def _run(cfg: DictConfig) -> dict[str, Any]:
     try:
         log_run_metadata(trainer, cfg, task, record.commit)
         _fit_and_test(cfg, datamodule, task, trainer, checkpoint, final_metrics)
+    except resume.Stopped as stopped:  # unfinished: no results.json; last.ckpt resumes it
+        tracking.finish_wandb(exit_code=stopped.exit_code)
+        raise
     except Exception as error:  # recorded in results.json, then re-raised (unless diverged)
         results = record.ended(task, trainer, final_metrics, error)
         if results["status"] == "diverged":
@@ -160,13 +164,42 @@ def _refuse(error: ConfigError):
     raise SystemExit(2) from None
 
 
+def _stopped(stopped: resume.Stopped, output_dir: Path):
+    """The one status line of a run stopped by SIGTERM / SIGINT, then exit 128 + its number
+    (a sweep stops too: its finished jobs are kept, resume= continues the others)."""
+    checkpoint = resume.last_checkpoint(output_dir)
+    where = (f"{output_dir} is unfinished, {resume.CHECKPOINT} at step "
+             f"{resume.checkpoint_step(checkpoint)}" if checkpoint is not None else
+             f"{output_dir} stopped before its first checkpoint")
+    if distributed.rank() == 0:
+        tracking.say(f"rnnlab-train: stopped by {stopped.name}: {where}; rnnlab-train "
+                     f"resume={output_dir} continues it")
+    raise SystemExit(stopped.exit_code) from None
+
+
+def _failed(error: Exception, output_dir: Path):
+    """A single run that failed: its traceback into train.log, one status line, exit 1."""
+    import traceback
+
+    log = output_dir / "train.log"
+    if log.parent.is_dir():
+        with log.open("a") as handle:
+            traceback.print_exception(error, file=handle)
+    if distributed.rank() == 0:
+        tracking.say(f"rnnlab-train: failed: {type(error).__name__}: {one_line(error)} "
+                     f"(traceback in {log})")
+    raise SystemExit(1) from None
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def hydra_main(cfg: DictConfig) -> float | None:
     try:
         results = run(cfg)
+    except resume.Stopped as stopped:
+        _stopped(stopped, Path(cfg.paths.output_dir))
     except Exception as error:
         if not in_multirun():
-            raise
+            _failed(error, Path(cfg.paths.output_dir))
         # run() has recorded the failure in results.json; the sweep goes on with the next job
         # and its summary lists this one (the sweep then exits non-zero).
         results = tracking.read_results(cfg.paths.output_dir) if (
