@@ -56,6 +56,11 @@ def test_the_cli_refuses_a_bad_plan_with_exit_2_and_one_line(tmp_path, capsys):
     assert len(err) == 1 and err[0].startswith("rnnlab-compare: error:")
 
 
+def test_an_unknown_arm_is_refused_in_one_line(tmp_path, capsys):
+    assert main([str(_plan(tmp_path, BASE)), "--arm", "lstm", "--dry-run"]) == 2
+    assert "--arm lstm: no such arm (arms: gru)" in capsys.readouterr().err
+
+
 def test_default_seeds_are_disjoint_and_outside_the_presets_range(tmp_path):
     plan = load_plan(_plan(tmp_path, BASE))
     assert plan.tune_seeds == [100, 101] and plan.eval_seeds == list(range(1000, 1010))

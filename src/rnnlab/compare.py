@@ -88,6 +88,7 @@ class Plan:
     headline: str | None = None
     jobs: int = 2
     out: Path = Path("logs/compare")
+    partial: bool = False  # only some arms run here (--arm): the record is not written
 
     @property
     def dir(self) -> Path:
@@ -556,7 +557,7 @@ def run(plan: Plan, dry_run: bool = False, out=None) -> dict[str, Any]:
                            f"{tuning['pick']['why']}")
                 arm_entry["eval"] = evaluate(runner, arm, condition, base,
                                              tuning["pick"]["config"])
-            if not dry_run:
+            if not dry_run and not plan.partial:
                 write_json_atomic(plan.dir / "compare.json", record)
     return record
 
@@ -581,6 +582,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="where the runs go (default: the plan's out)")
     parser.add_argument("--jobs", type=int, help="parallel jobs (default: the plan's)")
     parser.add_argument("--dry-run", action="store_true", help="print the stages only")
+    parser.add_argument("--arm", action="append",
+                        help="run only this arm (repeatable; e.g. to spread arms over "
+                             "machines); compare.json is written only by a run of every arm")
     parser.add_argument("--table", action="store_true",
                         help="print the table from the finished runs; run nothing")
     parser.add_argument("--docs", action="store_true",
@@ -591,6 +595,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         plan = load_plan(args.plan, args.out)
+        if args.arm:
+            names = [a.name for a in plan.arms]
+            unknown = [a for a in args.arm if a not in names]
+            if unknown:
+                raise CompareError(f"--arm {unknown[0]}: no such arm (arms: {', '.join(names)})")
+            plan.arms = [a for a in plan.arms if a.name in args.arm]
+            plan.partial = len(plan.arms) < len(names)
         if args.jobs is not None:
             if args.jobs < 1:
                 raise CompareError(f"--jobs must be >= 1, got {args.jobs}")
@@ -605,6 +616,10 @@ def main(argv: list[str] | None = None) -> int:
         else:
             record = run(plan, dry_run=args.dry_run)
         if args.dry_run:
+            return 0
+        if plan.partial:
+            print(f"[compare] arms {', '.join(a.name for a in plan.arms)} done; a run of every "
+                  f"arm (rnnlab-compare {args.plan}) writes the record and the table")
             return 0
         from rnnlab.compare_table import summary_markdown, write_summary
 
