@@ -221,13 +221,15 @@ def test_resume_argv_restores_the_recorded_command_line(tmp_path):
         "    task: [model=lstm, seed=3]\n")
     argv = resume_argv([f"resume={tmp_path}", "trainer.max_epochs=20"])
     assert argv == ["model=lstm", "seed=3", "hydra/launcher=basic",
-                    f"hydra.run.dir={tmp_path.resolve()}", "trainer.max_epochs=20"]
+                    f"hydra.run.dir={tmp_path.resolve()}", "hydra.output_subdir=null",
+                    "trainer.max_epochs=20"]
     assert resume_argv(["model=gru"]) == ["model=gru"]
     # a run recorded before monitor became {metric, mode}
     (tmp_path / ".hydra" / "hydra.yaml").write_text(
         "hydra:\n  overrides:\n    hydra: []\n    task: [monitor=val/acc, model=gru]\n")
     assert resume_argv([f"resume={tmp_path}"]) == ["monitor.metric=val/acc", "model=gru",
-                                                   f"hydra.run.dir={tmp_path.resolve()}"]
+                                                   f"hydra.run.dir={tmp_path.resolve()}",
+                                                   "hydra.output_subdir=null"]
 
 
 def test_csv_truncation_keeps_the_header_and_the_first_rows(tmp_path):

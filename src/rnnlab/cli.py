@@ -223,7 +223,14 @@ def resume_argv(argv: list[str]) -> list[str]:
                           "neither .hydra/hydra.yaml nor multirun.yaml)")
     task, hydra = _saved_overrides(saved)
     _refuse_untrusted_checkpoints(target)
-    return [*task, *hydra, f"hydra.run.dir={target.resolve()}", *extra]
+    # Hydra leaves the run's .hydra/ as it is (it would rewrite it before the run could refuse
+    # or keep anything): the run records there what an accepted resume changed
+    # (rnnlab.train._record_resume), and a refused or kept one writes nothing.
+    return [*task, *hydra, f"hydra.run.dir={target.resolve()}", RESUME_MARK, *extra]
+
+
+# The override resume= of a run dir adds: Hydra writes no .hydra/ for it.
+RESUME_MARK = "hydra.output_subdir=null"
 
 
 def _refuse_untrusted_checkpoints(run_dir: Path) -> None:
@@ -264,7 +271,7 @@ def _saved_overrides(path: Path) -> tuple[list[str], list[str]]:
         raise ResumeError(f"resume: {path} cannot be read ({one_line(error)})") from None
     hydra = [o for o in saved.hydra
              if o.split("=", 1)[0].lstrip("+~") not in ("hydra.mode", "hydra.run.dir",
-                                                        "hydra.sweep.dir")]
+                                                        "hydra.sweep.dir", "hydra.output_subdir")]
     return [_renamed(o) for o in saved.task], hydra
 
 

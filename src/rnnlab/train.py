@@ -90,6 +90,8 @@ def _run(cfg: DictConfig) -> dict[str, Any]:
             rundir.remove_if_empty_run_dir(output_dir)
         _refuse(error)
 
+    if distributed.rank() == 0:
+        _record_resume(cfg, output_dir)
     record.training_starts()
     final_metrics: dict[str, float] = {}
     try:
@@ -128,6 +130,63 @@ def _trains_on(finished: dict[str, Any], cfg: DictConfig, output_dir: Path) -> b
     tracking.say(f"rnnlab-train: {output_dir} completed after {finished.get('steps')} steps: "
                  f"training on to {budget}")
     return True
+
+
+def _override_key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def _record_resume(cfg: DictConfig, output_dir: Path) -> None:
+    """``resume=<run dir>`` with settings of its own, accepted (it trains): the run's .hydra/
+    (config.yaml, overrides.yaml, hydra.yaml, which Hydra left as they were for a resume) now
+    say what it runs with, so a later plain ``resume=`` replays them, and .hydra/resumes.yaml
+    keeps what each resume changed and what it was before. A resume that changes nothing, is
+    refused or keeps a finished run leaves .hydra/ as it was."""
+    import datetime
+
+    import yaml
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    from rnnlab.atomic import atomic_open
+    from rnnlab.cli import RESUME_MARK
+
+    saved = output_dir / ".hydra"
+    try:
+        hydra_cfg = HydraConfig.get()
+    except ValueError:  # not under Hydra (the Python API)
+        return
+    if hydra_cfg.output_subdir is not None or not (saved / "hydra.yaml").is_file():
+        return
+    listed = saved / "overrides.yaml"
+    recorded = [str(o) for o in (yaml.safe_load(listed.read_text()) or [])] \
+        if listed.is_file() else []
+    merged: dict[str, str] = {}  # the last value of each key, in the order first given
+    for override in hydra_cfg.overrides.task:
+        merged[_override_key(override)] = str(override)
+    before = {_override_key(o): o for o in recorded}
+    changed = [o for key, o in merged.items() if before.get(key) != o]
+    if not changed:
+        return
+    overrides = list(merged.values())
+    hydra_node = OmegaConf.to_container(hydra_cfg, resolve=False)
+    hydra_node["output_subdir"] = ".hydra"
+    hydra_node["overrides"]["task"] = overrides
+    hydra_node["overrides"]["hydra"] = [o for o in hydra_node["overrides"]["hydra"]
+                                        if o != RESUME_MARK]
+    history = saved / "resumes.yaml"
+    resumes = (yaml.safe_load(history.read_text()) or []) if history.is_file() else []
+    resumes.append({"time": datetime.datetime.now().isoformat(timespec="seconds"),
+                    "changed": changed,
+                    "before": [before.get(_override_key(o)) for o in changed]})
+    for name, text in (("config.yaml", OmegaConf.to_yaml(cfg)),
+                       ("overrides.yaml", OmegaConf.to_yaml(OmegaConf.create(overrides))),
+                       ("hydra.yaml", OmegaConf.to_yaml(OmegaConf.create({"hydra": hydra_node}))),
+                       ("resumes.yaml", yaml.safe_dump(resumes, sort_keys=False))):
+        with atomic_open(saved / name) as handle:
+            handle.write(text)
+    tracking.say(f"rnnlab-train: resume= changed {' '.join(changed)}: recorded in {saved} "
+                 "(what it was before: resumes.yaml)")
 
 
 def _fit_and_test(cfg, datamodule, task, trainer, checkpoint, final_metrics) -> None:
