@@ -596,6 +596,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         plan = load_plan(args.plan, args.out)
         if args.arm:
+            # the parameter budget is the whole comparison's, whichever arms run here
+            plan.param_budget = resolve_param_budget(plan)
             names = [a.name for a in plan.arms]
             unknown = [a for a in args.arm if a not in names]
             if unknown:
