@@ -1,23 +1,48 @@
 """The wheel carries the config tree, so a non-editable install finds conf/, and the native
-loops' C++ source, which it builds on first use."""
+loops' C++ source, which it builds on first use. conf/ lives at the top level and is copied into
+the wheel at build time (setup.py): no symlink in the package."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
-from conftest import CONF, REPO
+from conftest import REPO
 
 
-def test_wheel_contains_every_config(tmp_path):
+def test_wheel_contains_every_config_and_installed_copy_is_found(tmp_path):
+    conf = REPO / "conf"
+    assert not (REPO / "src" / "rnnlab" / "conf").is_symlink()
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
-                    "--no-build-isolation", str(REPO), "-w", str(tmp_path)],
+                    "--no-build-isolation", str(REPO), "-w", str(tmp_path / "dist")],
                    check=True, capture_output=True, text=True, timeout=300)
-    wheel = next(tmp_path.glob("rnnlab-*.whl"))
-    names = set(zipfile.ZipFile(wheel).namelist())
-    expected = {f"rnnlab/conf/{p.relative_to(CONF).as_posix()}" for p in CONF.rglob("*.yaml")}
-    assert expected, "no configs found"
+    wheel = next((tmp_path / "dist").glob("rnnlab-*.whl"))
+    archive = zipfile.ZipFile(wheel)
+    names = set(archive.namelist())
+    expected = {f"rnnlab/conf/{p.relative_to(conf).as_posix()}" for p in conf.rglob("*.yaml")}
+    assert "rnnlab/conf/train.yaml" in expected
     assert expected <= names, sorted(expected - names)
     assert "rnnlab/train.py" in names and "rnnlab/cells/gru.py" in names
     assert "rnnlab/cells/native_loops.cpp" in names
+
+    # Imported from the unpacked wheel (cwd elsewhere), configdir finds the packaged copy.
+    site = tmp_path / "site"
+    archive.extractall(site)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    out = subprocess.run([sys.executable, "-c",
+                          "import rnnlab.configdir as c; print(c.CONFIG_DIR)"],
+                         cwd=elsewhere, env=env, check=True, capture_output=True, text=True,
+                         timeout=60).stdout.strip()
+    assert Path(out) == site / "rnnlab" / "conf", out
+    assert (Path(out) / "train.yaml").read_text() == (conf / "train.yaml").read_text()
+
+
+def test_checkout_reads_top_level_conf():
+    import rnnlab.configdir as c
+
+    assert Path(c.CONFIG_DIR) == REPO / "conf"
