@@ -8,6 +8,12 @@ schemes it takes, and a one-line summary (``rnnlab-train --help``). rnnlab.schem
 schema as the ``model`` group's option of that name (``model=gru``; there is no conf/model YAML),
 rnnlab.models builds from the classes and checks options against the schema.
 
+Each entry also names the cell's variants (the settings that pick a form of it, with their
+values) and its features (settings that add to any form, such as layer norm): the cell tests
+build their matrix from them (tests/cell_matrix.py: gradcheck, Jacobians, autocast, parity with
+torch.nn), run labels name a form by them (rnnlab-plot-gradflow), and rnnlab.cells.init asks
+:func:`spec_of` which cell a module is.
+
 Adding a cell: its module in ``rnnlab/cells/``, its schema and entry here; two files.
 """
 
@@ -16,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import itertools
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -106,6 +113,23 @@ class IndRNNModelConfig(ModelConfig):
 
 # ---------------------------------------------------------------------------------- entries
 @dataclass(frozen=True)
+class Choice:
+    """A setting that picks a form of a cell (its equations, or how they are computed): its
+    values, the cell's own form first (what the setting's default, or null, gives), and how a
+    run's label names another value: by itself (``relu``, ``mgu``: ``by_name``) or as
+    ``setting=value`` (``reset=before``)."""
+
+    values: tuple[str, ...]
+    by_name: bool = False
+
+    def label(self, setting: str, value) -> str | None:
+        """The words a run's label gives ``value`` (None: the own form, which goes unsaid)."""
+        if value is None or value == self.values[0]:
+            return None
+        return str(value) if self.by_name else f"{setting}={value}"
+
+
+@dataclass(frozen=True)
 class CellSpec:
     name: str
     schema: type
@@ -117,6 +141,19 @@ class CellSpec:
     # the model.init schemes (rnnlab.cells.init) it takes: orthogonal and identity rewrite W_hh,
     # chrono the keep gate's bias
     inits: tuple[str, ...] = ("default", "orthogonal", "identity", "chrono")
+    # the settings that pick a form of the cell, each a Choice of values (own form first): the
+    # cell tests cover every combination, and run labels name a form by them
+    variants: dict[str, Choice] = field(default_factory=dict)
+    # settings that add to any form (setting -> a value that turns it on): the cell tests try
+    # each with the cell's forms
+    features: dict[str, object] = field(default_factory=dict)
+
+    def forms(self) -> list[dict[str, str]]:
+        """Every form of the cell, as its settings: one per combination of its variants' values,
+        the own form first (``[{}]`` for a cell with one form)."""
+        settings = list(self.variants)
+        return [dict(zip(settings, values))
+                for values in itertools.product(*(self.variants[s].values for s in settings))]
 
     @property
     def options(self) -> tuple[str, ...]:
@@ -143,33 +180,42 @@ IMPLS = ("scratch", "fused")
 MODEL_KEYS = frozenset({f.name for f in dataclasses.fields(ModelConfig)}
                        | {"init", "forget_bias", "chrono_tmax"})
 _GATED_FUSED_ONLY = {"layer_norm": (False,), "zoneout": (0, 0.0)}
+_GATED_FEATURES = {"layer_norm": True, "zoneout": 0.2}
+_MODES = {"mode": Choice(("parallel", "log", "sequential"))}  # how the scan is computed
 
 SPECS: dict[str, CellSpec] = {spec.name: spec for spec in (
     CellSpec("rnn", RNNModelConfig,
              "Elman tanh RNN (ReLU: model.nonlinearity=relu; IRNN: add model.init=identity)",
              "rnnlab.cells.rnn:RNN", "rnnlab.cells.fused:FusedRNN",
              fused_only={"nonlinearity": ("tanh", "relu")},
-             inits=("default", "orthogonal", "identity")),
+             inits=("default", "orthogonal", "identity"),
+             variants={"nonlinearity": Choice(("tanh", "relu"), by_name=True)}),
     CellSpec("gru", GRUModelConfig,
              "GRU; model.reset=after (torch.nn/cuDNN) or before (Cho et al. 2014 v3), "
              "model.variant=gru|no_reset|mgu",
              "rnnlab.cells.gru:GRU", "rnnlab.cells.fused:FusedGRU",
              fused_only={"variant": (None, "gru"), "reset": (None, "after"),
-                         **_GATED_FUSED_ONLY}),
+                         **_GATED_FUSED_ONLY},
+             variants={"variant": Choice(("gru", "no_reset", "mgu"), by_name=True),
+                       "reset": Choice(("after", "before"))},
+             features=_GATED_FEATURES),
     CellSpec("lstm", LSTMModelConfig,
              "LSTM (model.variant=torch, torch.nn's form, or Greff et al. 2017's); "
              "model.forget_bias=1 opens the memory path",
              "rnnlab.cells.lstm:LSTM", "rnnlab.cells.fused:FusedLSTM",
-             fused_only={"variant": (None, "torch"), **_GATED_FUSED_ONLY}),
+             fused_only={"variant": (None, "torch"), **_GATED_FUSED_ONLY},
+             variants={"variant": Choice(("torch", "vanilla", "nig", "nfg", "nog", "niaf", "noaf",
+                                          "np", "cifg", "fgr"), by_name=True)},
+             features=_GATED_FEATURES),
     CellSpec("mingru", MinGRUModelConfig,
              "minGRU (Feng et al. 2024): gates read x_t only, trained as a parallel scan "
              "(model.mode=parallel|log|sequential, same numbers)",
              "rnnlab.cells.minrnn:MinGRU",
-             inits=("default", "chrono")),
+             inits=("default", "chrono"), variants=_MODES),
     CellSpec("minlstm", MinLSTMModelConfig,
              "minLSTM (Feng et al. 2024): normalised forget/input gates that read x_t only",
              "rnnlab.cells.minrnn:MinLSTM",
-             inits=("default", "chrono")),
+             inits=("default", "chrono"), variants=_MODES),
     CellSpec("indrnn", IndRNNModelConfig,
              "IndRNN (Li et al. 2018): h_t = relu(W x_t + u ⊙ h_{t-1} + b), |u| <= 2^(1/T)",
              "rnnlab.cells.indrnn:IndRNN", inits=("default",)),
@@ -179,3 +225,13 @@ SPECS: dict[str, CellSpec] = {spec.name: spec for spec in (
 def cell_spec(cell: str) -> CellSpec:
     check_choice("model.cell", cell, SPECS, error=ConfigError)
     return SPECS[cell]
+
+
+def spec_of(cls: type) -> CellSpec | None:
+    """The entry whose scratch or fused class ``cls`` is (or derives from); None for a class the
+    registry does not name. Compares the "module:Class" paths, so nothing is imported."""
+    paths = {f"{k.__module__}:{k.__qualname__}" for k in cls.__mro__}
+    for spec in SPECS.values():
+        if spec.scratch in paths or spec.fused in paths:
+            return spec
+    return None

@@ -150,7 +150,13 @@ def _chrono(module: nn.Module, tmax: float | None) -> None:
 
 
 def _is_lstm(module: nn.Module) -> bool:
-    return isinstance(module, nn.LSTM) or type(module).__name__ == "LSTM"
+    """torch.nn's LSTM, or a cell the registry gives a forget-gate bias (``model.forget_bias``)."""
+    if isinstance(module, nn.LSTM):
+        return True
+    from rnnlab.cellspecs import spec_of  # the registry, asked which cell this module is
+
+    spec = spec_of(type(module))
+    return spec is not None and spec.has("forget_bias")
 
 
 def _candidate_block(module: nn.Module, blocks: int) -> int:

@@ -30,6 +30,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from rnnlab.cellspecs import SPECS
 from rnnlab.gradflow.dynamics_plots import dynamics_figure
 from rnnlab.gradflow.plots import curves_figure, heatmaps_figure
 from rnnlab.gradflow.stats import load_gradflow
@@ -74,25 +75,32 @@ def run_label(run_dir: Path, data: dict[str, Any]) -> str:
     impl = model.get("impl") or data.get("impl")
     if impl == "fused":
         parts.append("fused")
-    if model.get("nonlinearity") not in (None, "tanh"):
-        parts.append(str(model["nonlinearity"]))
     if model.get("init") not in (None, "default"):
         parts.append(f"init={model['init']}")
     if model.get("forget_bias") is not None:
         parts.append(f"forget_bias={model['forget_bias']:g}")
-    if model.get("variant") not in (None, "torch", "gru"):
-        parts.append(str(model["variant"]))
-    if model.get("reset") not in (None, "after"):
-        parts.append(f"reset={model['reset']}")
+    parts.extend(_form_words(str(cell), model))
     if model.get("layer_norm"):
         parts.append("layer_norm")
     if model.get("zoneout"):
         parts.append(f"zoneout={model['zoneout']:g}")
-    if model.get("mode") not in (None, "parallel"):
-        parts.append(f"mode={model['mode']}")
     if model.get("recurrent_max") is not None:
         parts.append(f"recurrent_max={model['recurrent_max']:g}")
     return f"{cell} ({', '.join(parts)})" if parts else str(cell)
+
+
+def _form_words(cell: str, model: dict[str, Any]) -> list[str]:
+    """The words that name the run's form of its cell (``relu``, ``mgu``, ``reset=before``,
+    ``mode=log``): its variant settings from the registry, each unless it is the own form. A
+    cell the registry does not know is read by every cell's variant settings."""
+    specs = [SPECS[cell]] if cell in SPECS else list(SPECS.values())
+    words = []
+    for setting in dict.fromkeys(s for spec in specs for s in spec.variants):
+        said = [spec.variants[setting].label(setting, model.get(setting)) for spec in specs
+                if setting in spec.variants]
+        if all(said):  # not the own form of any cell that has the setting
+            words.append(said[0])
+    return words
 
 
 def _row_key_labels(runs, dirs):
