@@ -8,42 +8,22 @@ context returned inf gradients ([precision])."""
 
 from __future__ import annotations
 
-from functools import partial
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
-from rnnlab.cells import GRU, LSTM, RNN, IndRNN, MinGRU, MinLSTM, compile_cache, minrnn
-from rnnlab.cells import gru as gru_module
-from rnnlab.cells import lstm as lstm_module
+sys.path.insert(0, str(Path(__file__).parent))
+import cell_matrix
+
+from rnnlab.cells import compile_cache, minrnn
 from rnnlab.cells.compile_cache import StepFunction
 
-
-def _make(cls, compile, device, **options):
-    return cls(8, 16, compile=compile, device=device, **options)
-
-
-# name -> (constructor (compile, device) -> module, torch.nn class with the same parameters or None)
-CASES = {
-    "rnn_tanh": (partial(_make, RNN), torch.nn.RNN),
-    "rnn_relu": (partial(_make, RNN, nonlinearity="relu"), None),
-    **{
-        f"gru_{v}_{r}": (partial(_make, GRU, variant=v, reset=r),
-                         torch.nn.GRU if (v, r) == ("gru", "after") else None)
-        for v in gru_module.VARIANTS for r in gru_module.RESETS
-    },
-    **{
-        f"lstm_{v}": (partial(_make, LSTM, variant=v), torch.nn.LSTM if v == "torch" else None)
-        for v in lstm_module.VARIANTS
-    },
-    "gru_layer_norm": (partial(_make, GRU, layer_norm=True), None),
-    "gru_zoneout": (partial(_make, GRU, zoneout=0.2), None),
-    "lstm_layer_norm": (partial(_make, LSTM, layer_norm=True), None),
-    "lstm_zoneout": (partial(_make, LSTM, zoneout=0.2), None),
-    "mingru": (partial(_make, MinGRU), None),
-    "minlstm": (partial(_make, MinLSTM), None),
-    "indrnn": (partial(_make, IndRNN), None),
-}
+# every form of every cell and each feature (layer norm, zoneout) on a cell's own form, from the
+# registry; torch.nn's kernel beside the forms it computes
+CASES = {case.id: case for case in cell_matrix.forms() + cell_matrix.features()}
+TORCH_NN = {case.id for case in cell_matrix.torch_nn_forms()}
 
 # Relative distance ‖g_low − g_f32‖ / ‖g_f32‖ allowed. Measured in this test's setting (T=12,
 # B=4, H=16, seed 0, CPU): bf16 0.11–1.4% for every cell but layer-normalised LSTM (3.2%:
@@ -92,10 +72,10 @@ def _rel(a, b):
     return ((a.float() - b.float()).norm() / b.float().norm()).item()
 
 
-# One cell per family also runs on variable lengths (the masked step is shared machinery) and
-# compiled under fp16; every cell runs compiled under bf16 and eager under both. (Compiling is
-# what costs: ~0.8 s a step function on 2 cores.)
-FAMILY = ("rnn_tanh", "gru_gru_after", "lstm_torch", "mingru", "indrnn")
+# One cell per family (a module of equations: minGRU and minLSTM are one) also runs on variable
+# lengths (the masked step is shared machinery) and compiled under fp16; every cell runs compiled
+# under bf16 and eager under both. (Compiling is what costs: ~0.8 s a step function on 2 cores.)
+FAMILY = tuple(case.id for case in cell_matrix.one_per_family(list(CASES.values())))
 PARAMS = [pytest.param(name, False, id=name) for name in CASES] + [
     pytest.param(name, True, id=f"{name}-lengths") for name in FAMILY]
 
@@ -109,12 +89,12 @@ DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
 def test_backward_inside_or_after_autocast_gives_the_same_gradients(
     name, masked, device, monkeypatch
 ):
-    make, reference = CASES[name]
+    case = CASES[name]
     monkeypatch.setattr(compile_cache._CompileState, "compile_after", 1)
     torch.manual_seed(0)
     x = torch.randn(STEPS, 4, 8, device=device)
     lengths = torch.tensor([12, 7, 12, 3]) if masked else None  # on the CPU, as torch.nn's
-    eager, compiled = make(False, device).train(), make(True, device).train()
+    eager, compiled = (case.make(8, 16, compile=c, device=device).train() for c in (False, True))
     compiled.load_state_dict(eager.state_dict())
     f32, f32_norms = _grads(eager, x, lengths, None, inside=False)
 
@@ -137,8 +117,8 @@ def test_backward_inside_or_after_autocast_gives_the_same_gradients(
             assert _rel(results["compiled"], results["eager"]) < COMPILED_TO_EAGER
             assert dtype in _compiled_autocast(compiled), f"nothing compiled under {dtype}"
 
-        if reference is not None:
-            ref = reference(8, 16, device=device)
+        if name in TORCH_NN:
+            ref = case.torch_nn(8, 16, device=device)
             ref.load_state_dict(eager.state_dict())
             packed = None if lengths is None else torch.nn.utils.rnn.pack_padded_sequence(
                 x, lengths, enforce_sorted=False)

@@ -1,6 +1,7 @@
-"""Scratch RNN/GRU/LSTM against torch.nn with the same weights: outputs, final states and every
-gradient (input, hx, parameters), over random sizes, 1-3 layers, hx or not, batch_first both ways
-and ragged batches (torch.nn on pack_padded_sequence(enforce_sorted=False) padded back to T).
+"""Scratch cells against torch.nn with the same weights, in every form torch.nn's kernel computes
+(from the registry, tests/cell_matrix.py: RNN tanh and relu, GRU, LSTM): outputs, final states and
+every gradient (input, hx, parameters), over random sizes, 1-3 layers, hx or not, batch_first both
+ways and ragged batches (torch.nn on pack_padded_sequence(enforce_sorted=False) padded back to T).
 Eager mostly; the compiled fast path is covered once per cell type.
 """
 
@@ -13,16 +14,15 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
+import cell_matrix
 from test_cells_reference import torch_packed
 
 from rnnlab import cells
 
-KINDS = {
-    "rnn_tanh": ("RNN", {"nonlinearity": "tanh"}),
-    "rnn_relu": ("RNN", {"nonlinearity": "relu"}),
-    "gru": ("GRU", {"reset": "after"}),
-    "lstm": ("LSTM", {"variant": "torch"}),
-}
+# id -> case: every form torch.nn's kernel computes
+KINDS = {case.id: case for case in cell_matrix.torch_nn_forms()}
+# the compiled path: each cell's own form (RNN tanh, GRU, LSTM)
+COMPILED = [case.id for case in cell_matrix.own_forms() if case.id in KINDS]
 TOL = {torch.float32: 1e-5, torch.float64: 1e-10}
 
 
@@ -32,7 +32,7 @@ def _rel(a, b):
 
 def _check_parity(kind, dtype, seed, compile=False, force=None, device="cpu"):
     """Build a random case, run ours and torch.nn, compare everything. Returns our module."""
-    cls_name, kw = KINDS[kind]
+    cell = KINDS[kind]
     gen = torch.Generator().manual_seed(seed)
     def ri(lo, hi):
         return int(torch.randint(lo, hi + 1, (1,), generator=gen))
@@ -43,19 +43,14 @@ def _check_parity(kind, dtype, seed, compile=False, force=None, device="cpu"):
     case.update(force or {})
     T, B, I, H, L = (case[k] for k in "TBIHL")
     torch.manual_seed(seed)
-    ref = getattr(torch.nn, cls_name)(
-        I, H, L, batch_first=case["batch_first"], dtype=dtype, device=device,
-        **({"nonlinearity": kw["nonlinearity"]} if cls_name == "RNN" else {}),
-    )
-    ours = getattr(cells, cls_name)(
-        I, H, L, batch_first=case["batch_first"], compile=compile, dtype=dtype, device=device,
-        **kw,
-    )
+    ref = cell.torch_nn(I, H, L, batch_first=case["batch_first"], dtype=dtype, device=device)
+    ours = cell.make(I, H, L, batch_first=case["batch_first"], compile=compile, dtype=dtype,
+                     device=device)
     ours.load_state_dict(ref.state_dict())
 
     shape = (B, T, I) if case["batch_first"] else (T, B, I)
     x = torch.randn(shape, dtype=dtype, generator=gen).to(device)
-    n_state = 2 if cls_name == "LSTM" else 1
+    n_state = 2 if isinstance(ref, torch.nn.LSTM) else 1
     hx = None
     if case["with_hx"]:
         hx = [torch.randn(L, B, H, dtype=dtype, generator=gen).to(device) for _ in range(n_state)]
@@ -111,7 +106,7 @@ def test_parity_edge_cases(kind):
     _check_parity(kind, torch.float64, 102, force={"T": 6, "B": 3, "L": 2, "lengths": [2, 4, 1]})
 
 
-@pytest.mark.parametrize("kind", ["rnn_tanh", "gru", "lstm"])
+@pytest.mark.parametrize("kind", COMPILED)
 def test_parity_compiled(kind):
     """The compiled per-step graphs: same numbers as torch.nn, ragged and not, norms as eager."""
     force = {"T": 7, "B": 4, "I": 3, "H": 8, "L": 2, "with_hx": True}
@@ -124,7 +119,7 @@ def test_parity_compiled(kind):
 
 def test_parity_compiled_float64():
     force = {"T": 5, "B": 3, "I": 2, "H": 4, "L": 2, "with_hx": True, "ragged": True}
-    _check_parity("gru", torch.float64, 9, compile=True, force=force)
+    _check_parity("gru-gru-after", torch.float64, 9, compile=True, force=force)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

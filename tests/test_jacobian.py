@@ -5,12 +5,17 @@ cases with known answers."""
 from __future__ import annotations
 
 import math
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 from torch.autograd.functional import jacobian
 
-from rnnlab.cells import GRU, LSTM, RNN, IndRNN, MinGRU, MinLSTM
+sys.path.insert(0, str(Path(__file__).parent))
+import cell_matrix
+
+from rnnlab.cells import GRU, RNN
 from rnnlab.gradflow.jacobian import (
     jacobian_record,
     lyapunov_exponents,
@@ -20,22 +25,20 @@ from rnnlab.gradflow.jacobian import (
 )
 
 F64 = torch.float64
-CELLS = (
-    [(RNN, {"nonlinearity": n}) for n in ("tanh", "relu")]
-    + [(GRU, {"variant": v, "reset": r}) for v in ("gru", "no_reset", "mgu")
-       for r in ("after", "before")]
-    + [(GRU, {"layer_norm": True}), (GRU, {"reset": "before", "layer_norm": True}),
-       (GRU, {"zoneout": 0.3})]
-    + [(LSTM, {"variant": v}) for v in
-       ("torch", "vanilla", "nig", "nfg", "nog", "niaf", "noaf", "np", "cifg", "fgr")]
-    + [(LSTM, {"layer_norm": True}), (LSTM, {"zoneout": 0.3}), (IndRNN, {})]
-)
-IDS = [f"{c.__name__}-" + "-".join(f"{v}" for v in kw.values()) for c, kw in CELLS]
+# every form of the cells whose layers step through a recurrence, and each feature (layer norm,
+# zoneout) on a cell's own form: their step equations against autograd (features on every form
+# would cost ~10 s more; their gradchecks in test_cells_layernorm_zoneout.py cover the variants)
+STEPPED = [case for case in cell_matrix.forms() + cell_matrix.features()
+           if case.steps_by_recurrence]
+# the cells whose layers run as a scan (minGRU, minLSTM), every form
+SCANNED = [case for case in cell_matrix.forms() if not case.steps_by_recurrence]
 
 
-def _stack(cls, kw, I=3, H=4, layers=1, seed=0):
+def _stack(case, I=3, H=4, layers=1, seed=0):
+    """``case``: a cell_matrix.Case, or a class."""
     torch.manual_seed(seed)
-    stack = cls(I, H, num_layers=layers, compile=False, dtype=F64, **kw).eval()
+    make = case.make if isinstance(case, cell_matrix.Case) else case
+    stack = make(I, H, num_layers=layers, compile=False, dtype=F64).eval()
     with torch.no_grad():  # larger weights than the default init: saturating, non-trivial J
         for p in stack.parameters():
             p.mul_(2.0)
@@ -66,9 +69,9 @@ def _autograd_step_jacobians(stack, layer, x):
     return torch.stack(Js), torch.stack(outs)
 
 
-@pytest.mark.parametrize(("cls", "kw"), CELLS, ids=IDS)
-def test_step_jacobians_match_autograd(cls, kw):
-    stack = _stack(cls, kw, layers=2)
+@pytest.mark.parametrize("case", cell_matrix.params(STEPPED))
+def test_step_jacobians_match_autograd(case):
+    stack = _stack(case, layers=2)
     torch.manual_seed(1)
     x = torch.randn(6, 2, 3, dtype=F64)
     got = step_jacobians(stack, x)
@@ -80,10 +83,11 @@ def test_step_jacobians_match_autograd(cls, kw):
         inp = out
 
 
-@pytest.mark.parametrize("cls", [MinGRU, MinLSTM])
-def test_min_cells_jacobian_is_their_coefficient_and_matches_the_module(cls):
-    """minGRU / minLSTM: the product of the diagonal J_t is ∂h_T/∂h_0 of the module itself."""
-    stack = _stack(cls, {"mode": "sequential"})
+@pytest.mark.parametrize("case", cell_matrix.params(SCANNED))
+def test_min_cells_jacobian_is_their_coefficient_and_matches_the_module(case):
+    """minGRU / minLSTM (every mode): the product of the diagonal J_t is ∂h_T/∂h_0 of the module
+    itself."""
+    stack = _stack(case)
     x = torch.randn(5, 2, 3, dtype=F64)
     (lj,) = step_jacobians(stack, x)
     want = jacobian(lambda h0: stack(x, h0)[1][0], torch.zeros(1, 2, 4, dtype=F64))
@@ -95,23 +99,24 @@ def test_min_cells_jacobian_is_their_coefficient_and_matches_the_module(cls):
     torch.testing.assert_close(lj.output, stack(x)[0])
 
 
-@pytest.mark.parametrize(("cls", "kw"), [(RNN, {}), (GRU, {}), (LSTM, {}), (IndRNN, {})],
-                         ids=["rnn", "gru", "lstm", "indrnn"])
-def test_products_are_the_modules_own_state_derivative(cls, kw):
-    """‖J_T ⋯ J_1‖ equals ‖∂s_T/∂s_0‖ of the module's forward (h_n, c_n wrt hx), and the
-    record's log10_product at t is log10 ‖J_T ⋯ J_{t+1}‖."""
-    stack = _stack(cls, kw)
+@pytest.mark.parametrize("case", cell_matrix.params(
+    [case for case in cell_matrix.own_forms() if case.steps_by_recurrence]))
+def test_products_are_the_modules_own_state_derivative(case):
+    """‖J_T ⋯ J_1‖ equals ‖∂s_T/∂s_0‖ of the module's forward (h_n, and c_n for the LSTM, wrt
+    hx), and the record's log10_product at t is log10 ‖J_T ⋯ J_{t+1}‖."""
+    stack = _stack(case)
     x = torch.randn(7, 2, 3, dtype=F64)
     (lj,) = step_jacobians(stack, x)
-    if cls is LSTM:
-        def final(h0, c0):
-            _, (h, c) = stack(x, (h0, c0))
-            return torch.cat([h[0], c[0]], 1)
-        zeros = torch.zeros(1, 2, 4, dtype=F64)
-        dh, dc = jacobian(final, (zeros, zeros))
-        want = torch.cat([dh[:, :, 0], dc[:, :, 0]], -1)  # (B, S, B, S)
-    else:
-        want = jacobian(lambda h0: stack(x, h0)[1][0], torch.zeros(1, 2, 4, dtype=F64))[:, :, 0]
+    zeros = torch.zeros(1, 2, 4, dtype=F64)
+    finals = stack(x)[1]
+    n = len(finals) if isinstance(finals, tuple) else 1  # the states hx holds: LSTM h and c
+
+    def final(*hx):
+        _, fin = stack(x, hx if n > 1 else hx[0])
+        return torch.cat([f[0] for f in (fin if n > 1 else (fin,))], 1)
+
+    derivatives = jacobian(final, (zeros,) * n)
+    want = torch.cat([d[:, :, 0] for d in derivatives], -1)  # (B, S, B, S)
     product = lj.J[0]
     for t in range(1, 7):
         product = lj.J[t] @ product
@@ -124,7 +129,7 @@ def test_products_are_the_modules_own_state_derivative(cls, kw):
 
 
 def test_ragged_batch_freezes_the_state_past_the_end():
-    stack = _stack(GRU, {}, I=3, H=4)
+    stack = _stack(GRU, I=3, H=4)
     x = torch.randn(5, 2, 3, dtype=F64)
     (lj,) = step_jacobians(stack, x, lengths=torch.tensor([5, 3]))
     eye = torch.eye(4, dtype=F64)
