@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 from conftest import CONF
 from test_results import write_run
+from vega_charts import render_chart
 
 from rnnlab.gradflow.plots import (
     CHART_SPECS,
     CURVES_CHART,
     DEFAULT_HEATMAP_RANGE,
     HEATMAP_CHART,
-    render_chart,
 )
 from rnnlab.gradflow.stats import save_npz_atomic
 from rnnlab.results import dashboard

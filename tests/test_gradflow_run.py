@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import cli
+from vega_charts import render_chart
+from wandb_offline import find_offline_runs, read_finished_run
 
 from rnnlab.gradflow import load_gradflow
 from rnnlab.gradflow.plots import (
@@ -26,9 +28,7 @@ from rnnlab.gradflow.plots import (
     HEATMAP_COLUMNS,
     HEATMAP_VEGA,
     heatmap_rows,
-    render_chart,
 )
-from rnnlab.wandb_offline import find_offline_runs, read_finished_run
 
 pytestmark = pytest.mark.slow
 SUMMARY_NAMES = ("log10_first_over_last", "horizon", "log10_decay_per_step")

@@ -8,8 +8,7 @@ import sys
 
 import pytest
 from conftest import REPO, cli
-
-from rnnlab.wandb_offline import find_offline_runs, read_finished_run
+from wandb_offline import find_offline_runs, read_finished_run
 
 
 def _job_dirs(root):

@@ -5,6 +5,7 @@ the wheel at build time (setup.py): no symlink in the package."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -16,8 +17,18 @@ from conftest import REPO
 def test_wheel_contains_every_config_and_installed_copy_is_found(tmp_path):
     conf = REPO / "conf"
     assert not (REPO / "src" / "rnnlab" / "conf").is_symlink()
+    # Built from a copy of the checkout's files (what git sees): the checkout's own build/ may
+    # hold modules that have since moved, and setuptools never empties it.
+    source = tmp_path / "source"
+    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO,
+                            check=True, capture_output=True, text=True).stdout.split("\0")
+    for name in filter(None, listed):
+        path = REPO / name
+        if path.is_file() and not path.is_symlink():
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, source / name)
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
-                    "--no-build-isolation", str(REPO), "-w", str(tmp_path / "dist")],
+                    "--no-build-isolation", str(source), "-w", str(tmp_path / "dist")],
                    check=True, capture_output=True, text=True, timeout=300)
     wheel = next((tmp_path / "dist").glob("rnnlab-*.whl"))
     archive = zipfile.ZipFile(wheel)
@@ -27,6 +38,7 @@ def test_wheel_contains_every_config_and_installed_copy_is_found(tmp_path):
     assert expected <= names, sorted(expected - names)
     assert "rnnlab/train.py" in names and "rnnlab/cells/gru.py" in names
     assert "rnnlab/cells/native_loops.cpp" in names
+    assert not any(n.startswith(("rnnlab/wandb_offline", "rnnlab/conf/conf")) for n in names)
 
     # Imported from the unpacked wheel (cwd elsewhere), configdir finds the packaged copy.
     site = tmp_path / "site"

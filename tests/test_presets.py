@@ -112,7 +112,7 @@ def test_a_real_multirun_over_a_non_cell_key(tmp_path):
     assert table[0].startswith("model.forget_bias,n,diverged,failed,")
     assert [line.split(",")[:2] for line in table[1:]] == [["0.0", "2"], ["2.0", "2"]]
     # W&B: every job's name says its swept setting and seed.
-    from rnnlab.wandb_offline import read_finished_run
+    from wandb_offline import read_finished_run
 
     wandb_runs = [read_finished_run(d.parent) for d in sweep_dir.rglob("results.json")]
     assert sorted(r.name for r in wandb_runs) == [

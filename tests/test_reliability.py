@@ -9,9 +9,9 @@ import time
 
 import pytest
 from conftest import cli
+from wandb_offline import read_finished_run
 
 from rnnlab import tracking
-from rnnlab.wandb_offline import read_finished_run
 
 
 def test_ddp_divergence_is_a_result_with_its_cause_and_nothing_lands_outside(tmp_path):

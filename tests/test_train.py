@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from wandb_offline import find_offline_runs, read_finished_run
 
 from rnnlab.tracking import RESULT_STATUSES
-from rnnlab.wandb_offline import find_offline_runs, read_finished_run
 
 SYNTHETIC = ["copy", "adding"]
 CELLS = ["rnn", "gru", "lstm"]
@@ -142,7 +142,7 @@ def test_settings_that_cannot_train_are_refused_in_one_line(override, message, r
 
 
 def test_wandb_summary_keeps_the_best_validation_values(run_training):
-    from rnnlab.wandb_offline import read_finished_run
+    from wandb_offline import read_finished_run
 
     results, run_dir = run_training(["data=copy", "model=gru", "debug=fast",
                                      "trainer.max_epochs=2"])

@@ -9,10 +9,10 @@ import pytest
 import yaml
 from conftest import CONF
 from wandb.sdk.launch.sweeps.utils import create_sweep_command_args
+from wandb_offline import read_finished_run
 
 from rnnlab import tracking
 from rnnlab.composition import command_line_error
-from rnnlab.wandb_offline import read_finished_run
 from rnnlab.wandb_sweep import main, sweep_spec
 
 

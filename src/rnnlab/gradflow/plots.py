@@ -9,9 +9,7 @@
 
 from __future__ import annotations
 
-import copy
 import math
-import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -262,31 +260,11 @@ CURVES_VEGA: dict[str, Any] = {
 }
 CHART_SPECS = {HEATMAP_CHART: HEATMAP_VEGA, CURVES_CHART: CURVES_VEGA}
 
-_PLACEHOLDER = re.compile(r"\$\{(field|string):([A-Za-z0-9_]+)\}")
-
 
 def chart_id(entity: str | None, name: str) -> str:
     """The preset id W&B resolves a chart by: ``<entity>/<name>`` (the bare name when the
     entity is unknown, e.g. an offline run without ``logger.wandb.entity``)."""
     return f"{entity}/{name}" if entity else name
-
-
-def render_chart(spec: dict[str, Any], fields: dict[str, str], strings: dict[str, str]
-                 ) -> dict[str, Any]:
-    """The spec as W&B draws it: every ``${field:x}`` replaced by ``fields[x]`` and every
-    ``${string:x}`` by ``strings[x]`` (a KeyError names a placeholder left without a value)."""
-    values = {"field": fields, "string": strings}
-
-    def fill(node):
-        if isinstance(node, dict):
-            return {fill(k): fill(v) for k, v in node.items()}
-        if isinstance(node, list):
-            return [fill(v) for v in node]
-        if isinstance(node, str):
-            return _PLACEHOLDER.sub(lambda m: str(values[m.group(1)][m.group(2)]), node)
-        return node
-
-    return fill(copy.deepcopy(spec))
 
 
 def check_heatmap_range(value: Any) -> tuple[float, float]:

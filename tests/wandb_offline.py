@@ -2,7 +2,8 @@
 
 The file is a LevelDB-style log (32 KiB blocks; each chunk has a 7-byte header: CRC32, length,
 type FULL/FIRST/MIDDLE/LAST) of protobuf ``Record`` messages, after a 7-byte file header
-(":W&B", magic 0xBEE1, version 0). Tests and scripts use this to check what a run really logged.
+(":W&B", magic 0xBEE1, version 0). The tests use this to check what a run really logged (a test
+helper: it lives in tests/, not in the package).
 """
 
 from __future__ import annotations
