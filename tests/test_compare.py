@@ -227,6 +227,12 @@ def test_a_two_arm_comparison_runs_picks_evaluates_and_resumes(tmp_path, capsys)
     # A job lost (its results.json gone): only that job runs again, the record is whole again.
     lost = out / "tiny" / "all" / "gru" / "eval" / "1" / "results.json"
     lost.unlink()
+    # --collect runs nothing: the record and table of what has finished (1 of gru's 2 seeds)
+    assert main([str(plan), "--collect"]) == 0
+    printed = capsys.readouterr().out
+    assert "jobs to run" not in printed and "gru / evaluation: 1 of 2 jobs finished" in printed
+    partial = json.loads((out / "tiny" / "compare.json").read_text())
+    assert len(partial["conditions"][0]["arms"]["gru"]["eval"]) == 1
     assert main([str(plan)]) == 0
     printed = capsys.readouterr().out
     assert printed.count("jobs to run") == 1 and "gru / evaluation: 1 of 2 jobs" in printed

@@ -353,8 +353,9 @@ def _train_exe() -> list[str]:
 class Runner:
     """Runs (or resumes) one multirun per stage; ``dry_run`` prints instead."""
 
-    def __init__(self, plan: Plan, dry_run: bool = False, out=None):
-        self.plan, self.dry_run, self.out = plan, dry_run, out or sys.stdout
+    def __init__(self, plan: Plan, dry_run: bool = False, out=None, collect: bool = False):
+        self.plan, self.dry_run, self.out = plan, dry_run or collect, out or sys.stdout
+        self.collect = collect  # run nothing, say nothing: the record of what has finished
         self.env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
         self.pending = 0  # stages a dry run could not see the results of
 
@@ -392,6 +393,9 @@ class Runner:
                         if self.plan.jobs > 1 else [])
             command = [*_train_exe(), "-m", *overrides, f"seed={','.join(map(str, seeds))}",
                        *launcher, f"hydra.sweep.dir={sweep_dir}"]
+        if self.collect:
+            self.say(f"{what}: {kept} of {want} jobs finished (not run: --collect)")
+            return done
         self.say(f"{what}: {want - kept} of {want} jobs to run "
                  f"({'resume' if 'resume=' in command[-1] else 'rnnlab-train -m'} ...)")
         if self.dry_run:
@@ -529,11 +533,11 @@ def resolve_param_budget(plan: Plan) -> int | None:
     return max(counts.values())
 
 
-def run(plan: Plan, dry_run: bool = False, out=None) -> dict[str, Any]:
+def run(plan: Plan, dry_run: bool = False, out=None, collect: bool = False) -> dict[str, Any]:
     """Tune every arm in every condition, evaluate the picks; write and return the record."""
     from rnnlab.tracking import write_json_atomic
 
-    runner = Runner(plan, dry_run, out)
+    runner = Runner(plan, dry_run, out, collect)
     plan.param_budget = resolve_param_budget(plan)
     record: dict[str, Any] = {"version": 1, "plan": plan.to_dict(),
                               "rule": RULE.format(below=plan.solved_below,
@@ -557,7 +561,7 @@ def run(plan: Plan, dry_run: bool = False, out=None) -> dict[str, Any]:
                            f"{tuning['pick']['why']}")
                 arm_entry["eval"] = evaluate(runner, arm, condition, base,
                                              tuning["pick"]["config"])
-            if not dry_run and not plan.partial:
+            if (collect or not dry_run) and not plan.partial:
                 write_json_atomic(plan.dir / "compare.json", record)
     return record
 
@@ -582,6 +586,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="where the runs go (default: the plan's out)")
     parser.add_argument("--jobs", type=int, help="parallel jobs (default: the plan's)")
     parser.add_argument("--dry-run", action="store_true", help="print the stages only")
+    parser.add_argument("--collect", action="store_true",
+                        help="run nothing: write the record and the table from the runs that "
+                             "have finished (an evaluation cut short counts its finished seeds)")
     parser.add_argument("--arm", action="append",
                         help="run only this arm (repeatable; e.g. to spread arms over "
                              "machines); compare.json is written only by a run of every arm")
@@ -616,7 +623,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise CompareError(f"{plan.dir / 'compare.json'}: nothing recorded yet; run "
                                    f"rnnlab-compare {args.plan}")
         else:
-            record = run(plan, dry_run=args.dry_run)
+            record = run(plan, dry_run=args.dry_run, collect=args.collect)
         if args.dry_run:
             return 0
         if plan.partial:
