@@ -209,6 +209,12 @@ def footnotes(record: dict, data: list[dict]) -> list[str]:
             f"the budget, not dropped; ∞: the median is not reached within the budget; p steps: "
             f"{_method(data, 'p_steps')}.",
         ]
+    if plan.get("solved_consecutive") is not None and "solved" in sample:
+        notes.append(f"A run stopped once solved ({plan['solved_consecutive']} validations in a "
+                     "row under the threshold): a solved seed's test metric is its best "
+                     "checkpoint's up to that stop, not at the end of the budget, so between arms "
+                     "that both solve, the solved count and the steps to solve are the fair "
+                     "comparison, not the metric.")
     notes.append("Every p is Holm-adjusted over the table's comparisons of its kind, raw p in "
                  "parentheses.")
     return notes
