@@ -27,7 +27,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from rnnlab.errors import one_line
-from rnnlab.schemas import bound_error, check_monitor, unknown_model_setting
+from rnnlab.schemas import bound_error, check_monitor, setting_error, unknown_model_setting
 
 MAX_JOBS = 256
 
@@ -55,7 +55,7 @@ def command_line_error(argv: list[str], config_dir: str, config_name: str) -> st
                     check_monitor(cfg)
                 except ValueError as error:
                     return str(error)
-                reason = unknown_model_setting(cfg) or bound_error(cfg)
+                reason = unknown_model_setting(cfg) or bound_error(cfg) or setting_error(cfg)
                 if reason is not None:
                     return reason
     finally:

@@ -9,6 +9,7 @@ The datasets' schemas live in :mod:`rnnlab.data.schemas` (imported here, never t
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -125,6 +126,9 @@ BOUNDS: dict[str, tuple[float | None, float | None, bool]] = {
     "data.horizon": (1, None, False),
     "data.input_length": (1, None, False),
     "optimizer.lr": (0, None, False),
+    "optimizer.momentum": (0, None, False),
+    "optimizer.weight_decay": (0, None, False),
+    "scheduler.step_size": (1, None, False),
     "trainer.gradient_clip_val": (0, None, False),
 }
 
@@ -136,6 +140,8 @@ def out_of_bounds(key: str, value) -> str | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     low, high, open_high = BOUNDS[key]
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{key} must be a finite number, got {value}"
     if key == "optimizer.lr" and not value > 0:
         return f"optimizer.lr must be > 0, got {value}"
     if key == "trainer.gradient_clip_val" and not value > 0:  # Lightning would not clip at all
@@ -159,6 +165,20 @@ def bound_error(cfg) -> str | None:
             value = None
         if (error := out_of_bounds(key, value)) is not None:
             return error
+    return None
+
+
+def setting_error(cfg) -> str | None:
+    """A top-level setting that no schema checks, wrong (one line; None if all are right):
+    ``test`` not a boolean, an ``experiment_name`` that is not one folder name (it names the
+    folder under the log dir: ``../..`` would write outside it)."""
+    test = cfg.get("test")
+    if not isinstance(test, bool):
+        return f"test must be true or false, got {test!r}"
+    name = OmegaConf.select(cfg, "experiment_name", throw_on_resolution_failure=False)
+    if isinstance(name, str) and (name in ("", ".", "..") or "/" in name or "\\" in name):
+        return (f"experiment_name={name!r} must be one folder name (no '/', not '.' or '..'): "
+                "it names the folder under paths.log_dir")
     return None
 
 

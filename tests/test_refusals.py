@@ -1,0 +1,38 @@
+"""Bad settings are refused in one line, exit 2, and nothing is written (issue 42, item 8): the
+command line is checked before torch loads, so each refusal is quick."""
+
+from __future__ import annotations
+
+import pytest
+
+from rnnlab.composition import command_line_error
+from rnnlab.configdir import CONFIG_DIR, CONFIG_NAME
+
+# (the command line, what its one line says)
+REFUSED = [
+    (["optimizer=sgd", "optimizer.momentum=-1"], "optimizer.momentum must be >= 0, got -1"),
+    (["optimizer.weight_decay=-1"], "optimizer.weight_decay must be >= 0, got -1"),
+    (["scheduler=step", "scheduler.step_size=0"], "scheduler.step_size must be >= 1, got 0"),
+    (["optimizer.lr=inf"], "optimizer.lr must be a finite number, got inf"),
+    (["test=maybe"], "test must be true or false, got 'maybe'"),
+    (["experiment_name=../../escaped"], "experiment_name='../../escaped' must be one folder name"),
+]
+
+
+@pytest.mark.parametrize("argv,said", REFUSED, ids=[" ".join(a) for a, _ in REFUSED])
+def test_a_bad_setting_is_refused_in_one_line_before_anything_runs(argv, said):
+    reason = command_line_error(argv, CONFIG_DIR, CONFIG_NAME)
+    assert reason is not None and reason.startswith(said), reason
+    assert "\n" not in reason
+
+
+def test_the_refusal_is_exit_2_one_line_and_writes_nothing(tmp_path):
+    from conftest import cli
+
+    done = cli(["experiment_name=../../escaped", f"paths.log_dir={tmp_path / 'logs'}"],
+               cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "rnnlab-train: error: experiment_name='../../escaped' must be one folder name (no '/', "
+        "not '.' or '..'): it names the folder under paths.log_dir"]
+    assert list(tmp_path.iterdir()) == []
