@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -32,12 +33,31 @@ def test_bad_plans_are_refused_in_one_line(tmp_path, body, message):
         load_plan(_plan(tmp_path, body))
 
 
-def test_the_repos_plan_loads_and_every_section_composes():
+def test_paths_come_from_the_plan_not_the_working_directory(tmp_path, monkeypatch):
     from conftest import REPO
 
     from rnnlab.reproduce import PLAN
 
-    plan = load_plan(REPO / PLAN)
+    monkeypatch.chdir(tmp_path)  # anywhere but the checkout
+    assert PLAN == REPO / "docs" / "reproduce.yaml"
+    plan = load_plan(PLAN)
+    assert (plan.out, plan.figures, plan.page) == (
+        REPO / "logs" / "reproduce", REPO / "docs" / "results", REPO / "docs" / "results.md")
+
+    (tmp_path / "plans").mkdir()
+    _plan(tmp_path / "plans", "out: runs\nfigures: ../figs\n"
+                              "sections: {a: {experiment: quickstart}}\n")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    plan = load_plan(Path("../plans/plan.yaml"))
+    assert (plan.out, plan.figures, plan.page) == (
+        tmp_path / "plans" / "runs", tmp_path / "figs", tmp_path / "plans" / "results.md")
+
+
+def test_the_repos_plan_loads_and_every_section_composes():
+    from rnnlab.reproduce import PLAN
+
+    plan = load_plan(PLAN)
     for section in plan.sections:
         assert sweep_grid(section.experiment, [*plan.extra, *section.overrides]), section.name
 

@@ -15,6 +15,12 @@ docs/results.md is hand-written prose around generated blocks::
     <!-- /reproduce:copy -->
 
 so no number inside a block is typed by hand.
+
+Paths come from the plan, not from the working directory: ``out``, ``figures`` and ``page`` in
+the plan are relative to the plan file's folder (defaults: ``../logs/reproduce``, ``results``,
+``results.md``, the repository's layout with the plan in docs/). The default plan is the
+checkout's docs/reproduce.yaml; ``--plan`` and ``--page`` on the command line are relative to the
+working directory, as any command-line path.
 """
 
 from __future__ import annotations
@@ -34,8 +40,8 @@ from typing import Any
 
 from rnnlab.errors import ReproduceError
 
-PLAN = Path("docs/reproduce.yaml")
-PAGE = Path("docs/results.md")
+PLAN = Path(__file__).resolve().parents[2] / "docs" / "reproduce.yaml"  # src/rnnlab -> checkout
+PLAN_DEFAULTS = {"out": "../logs/reproduce", "figures": "results", "page": "results.md"}
 FINISHED = ("completed", "diverged", "failed")
 KEPT = ("completed", "diverged")  # what a resumed sweep keeps (a failed job runs again)
 _BLOCK = r"<!-- reproduce:{name} -->\n.*?<!-- /reproduce:{name} -->"
@@ -59,6 +65,7 @@ class Plan:
     out: Path = Path("logs/reproduce")
     figures: Path = Path("docs/results")
     extra: list[str] = field(default_factory=list)
+    page: Path = Path("docs/results.md")
 
     def select(self, only: list[str] | None) -> list[Section]:
         if not only:
@@ -78,7 +85,7 @@ def load_plan(path: Path = PLAN) -> Plan:
     if not path.is_file():
         raise ReproduceError(f"--plan {path}: no such file")
     raw = yaml.safe_load(path.read_text()) or {}
-    allowed = {"seeds", "jobs", "out", "figures", "overrides", "sections"}
+    allowed = {"seeds", "jobs", "out", "figures", "page", "overrides", "sections"}
     unknown = sorted(set(raw) - allowed)
     if unknown:
         raise ReproduceError(f"{path}: unknown key {unknown[0]} "
@@ -102,8 +109,21 @@ def load_plan(path: Path = PLAN) -> Plan:
     jobs = raw.get("jobs", 2)
     if not isinstance(jobs, int) or jobs < 1:
         raise ReproduceError(f"{path}: jobs must be an integer >= 1, got {jobs!r}")
-    return Plan(sections, seeds, jobs, Path(raw.get("out", "logs/reproduce")),
-                Path(raw.get("figures", "docs/results")), list(raw.get("overrides") or []))
+    here = path.resolve().parent
+
+    def where(key: str) -> Path:  # relative to the plan's folder
+        return Path(os.path.normpath(here / str(raw.get(key) or PLAN_DEFAULTS[key])))
+
+    return Plan(sections, seeds, jobs, where("out"), where("figures"),
+                list(raw.get("overrides") or []), where("page"))
+
+
+def _shown(path: Path) -> str:
+    """A path as messages print it: relative to the working directory when under it."""
+    try:
+        return str(Path(path).absolute().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def sweep_grid(experiment: str, overrides: list[str]) -> list[list[str]]:
@@ -293,7 +313,8 @@ def section_block(plan: Plan, section: Section) -> str:
     baseline_table, baseline_verdicts = _baseline_lines(first.get("config") or {}, table)
     lines += baseline_table
     for png in sorted(figures.glob("*.png")):
-        rel = png.relative_to(PAGE.parent) if png.is_relative_to(PAGE.parent) else png
+        page_dir = plan.page.absolute().parent
+        rel = png.relative_to(page_dir) if png.is_relative_to(page_dir) else png
         lines += ["", f"![{png.stem.replace('_', ' ')}]({rel.as_posix()})"]
     comparison = table.attrs.get("comparison") or {}
     against = ("the best row" if comparison.get("against") is None
@@ -314,7 +335,7 @@ def _baseline_lines(config: dict, table) -> tuple[list[str], list]:
     import pandas as pd
 
     from rnnlab.results.baselines import baselines_for
-    from rnnlab.results.tables import _num
+    from rnnlab.results.tables import format_number
     from rnnlab.results.verdicts import baseline_verdicts
 
     rows = baselines_for(config.get("data") or {})
@@ -324,7 +345,7 @@ def _baseline_lines(config: dict, table) -> tuple[list[str], list]:
     metrics = [c for c in frame.columns if c != "baseline"]
     shown = frame.copy()
     for m in metrics:
-        shown[m] = frame[m].map(_num)
+        shown[m] = frame[m].map(format_number)
     lines = ["", "Classical baselines on the same test split (rnnlab.results.baselines):", "",
              shown.to_markdown(index=False)]
     return lines, baseline_verdicts(table, rows)
@@ -360,8 +381,9 @@ def _machine(runs) -> str:
     return f"torch {torch}, {os.cpu_count()} CPUs"
 
 
-def rebuild_page(plan: Plan, sections: list[Section], page: Path = PAGE) -> list[str]:
-    """Replace each section's generated block in ``page``; return the sections rebuilt.
+def rebuild_page(plan: Plan, sections: list[Section], page: Path | None = None) -> list[str]:
+    """Replace each section's generated block in ``page`` (default: the plan's); return the
+    sections rebuilt.
     A section without its markers in the page is an error (the page says where it goes).
 
     The blocks are built first (reports and figures take seconds); the page is then read,
@@ -370,6 +392,8 @@ def rebuild_page(plan: Plan, sections: list[Section], page: Path = PAGE) -> list
     from filelock import FileLock
 
     from rnnlab.atomic import atomic_open
+
+    page = plan.page if page is None else page
 
     def pattern(name: str) -> re.Pattern:
         return re.compile(_BLOCK.format(name=re.escape(name)), re.DOTALL)
@@ -409,8 +433,10 @@ A rerun keeps finished jobs and resumes the rest.
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="rnnlab-reproduce", description=HELP,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--plan", type=Path, default=PLAN, help=f"the plan (default {PLAN})")
-    parser.add_argument("--page", type=Path, default=PAGE, help=f"the page (default {PAGE})")
+    parser.add_argument("--plan", type=Path, default=PLAN,
+                        help="the plan (default: the checkout's docs/reproduce.yaml)")
+    parser.add_argument("--page", type=Path,
+                        help="the page (default: the plan's page, docs/results.md)")
     parser.add_argument("--only", action="append", help="section(s) to run, e.g. --only copy")
     parser.add_argument("--jobs", type=int, help="parallel jobs (default: the plan's)")
     parser.add_argument("--docs-only", action="store_true", help="rebuild the page only")
@@ -418,6 +444,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         plan = load_plan(args.plan)
+        if args.page is not None:
+            plan.page = args.page
         if args.jobs is not None:
             if args.jobs < 1:
                 raise ReproduceError(f"--jobs must be >= 1, got {args.jobs}")
@@ -425,8 +453,8 @@ def main(argv: list[str] | None = None) -> int:
         sections = plan.select(args.only)
         status = 0 if args.docs_only else run_sections(plan, sections, args.dry_run)
         if not args.dry_run:
-            rebuilt = rebuild_page(plan, sections, args.page)
-            print(f"[reproduce] {args.page}: rebuilt {', '.join(rebuilt)}")
+            rebuilt = rebuild_page(plan, sections)
+            print(f"[reproduce] {_shown(plan.page)}: rebuilt {', '.join(rebuilt)}")
     except ReproduceError as error:
         print(f"rnnlab-reproduce: error: {error}", file=sys.stderr)
         return 2

@@ -21,7 +21,9 @@ from rnnlab.results.stats import CONFIDENCE, SIGNIFICANT
 FORMATS = ("md", "csv", "latex")
 
 
-def _num(value: Any) -> str:
+def format_number(value: Any) -> str:
+    """A number as every table shows it: 4 significant digits (3 in scientific notation below
+    1e-3 or from 1e5 on), empty for None or NaN."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
     value = float(value)
@@ -31,9 +33,9 @@ def _num(value: Any) -> str:
 
 
 def _mean_std(mean: Any, std: Any, pm: str) -> str:
-    text = _num(mean)
+    text = format_number(mean)
     if text and not (std is None or (isinstance(std, float) and math.isnan(std))):
-        text += f"{pm}{_num(std)}"
+        text += f"{pm}{format_number(std)}"
     return text or "\u2014"
 
 
@@ -70,10 +72,10 @@ def display_frame(table: pd.DataFrame, pm: str = " ± ") -> tuple[pd.DataFrame, 
             _mean_std(m, s, pm) for m, s in zip(table[metric], table[f"{metric} std"])]
         if i == 0 and f"{metric} ci low" in table:
             out[f"{metric} {_percent(CONFIDENCE)} CI (t)"] = [
-                f"[{_num(lo)}, {_num(hi)}]" if not math.isnan(lo) else "\u2014"
+                f"[{format_number(lo)}, {format_number(hi)}]" if not math.isnan(lo) else "\u2014"
                 for lo, hi in zip(table[f"{metric} ci low"], table[f"{metric} ci high"])]
         if table[f"{metric} published"].notna().any():
-            out[f"{metric} published"] = table[f"{metric} published"].map(_num)
+            out[f"{metric} published"] = table[f"{metric} published"].map(format_number)
     comparison = table.attrs.get("comparison")
     if comparison:
         metric, key = comparison["metric"], comparison["key"]
@@ -87,7 +89,7 @@ def display_frame(table: pd.DataFrame, pm: str = " ± ") -> tuple[pd.DataFrame, 
     if refs:  # which footnotes speak of each row
         out["paper"] = paper_marks(table)
     if "baseline" in table:
-        out["baseline"] = table["baseline"].map(_num)
+        out["baseline"] = table["baseline"].map(format_number)
         out[f"verdict ({VERDICT_METRIC})"] = table["verdict"].fillna("\u2014")
         out["solved"] = [f"{s}/{n}" for s, n in zip(table["solved"], table["n"])]
         # Only where some seed got there: on a real dataset "10% of the prior's loss" is no
@@ -114,7 +116,7 @@ def footnotes(refs) -> list[str]:
     for ref in refs:
         text = f"{ref.where_text()}: "
         if ref.value is not None:
-            text += f"{ref.role} {ref.metric} = {_num(ref.value)}"
+            text += f"{ref.role} {ref.metric} = {format_number(ref.value)}"
             text += f"; {ref.claim}" if ref.claim else ""
         else:
             text += f"{ref.claim} ({ref.metric})"

@@ -80,9 +80,9 @@ def _p(p: float) -> str:
 
 
 def _num(x: Any) -> str:
-    from rnnlab.results.tables import _num
+    from rnnlab.results.tables import format_number
 
-    return _num(x) or "–"
+    return format_number(x) or "–"
 
 
 def _significant(p_holm: float) -> bool:
