@@ -104,7 +104,8 @@ def standing_block(out: Path, figures: Path, page: Path = PAGE) -> str:
         f"Tasks ({len(kept)}): {listing}. Score per evaluation seed: 0 at the task's baseline "
         "(memoryless or constant-predictor loss, chance accuracy), 1 at perfect (loss 0, "
         "accuracy 1); a diverged or failed seed scores 0. Each cell with its own tuned "
-        "configuration (`rnnlab-compare`), every task at one parameter count and step budget. "
+        "configuration (`rnnlab-compare`); within a task every cell has the same parameter "
+        "count and step budget. "
         f"{frame.attrs.get('method', '')}.", "", *table, "", f"![performance profile]({rel})"])
 
 
