@@ -11,15 +11,15 @@ from conftest import CONF
 from test_results import write_run
 from vega_charts import render_chart
 
-from rnnlab.gradflow.plots import (
+from rnnlab.gradflow.stats import save_npz_atomic
+from rnnlab.results.cli import dashboard_main
+from rnnlab.wandb import dashboard
+from rnnlab.wandb.charts import (
     CHART_SPECS,
     CURVES_CHART,
     DEFAULT_HEATMAP_RANGE,
     HEATMAP_CHART,
 )
-from rnnlab.gradflow.stats import save_npz_atomic
-from rnnlab.results import dashboard
-from rnnlab.results.cli import dashboard_main
 
 PRESETS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
 

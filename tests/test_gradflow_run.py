@@ -19,7 +19,7 @@ from vega_charts import render_chart
 from wandb_offline import find_offline_runs, read_finished_run
 
 from rnnlab.gradflow import load_gradflow
-from rnnlab.gradflow.plots import (
+from rnnlab.wandb.charts import (
     CURVE_COLUMNS,
     CURVES_CHART,
     CURVES_VEGA,

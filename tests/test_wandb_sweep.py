@@ -13,7 +13,7 @@ from wandb_offline import read_finished_run
 
 from rnnlab import tracking
 from rnnlab.composition import command_line_error
-from rnnlab.wandb_sweep import main, sweep_spec
+from rnnlab.wandb.sweep import main, sweep_spec
 
 
 def _agent_command(spec: dict, point: dict) -> list[str]:

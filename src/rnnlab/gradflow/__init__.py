@@ -4,8 +4,8 @@
 - clipping.py: how often gradient clipping fires (counted before Lightning clips).
 - probe.py: the fixed probe (the last-step loss on a held-out batch, training state untouched).
 - stats.py: batch statistics, the per-layer scalars and the ``gradflow.npz`` reader/writer.
-- plots.py: norm-vs-t curves and the (training step x t) heatmap, as matplotlib figures and as
-  the W&B custom charts (Vega-Lite specs, tables, the shared colour range).
+- plots.py: norm-vs-t curves and the (training step x t) heatmap as matplotlib figures (their
+  W&B custom charts are in rnnlab.wandb: charts.py, gradflow.py).
 
 Definitions and file layout: docs/gradflow.md. The callback's names are imported on first use, so
 that reading ``gradflow.npz`` or the chart specs (rnnlab-dashboard) does not import Lightning.

@@ -47,8 +47,8 @@ from lightning.pytorch.callbacks import Callback
 from torch.nn import functional as F
 
 from rnnlab.errors import check_choice
+from rnnlab.wandb import gradflow as wandb_charts
 
-from . import wandb_charts
 from .clipping import ClipCounter
 from .dynamics import DynamicsRecorder
 from .probe import fixed_probe, take_rows
@@ -113,7 +113,7 @@ class GradientFlowMonitor(Callback):
         jacobian_every_n_steps: int | None = None,
         lyapunov_k: int = 8,
     ):
-        from .plots import check_heatmap_range
+        from rnnlab.wandb.charts import check_heatmap_range
 
         super().__init__()
         if not isinstance(every_n_steps, int) or every_n_steps < 1:

@@ -129,8 +129,8 @@ def dashboard_main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     prog = parser.prog
 
-    from rnnlab.results import dashboard
     from rnnlab.results.runs import load_runs
+    from rnnlab.wandb import dashboard
 
     logs = Path(os.environ.get("RNNLAB_LOGS", "logs"))
     paths = args.runs or [p for p in (logs / "multiruns" / args.group, logs / "runs" / args.group)

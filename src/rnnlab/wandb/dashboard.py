@@ -4,7 +4,7 @@ experiment group, with sections chosen from what the group sweeps.
 What a group sweeps comes from its run directories when they are here (the tables' row keys),
 else from the experiment preset of the same name (its sweep parameters). The objects are built
 offline; ``spec`` turns them into JSON (``--dry-run``), ``save`` publishes them (needs W&B) and
-first registers the gradient-flow chart presets (rnnlab.gradflow.plots) under the entity.
+first registers the gradient-flow chart presets (rnnlab.wandb.charts) under the entity.
 
 Gradient flow is shown by two custom charts over the tables the monitor logs: the curves over t
 on a log y axis (one colour per run) and the training step x t heatmap (one facet per run) on
@@ -25,7 +25,8 @@ from typing import Any
 import wandb_workspaces.reports.v2 as wr
 import wandb_workspaces.workspaces as ws
 
-from rnnlab.gradflow.plots import (
+from rnnlab.results.rowkeys import GROUP_KEYS, label
+from rnnlab.wandb.charts import (
     CHART_SPECS,
     CURVE_FIELDS,
     CURVES_CHART,
@@ -36,7 +37,6 @@ from rnnlab.gradflow.plots import (
     check_heatmap_range,
     number_text,
 )
-from rnnlab.results.rowkeys import GROUP_KEYS, label
 
 GRADFLOW_SCALARS = ("horizon", "log10_first_over_last", "log10_decay_per_step")
 # Settings that are numbers (a metric can be plotted against them).

@@ -1,14 +1,14 @@
 """The gradient-flow monitor's W&B payloads: each record's curves, the (training step x t)
-heatmap, the per-record summary tables, as W&B Tables with the custom charts of plots.py.
-The monitor (monitor.py) measures and decides when; these build what W&B is sent. ``monitor``
-is the GradientFlowMonitor (its quantity, layers, cell, probe, heatmap range), ``logger`` the
-run's WandbLogger."""
+heatmap, the per-record summary tables, as W&B Tables with the custom charts of charts.py.
+The monitor (rnnlab.gradflow.monitor) measures and decides when; these build what W&B is sent.
+``monitor`` is the GradientFlowMonitor (its quantity, layers, cell, probe, heatmap range),
+``logger`` the run's WandbLogger."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from .stats import SUMMARIES, metric_key
+from rnnlab.gradflow.stats import SUMMARIES, metric_key
 
 
 def _label(monitor) -> str:
@@ -27,7 +27,7 @@ def log_curves(monitor, logger, record: dict[str, Any], scalars: dict[str, float
     chart over it with a log y axis, in one history row with its scalars."""
     import wandb
 
-    from .plots import CURVE_COLUMNS, CURVE_FIELDS, CURVES_CHART, UNICODE, chart_id, curve_rows
+    from .charts import CURVE_COLUMNS, CURVE_FIELDS, CURVES_CHART, UNICODE, chart_id, curve_rows
 
     symbol = UNICODE.get(monitor.quantity, monitor.quantity)
     preset = chart_id(_chart_entity(logger), CURVES_CHART)
@@ -48,13 +48,13 @@ def log_curves(monitor, logger, record: dict[str, Any], scalars: dict[str, float
 
 def log_heatmaps(monitor, logger, arrays: dict[str, Any]) -> None:
     """Per layer, the (training step x t) heatmap so far as a long-format W&B Table (at most
-    plots.HEATMAP_MAX_ROWS rows) and a custom chart over it: colour = log10 of the batch-mean
+    charts.HEATMAP_MAX_ROWS rows) and a custom chart over it: colour = log10 of the batch-mean
     norm on the fixed range ``heatmap_range``, the same for every run of a group."""
     if logger is None:
         return
     import wandb
 
-    from .plots import (
+    from .charts import (
         HEATMAP_CHART,
         HEATMAP_COLUMNS,
         HEATMAP_FIELDS,
@@ -124,7 +124,7 @@ def log_dynamics(monitor, logger, record: dict[str, Any], scalars: dict[str, flo
         return
     import wandb
 
-    from .plots import CURVE_COLUMNS, CURVE_FIELDS, CURVES_CHART, chart_id, curve_rows
+    from .charts import CURVE_COLUMNS, CURVE_FIELDS, CURVES_CHART, chart_id, curve_rows
 
     preset = chart_id(_chart_entity(logger), CURVES_CHART)
     payload: dict[str, Any] = dict(scalars)
@@ -156,8 +156,9 @@ def log_dynamics_heatmaps(monitor, logger, arrays: dict[str, Any]) -> None:
         return
     import wandb
 
-    from .dynamics import DynamicsRecorder
-    from .plots import HEATMAP_CHART, HEATMAP_COLUMNS, HEATMAP_FIELDS, chart_id, heatmap_rows
+    from rnnlab.gradflow.dynamics import DynamicsRecorder
+
+    from .charts import HEATMAP_CHART, HEATMAP_COLUMNS, HEATMAP_FIELDS, chart_id, heatmap_rows
 
     preset = chart_id(_chart_entity(logger), HEATMAP_CHART)
     lo, hi = JACOBIAN_HEATMAP_RANGE
