@@ -36,3 +36,21 @@ def test_the_refusal_is_exit_2_one_line_and_writes_nothing(tmp_path):
         "rnnlab-train: error: experiment_name='../../escaped' must be one folder name (no '/', "
         "not '.' or '..'): it names the folder under paths.log_dir"]
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("trainer", ["gpu", "ddp"])
+def test_a_gpu_asked_for_where_there_is_none_is_refused_naming_the_setting(trainer, run_training,
+                                                                           capfd, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is here")
+    capfd.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        run_training([f"trainer={trainer}", "debug=fast", "model.hidden_size=8"], name="run")
+    assert exit_info.value.code == 2
+    said = [line for line in capfd.readouterr().err.splitlines() if line.strip()]
+    assert said == ["rnnlab-train: error: trainer.accelerator=gpu (trainer=gpu, trainer=ddp) "
+                    "needs a CUDA GPU and none is available here; use trainer=cpu (or "
+                    "trainer=ddp_cpu)"], said
+    assert not (tmp_path / "run").exists()

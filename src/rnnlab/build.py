@@ -57,7 +57,16 @@ def build(cfg: DictConfig, wandb_id: str | None = None):
 
 
 def check_run_settings(cfg: DictConfig) -> None:
-    """Settings no schema types (top-level keys, the optimizer's lr, the step budget)."""
+    """Settings no schema types (top-level keys, the optimizer's lr, the step budget), and a
+    GPU asked for where there is none."""
+    accelerator = str(OmegaConf.select(cfg, "trainer.accelerator") or "")
+    if accelerator in ("gpu", "cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError(f"trainer.accelerator={accelerator} (trainer=gpu, trainer=ddp) "
+                              "needs a CUDA GPU and none is available here; use trainer=cpu "
+                              "(or trainer=ddp_cpu)")
     seed = cfg.seed
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ConfigError(f"seed must be an integer, got {seed!r}")
