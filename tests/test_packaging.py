@@ -38,6 +38,7 @@ def test_wheel_contains_every_config_and_installed_copy_is_found(tmp_path):
     assert expected <= names, sorted(expected - names)
     assert "rnnlab/train.py" in names and "rnnlab/cells/gru.py" in names
     assert "rnnlab/cells/native_loops.cpp" in names
+    assert {"rnnlab/wandb/charts.py", "rnnlab/wandb/dashboard.py", "rnnlab/wandb/sweep.py"} <= names
     assert not any(n.startswith(("rnnlab/wandb_offline", "rnnlab/conf/conf")) for n in names)
 
     # Imported from the unpacked wheel (cwd elsewhere), configdir finds the packaged copy.
@@ -58,3 +59,12 @@ def test_checkout_reads_top_level_conf():
     import rnnlab.configdir as c
 
     assert Path(c.CONFIG_DIR) == REPO / "conf"
+
+
+def test_the_wandb_package_leaves_import_wandb_to_the_real_client():
+    import wandb
+
+    import rnnlab.wandb.gradflow  # noqa: F401  (its `import wandb` is absolute)
+
+    assert wandb.__name__ == "wandb" and hasattr(wandb, "Table")
+    assert "site-packages" in wandb.__file__ or "dist-packages" in wandb.__file__
