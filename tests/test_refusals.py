@@ -54,3 +54,25 @@ def test_a_gpu_asked_for_where_there_is_none_is_refused_naming_the_setting(train
                     "needs a CUDA GPU and none is available here; use trainer=cpu (or "
                     "trainer=ddp_cpu)"], said
     assert not (tmp_path / "run").exists()
+
+
+def test_a_run_refused_once_torch_loads_leaves_no_empty_folders(tmp_path, capfd):
+    """model.param_budget=3 is refused after the run dir logs/runs/adhoc/<stamp> was made: the
+    run dir goes, and the folders made for it too."""
+    from conftest import compose_config
+    from omegaconf import open_dict
+
+    from rnnlab.train import run
+
+    logs = tmp_path / "logs"
+    run_dir = logs / "runs" / "adhoc" / "2026-01-01_00-00-00-000000"
+    run_dir.mkdir(parents=True)
+    cfg = compose_config(["debug=fast", "model.param_budget=3"], run_dir)
+    with open_dict(cfg):
+        cfg.paths.log_dir = str(logs)
+    with pytest.raises(SystemExit) as exit_info:
+        run(cfg)
+    assert exit_info.value.code == 2
+    said = [line for line in capfd.readouterr().err.splitlines() if line.strip()]
+    assert len(said) == 1 and said[0].startswith("rnnlab-train: error: "), said
+    assert list(logs.iterdir()) == []

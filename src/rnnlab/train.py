@@ -88,6 +88,7 @@ def _run(cfg: DictConfig) -> dict[str, Any]:
             return record.refused(error)
         if distributed.rank() == 0:
             rundir.remove_if_empty_run_dir(output_dir)
+            _remove_empty_parents(output_dir, Path(cfg.paths.log_dir))
         _refuse(error)
 
     if distributed.rank() == 0:
@@ -108,6 +109,22 @@ def _run(cfg: DictConfig) -> dict[str, Any]:
             _refuse(error)  # a setting found wrong once the run started (ranks, one run dir)
         raise
     return record.ended(task, trainer, final_metrics)
+
+
+def _remove_empty_parents(output_dir: Path, log_dir: Path) -> None:
+    """The folders a refused run's dir was made in (logs/runs/<experiment_name>/), when empty:
+    a refusal leaves nothing under the log dir."""
+    if output_dir.exists():
+        return
+    try:
+        parents = output_dir.resolve().relative_to(log_dir.resolve()).parents
+    except (ValueError, OSError):  # a run dir outside the log dir: its parents are not ours
+        return
+    for relative in list(parents)[:-1]:  # up to, not including, the log dir itself
+        try:
+            (log_dir.resolve() / relative).rmdir()
+        except OSError:  # not empty (another run), or gone
+            return
 
 
 def _trains_on(finished: dict[str, Any], cfg: DictConfig, output_dir: Path) -> bool:
