@@ -45,8 +45,7 @@ from rnnlab.errors import ConfigError, one_line
 TUNE_SEEDS = range(100, 200)  # the tuning seeds come from here ...
 EVAL_SEEDS = range(1000, 100000)  # ... the evaluation seeds from here; presets use 0-99
 MAX_CONFIGS = 12  # per arm: the protocol's stated cost bound ([fair] item 6)
-KEPT = ("completed", "diverged")
-FINISHED = ("completed", "diverged", "failed")
+KEPT = ("completed", "diverged")  # what a resumed sweep keeps (a failed job runs again)
 RULE = ("per arm and condition: highest fraction of tuning seeds solved on the validation split "
         "(threshold tasks: best val/loss < {below:g} x baseline/loss), then lowest (highest for "
         "accuracy-like metrics) median over tuning seeds of the run's best {metric}; a diverged or "
@@ -300,13 +299,10 @@ def job_view(job_dir: Path, record: dict, keys: list[str], below: float) -> dict
 
 
 def finished(sweep_dir: Path) -> dict[str, dict]:
-    """``{job dir name: results.json}`` of the finished jobs of a sweep dir."""
-    done = {}
-    for path in sorted(sweep_dir.glob("*/results.json")):
-        record = _read_json(path)
-        if record is not None and record.get("status") in FINISHED:
-            done[path.parent.name] = record
-    return done
+    """``{job dir name: results.json}`` of the finished jobs of a sweep dir (reproduce's)."""
+    from rnnlab.reproduce import finished_jobs
+
+    return finished_jobs(sweep_dir)
 
 
 # ------------------------------------------------------------------------------------ selection

@@ -186,9 +186,9 @@ def train_command(section: Section, plan: Plan, sweep_dir: Path) -> list[str]:
 
 
 def _clock(seconds: float) -> str:
-    seconds = int(seconds)
-    return f"{seconds // 3600}h{seconds // 60 % 60:02d}m" if seconds >= 3600 else \
-        f"{seconds // 60}m{seconds % 60:02d}s"
+    from rnnlab.sweep_progress import clock
+
+    return clock(seconds)
 
 
 class Progress:
