@@ -1,7 +1,7 @@
 """The config tree lives at the top level (conf/, the layout the project promises) and ships
 inside the wheel as rnnlab/conf: build_py copies it into the built package. No symlink, so a
 checkout without symlinks (Windows) builds the same wheel. An editable install copies nothing:
-rnnlab.configdir finds the top-level conf/ of the checkout."""
+rnnlab.config.configdir finds the top-level conf/ of the checkout."""
 
 import shutil
 from pathlib import Path

@@ -1,6 +1,6 @@
-"""The cells' test matrix, read from the registry (``rnnlab.cellspecs.SPECS``): every cell in each
-of its forms, so that a cell added in its two files is gradchecked, its step Jacobians checked, run
-under autocast and, where torch.nn has it, compared with torch.nn, without editing a test.
+"""The cells' test matrix, read from the registry (``rnnlab.config.cellspecs.SPECS``): every cell in
+each of its forms, so that a cell added in its two files is gradchecked, its step Jacobians checked,
+run under autocast and, where torch.nn has it, compared with torch.nn, without editing a test.
 
 A :class:`Case` is one cell with some of its settings: a form (one value of each of its
 ``variants``, e.g. ``variant=mgu, reset=before``) or a feature on its own form (``layer_norm``,
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from rnnlab.cellspecs import SPECS, CellSpec
+from rnnlab.config.cellspecs import SPECS, CellSpec
 
 # The cells tests/test_cells_reference.py writes out as plain autograd equations.
 REFERENCE_CELLS = ("rnn", "gru", "lstm")

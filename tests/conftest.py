@@ -13,7 +13,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-from rnnlab.configdir import CONFIG_DIR
+from rnnlab.config.configdir import CONFIG_DIR
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = Path(CONFIG_DIR)

@@ -351,7 +351,7 @@ def test_synthetic_tasks_have_no_extra_baselines():
 def test_baselines_for_refuses_a_recorded_data_config_naming_other_code(tmp_path):
     """A run's record is untrusted: a data config whose _target_ is not rnnlab's is refused in
     one line before anything is instantiated (no file is created)."""
-    from rnnlab.untrusted import UntrustedContent
+    from rnnlab.config.untrusted import UntrustedContent
 
     pwned = tmp_path / "PWNED"
     config = {"_target_": "builtins.open", "name": "timeseries", "file": str(pwned), "mode": "w"}

@@ -1,5 +1,5 @@
-"""The registry (rnnlab.cellspecs) is the one list of cells the cell tests, run labels and the
-initialisation read: each entry's variants are the values its class takes, and a cell added in
+"""The registry (rnnlab.config.cellspecs) is the one list of cells the cell tests, run labels and
+the initialisation read: each entry's variants are the values its class takes, and a cell added in
 its two files brings its whole test matrix (tests/cell_matrix.py) with it. Shown here with a
 throwaway cell: its module is this file (:class:`Diag`), its entry registered for the test."""
 
@@ -20,8 +20,8 @@ import cell_matrix
 from rnnlab.cells import GRU, LSTM, initialize_recurrent
 from rnnlab.cells.base import RecurrentBase
 from rnnlab.cells.recurrence import Recurrence
-from rnnlab.cellspecs import SPECS, CellSpec, Choice, ModelConfig, spec_of
-from rnnlab.errors import check_choice
+from rnnlab.config.cellspecs import SPECS, CellSpec, Choice, ModelConfig, spec_of
+from rnnlab.config.errors import check_choice
 
 TESTS = Path(__file__).parent
 
@@ -71,7 +71,7 @@ class Diag(RecurrentBase):
         return output, h_n
 
 
-# its entry in rnnlab/cellspecs.py: a schema and a CellSpec
+# its entry in rnnlab/config/cellspecs.py: a schema and a CellSpec
 @dataclass
 class DiagModelConfig(ModelConfig):
     cell: str = "diag"

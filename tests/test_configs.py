@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from conftest import CONF, cli, compose_config
 
-from rnnlab.composition import command_line_error
+from rnnlab.config.composition import command_line_error
 
 GROUPS = ["data", "model", "optimizer", "scheduler", "trainer", "logger", "callbacks", "debug",
           "experiment", "hparams_search"]
@@ -15,7 +15,7 @@ GROUPS = ["data", "model", "optimizer", "scheduler", "trainer", "logger", "callb
 
 def _options(group: str) -> list[str]:
     if group == "model":  # the cells are stored from their registry entries, not YAML files
-        from rnnlab.cellspecs import SPECS
+        from rnnlab.config.cellspecs import SPECS
 
         return sorted(SPECS)
     return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
@@ -27,7 +27,7 @@ CASES = [(group, option) for group in GROUPS for option in _options(group)]
 @pytest.mark.parametrize(("group", "option"), CASES, ids=[f"{g}={o}" for g, o in CASES])
 def test_every_config_composes(group, option, tmp_path):
     cfg = compose_config([f"{group}={option}"], tmp_path)
-    from rnnlab.cellspecs import SPECS
+    from rnnlab.config.cellspecs import SPECS
 
     assert cfg.model.cell in SPECS
     if group == "model":
@@ -193,7 +193,7 @@ def test_refusing_a_command_line_needs_neither_torch_nor_lightning():
     import subprocess
     import sys
 
-    code = ("import sys, rnnlab.cli, rnnlab.schemas, rnnlab.composition; "
+    code = ("import sys, rnnlab.cli, rnnlab.config.schemas, rnnlab.config.composition; "
             "print(sorted(m for m in ('torch', 'lightning', 'pandas') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True)
@@ -230,7 +230,7 @@ def test_help_with_a_bad_override_says_why_there_is_no_config():
 
 
 def test_the_code_defaults_are_the_schema_defaults():
-    """Every setting's default lives in rnnlab.schemas; where a constructor also has one (the
+    """Every setting's default lives in rnnlab.config.schemas; where a constructor also has one (the
     Python API), it must be the same value, so the two can never drift apart."""
     import importlib
     import inspect
@@ -238,8 +238,8 @@ def test_the_code_defaults_are_the_schema_defaults():
     from hydra.core.config_store import ConfigStore
     from omegaconf import OmegaConf
 
-    import rnnlab.schemas  # noqa: F401  (registers the schemas read below)
-    from rnnlab.cellspecs import SPECS
+    import rnnlab.config.schemas  # noqa: F401  (registers the schemas read below)
+    from rnnlab.config.cellspecs import SPECS
     from rnnlab.models import SequenceModel
 
     def defaults(fn) -> dict:
@@ -290,13 +290,13 @@ def test_the_code_defaults_are_the_schema_defaults():
 
 
 def test_the_cell_registry_is_the_one_list_of_cells():
-    """Each rnnlab.cellspecs entry is the `model` group's option of its name (stored from its
+    """Each rnnlab.config.cellspecs entry is the `model` group's option of its name (stored from its
     schema; no conf/model YAML) with classes that load; there is no cell elsewhere (adding one
     = its module and its entry)."""
     from hydra.core.config_store import ConfigStore
 
-    from rnnlab.cellspecs import SPECS
-    from rnnlab.schemas import MODEL_SCHEMAS
+    from rnnlab.config.cellspecs import SPECS
+    from rnnlab.config.schemas import MODEL_SCHEMAS
 
     assert not (CONF / "model").exists()
     stored = {Path(n).stem for n in ConfigStore.instance().list("model")}
@@ -321,10 +321,10 @@ def test_the_cell_registry_is_the_one_list_of_cells():
 def test_the_python_api_refuses_a_bound_in_the_command_lines_words(setting, value):
     """One range per setting (schemas.BOUNDS): SequenceModel refuses what the command line
     refuses, with the same line."""
+    from rnnlab.config.errors import ConfigError
+    from rnnlab.config.schemas import out_of_bounds
     from rnnlab.data.base import DataSpec
-    from rnnlab.errors import ConfigError
     from rnnlab.models import SequenceModel
-    from rnnlab.schemas import out_of_bounds
 
     spec = DataSpec("step_classification", output_size=3, vocab_size=3)
     line = out_of_bounds(f"model.{setting}", value)

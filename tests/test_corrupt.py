@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from rnnlab import resume
-from rnnlab.errors import ResumeError
-from rnnlab.untrusted import CorruptCheckpoint, load_checkpoint
+from rnnlab.config.errors import ResumeError
+from rnnlab.config.untrusted import CorruptCheckpoint, load_checkpoint
 
 
 def _state(step: int) -> dict:

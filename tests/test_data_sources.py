@@ -9,6 +9,7 @@ import logging
 import numpy as np
 import pytest
 
+from rnnlab.config.errors import check_choice
 from rnnlab.data.sources import (
     Cache,
     SourceUnavailable,
@@ -22,7 +23,6 @@ from rnnlab.data.splits import (
     stratified_split,
     subsample,
 )
-from rnnlab.errors import check_choice
 
 
 def _write(text: str):

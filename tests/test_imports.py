@@ -69,8 +69,8 @@ def test_no_import_circle_among_rnnlab_modules():
 
 
 def test_the_cli_checks_a_command_line_without_torch_or_lightning():
-    code = ("import sys; from rnnlab.composition import command_line_error; "
-            "from rnnlab.configdir import CONFIG_DIR; "
+    code = ("import sys; from rnnlab.config.composition import command_line_error; "
+            "from rnnlab.config.configdir import CONFIG_DIR; "
             "assert command_line_error(['data.seq_len=0'], CONFIG_DIR, 'train'); "
             "print(sorted(m for m in ('torch', 'lightning') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -15,8 +15,8 @@ from torch import nn
 from rnnlab.build import build
 from rnnlab.cells import GRU, LSTM, MinGRU, MinLSTM, initialize_recurrent
 from rnnlab.cells.init import chrono_gates
+from rnnlab.config.errors import ConfigError
 from rnnlab.data.base import DataSpec
-from rnnlab.errors import ConfigError
 from rnnlab.models import SequenceModel
 
 H, TMAX = 1500, 200.0

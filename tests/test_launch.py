@@ -11,7 +11,7 @@ from conftest import compose_config
 from omegaconf import OmegaConf
 
 from rnnlab import launch
-from rnnlab.configdir import CONFIG_DIR
+from rnnlab.config.configdir import CONFIG_DIR
 
 LAUNCH_VARS = ("RANK", "WORLD_SIZE", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_JOB_ID",
                "SLURM_STEP_ID", "TORCHELASTIC_RUN_ID")
@@ -82,7 +82,8 @@ def test_ddp_spawn_under_launched_ranks_is_refused_with_one_line(env, tmp_path):
 def test_a_sweep_inside_one_launch_is_refused_unless_submitit_gives_each_job_its_srun(
     env, tmp_path, monkeypatch
 ):
-    from rnnlab import build, hydra_runtime
+    from rnnlab import build
+    from rnnlab.config import hydra_runtime
     from rnnlab.models import ConfigError
 
     cfg = compose_config(["trainer=ddp_cpu", "trainer.strategy=ddp"], tmp_path)

@@ -48,7 +48,7 @@ def test_wheel_contains_every_config_and_installed_copy_is_found(tmp_path):
     elsewhere.mkdir()
     env = {**os.environ, "PYTHONPATH": str(site)}
     out = subprocess.run([sys.executable, "-c",
-                          "import rnnlab.configdir as c; print(c.CONFIG_DIR)"],
+                          "import rnnlab.config.configdir as c; print(c.CONFIG_DIR)"],
                          cwd=elsewhere, env=env, check=True, capture_output=True, text=True,
                          timeout=60).stdout.strip()
     assert Path(out) == site / "rnnlab" / "conf", out
@@ -56,7 +56,7 @@ def test_wheel_contains_every_config_and_installed_copy_is_found(tmp_path):
 
 
 def test_checkout_reads_top_level_conf():
-    import rnnlab.configdir as c
+    import rnnlab.config.configdir as c
 
     assert Path(c.CONFIG_DIR) == REPO / "conf"
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from rnnlab.composition import command_line_error
-from rnnlab.configdir import CONFIG_DIR, CONFIG_NAME
+from rnnlab.config.composition import command_line_error
+from rnnlab.config.configdir import CONFIG_DIR, CONFIG_NAME
 
 # (the command line, what its one line says)
 REFUSED = [

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from rnnlab.errors import ReproduceError
+from rnnlab.config.errors import ReproduceError
 from rnnlab.reproduce import Progress, load_plan, main, sweep_grid
 
 FAST = ["debug=fast", "model.hidden_size=8", "data.seq_len=8"]

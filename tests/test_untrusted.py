@@ -1,6 +1,6 @@
 """A run directory is untrusted (DESIGN.md section 2): a pickle payload in its checkpoints, a
 ``_target_`` or Hydra callback it recorded, a payload given to the music loader -- every command
-that loads a run refuses them in one line, and nothing runs (rnnlab.untrusted)."""
+that loads a run refuses them in one line, and nothing runs (rnnlab.config.untrusted)."""
 
 from __future__ import annotations
 
@@ -16,8 +16,9 @@ import torch
 import yaml
 from conftest import cli
 
-from rnnlab import resume, untrusted
-from rnnlab.errors import ResumeError
+from rnnlab import resume
+from rnnlab.config import untrusted
+from rnnlab.config.errors import ResumeError
 
 # One tiny finished run (a step-classification task on a scratch cell, so that every analysis
 # command can load it), made once for the module as the CLI makes it (.hydra/ included).
@@ -194,7 +195,7 @@ def test_the_allow_list_is_the_config_trees_targets():
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from rnnlab.configdir import CONFIG_DIR
+    from rnnlab.config.configdir import CONFIG_DIR
 
     allowed = untrusted.allowed_targets()
     assert "rnnlab.resume.RunState" in allowed  # conf/callbacks

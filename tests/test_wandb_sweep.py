@@ -12,7 +12,7 @@ from wandb.sdk.launch.sweeps.utils import create_sweep_command_args
 from wandb_offline import read_finished_run
 
 from rnnlab import tracking
-from rnnlab.composition import command_line_error
+from rnnlab.config.composition import command_line_error
 from rnnlab.wandb.sweep import main, sweep_spec
 
 

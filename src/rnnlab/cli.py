@@ -2,7 +2,7 @@
 
 1. ``resume=<run dir or sweep dir>`` becomes the command line that started the run or sweep,
    pointed at its own directory (rnnlab.resume continues it from its last checkpoint);
-2. a command line that does not compose is refused in one line, exit 2 (rnnlab.composition);
+2. a command line that does not compose is refused in one line, exit 2 (rnnlab.config.composition);
 3. only then is the Hydra app (rnnlab.train) imported and run.
 
 This module imports Hydra and OmegaConf only: a typo is refused in about a second, not after the
@@ -14,8 +14,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from rnnlab.configdir import CONFIG_DIR, CONFIG_NAME
-from rnnlab.errors import ResumeError
+from rnnlab.config.configdir import CONFIG_DIR, CONFIG_NAME
+from rnnlab.config.errors import ResumeError
 
 RESUME_KEY = "resume"
 
@@ -51,8 +51,8 @@ def main():
     except ResumeError as error:
         print(f"rnnlab-train: error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
-    import rnnlab.schemas  # noqa: F401  (the schemas and resolvers the check composes with)
-    from rnnlab.composition import refuse_bad_command_line
+    import rnnlab.config.schemas  # noqa: F401  (the schemas and resolvers the check composes with)
+    from rnnlab.config.composition import refuse_bad_command_line
 
     refuse_bad_command_line(CONFIG_DIR, CONFIG_NAME)
     from rnnlab.train import hydra_main
@@ -69,10 +69,10 @@ def help_text(overrides: list[str]) -> str:
     from hydra.core.global_hydra import GlobalHydra
     from omegaconf import OmegaConf
 
-    import rnnlab.schemas  # noqa: F401  (schemas and resolvers)
+    import rnnlab.config.schemas  # noqa: F401  (schemas and resolvers)
 
     conf = Path(CONFIG_DIR)
-    # model has no folder: its options are the cells of rnnlab.cellspecs (stored, not YAML)
+    # model has no folder: its options are the cells of rnnlab.config.cellspecs (stored, not YAML)
     groups = sorted({p.name for p in conf.iterdir() if p.is_dir() and p.name != "hydra"}
                     | {"model"})
     lines = [
@@ -91,7 +91,7 @@ def help_text(overrides: list[str]) -> str:
     for group in groups:
         options = ", ".join(sorted(p.stem for p in (conf / group).glob("*.yaml")))
         if group == "model":  # one line per cell, from its registry entry
-            from rnnlab.cellspecs import SPECS
+            from rnnlab.config.cellspecs import SPECS
 
             lines.append(f"  {group:<15} {GROUP_HELP[group]}")
             lines += [f"  {'':<15}   {n:<8} {SPECS[n].summary}" for n in sorted(SPECS)]
@@ -104,7 +104,7 @@ def help_text(overrides: list[str]) -> str:
         with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
             cfg = compose(config_name=CONFIG_NAME, overrides=overrides)
     except Exception as error:  # noqa: BLE001 - the page still helps; say why there is no config
-        from rnnlab.composition import command_line_error
+        from rnnlab.config.composition import command_line_error
 
         reason = command_line_error(overrides, CONFIG_DIR, CONFIG_NAME) or str(error)
         return "\n".join([*lines, "", f"(no config: {reason})"])
@@ -143,8 +143,8 @@ def start_over_unreadable(target: Path) -> None:
     ResumeError when no run needed it: restart=true never discards a readable checkpoint."""
     import json
 
+    from rnnlab.config.untrusted import CorruptCheckpoint, load_checkpoint
     from rnnlab.dirlock import hold
-    from rnnlab.untrusted import CorruptCheckpoint, load_checkpoint
 
     runs = [target] if (target / ".hydra" / "hydra.yaml").is_file() else sorted(
         p for p in target.iterdir() if (p / ".hydra" / "hydra.yaml").is_file())
@@ -236,7 +236,7 @@ RESUME_MARK = "hydra.output_subdir=null"
 def _refuse_untrusted_checkpoints(run_dir: Path) -> None:
     """A run dir's checkpoints that hold more than rnnlab writes are refused here, before Hydra
     writes anything into the run dir (the run checks them again; a damaged one is left to it)."""
-    from rnnlab.untrusted import CorruptCheckpoint, load_checkpoint
+    from rnnlab.config.untrusted import CorruptCheckpoint, load_checkpoint
 
     for path in sorted((run_dir / "checkpoints").glob("*.ckpt")):
         try:
@@ -248,13 +248,13 @@ def _refuse_untrusted_checkpoints(run_dir: Path) -> None:
 def _saved_overrides(path: Path) -> tuple[list[str], list[str]]:
     """The task and hydra overrides a run or sweep was started with, as Hydra recorded them.
     A run dir is untrusted: what it recorded is refused (ResumeError, one line) where it names
-    code rnnlab's config groups do not (rnnlab.untrusted.check_config), here and in the run's
+    code rnnlab's config groups do not (rnnlab.config.untrusted.check_config), here and in the run's
     .hydra/overrides.yaml."""
     import yaml
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    from rnnlab.untrusted import check_config, check_overrides
+    from rnnlab.config.untrusted import check_config, check_overrides
 
     try:
         recorded = OmegaConf.load(path)
@@ -266,7 +266,7 @@ def _saved_overrides(path: Path) -> tuple[list[str], list[str]]:
     except (OmegaConfBaseException, ValueError, OSError, yaml.YAMLError) as error:
         if isinstance(error, ResumeError):
             raise
-        from rnnlab.errors import one_line
+        from rnnlab.config.errors import one_line
 
         raise ResumeError(f"resume: {path} cannot be read ({one_line(error)})") from None
     hydra = [o for o in saved.hydra

@@ -40,7 +40,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rnnlab.errors import ConfigError, one_line
+from rnnlab.config.errors import ConfigError, one_line
 
 TUNE_SEEDS = range(100, 200)  # the tuning seeds come from here ...
 EVAL_SEEDS = range(1000, 100000)  # ... the evaluation seeds from here; presets use 0-99
@@ -275,7 +275,7 @@ def job_view(job_dir: Path, record: dict, keys: list[str], below: float) -> dict
     """What the protocol reads of one finished job: its configuration (the searched overrides it
     ran with), seed, status, the best value of its monitored metric, solved on validation,
     test metrics and when it solved."""
-    from rnnlab.schemas import monitor_mode
+    from rnnlab.config.schemas import monitor_mode
 
     overrides = _job_overrides(job_dir)
     point = tuple(o for o in overrides if o.split("=", 1)[0] in keys)
@@ -486,8 +486,8 @@ def compose(overrides: list[str]):
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    import rnnlab.schemas  # noqa: F401  (schemas and resolvers)
-    from rnnlab.configdir import CONFIG_DIR, CONFIG_NAME
+    import rnnlab.config.schemas  # noqa: F401  (schemas and resolvers)
+    from rnnlab.config.configdir import CONFIG_DIR, CONFIG_NAME
 
     GlobalHydra.instance().clear()
     try:

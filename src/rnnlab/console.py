@@ -49,7 +49,7 @@ class _DropTips(logging.Filter):
         if text.startswith(_TIP):
             return False
         if text.startswith(_PER_JOB):
-            from rnnlab.hydra_runtime import in_multirun
+            from rnnlab.config.hydra_runtime import in_multirun
 
             return not in_multirun()
         return True

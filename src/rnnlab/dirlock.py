@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from rnnlab.errors import ConfigError
+from rnnlab.config.errors import ConfigError
 
 LOCK = ".rnnlab.lock"
 HOLDER = ".rnnlab.lock.holder"

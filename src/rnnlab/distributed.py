@@ -10,7 +10,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from rnnlab import launch, resume
-from rnnlab.errors import ConfigError
+from rnnlab.config.errors import ConfigError
 
 
 class SharedRunDir:

@@ -13,10 +13,16 @@ from torch import nn
 from torch.nn import functional as F
 
 from rnnlab.cells.init import INIT_SCHEMES
-from rnnlab.cellspecs import SPECS, ClassicModelConfig, LSTMModelConfig, ModelConfig, cell_spec
+from rnnlab.config.cellspecs import (
+    SPECS,
+    ClassicModelConfig,
+    LSTMModelConfig,
+    ModelConfig,
+    cell_spec,
+)
+from rnnlab.config.errors import ConfigError, check_choice
+from rnnlab.config.schemas import out_of_bounds
 from rnnlab.data.base import DataSpec
-from rnnlab.errors import ConfigError, check_choice
-from rnnlab.schemas import out_of_bounds
 
 ENCODERS = ("auto", "onehot", "embedding", "linear", "identity")
 # "auto" one-hot encodes small vocabularies (the synthetic tasks), embeds large
@@ -24,7 +30,7 @@ ONEHOT_MAX_VOCAB = 64
 
 
 def cell_class(cell: str, impl: str):
-    """The class that implements ``cell`` for ``impl`` (its rnnlab.cellspecs entry)."""
+    """The class that implements ``cell`` for ``impl`` (its rnnlab.config.cellspecs entry)."""
     return cell_spec(cell).implementation(impl)
 
 
@@ -49,7 +55,7 @@ _M, _C, _L = ModelConfig, ClassicModelConfig, LSTMModelConfig  # the defaults, f
 
 
 class SequenceModel(nn.Module):
-    # Every default is the schema's (rnnlab.cellspecs), so the Python API builds what the CLI
+    # Every default is the schema's (rnnlab.config.cellspecs), so the Python API builds what the CLI
     # builds; the cell's own settings (cell_options) default in the cell's class.
     def __init__(
         self,
@@ -70,7 +76,7 @@ class SequenceModel(nn.Module):
     ):
         """``cell_options``: the chosen cell's own settings (``nonlinearity``, ``variant``,
         ``reset``, ``layer_norm``, ``zoneout``, ``mode``, ...; see its schema in
-        ``rnnlab.cellspecs``); one the cell does not take is refused."""
+        ``rnnlab.config.cellspecs``); one the cell does not take is refused."""
         super().__init__()
         check_choice("model.encoder", encoder, ENCODERS, error=ConfigError)
         for key, value in (("model.num_layers", num_layers), ("model.dropout", dropout)):

@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from rnnlab import distributed, resume, tracking
 from rnnlab.cells import backends, compile_cache
-from rnnlab.errors import one_line
+from rnnlab.config.errors import one_line
 from rnnlab.solved import SolvedStop
 
 

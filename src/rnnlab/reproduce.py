@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rnnlab.errors import ReproduceError
+from rnnlab.config.errors import ReproduceError
 
 PLAN = Path(__file__).resolve().parents[2] / "docs" / "reproduce.yaml"  # src/rnnlab -> checkout
 PLAN_DEFAULTS = {"out": "../logs/reproduce", "figures": "results", "page": "results.md"}
@@ -133,8 +133,8 @@ def sweep_grid(experiment: str, overrides: list[str]) -> list[list[str]]:
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    import rnnlab.schemas  # noqa: F401  (schemas and resolvers)
-    from rnnlab.configdir import CONFIG_DIR, CONFIG_NAME
+    import rnnlab.config.schemas  # noqa: F401  (schemas and resolvers)
+    from rnnlab.config.configdir import CONFIG_DIR, CONFIG_NAME
 
     fixed = [o for o in overrides if "," not in o.partition("=")[2]]
     GlobalHydra.instance().clear()
@@ -235,7 +235,7 @@ def run_sections(plan: Plan, sections: list[Section], dry_run: bool = False,
         try:
             grids[s.name] = sweep_grid(s.experiment, [*plan.extra, *s.overrides])
         except Exception as error:  # noqa: BLE001 - Hydra's many error types, one line
-            from rnnlab.errors import one_line
+            from rnnlab.config.errors import one_line
 
             raise ReproduceError(f"section {s.name}: experiment={s.experiment} does not "
                                  f"compose: {one_line(error)}") from None

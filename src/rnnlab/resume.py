@@ -35,8 +35,8 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
 from rnnlab.atomic import atomic_open, atomic_path
-from rnnlab.errors import ResumeError
-from rnnlab.untrusted import CorruptCheckpoint, allow_checkpoint_types, load_checkpoint
+from rnnlab.config.errors import ResumeError
+from rnnlab.config.untrusted import CorruptCheckpoint, allow_checkpoint_types, load_checkpoint
 
 CHECKPOINT = Path("checkpoints") / "last.ckpt"
 # The last.ckpt before the current one, kept when a good last.ckpt is replaced: where a run whose
@@ -58,8 +58,8 @@ def checkpoint_step(path: str | os.PathLike) -> int:
 
 def read_checkpoints(path: str | os.PathLike) -> dict[str, Any]:
     """The checkpoint at ``path`` (last.ckpt), after reading every checkpoint beside it
-    (best.ckpt, which a resumed run's test loads): weights only (rnnlab.untrusted), so one that
-    holds anything else is refused (UntrustedContent) and a damaged one is CorruptCheckpoint,
+    (best.ckpt, which a resumed run's test loads): weights only (rnnlab.config.untrusted), so one
+    that holds anything else is refused (UntrustedContent) and a damaged one is CorruptCheckpoint,
     before a run uses them. A damaged last.ckpt is replaced by previous.ckpt when that one is
     good (one line says so); otherwise CorruptCheckpoint says how to start the run over."""
     path = Path(path)
@@ -124,8 +124,8 @@ def check_checkpoint_fits(path: str | os.PathLike, module: torch.nn.Module,
                           checkpoint: dict[str, Any] | None = None) -> dict[str, Any]:
     """The checkpoint (``checkpoint``, read from ``path`` if not given), or ResumeError naming the
     first weight whose shape differs from the model's (a checkpoint of another model: another
-    cell, size or dataset). Loaded weights only (rnnlab.untrusted): one that holds anything else
-    is refused, one that is damaged is CorruptCheckpoint."""
+    cell, size or dataset). Loaded weights only (rnnlab.config.untrusted): one that holds anything
+    else is refused, one that is damaged is CorruptCheckpoint."""
     if checkpoint is None:
         checkpoint = load_checkpoint(path)
     saved = checkpoint.get("state_dict", {})

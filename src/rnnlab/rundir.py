@@ -12,11 +12,12 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from rnnlab import dirlock, hydra_runtime, resume, tracking
-from rnnlab.errors import ConfigError
+from rnnlab import dirlock, resume, tracking
+from rnnlab.config import hydra_runtime
+from rnnlab.config.errors import ConfigError
+from rnnlab.config.untrusted import load_checkpoint
 from rnnlab.results.rowkeys import show
 from rnnlab.results.runs import flatten
-from rnnlab.untrusted import load_checkpoint
 
 # The lock of a run dir or sweep dir in use, and the file beside it naming its holder: part of
 # the run-dir layout (rnnlab.dirlock takes and checks them, light enough for the CLI's first

@@ -20,10 +20,10 @@ import torch
 import torchmetrics
 
 from rnnlab.cells.sequence import lengths_mask
+from rnnlab.config.schemas import monitor_mode as default_mode
 from rnnlab.data.base import DataSpec
 from rnnlab.metrics import FrameAccuracy, task_loss
 from rnnlab.models import SequenceModel
-from rnnlab.schemas import monitor_mode as default_mode
 
 # The default of `divergence_factor` (conf/train.yaml gives the same; tests/test_configs.py
 # checks that they agree), so the Python API stops exploded runs as the CLI does.

@@ -18,14 +18,14 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-import rnnlab.schemas  # noqa: F401  (registers the config schemas before composition)
+import rnnlab.config.schemas  # noqa: F401  (registers the config schemas before composition)
 from rnnlab import console, distributed, launch, resume, rundir, tracking
 from rnnlab.build import build, log_run_metadata
-from rnnlab.configdir import CONFIG_DIR
-from rnnlab.errors import ConfigError, one_line
-from rnnlab.hydra_runtime import in_multirun
+from rnnlab.config.configdir import CONFIG_DIR
+from rnnlab.config.errors import ConfigError, one_line
+from rnnlab.config.hydra_runtime import in_multirun
+from rnnlab.config.schemas import out_of_bounds
 from rnnlab.record import RunRecord, floats
-from rnnlab.schemas import out_of_bounds
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
@@ -74,7 +74,7 @@ def _run(cfg: DictConfig) -> dict[str, Any]:
         if clip is not None:
             raise ConfigError(clip)
         # Read before anything is built: a checkpoint of the run (last.ckpt, and best.ckpt that
-        # the test loads) holding more than rnnlab writes is refused here (rnnlab.untrusted).
+        # the test loads) holding more than rnnlab writes is refused here (rnnlab.config.untrusted).
         state = resume.read_checkpoints(checkpoint) if checkpoint is not None else None
         datamodule, task, trainer = build(cfg, wandb_id=wandb_id)
         if checkpoint is not None:
@@ -208,7 +208,8 @@ def _record_resume(cfg: DictConfig, output_dir: Path) -> None:
 
 def _fit_and_test(cfg, datamodule, task, trainer, checkpoint, final_metrics) -> None:
     # weights_only=True: a checkpoint is untrusted (a copied run dir); what rnnlab's hold beyond
-    # tensors (RNG states, gradflow records: numpy arrays) is allow-listed (rnnlab.untrusted).
+    # tensors (RNG states, gradflow records: numpy arrays) is allow-listed
+    # (rnnlab.config.untrusted).
     with console.resuming() if checkpoint else contextlib.nullcontext():
         trainer.fit(task, datamodule=datamodule, ckpt_path=checkpoint, weights_only=True)
     # Testing resets callback_metrics: keep the final train/val values first.

@@ -36,10 +36,10 @@ def load_trained(run_dir: Path, checkpoint: str = "best") -> Trained:
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
-    import rnnlab.schemas  # noqa: F401  (resolvers used by saved configs)
+    import rnnlab.config.schemas  # noqa: F401  (resolvers used by saved configs)
+    from rnnlab.config.untrusted import check_config, load_checkpoint
     from rnnlab.gradflow.cli import run_config
     from rnnlab.models import SequenceModel
-    from rnnlab.untrusted import check_config, load_checkpoint
 
     if checkpoint not in CHECKPOINTS:
         raise ValueError(f"checkpoint must be one of {', '.join(CHECKPOINTS)}, got {checkpoint!r}")

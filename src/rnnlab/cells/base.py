@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import check_choice
+from ..config.errors import check_choice
 from . import backends
 from .compile_cache import compile_enabled
 from .gradnorms import GradNormRecord, NormSink

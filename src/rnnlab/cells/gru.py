@@ -93,7 +93,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..errors import check_choice
+from ..config.errors import check_choice
 from .base import RecurrentBase
 from .norm_zoneout import NormZoneoutMixin, normalize, normalize_backward
 from .projection import outer_sum

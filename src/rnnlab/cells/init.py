@@ -26,7 +26,7 @@ import math
 import torch
 from torch import nn
 
-from ..errors import check_choice
+from ..config.errors import check_choice
 
 INIT_SCHEMES = ("default", "orthogonal", "identity", "chrono")
 WEIGHT_SCHEMES = ("orthogonal", "identity")  # the schemes that rewrite W_hh
@@ -153,7 +153,7 @@ def _is_lstm(module: nn.Module) -> bool:
     """torch.nn's LSTM, or a cell the registry gives a forget-gate bias (``model.forget_bias``)."""
     if isinstance(module, nn.LSTM):
         return True
-    from rnnlab.cellspecs import spec_of  # the registry, asked which cell this module is
+    from rnnlab.config.cellspecs import spec_of  # the registry, asked which cell this module is
 
     spec = spec_of(type(module))
     return spec is not None and spec.has("forget_bias")

@@ -92,7 +92,7 @@ from types import SimpleNamespace
 import torch
 from torch import Tensor
 
-from ..errors import check_choice
+from ..config.errors import check_choice
 from .base import RecurrentBase
 from .init import uniform_init
 from .norm_zoneout import NormZoneoutMixin, normalize, normalize_backward

@@ -53,7 +53,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import check_choice
+from ..config.errors import check_choice
 from .autocast import record_autocast, under_forward_autocast
 from .base import StackBase
 from .compile_cache import StepFunction, compile_enabled

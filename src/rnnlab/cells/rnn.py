@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..errors import check_choice
+from ..config.errors import check_choice
 from .base import RecurrentBase
 from .recurrence import Recurrence
 

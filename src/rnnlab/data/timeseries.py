@@ -55,6 +55,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from rnnlab.config.errors import check_choice
 from rnnlab.data.base import DataSpec, SequenceDataModule, TensorDictDataset
 from rnnlab.data.sources import Cache, SourceUnavailable
 from rnnlab.data.splits import (
@@ -63,7 +64,6 @@ from rnnlab.data.splits import (
     length_stats,
     subsample,
 )
-from rnnlab.errors import check_choice
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from rnnlab.cellspecs import SPECS
+from rnnlab.config.cellspecs import SPECS
 from rnnlab.gradflow.dynamics_plots import dynamics_figure
 from rnnlab.gradflow.plots import curves_figure, heatmaps_figure
 from rnnlab.gradflow.stats import load_gradflow

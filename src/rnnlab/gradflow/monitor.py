@@ -46,7 +46,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from torch.nn import functional as F
 
-from rnnlab.errors import check_choice
+from rnnlab.config.errors import check_choice
 from rnnlab.wandb import gradflow as wandb_charts
 
 from .clipping import ClipCounter

@@ -185,7 +185,7 @@ def _first_setting(frame: pd.DataFrame, column: str) -> Any:
 def _compare_rows(table: pd.DataFrame, values: list[list[float]], frame: pd.DataFrame,
                   metric: str, compare: str | None, against: Any) -> None:
     """Welch's test of each row against its control row (see :func:`aggregate`)."""
-    from rnnlab.schemas import monitor_mode
+    from rnnlab.config.schemas import monitor_mode
 
     keys = table.attrs["keys"]
     compare = compare or _first_setting(frame, "compare.key")

@@ -373,10 +373,10 @@ def baselines_for(data_config: dict, source: str = "results.json's config.data"
     """The baselines of a run's data config (results.json's ``config.data``), or None for a
     task that has none here (the synthetic tasks carry their own baseline/loss). The config is
     a run's record, untrusted: one naming code outside rnnlab's config groups is refused
-    (rnnlab.untrusted.UntrustedContent) before anything is instantiated."""
+    (rnnlab.config.untrusted.UntrustedContent) before anything is instantiated."""
     from hydra.utils import instantiate
 
-    from rnnlab import untrusted
+    from rnnlab.config import untrusted
 
     name = data_config.get("name")
     if name not in BASELINES:

@@ -20,7 +20,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from rnnlab.errors import check_choice
+from rnnlab.config.errors import check_choice
 
 ROLES = ("published", "baseline")
 _FIELDS = {"metric", "where", "value", "claim", "source", "role", "note"}

@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from rnnlab.errors import check_choice
+from rnnlab.config.errors import check_choice
 from rnnlab.results.aggregate import VERDICT_METRIC
 from rnnlab.results.rowkeys import label, show
 from rnnlab.results.stats import CONFIDENCE, SIGNIFICANT

@@ -99,7 +99,7 @@ def _tail(test: str, p: float, p_holm: float, claim: str | None) -> str:
 
 
 def _lower_is_better(metric: str) -> bool:
-    from rnnlab.schemas import monitor_mode
+    from rnnlab.config.schemas import monitor_mode
 
     return monitor_mode(metric) == "min"
 

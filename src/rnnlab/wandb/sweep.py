@@ -30,10 +30,10 @@ def sweep_spec(overrides: list[str], method: str = "grid") -> dict:
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from omegaconf import OmegaConf
 
-    import rnnlab.schemas  # noqa: F401  (registers the schemas and resolvers)
-    from rnnlab.composition import command_line_error
-    from rnnlab.configdir import CONFIG_DIR
-    from rnnlab.errors import check_choice
+    import rnnlab.config.schemas  # noqa: F401  (registers the schemas and resolvers)
+    from rnnlab.config.composition import command_line_error
+    from rnnlab.config.configdir import CONFIG_DIR
+    from rnnlab.config.errors import check_choice
 
     check_choice("--method", method, METHODS)
     reason = command_line_error(["-m", *overrides], CONFIG_DIR, "train")

@@ -8,7 +8,7 @@ has none there and reads the checkout's conf/."""
 
 from pathlib import Path
 
-_PACKAGE = Path(__file__).resolve().parent
+_PACKAGE = Path(__file__).resolve().parents[1]  # src/rnnlab/config -> src/rnnlab
 _PACKAGED = _PACKAGE / "conf"  # an installed wheel
 _CHECKOUT = _PACKAGE.parents[1] / "conf"  # src/rnnlab -> the repository's top-level conf/
 

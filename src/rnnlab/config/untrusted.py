@@ -30,7 +30,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from rnnlab.errors import ResumeError
+from rnnlab.config.errors import ResumeError
 
 # Hydra's keys that make instantiate() build or call something.
 _HYDRA_KEYS = ("_target_", "_args_", "_partial_", "_recursive_", "_convert_")
@@ -170,7 +170,7 @@ def _targets_in(node: Any) -> Iterator[str]:
 def _packaged_yaml() -> Iterator[tuple[Path, Any]]:
     import yaml
 
-    from rnnlab.configdir import CONFIG_DIR
+    from rnnlab.config.configdir import CONFIG_DIR
 
     for path in sorted(Path(CONFIG_DIR).rglob("*.yaml")):
         try:
@@ -187,7 +187,7 @@ def allowed_targets() -> frozenset[str]:
     from hydra.core.config_store import ConfigStore
     from omegaconf import OmegaConf
 
-    import rnnlab.schemas  # noqa: F401  (registers the structured configs)
+    import rnnlab.config.schemas  # noqa: F401  (registers the structured configs)
 
     found: set[str] = set()
     for _path, content in _packaged_yaml():
@@ -214,7 +214,7 @@ def allowed_targets() -> frozenset[str]:
 def packaged_hydra_callbacks() -> frozenset[str]:
     """The Hydra callbacks conf/hydra defines (their settings may be overridden, e.g.
     ``hydra.callbacks.sweep_summary.figures=false``)."""
-    from rnnlab.configdir import CONFIG_DIR
+    from rnnlab.config.configdir import CONFIG_DIR
 
     names: set[str] = set()
     for path, content in _packaged_yaml():

@@ -3,7 +3,7 @@ one-line message naming the key (``model.hiden_size=8``, ``model.hidden_size=abc
 
 Each YAML file in conf/ lists its schema first in its defaults list. The schemas live in the
 ``schema/<group>`` groups of the ConfigStore, so they never appear among a group's choices;
-the cells' schemas are the ``model`` group's options themselves (no YAML: rnnlab.cellspecs).
+the cells' schemas are the ``model`` group's options themselves (no YAML: rnnlab.config.cellspecs).
 The datasets' schemas live in :mod:`rnnlab.data.schemas` (imported here, never the reverse).
 """
 
@@ -18,8 +18,8 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
 import rnnlab.data.schemas  # noqa: F401  (the datasets' schemas register themselves)
-from rnnlab.cellspecs import SPECS as CELL_SPECS
-from rnnlab.errors import check_choice
+from rnnlab.config.cellspecs import SPECS as CELL_SPECS
+from rnnlab.config.errors import check_choice
 from rnnlab.launch import run_stamp
 
 
@@ -28,7 +28,7 @@ def _store(group: str, name: str, node: Any) -> None:
 
 
 # ----------------------------------------------------------------------------------- model
-# The cells' schemas live with the cells' registry (rnnlab.cellspecs): one entry per cell.
+# The cells' schemas live with the cells' registry (rnnlab.config.cellspecs): one entry per cell.
 MODEL_SCHEMAS = {name: cell.schema for name, cell in CELL_SPECS.items()}
 
 
@@ -207,7 +207,7 @@ def unknown_model_setting(cfg) -> str | None:
 def register_schemas() -> None:
     for cell, schema in MODEL_SCHEMAS.items():
         # the `model` group's options themselves (model=gru), not only their schemas: a cell
-        # is its rnnlab.cellspecs entry, with no YAML file of its own
+        # is its rnnlab.config.cellspecs entry, with no YAML file of its own
         ConfigStore.instance().store(group="model", name=cell, node=schema, package="model")
     _store("optimizer", "adam", AdamConfig)
     _store("optimizer", "rmsprop", RMSpropConfig)

@@ -26,8 +26,8 @@ from hydra.errors import (
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
-from rnnlab.errors import one_line
-from rnnlab.schemas import bound_error, check_monitor, setting_error, unknown_model_setting
+from rnnlab.config.errors import one_line
+from rnnlab.config.schemas import bound_error, check_monitor, setting_error, unknown_model_setting
 
 MAX_JOBS = 256
 

@@ -4,9 +4,9 @@ A :class:`CellSpec` holds a cell's config schema (every setting it has, with its
 Hydra checks a command line against), the classes that implement it (rnnlab's own, with the
 hand-written backward, and torch.nn's kernel where one exists, named so that nothing here
 imports torch), which of its settings torch.nn's kernel can honour, which ``model.init``
-schemes it takes, and a one-line summary (``rnnlab-train --help``). rnnlab.schemas stores each
-schema as the ``model`` group's option of that name (``model=gru``; there is no conf/model YAML),
-rnnlab.models builds from the classes and checks options against the schema.
+schemes it takes, and a one-line summary (``rnnlab-train --help``). rnnlab.config.schemas stores
+each schema as the ``model`` group's option of that name (``model=gru``; there is no conf/model
+YAML), rnnlab.models builds from the classes and checks options against the schema.
 
 Each entry also names the cell's variants (the settings that pick a form of it, with their
 values) and its features (settings that add to any form, such as layer norm): the cell tests
@@ -28,7 +28,7 @@ from typing import Optional
 
 from omegaconf import MISSING
 
-from rnnlab.errors import ConfigError, check_choice
+from rnnlab.config.errors import ConfigError, check_choice
 
 
 # ---------------------------------------------------------------------------------- schemas
