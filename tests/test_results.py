@@ -153,7 +153,7 @@ def test_pivot_by_makes_the_other_keys_columns(tmp_path):
     table = aggregate(load_runs([tmp_path]))
     text = render(table, "md", by=["model.cell"])
     assert "test/loss @ T=10" in text and "test/loss @ T=20" in text
-    assert "0.1005 ± 0.000707 (n=2)" in text
+    assert "0.1005 ± 0.0007071 (n=2)" in text  # the same 4 digits both sides
     with pytest.raises(KeyError, match="model.variant"):
         render(table, "md", by=["model.variant"])
 
@@ -222,6 +222,25 @@ def test_latex_escapes_and_uses_pm(tmp_path):
                   reference=[{"metric": "test/loss", "claim": "50% solved_it", "source": "A & B"}])
     text = render(aggregate(load_runs([tmp_path])), "latex")
     assert "±" not in text and r"$\pm$" in text and r"\_" in text and r"A \& B" in text
+
+
+def test_latex_right_aligns_numbers_keeps_digits_and_names_booktabs(tmp_path):
+    for i, (cell, acc) in enumerate([("rnn", 0.55), ("rnn", 0.574), ("gru", 0.99), ("gru", 1.0)]):
+        write_run(tmp_path, str(i), {"model.cell": cell}, seed=i % 2,
+                  metrics={"test/loss": 0.1 * (i + 1), "test/acc": acc, "baseline/loss": 1.0},
+                  overrides=[f"model={cell}"])
+    text = render(aggregate(load_runs([tmp_path])), "latex")
+    lines = text.splitlines()
+    assert lines[0] == r"% requires \usepackage{booktabs}" and r"\toprule" in text
+    header = next(line for line in lines if line.startswith("cell &"))
+    columns = [c.strip() for c in header.rstrip("\\ ").split("&")]
+    align = dict(zip(columns, lines[1].removeprefix(r"\begin{tabular}{").rstrip("}")))
+    assert align["cell"] == "l" and align["verdict (test/loss)"] == "l"
+    for column in ("params", "n", r"test/acc (mean $\pm$ std)", r"test/loss 95\% CI (bootstrap)",
+                   "p vs best cell (Welch, test/loss)", "solved"):
+        assert align[column] == "r", column
+    # mean and std with the same significant digits: 0.562 is "0.5620", beside "0.01697"
+    assert r"0.5620 $\pm$ 0.01697" in text
 
 
 def test_run_names_carry_the_swept_keys():

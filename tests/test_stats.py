@@ -9,7 +9,8 @@ import pytest
 from test_results import write_run
 
 from rnnlab.results import aggregate, load_runs, render
-from rnnlab.results.stats import t_interval, welch
+from rnnlab.results.seedstats import metric_interval
+from rnnlab.results.stats import mean_interval, t_interval, welch
 
 # Student-t quantiles t_{0.975, df}, from printed tables (e.g. Abramowitz & Stegun 26.10).
 T975 = {1: 12.7062, 2: 4.30265, 4: 2.77645}
@@ -24,6 +25,42 @@ def test_t_interval_by_hand():
     assert t_interval([1.0, math.nan, 2.0, None]) == pytest.approx(t_interval([1.0, 2.0]))
     lo, hi = t_interval([2.0, 2.0, 2.0])
     assert lo == hi == 2.0
+
+
+def _bounds(interval):
+    return interval.low, interval.high
+
+
+def test_an_interval_never_leaves_what_the_quantity_can_be(tmp_path):
+    """A positive loss whose t interval goes negative, an accuracy whose t interval passes 1:
+    the tables print the percentile bootstrap for both, and say so in header and footnote; a
+    metric that can be negative keeps the t interval."""
+    loss, acc = [1e-4, 2e-4, 5e-3], [0.90, 1.0, 1.0]
+    assert t_interval(loss)[0] < 0 and t_interval(acc)[1] > 1  # what the tables printed
+    for values, metric, (low, high) in ((loss, "test/loss", (0, math.inf)),
+                                        (acc, "test/acc", (0, 1))):
+        lo, hi, method = mean_interval(values, metric)
+        assert method == "bootstrap" and low <= lo <= hi <= high
+        assert (lo, hi) == pytest.approx(_bounds(metric_interval(values)))  # seedstats', reused
+    assert mean_interval([-1.0, 0.5, 2.0], "gradflow/layer0/lyapunov") == pytest.approx(
+        (*t_interval([-1.0, 0.5, 2.0]), "t"))
+    for seed, (lo_, ac) in enumerate(zip(loss, acc)):
+        write_run(tmp_path, str(seed), seed=seed,
+                  metrics={"test/loss": lo_, "test/acc": ac, "test/delta": seed - 1.0})
+    runs = load_runs([tmp_path])
+    for metrics in (None, ["test/acc"]):
+        table = aggregate(runs, metrics=metrics)
+        metric = table.attrs["metrics"][0]
+        assert table.loc[0, f"{metric} ci method"] == "bootstrap"
+        assert table.loc[0, f"{metric} ci low"] >= 0 and table.loc[0, f"{metric} ci high"] <= 1
+        text = render(table, "md")
+        assert f"{metric} 95% CI (bootstrap)" in text.splitlines()[0]
+        assert "\n95% CI (bootstrap): percentile bootstrap of the mean" in text
+        assert r"% 95\% CI (bootstrap): percentile bootstrap" in render(table, "latex")
+        assert f"{metric} ci method" in render(table, "csv").splitlines()[0]
+    table = aggregate(runs, metrics=["test/delta"])  # not known to be bounded: t, said so
+    assert table.loc[0, "test/delta ci method"] == "t"
+    assert "test/delta 95% CI (t)" in render(table, "md")
 
 
 def test_welch_by_hand():
@@ -70,10 +107,11 @@ def test_every_row_is_tested_against_the_best_row(tmp_path):
     assert p[2] == pytest.approx(welch(per_cell["lstm"], per_cell["gru"]).p)
     assert p[0] < 0.05 < p[2]  # rnn differs beyond its seeds' spread, lstm does not
     lo, hi = table.loc[0, "test/loss ci low"], table.loc[0, "test/loss ci high"]
-    assert (lo, hi) == pytest.approx(t_interval(per_cell["rnn"]))
+    assert (lo, hi) == pytest.approx(_bounds(metric_interval(per_cell["rnn"])))
     shown = render(table, "md")
     header = shown.splitlines()[0]
-    assert "test/loss 95% CI (t)" in header and "p vs best cell (Welch, test/loss)" in header
+    assert ("test/loss 95% CI (bootstrap)" in header
+            and "p vs best cell (Welch, test/loss)" in header)
     rows = shown.splitlines()[2:5]
     assert "* (vs gru)" in rows[0] and "| best " in rows[1] and "(vs gru)" in rows[2]
     assert "*" not in rows[2].split("|")[-2]

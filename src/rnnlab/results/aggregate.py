@@ -83,8 +83,10 @@ def aggregate(frame: pd.DataFrame, metrics: Sequence[str] | None = None,
     did; from csv/metrics.csv) and ``solved_step_of`` ((seeds that got there, seeds with a
     validation curve)). ``seeds`` lists the seeds.
 
-    For the headline metric (the first): ``<m> ci low`` / ``<m> ci high``, the 95% Student-t
-    interval of the mean over seeds (:mod:`rnnlab.results.stats`), and the comparison the
+    For the headline metric (the first): ``<m> ci low`` / ``<m> ci high``, the 95% interval of
+    the mean over seeds, and ``<m> ci method``, which one (``stats.mean_interval``: "bootstrap",
+    the percentile bootstrap, for a metric that cannot be negative or lies in [0, 1], so its
+    bounds stay there; "t", Student's, otherwise), and the comparison the
     preset exists to make: ``vs`` (the control row's value of ``compare``), ``<m> diff`` (mean
     minus the control's) and ``<m> p`` (Welch's two-sided p over seeds). ``compare`` is the
     setting compared (default: the runs' ``compare.key``, else ``model.cell`` when it differs,
@@ -129,7 +131,8 @@ def aggregate(frame: pd.DataFrame, metrics: Sequence[str] | None = None,
             values = values.dropna()
             if i == 0:
                 values_of_rows[-1] = values.tolist()
-                row[f"{metric} ci low"], row[f"{metric} ci high"] = stats.t_interval(values)
+                (row[f"{metric} ci low"], row[f"{metric} ci high"],
+                 row[f"{metric} ci method"]) = stats.mean_interval(values, metric)
             row[metric] = values.mean() if not values.empty else math.nan
             row[f"{metric} std"] = values.std(ddof=1) if len(values) > 1 else math.nan
             ref = refs_.best_match([references[i] for i in own], settings, metric)

@@ -8,6 +8,7 @@ in their own columns and never averaged in.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,27 +17,40 @@ import pandas as pd
 from rnnlab.config.errors import check_choice
 from rnnlab.results.aggregate import VERDICT_METRIC
 from rnnlab.results.rowkeys import label, show
-from rnnlab.results.stats import CONFIDENCE, SIGNIFICANT
+from rnnlab.results.stats import CONFIDENCE, INTERVAL_NOTES, SIGNIFICANT
 
 FORMATS = ("md", "csv", "latex")
 
 
-def format_number(value: Any) -> str:
+def _digits(value: float) -> int:
+    return 3 if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e5) else 4
+
+
+def format_number(value: Any, digits: int | None = None) -> str:
     """A number as every table shows it: 4 significant digits (3 in scientific notation below
-    1e-3 or from 1e5 on), empty for None or NaN."""
+    1e-3 or from 1e5 on), empty for None or NaN. With ``digits``, exactly that many
+    significant digits, trailing zeros kept (0.562 -> "0.5620")."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
     value = float(value)
-    if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e5):
-        return f"{value:.3g}"
-    return f"{value:.4g}"
+    if digits is not None:
+        return f"{value:#.{digits}g}"
+    return f"{value:.{_digits(value)}g}"
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def _mean_std(mean: Any, std: Any, pm: str) -> str:
-    text = format_number(mean)
-    if text and not (std is None or (isinstance(std, float) and math.isnan(std))):
-        text += f"{pm}{format_number(std)}"
-    return text or "\u2014"
+    """"mean ± std" with the same significant digits on both sides (4 unless both would show 3),
+    trailing zeros kept: "0.5620 ± 0.007641", never "0.562 ± 0.007641"."""
+    if _missing(mean):
+        return "\u2014"
+    if _missing(std):
+        return format_number(mean)
+    digits = max(_digits(float(mean)), _digits(float(std)))
+    return f"{format_number(mean, digits)}{pm}{format_number(std, digits)}"
 
 
 def _percent(level: float) -> str:
@@ -71,7 +85,7 @@ def display_frame(table: pd.DataFrame, pm: str = " ± ") -> tuple[pd.DataFrame, 
         out[f"{metric} (mean{pm.strip()}std)"] = [
             _mean_std(m, s, pm) for m, s in zip(table[metric], table[f"{metric} std"])]
         if i == 0 and f"{metric} ci low" in table:
-            out[f"{metric} {_percent(CONFIDENCE)} CI (t)"] = [
+            out[f"{metric} {_percent(CONFIDENCE)} CI ({interval_method(table)})"] = [
                 f"[{format_number(lo)}, {format_number(hi)}]" if not math.isnan(lo) else "\u2014"
                 for lo, hi in zip(table[f"{metric} ci low"], table[f"{metric} ci high"])]
         if table[f"{metric} published"].notna().any():
@@ -101,6 +115,23 @@ def display_frame(table: pd.DataFrame, pm: str = " ± ") -> tuple[pd.DataFrame, 
                 for step, of in zip(table["solved_step"], table["solved_step_of"])]
     notes = footnotes(refs)
     return out, notes
+
+
+def interval_method(table: pd.DataFrame) -> str | None:
+    """How the headline metric's interval was computed ("bootstrap" or "t", see
+    :func:`rnnlab.results.stats.mean_interval`); None when the table has no interval."""
+    metrics = table.attrs.get("metrics") or []
+    column = f"{metrics[0]} ci method" if metrics else None
+    if column is None or column not in table:
+        return None
+    methods = [m for m in table[column] if isinstance(m, str)]
+    return methods[0] if methods else "t"
+
+
+def interval_note(table: pd.DataFrame) -> str | None:
+    """The footnote that says what the interval column's numbers are."""
+    method = interval_method(table)
+    return INTERVAL_NOTES[method] if method else None
 
 
 def paper_marks(table: pd.DataFrame) -> list[str]:
@@ -182,16 +213,44 @@ def render(table: pd.DataFrame, fmt: str = "md", by: Sequence[str] | None = None
             raise ValueError("no metric to show: the runs have none of the test metrics")
         shown = pivot(table, by, metric, pm, by_name)
         notes = footnotes(table.attrs.get("references", []))
+        method = None
     else:
         shown, notes = display_frame(table, pm)
+        method = interval_note(table)
     if fmt == "latex":
+        # Numbers right-aligned, text left; the rules are booktabs' (\toprule, \midrule).
+        align = "".join("r" if _numeric_column(shown[c]) else "l" for c in shown.columns)
         escaped = shown.map(_latex_escape).rename(columns=_latex_escape)
-        text = escaped.to_latex(index=False)
+        text = "% requires \\usepackage{booktabs}\n" + escaped.to_latex(index=False,
+                                                                       column_format=align)
+        if method:
+            text += f"% {_latex_escape(method)}\n"
         return text + "".join(f"% [{i}] {_latex_escape(n)}\n" for i, n in enumerate(notes, 1))
     text = shown.to_markdown(index=False) + "\n"
+    if method:
+        text += f"\n{method}\n"
     if notes:
         text += "\n" + "".join(f"[{i}] {n}  \n" for i, n in enumerate(notes, 1))
     return text
+
+
+_NUMBER = re.compile(r"^[\[(<]?[-+]?(\d|\.\d)")
+
+
+def _numeric_column(cells: pd.Series) -> bool:
+    """Whether a column of shown cells holds numbers ("0.1 ± 0.01", "[0.1, 0.2]", "3/3",
+    "0.012* (vs gru)", "17,473"): at least as many cells start with a number as with a word
+    ("best", "solved"); dashes and blanks do not count."""
+    numbers = words = 0
+    for cell in map(str, cells):
+        cell = cell.strip()
+        if not cell or cell.startswith("\u2014"):
+            continue
+        if _NUMBER.match(cell):
+            numbers += 1
+        else:
+            words += 1
+    return numbers > 0 and numbers >= words
 
 
 def _latex_escape(value: Any) -> str:
@@ -254,6 +313,9 @@ def print_rich(table: pd.DataFrame, title: str, width: int | None = None, file=N
         console.print(f"({left} more column{'s' if left > 1 else ''} in summary.md: "
                       f"{', '.join(c for c in shown.columns if c not in columns)})",
                       highlight=False, markup=False)
+    method = interval_note(table)
+    if method and any(" CI " in c for c in columns):
+        console.print(method, highlight=False, markup=False)
     for i, note in enumerate(notes, 1):
         console.print(f"[{i}] {note}", highlight=False, markup=False)
 
