@@ -21,7 +21,7 @@ import torch
 
 from rnnlab.data.base import DataSpec
 from rnnlab.gradflow.dynamics import DynamicsRecorder
-from rnnlab.models import SequenceModel
+from rnnlab.model.models import SequenceModel
 
 
 def main() -> None:

@@ -71,7 +71,7 @@ def plain_parts(task, trainer, n: int) -> dict[str, float]:
     epochs see another order than an unbenchmarked run: its timings, not its results, count)."""
     import torch
 
-    from rnnlab.metrics import task_loss
+    from rnnlab.model.metrics import task_loss
 
     model = copy.deepcopy(task.model)
     model.train()

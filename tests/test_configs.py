@@ -131,7 +131,7 @@ def test_gru_reset_defaults_to_each_variants_own_form(tmp_path):
     from omegaconf import OmegaConf
 
     from rnnlab.data.base import DataSpec
-    from rnnlab.models import SequenceModel
+    from rnnlab.model.models import SequenceModel
 
     spec = DataSpec("step_classification", output_size=3, vocab_size=3)
     for variant, reset in (("gru", "after"), ("no_reset", "after"), ("mgu", "before")):
@@ -240,7 +240,7 @@ def test_the_code_defaults_are_the_schema_defaults():
 
     import rnnlab.config.schemas  # noqa: F401  (registers the schemas read below)
     from rnnlab.config.cellspecs import SPECS
-    from rnnlab.models import SequenceModel
+    from rnnlab.model.models import SequenceModel
 
     def defaults(fn) -> dict:
         return {name: p.default for name, p in inspect.signature(fn).parameters.items()
@@ -271,7 +271,7 @@ def test_the_code_defaults_are_the_schema_defaults():
 
     # The settings whose YAML is the CLI's and whose class is the Python API's: the callbacks
     # (no schema: their YAML names every key so that the command line can set it) and the task.
-    from rnnlab.task import SequenceTask
+    from rnnlab.model.task import SequenceTask
 
     train = OmegaConf.load(CONF / "train.yaml")
     assert defaults(SequenceTask)["divergence_factor"] == train.divergence_factor
@@ -324,7 +324,7 @@ def test_the_python_api_refuses_a_bound_in_the_command_lines_words(setting, valu
     from rnnlab.config.errors import ConfigError
     from rnnlab.config.schemas import out_of_bounds
     from rnnlab.data.base import DataSpec
-    from rnnlab.models import SequenceModel
+    from rnnlab.model.models import SequenceModel
 
     spec = DataSpec("step_classification", output_size=3, vocab_size=3)
     line = out_of_bounds(f"model.{setting}", value)

@@ -24,8 +24,8 @@ from rnnlab.gradflow import (
     load_gradflow,
 )
 from rnnlab.gradflow.stats import FLOOR
-from rnnlab.models import SequenceModel
-from rnnlab.task import SequenceTask
+from rnnlab.model.models import SequenceModel
+from rnnlab.model.task import SequenceTask
 
 T, H, B = 30, 4, 8
 

@@ -17,7 +17,7 @@ import torch
 
 from rnnlab.data.base import DataSpec
 from rnnlab.gradflow import batch_stats, curve_summaries, fixed_probe
-from rnnlab.models import SequenceModel
+from rnnlab.model.models import SequenceModel
 
 T, H, INPUT, BATCH = 100, 128, 10, 64
 SEEDS = (0, 1, 2)

@@ -17,7 +17,7 @@ from rnnlab.cells import GRU, LSTM, MinGRU, MinLSTM, initialize_recurrent
 from rnnlab.cells.init import chrono_gates
 from rnnlab.config.errors import ConfigError
 from rnnlab.data.base import DataSpec
-from rnnlab.models import SequenceModel
+from rnnlab.model.models import SequenceModel
 
 H, TMAX = 1500, 200.0
 

@@ -208,7 +208,7 @@ def test_the_monitor_record_in_float32_agrees_with_float64(cell):
 
     from rnnlab.data.base import DataSpec
     from rnnlab.gradflow.dynamics import DynamicsRecorder
-    from rnnlab.models import SequenceModel
+    from rnnlab.model.models import SequenceModel
 
     torch.manual_seed(0)
     spec = DataSpec(task_kind="last_regression", output_size=1, input_size=2)

@@ -68,7 +68,7 @@ def test_every_rank_of_a_launch_resolves_one_run_dir(env, values, expected):
 
 def test_ddp_spawn_under_launched_ranks_is_refused_with_one_line(env, tmp_path):
     from rnnlab.build import check_run_settings
-    from rnnlab.models import ConfigError
+    from rnnlab.config.errors import ConfigError
 
     cfg = compose_config(["trainer=ddp_cpu"], tmp_path)
     check_run_settings(cfg)  # fine as one process
@@ -84,7 +84,7 @@ def test_a_sweep_inside_one_launch_is_refused_unless_submitit_gives_each_job_its
 ):
     from rnnlab import build
     from rnnlab.config import hydra_runtime
-    from rnnlab.models import ConfigError
+    from rnnlab.config.errors import ConfigError
 
     cfg = compose_config(["trainer=ddp_cpu", "trainer.strategy=ddp"], tmp_path)
     env(RANK=0, WORLD_SIZE=2)

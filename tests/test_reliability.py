@@ -69,7 +69,7 @@ def test_a_divergence_reads_back_from_a_spawned_workers_traceback(diverged):
     says must read back as the same fields (a reworded message would zero the steps)."""
     import pickle
 
-    from rnnlab.task import Diverged
+    from rnnlab.model.task import Diverged
 
     error = Diverged(*diverged)
     text = f"Traceback (most recent call last):\n  ...\nrnnlab.task.Diverged: {error}\n"

@@ -269,7 +269,7 @@ def test_train_loss_is_logged_where_the_loggers_and_the_final_value_read_it(stop
     final train/loss is the loss of the last step taken."""
     import csv
 
-    from rnnlab.task import SequenceTask
+    from rnnlab.model.task import SequenceTask
 
     losses, logged = [], []
     original_step, original_log = SequenceTask.training_step, SequenceTask.log

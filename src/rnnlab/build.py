@@ -13,9 +13,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from rnnlab import distributed, launch, resume
 from rnnlab.config import hydra_runtime
-from rnnlab.config.errors import one_line
+from rnnlab.config.errors import ConfigError, one_line
 from rnnlab.config.schemas import check_monitor
-from rnnlab.models import ConfigError, SequenceModel
+from rnnlab.model.models import SequenceModel
 from rnnlab.results.references import ReferenceError, parse_references
 from rnnlab.results.rowkeys import label, run_name, show, swept_keys
 
@@ -25,7 +25,7 @@ def build(cfg: DictConfig, wandb_id: str | None = None):
     ``wandb_id``: the W&B run a resumed run continues."""
     import lightning as L
 
-    from rnnlab.task import SequenceTask
+    from rnnlab.model.task import SequenceTask
 
     check_run_settings(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)

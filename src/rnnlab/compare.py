@@ -508,7 +508,7 @@ def resolve_param_budget(plan: Plan) -> int | None:
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
-    from rnnlab.models import count_params
+    from rnnlab.model.models import count_params
 
     counts = {}
     for arm in plan.arms:

@@ -22,10 +22,10 @@ from rnnlab.solved import SolvedStop
 
 
 def divergence_of(error: BaseException):
-    """The :class:`~rnnlab.task.Diverged` that ``error`` is -- raised in this process, or in a
+    """The :class:`~rnnlab.model.task.Diverged` that ``error`` is -- raised in this process, or in a
     spawned DDP worker, whose exception reaches here only as the text of its traceback -- or
     None."""
-    from rnnlab.task import Diverged
+    from rnnlab.model.task import Diverged
 
     if isinstance(error, Diverged):
         return error

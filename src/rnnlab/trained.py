@@ -14,7 +14,7 @@ CHECKPOINTS = ("best", "last")
 @dataclass
 class Trained:
     config: Any  # the run's config (an OmegaConf DictConfig)
-    model: Any  # rnnlab.models.SequenceModel with the checkpoint's weights, in eval mode
+    model: Any  # rnnlab.model.models.SequenceModel with the checkpoint's weights, in eval mode
     step: int
     epoch: int
     data: Any  # the run's own data module (its seed, so its splits are the run's), not set up
@@ -39,7 +39,7 @@ def load_trained(run_dir: Path, checkpoint: str = "best") -> Trained:
     import rnnlab.config.schemas  # noqa: F401  (resolvers used by saved configs)
     from rnnlab.config.untrusted import check_config, load_checkpoint
     from rnnlab.gradflow.cli import run_config
-    from rnnlab.models import SequenceModel
+    from rnnlab.model.models import SequenceModel
 
     if checkpoint not in CHECKPOINTS:
         raise ValueError(f"checkpoint must be one of {', '.join(CHECKPOINTS)}, got {checkpoint!r}")

@@ -6,7 +6,7 @@ hand-written backward, and torch.nn's kernel where one exists, named so that not
 imports torch), which of its settings torch.nn's kernel can honour, which ``model.init``
 schemes it takes, and a one-line summary (``rnnlab-train --help``). rnnlab.config.schemas stores
 each schema as the ``model`` group's option of that name (``model=gru``; there is no conf/model
-YAML), rnnlab.models builds from the classes and checks options against the schema.
+YAML), rnnlab.model.models builds from the classes and checks options against the schema.
 
 Each entry also names the cell's variants (the settings that pick a form of it, with their
 values) and its features (settings that add to any form, such as layer norm): the cell tests

@@ -55,7 +55,7 @@ from rnnlab.data.splits import (
     random_split,
     subsample,
 )
-from rnnlab.metrics import FrameAccuracy
+from rnnlab.model.metrics import FrameAccuracy
 
 SOURCES = ("music21", "jsb_pickle")
 LOWEST, KEYS = 21, 88  # A0 .. C8

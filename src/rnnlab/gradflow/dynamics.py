@@ -77,7 +77,7 @@ class DynamicsRecorder:
 
     # ------------------------------------------------------------------------- measuring
     def measure(self, model, step: int, epoch: int) -> dict[str, float]:
-        """Record the dynamics of ``model`` (rnnlab.models.SequenceModel) at ``step`` on the
+        """Record the dynamics of ``model`` (rnnlab.model.models.SequenceModel) at ``step`` on the
         kept rows, in eval mode (modes restored); the summary scalars, {} if nothing was
         measured (no rows kept, or a torch.nn stack, which has no step equations of ours)."""
         if self.batch is None:

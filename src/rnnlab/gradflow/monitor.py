@@ -2,7 +2,8 @@
 
 Every ``every_n_steps`` optimizer steps it takes, through the model's small interface
 (``gradient_flow()``, ``gradient_flow_quantity``, ``watch_gradient_flow()``, see
-rnnlab.models.SequenceModel), the per-sample norms of the gradient at every time step and layer,
+rnnlab.model.models.SequenceModel), the per-sample norms of the gradient at every time step and
+layer,
 and keeps their batch mean and 10th/90th percentiles:
 
 - scratch cells: ||dL/dh_t||, the total gradient at each layer's hidden state (direct and through

@@ -8,7 +8,7 @@ import math
 
 import torch
 
-from rnnlab.metrics import task_loss
+from rnnlab.model.metrics import task_loss
 
 __all__ = ["PROBE_SCALE_LOG2", "fixed_probe", "last_step_loss", "take_rows"]
 

@@ -20,9 +20,9 @@ row's name says what it is and what was picked from what.
   train) with logistic regression (NB-LR). C of both by validation accuracy over 10^-2 .. 10^2.
 * Polyphonic music (``data=music``): independent keys at the training frequencies, and repeat the
   previous frame - the frame itself as the prediction (the task's frame accuracy,
-  :class:`rnnlab.metrics.FrameAccuracy` at threshold 0.5) and, for a finite NLL, smoothed: each key
-  on with probability 1 - eps where it was on, eps where it was off, eps the validation maximum
-  likelihood (the fraction of keys that change between frames in the val pieces).
+  :class:`rnnlab.model.metrics.FrameAccuracy` at threshold 0.5) and, for a finite NLL, smoothed:
+  each key on with probability 1 - eps where it was on, eps where it was off, eps the validation
+  maximum likelihood (the fraction of keys that change between frames in the val pieces).
 * Sequential MNIST (``data=seqmnist``): the majority class and a multinomial logistic regression
   on the 784 pixels / 255 (L2, C by validation accuracy over 10^-3 .. 10^1), trained on the run's
   train split; it ignores pixel order, so permuted MNIST scores the same.
@@ -332,7 +332,7 @@ def frame_accuracy(probs: np.ndarray, targets: np.ndarray) -> float:
     """The task's acc (FrameAccuracy: TP / (TP + FP + FN) pooled over frames, threshold 0.5)."""
     import torch
 
-    from rnnlab.metrics import FrameAccuracy
+    from rnnlab.model.metrics import FrameAccuracy
 
     return float(FrameAccuracy()(torch.from_numpy(probs), torch.from_numpy(targets)))
 

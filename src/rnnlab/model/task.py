@@ -22,8 +22,8 @@ import torchmetrics
 from rnnlab.cells.sequence import lengths_mask
 from rnnlab.config.schemas import monitor_mode as default_mode
 from rnnlab.data.base import DataSpec
-from rnnlab.metrics import FrameAccuracy, task_loss
-from rnnlab.models import SequenceModel
+from rnnlab.model.metrics import FrameAccuracy, task_loss
+from rnnlab.model.models import SequenceModel
 
 # The default of `divergence_factor` (conf/train.yaml gives the same; tests/test_configs.py
 # checks that they agree), so the Python API stops exploded runs as the CLI does.
