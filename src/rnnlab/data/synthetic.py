@@ -36,6 +36,7 @@ import math
 import torch
 
 from rnnlab.data.base import DataSpec, SequenceDataModule, TensorDictDataset
+from rnnlab.data.memory import check_data_memory
 
 SPLIT_OFFSETS = {"train": 0, "val": 1, "test": 2}
 BLANK, DELIMITER = 0, 9
@@ -104,6 +105,7 @@ class _SyntheticDataModule(SequenceDataModule):
     # The shortest data.seq_len the task is defined for, and what seq_len counts (for the error).
     min_seq_len = 1
     seq_len_is = "the sequence length"
+    task = ""  # the generator's name in rnnlab.data.memory (what its tensors take)
 
     def __init__(self, seq_len: int, train_size: int, val_size: int, test_size: int, **kwargs):
         if seq_len < self.min_seq_len:
@@ -115,6 +117,11 @@ class _SyntheticDataModule(SequenceDataModule):
         for split, size in self.sizes.items():
             if size < 1:
                 raise ValueError(f"data.{split}_size must be a positive integer, got {size}")
+
+    def _check_memory(self) -> None:
+        """Refuse, in one line, data that would not fit in memory (rnnlab.data.memory): before
+        any of it is made. Each subclass calls it once its own settings are set."""
+        check_data_memory(self.task, self.seq_len, self.sizes, getattr(self, "copy_length", 0))
 
     def _make(self, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
         raise NotImplementedError
@@ -129,6 +136,7 @@ class _SyntheticDataModule(SequenceDataModule):
 
 class CopyDataModule(_SyntheticDataModule):
     seq_len_is = "the number of blanks T"
+    task = "copy"
 
     def __init__(self, name: str = "copy", seq_len: int = 10, num_symbols: int = 8,
                  copy_length: int = 10, **kwargs):
@@ -137,6 +145,7 @@ class CopyDataModule(_SyntheticDataModule):
         super().__init__(name=name, seq_len=seq_len, **kwargs)
         self.num_symbols = num_symbols
         self.copy_length = copy_length
+        self._check_memory()
 
     def _make(self, n, generator):
         return make_copy(n, self.seq_len, generator, self.num_symbols, self.copy_length)
@@ -153,6 +162,8 @@ class CopyDataModule(_SyntheticDataModule):
 
 
 class SelectiveCopyDataModule(_SyntheticDataModule):
+    task = "selective_copy"
+
     def __init__(self, name: str = "selective_copy", seq_len: int = 64, num_symbols: int = 8,
                  copy_length: int = 4, **kwargs):
         if copy_length < 1:
@@ -164,6 +175,7 @@ class SelectiveCopyDataModule(_SyntheticDataModule):
             raise ValueError(f"data.num_symbols must be >= 2, got {num_symbols}")
         super().__init__(name=name, seq_len=seq_len, **kwargs)
         self.num_symbols, self.copy_length = num_symbols, copy_length
+        self._check_memory()
 
     def _make(self, n, generator):
         return make_selective_copy(n, self.seq_len, generator, self.num_symbols, self.copy_length)
@@ -179,9 +191,11 @@ class SelectiveCopyDataModule(_SyntheticDataModule):
 
 class AddingDataModule(_SyntheticDataModule):
     min_seq_len = 2  # one marker in each half
+    task = "adding"
 
     def __init__(self, name: str = "adding", seq_len: int = 50, **kwargs):
         super().__init__(name=name, seq_len=seq_len, **kwargs)
+        self._check_memory()
 
     def _make(self, n, generator):
         return make_adding(n, self.seq_len, generator)
@@ -193,8 +207,11 @@ class AddingDataModule(_SyntheticDataModule):
 
 
 class ParityDataModule(_SyntheticDataModule):
+    task = "parity"
+
     def __init__(self, name: str = "parity", seq_len: int = 32, **kwargs):
         super().__init__(name=name, seq_len=seq_len, **kwargs)
+        self._check_memory()
 
     def _make(self, n, generator):
         return make_parity(n, self.seq_len, generator)

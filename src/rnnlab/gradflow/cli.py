@@ -36,17 +36,22 @@ from rnnlab.gradflow.plots import curves_figure, heatmaps_figure
 from rnnlab.gradflow.stats import load_gradflow
 
 
-def run_dirs(paths: list[str]) -> list[Path]:
+def run_dirs(paths: list[str], missing: list[str] | None = None) -> list[Path]:
+    """The run dirs holding a gradflow.npz at or under ``paths``; the paths that hold none are
+    appended to ``missing``."""
     found: list[Path] = []
     for path in map(Path, paths):
         if (path / "gradflow.npz").exists():
-            found.append(path)
+            here = [path]
         elif path.is_file() and path.name == "gradflow.npz":
-            found.append(path.parent)
+            here = [path.parent]
         elif path.is_dir():
-            found.extend(sorted(p.parent for p in path.rglob("gradflow.npz")))
+            here = sorted(p.parent for p in path.rglob("gradflow.npz"))
         else:
-            print(f"rnnlab-plot-gradflow: no gradflow.npz in {path}", file=sys.stderr)
+            here = []
+        found.extend(here)
+        if not here and missing is not None:
+            missing.append(str(path))
     return list(dict.fromkeys(found))
 
 
@@ -136,10 +141,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-band", action="store_true", help="no p10-p90 band")
     args = parser.parse_args(argv)
 
-    dirs = run_dirs(args.runs)
-    if not dirs:
-        print("rnnlab-plot-gradflow: no run with a gradflow.npz", file=sys.stderr)
-        return 1
+    missing: list[str] = []
+    dirs = run_dirs(args.runs, missing)
+    if not dirs:  # bad input: one line, exit 2, as every rnnlab command
+        print(f"rnnlab-plot-gradflow: error: no gradflow.npz at or under {' '.join(missing)} "
+              "(a run dir of rnnlab-train with callbacks.gradflow on?)", file=sys.stderr)
+        return 2
+    for path in missing:
+        print(f"rnnlab-plot-gradflow: warning: no gradflow.npz in {path}, skipped",
+              file=sys.stderr)
     runs, kept = [], []  # kept[i] is the folder of runs[i]: folders without records are dropped
     for run_dir in dirs:
         data = load_gradflow(run_dir)

@@ -21,6 +21,14 @@ preset's published numbers sit beside ours ("published"), and tasks with a basel
 """
 
 
+def refuse(prog: str, message: str) -> SystemExit:
+    """Bad input (a missing or empty run dir, an unknown metric or setting): one line on stderr
+    and exit 2, as every rnnlab command does (rnnlab-lyapunov, rnnlab-by-position, rnnlab-train).
+    Raise what it returns."""
+    print(f"{prog}: error: {message}", file=sys.stderr)
+    return SystemExit(2)
+
+
 def _parser_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", nargs="+", help="run or sweep directories (searched recursively)")
     parser.add_argument("--metric", action="append",
@@ -38,20 +46,20 @@ def _load(prog: str, args) -> tuple:
     try:
         runs = load_runs(args.paths)
     except FileNotFoundError as error:
-        raise SystemExit(f"{prog}: error: {error}") from None
+        raise refuse(prog, str(error)) from None
     skipped = len(runs.attrs.get("skipped", []))
     if skipped:  # each was named on its own line as it was skipped
         print(f"{prog}: warning: {skipped} unreadable results.json skipped", file=sys.stderr)
     if runs.empty:
-        raise SystemExit(f"{prog}: error: no {'readable ' if skipped else ''}results.json under "
+        raise refuse(prog, f"no {'readable ' if skipped else ''}results.json under "
                          f"{' '.join(args.paths)}")
     try:
         table = aggregate(runs, metrics=args.metric)
     except (KeyError, ValueError) as error:
-        raise SystemExit(f"{prog}: error: {str(error).strip(chr(39))}") from None
+        raise refuse(prog, str(error).strip(chr(39))) from None
     missing = [m for m in args.metric or [] if m not in runs]
     if missing:
-        raise SystemExit(f"{prog}: error: --metric {', '.join(missing)}: no run has it (they have "
+        raise refuse(prog, f"--metric {', '.join(missing)}: no run has it (they have "
                          f"{', '.join(c for c in runs.columns if '/' in c)})")
     return runs, table
 
@@ -70,9 +78,9 @@ def aggregate_main(argv: list[str] | None = None) -> int:
         text = render(table, args.format, by=args.by, metric=(args.metric or [None])[0],
                       by_name="--by")
     except (KeyError, ValueError) as error:
-        raise SystemExit(f"{parser.prog}: error: {str(error).strip(chr(39))}") from None
+        raise refuse(parser.prog, str(error).strip(chr(39))) from None
     if args.out:
-        from rnnlab.atomic import atomic_open
+        from rnnlab.run.atomic import atomic_open
 
         with atomic_open(args.out) as handle:
             handle.write(text)
@@ -99,7 +107,7 @@ def report_main(argv: list[str] | None = None) -> int:
     try:
         report = write_report(runs, table, out, by=args.by, by_name="--by")
     except KeyError as error:
-        raise SystemExit(f"{parser.prog}: error: {str(error).strip(chr(39))}") from None
+        raise refuse(parser.prog, str(error).strip(chr(39))) from None
     print(report)
     return 0
 
@@ -152,7 +160,7 @@ def dashboard_main(argv: list[str] | None = None) -> int:
         if args.report:
             objects.append(dashboard.build_report(layout, args.entity, args.project, table_md))
     except (FileNotFoundError, ValueError, KeyError) as error:
-        raise SystemExit(f"{prog}: error: {str(error).strip(chr(39))}") from None
+        raise refuse(prog, str(error).strip(chr(39))) from None
     if args.dry_run:
         text = json.dumps({"group": args.group, "swept": layout.swept, "numeric": layout.numeric,
                            "headline": layout.headline, "objects": dashboard.spec(objects)},
