@@ -107,7 +107,7 @@ def compose(overrides: list[str], run_dir: Path):
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import open_dict
 
-    from rnnlab.train import CONFIG_DIR
+    from rnnlab.run.train import CONFIG_DIR
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
@@ -130,8 +130,8 @@ def steps_per_second(overrides: list[str], steps: int, warmup: int, root: Path
     """(steps/s, share of the time spent inside the monitor's recurring hooks, seconds in its
     once-per-run end of training). The end of training (the final fixed probe, the labelled
     heatmap, the last npz) is taken out of the rate: it is paid once per run, not per step."""
-    from rnnlab import tracking
-    from rnnlab.train import build
+    from rnnlab.run import tracking
+    from rnnlab.run.train import build
 
     run_dir = Path(tempfile.mkdtemp(dir=root))
     cfg = compose([*BASE, *overrides, f"trainer.max_steps={steps + warmup}"], run_dir)

@@ -126,8 +126,8 @@ def measure(size: str, cell: str, epochs: int, plain: int, extra: list[str] = ()
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from bench_gradflow import compose
 
-    from rnnlab import tracking
-    from rnnlab.build import build
+    from rnnlab.run import tracking
+    from rnnlab.run.build import build
 
     class Rounds(Callback):
         def __init__(self):

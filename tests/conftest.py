@@ -65,7 +65,7 @@ def data_dir(tmp_path_factory, request):
 @pytest.fixture
 def run_training(tmp_path):
     """Run one configuration in-process; returns (results, run_dir)."""
-    from rnnlab.train import run
+    from rnnlab.run.train import run
 
     def _run(overrides: list[str], name: str = "run"):
         run_dir = tmp_path / name

@@ -77,7 +77,7 @@ def test_a_backend_that_cannot_run_is_a_recorded_fallback(monkeypatch):
 def test_results_json_carries_the_backends(tmp_path, monkeypatch):
     from omegaconf import OmegaConf
 
-    from rnnlab.record import RunRecord
+    from rnnlab.run.record import RunRecord
 
     monkeypatch.setenv("RNNLAB_NATIVE", "0")
     RNN(2, 4, compile=False)(torch.randn(3, 2, 2))  # before the run: not its own

@@ -15,7 +15,7 @@ from types import SimpleNamespace
 import pytest
 
 from rnnlab.compare import EVAL_SEEDS, TUNE_SEEDS, CompareError, load_plan, main, rank, survivors
-from rnnlab.solved import SolvedStop
+from rnnlab.run.solved import SolvedStop
 
 TINY = ["logger=csv", "trainer.enable_progress_bar=false", "model.hidden_size=4",
         "data.train_size=64", "data.val_size=32", "data.test_size=32", "data.batch_size=32",

@@ -11,9 +11,9 @@ import os
 import pytest
 import torch
 
-from rnnlab import resume
 from rnnlab.config.errors import ResumeError
 from rnnlab.config.untrusted import CorruptCheckpoint, load_checkpoint
+from rnnlab.run import resume
 
 
 def _state(step: int) -> dict:

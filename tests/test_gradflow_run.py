@@ -185,9 +185,9 @@ def test_the_printed_plot_command_runs_and_writes_beside_the_runs(run_training, 
 
     import matplotlib.image
 
-    from rnnlab.console import report_line
     from rnnlab.gradflow.cli import main
     from rnnlab.gradflow.plots import heatmaps_figure
+    from rnnlab.run.console import report_line
 
     dirs = []
     for cell in ("rnn", "lstm"):

@@ -12,12 +12,12 @@ from conftest import compose_config
 from scipy import stats
 from torch import nn
 
-from rnnlab.build import build
 from rnnlab.cells import GRU, LSTM, MinGRU, MinLSTM, initialize_recurrent
 from rnnlab.cells.init import chrono_gates
 from rnnlab.config.errors import ConfigError
 from rnnlab.data.base import DataSpec
 from rnnlab.model.models import SequenceModel
+from rnnlab.run.build import build
 
 H, TMAX = 1500, 200.0
 

@@ -10,8 +10,8 @@ import pytest
 from conftest import compose_config
 from omegaconf import OmegaConf
 
-from rnnlab import launch
 from rnnlab.config.configdir import CONFIG_DIR
+from rnnlab.run import launch
 
 LAUNCH_VARS = ("RANK", "WORLD_SIZE", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_JOB_ID",
                "SLURM_STEP_ID", "TORCHELASTIC_RUN_ID")
@@ -67,8 +67,8 @@ def test_every_rank_of_a_launch_resolves_one_run_dir(env, values, expected):
 
 
 def test_ddp_spawn_under_launched_ranks_is_refused_with_one_line(env, tmp_path):
-    from rnnlab.build import check_run_settings
     from rnnlab.config.errors import ConfigError
+    from rnnlab.run.build import check_run_settings
 
     cfg = compose_config(["trainer=ddp_cpu"], tmp_path)
     check_run_settings(cfg)  # fine as one process
@@ -82,9 +82,9 @@ def test_ddp_spawn_under_launched_ranks_is_refused_with_one_line(env, tmp_path):
 def test_a_sweep_inside_one_launch_is_refused_unless_submitit_gives_each_job_its_srun(
     env, tmp_path, monkeypatch
 ):
-    from rnnlab import build
     from rnnlab.config import hydra_runtime
     from rnnlab.config.errors import ConfigError
+    from rnnlab.run import build
 
     cfg = compose_config(["trainer=ddp_cpu", "trainer.strategy=ddp"], tmp_path)
     env(RANK=0, WORLD_SIZE=2)

@@ -1,5 +1,5 @@
-"""A run dir or sweep dir in use is locked (rnnlab.dirlock): a second command on it is refused in
-one line naming the process and host holding it, and touches nothing of the first; the ranks of
+"""A run dir or sweep dir in use is locked (rnnlab.run.dirlock): a second command on it is refused
+in one line naming the process and host holding it, and touches nothing of the first; the ranks of
 one launch are one holder."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from rnnlab import dirlock, rundir, tracking
+from rnnlab.run import dirlock, rundir, tracking
 
 _ENTRY = "import sys; from rnnlab.cli import main; sys.exit(main())"  # the rnnlab-train script
 
@@ -36,7 +36,7 @@ def _one_line(text: str) -> str:
 
 
 def _try_in_another_process(directory, **env) -> subprocess.CompletedProcess:
-    code = ("import sys; from rnnlab import dirlock\n"
+    code = ("import sys; from rnnlab.run import dirlock\n"
             "try:\n    dirlock.acquire(sys.argv[1])\nexcept dirlock.InUse as e:\n"
             "    print(e, file=sys.stderr); sys.exit(2)\n")
     return subprocess.run([sys.executable, "-c", code, str(directory)], env=_env(**env),

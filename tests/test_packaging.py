@@ -36,7 +36,7 @@ def test_wheel_contains_every_config_and_installed_copy_is_found(tmp_path):
     expected = {f"rnnlab/conf/{p.relative_to(conf).as_posix()}" for p in conf.rglob("*.yaml")}
     assert "rnnlab/conf/train.yaml" in expected
     assert expected <= names, sorted(expected - names)
-    assert "rnnlab/train.py" in names and "rnnlab/cells/gru.py" in names
+    assert "rnnlab/run/train.py" in names and "rnnlab/cells/gru.py" in names
     assert "rnnlab/cells/native_loops.cpp" in names
     assert {"rnnlab/wandb/charts.py", "rnnlab/wandb/dashboard.py", "rnnlab/wandb/sweep.py"} <= names
     assert not any(n.startswith(("rnnlab/wandb_offline", "rnnlab/conf/conf")) for n in names)

@@ -17,7 +17,7 @@ from rnnlab.reproduce import sweep_grid
 from rnnlab.results import aggregate, load_runs, render
 from rnnlab.results.references import parse_references
 from rnnlab.results.rowkeys import GROUP_KEYS
-from rnnlab.train import run
+from rnnlab.run.train import run
 
 # The papers' presets and their CPU forms (experiment=cpu/<preset>).
 PRESETS = sorted(p.relative_to(CONF / "experiment").with_suffix("").as_posix()
@@ -90,7 +90,7 @@ def test_a_real_multirun_over_a_non_cell_key(tmp_path):
          "data.seq_len=20", "experiment_name=fbcheck"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
-    # Console noise that is not ours is filtered at start-up (rnnlab.console), in every job.
+    # Console noise that is not ours is filtered at start-up (rnnlab.run.console), in every job.
     console = result.stdout + result.stderr
     assert "LeafSpec" not in console and "Tip:" not in console and "litlogger" not in console
     assert "anonymous setting" not in console  # wandb's, for the anonymous=None Lightning passes

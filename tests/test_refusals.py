@@ -62,7 +62,7 @@ def test_a_run_refused_once_torch_loads_leaves_no_empty_folders(tmp_path, capfd)
     from conftest import compose_config
     from omegaconf import open_dict
 
-    from rnnlab.train import run
+    from rnnlab.run.train import run
 
     logs = tmp_path / "logs"
     run_dir = logs / "runs" / "adhoc" / "2026-01-01_00-00-00-000000"

@@ -11,7 +11,7 @@ import pytest
 from conftest import cli
 from wandb_offline import read_finished_run
 
-from rnnlab import tracking
+from rnnlab.run import tracking
 
 
 def test_ddp_divergence_is_a_result_with_its_cause_and_nothing_lands_outside(tmp_path):

@@ -16,9 +16,9 @@ import pytest
 from conftest import cli
 from wandb_offline import find_offline_runs, read_offline_run
 
-from rnnlab import resume, tracking
 from rnnlab.cli import resume_argv
 from rnnlab.config.errors import ResumeError
+from rnnlab.run import resume, tracking
 
 # 3 epochs x 8 batches; last.ckpt at every epoch end and, with a 30 ms interval, after nearly
 # every batch, so the kill lands mid-epoch.

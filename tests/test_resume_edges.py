@@ -44,7 +44,7 @@ def run_or_die(self):
     return run(self)
 
 evaluation_loop._EvaluationLoop.run = run_or_die
-from rnnlab import tracking
+from rnnlab.run import tracking
 write = tracking.write_json_atomic
 
 def write_or_die(path, *args, **kwargs):

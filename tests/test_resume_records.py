@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 from conftest import cli
 
-from rnnlab import tracking
+from rnnlab.run import tracking
 
 FAST = ["debug=fast", "model=gru", "model.hidden_size=8", "callbacks.gradflow.every_n_steps=1"]
 

@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from rnnlab import resume
+from rnnlab.run import resume
 
 # 8 batches an epoch, far more epochs than it gets to: the signal lands while it trains.
 RUN = ["data=adding", "data.seq_len=10", "data.train_size=256", "data.val_size=64",
@@ -19,7 +19,7 @@ RUN = ["data=adding", "data.seq_len=10", "data.train_size=256", "data.val_size=6
        "model.num_layers=2", "model.dropout=0.25", "trainer.max_epochs=200",
        "trainer.enable_progress_bar=false", "callbacks.mid_epoch_checkpoint.minutes=null"]
 
-FAIL = ("import sys, rnnlab.train as t\n"
+FAIL = ("import sys, rnnlab.run.train as t\n"
         "def boom(*args):\n    raise RuntimeError('boom\\nsecond line')\n"
         "t._fit_and_test = boom\n"
         "sys.argv[0] = 'rnnlab-train'\n"

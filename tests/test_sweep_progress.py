@@ -6,7 +6,7 @@ import json
 
 from omegaconf import OmegaConf
 
-from rnnlab.sweep_progress import STATE, line, total_jobs
+from rnnlab.run.sweep_progress import STATE, line, total_jobs
 
 
 def _config(task, params=None, target="hydra._internal.core_plugins.basic_sweeper.BasicSweeper"):

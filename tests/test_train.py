@@ -7,7 +7,7 @@ import json
 import pytest
 from wandb_offline import find_offline_runs, read_finished_run
 
-from rnnlab.tracking import RESULT_STATUSES
+from rnnlab.run.tracking import RESULT_STATUSES
 
 SYNTHETIC = ["copy", "adding"]
 CELLS = ["rnn", "gru", "lstm"]
@@ -182,7 +182,7 @@ def test_early_stopping_is_off_by_default(tmp_path):
     from conftest import compose_config
     from lightning.pytorch.callbacks import EarlyStopping
 
-    from rnnlab.build import make_callbacks
+    from rnnlab.run.build import make_callbacks
 
     def early_stopping(overrides):
         callbacks = make_callbacks(compose_config(overrides, tmp_path), has_logger=True)
@@ -217,7 +217,7 @@ def test_early_stopping_counts_on_across_a_resume(run_training):
 def test_a_compile_failure_is_recorded_in_results_and_the_report(run_training, monkeypatch):
     from rnnlab.cells import compile_cache
     from rnnlab.cells.rnn import RNN
-    from rnnlab.console import report_line
+    from rnnlab.run.console import report_line
 
     def broken(fn, args):
         raise RuntimeError("CppCompileError: forced")
@@ -248,7 +248,7 @@ def test_a_compile_failure_is_recorded_in_results_and_the_report(run_training, m
 def test_a_run_shorter_than_an_epoch_validates_at_its_last_step(run_training):
     """trainer.max_steps inside the first epoch: validated once at the end, so the run has val
     metrics, its checkpoints, and a verdict against the task's baseline in its last line."""
-    from rnnlab.console import report_line
+    from rnnlab.run.console import report_line
 
     results, run_dir = run_training(["data=adding", "model=gru", "debug=fast",
                                      "model.hidden_size=8", "trainer.limit_train_batches=4",
@@ -316,7 +316,7 @@ def test_the_progress_bar_draws_from_the_loop_at_most_refresh_rate_times_a_secon
 
     from lightning.pytorch.callbacks.progress import rich_progress
 
-    from rnnlab.progress import ProgressBar
+    from rnnlab.run.progress import ProgressBar
 
     draws, threads, last_batches = [], [], []
     original_refresh = rich_progress.CustomProgress.refresh

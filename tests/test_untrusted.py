@@ -16,9 +16,9 @@ import torch
 import yaml
 from conftest import cli
 
-from rnnlab import resume
 from rnnlab.config import untrusted
 from rnnlab.config.errors import ResumeError
+from rnnlab.run import resume
 
 # One tiny finished run (a step-classification task on a scratch cell, so that every analysis
 # command can load it), made once for the module as the CLI makes it (.hydra/ included).
@@ -84,7 +84,7 @@ def test_rnnlab_checkpoints_load_weights_only(finished):
 def test_a_pickle_payload_in_a_copied_runs_checkpoints_runs_nowhere(finished, tmp_path, capsys):
     from rnnlab.gradflow.lyapunov_cli import main as lyapunov
     from rnnlab.results.by_position import main as by_position
-    from rnnlab.trained import load_trained
+    from rnnlab.run.trained import load_trained
 
     run = _copy(finished, tmp_path)
     marker = tmp_path / "PWNED"
@@ -198,9 +198,12 @@ def test_the_allow_list_is_the_config_trees_targets():
     from rnnlab.config.configdir import CONFIG_DIR
 
     allowed = untrusted.allowed_targets()
-    assert "rnnlab.resume.RunState" in allowed  # conf/callbacks
+    assert "rnnlab.run.resume.RunState" in allowed  # conf/callbacks
     assert "rnnlab.data.music.MusicDataModule" in allowed  # a registered structured config
     assert "torch.optim.SGD" in allowed and "builtins.open" not in allowed
+    # a run dir recorded before the modules moved into packages names them by their old paths
+    assert "rnnlab.resume.RunState" in allowed and "rnnlab.dirlock.DirLock" in allowed
+    assert "rnnlab.os.system" not in allowed
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         for overrides in (["data=music", "optimizer=sgd", "scheduler=plateau",

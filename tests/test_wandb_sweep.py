@@ -11,8 +11,8 @@ from conftest import CONF
 from wandb.sdk.launch.sweeps.utils import create_sweep_command_args
 from wandb_offline import read_finished_run
 
-from rnnlab import tracking
 from rnnlab.config.composition import command_line_error
+from rnnlab.run import tracking
 from rnnlab.wandb.sweep import main, sweep_spec
 
 

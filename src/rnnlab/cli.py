@@ -1,9 +1,9 @@
 """``rnnlab-train``'s entry point: what can be refused is refused before torch and Lightning load.
 
 1. ``resume=<run dir or sweep dir>`` becomes the command line that started the run or sweep,
-   pointed at its own directory (rnnlab.resume continues it from its last checkpoint);
+   pointed at its own directory (rnnlab.run.resume continues it from its last checkpoint);
 2. a command line that does not compose is refused in one line, exit 2 (rnnlab.config.composition);
-3. only then is the Hydra app (rnnlab.train) imported and run.
+3. only then is the Hydra app (rnnlab.run.train) imported and run.
 
 This module imports Hydra and OmegaConf only: a typo is refused in about a second, not after the
 10+ s that importing Lightning takes.
@@ -55,7 +55,7 @@ def main():
     from rnnlab.config.composition import refuse_bad_command_line
 
     refuse_bad_command_line(CONFIG_DIR, CONFIG_NAME)
-    from rnnlab.train import hydra_main
+    from rnnlab.run.train import hydra_main
 
     return hydra_main()
 
@@ -144,7 +144,7 @@ def start_over_unreadable(target: Path) -> None:
     import json
 
     from rnnlab.config.untrusted import CorruptCheckpoint, load_checkpoint
-    from rnnlab.dirlock import hold
+    from rnnlab.run.dirlock import hold
 
     runs = [target] if (target / ".hydra" / "hydra.yaml").is_file() else sorted(
         p for p in target.iterdir() if (p / ".hydra" / "hydra.yaml").is_file())
@@ -182,8 +182,8 @@ def start_over_unreadable(target: Path) -> None:
 def _refuse_dir_in_use(argv: list[str]) -> None:
     """A run dir or sweep dir the command line names (hydra.run.dir=, hydra.sweep.dir=, as
     resume= gives them) that another process holds is refused now, before anything loads
-    (rnnlab.dirlock; the Hydra callback DirLock takes the lock itself)."""
-    from rnnlab.dirlock import InUse, check_free, check_sweep_not_in_use
+    (rnnlab.run.dirlock; the Hydra callback DirLock takes the lock itself)."""
+    from rnnlab.run.dirlock import InUse, check_free, check_sweep_not_in_use
 
     multirun = any(a in ("-m", "--multirun") for a in argv)
     key = "hydra.sweep.dir=" if multirun else "hydra.run.dir="
@@ -225,7 +225,7 @@ def resume_argv(argv: list[str]) -> list[str]:
     _refuse_untrusted_checkpoints(target)
     # Hydra leaves the run's .hydra/ as it is (it would rewrite it before the run could refuse
     # or keep anything): the run records there what an accepted resume changed
-    # (rnnlab.train._record_resume), and a refused or kept one writes nothing.
+    # (rnnlab.run.train._record_resume), and a refused or kept one writes nothing.
     return [*task, *hydra, f"hydra.run.dir={target.resolve()}", RESUME_MARK, *extra]
 
 

@@ -531,7 +531,7 @@ def resolve_param_budget(plan: Plan) -> int | None:
 
 def run(plan: Plan, dry_run: bool = False, out=None, collect: bool = False) -> dict[str, Any]:
     """Tune every arm in every condition, evaluate the picks; write and return the record."""
-    from rnnlab.tracking import write_json_atomic
+    from rnnlab.run.tracking import write_json_atomic
 
     runner = Runner(plan, dry_run, out, collect)
     plan.param_budget = resolve_param_budget(plan)

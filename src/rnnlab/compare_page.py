@@ -199,8 +199,8 @@ def rebuild(page: Path, blocks: dict[str, str]) -> list[str]:
     """Replace each ``<!-- compare:NAME -->`` block of the page (under the page's lock)."""
     from filelock import FileLock
 
-    from rnnlab.atomic import atomic_open
     from rnnlab.compare import CompareError
+    from rnnlab.run.atomic import atomic_open
 
     def pattern(name: str) -> re.Pattern:
         return re.compile(_BLOCK.format(name=re.escape(name)), re.DOTALL)

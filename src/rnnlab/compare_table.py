@@ -261,7 +261,7 @@ def tuning_markdown(record: dict) -> str:
 
 def write_summary(record: dict, out_dir: Path) -> Path:
     """``summary.md`` beside compare.json: the full table, the picks, every tuning result."""
-    from rnnlab.atomic import atomic_open
+    from rnnlab.run.atomic import atomic_open
 
     text = "\n\n".join([f"# {record['plan']['name']}: fair comparison", summary_markdown(record),
                         "## Picks", picks_markdown(record), "## Tuning", tuning_markdown(record)])

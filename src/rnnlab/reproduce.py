@@ -186,7 +186,7 @@ def train_command(section: Section, plan: Plan, sweep_dir: Path) -> list[str]:
 
 
 def _clock(seconds: float) -> str:
-    from rnnlab.sweep_progress import clock
+    from rnnlab.run.sweep_progress import clock
 
     return clock(seconds)
 
@@ -391,7 +391,7 @@ def rebuild_page(plan: Plan, sections: list[Section], page: Path | None = None) 
     prose) never lose each other's changes."""
     from filelock import FileLock
 
-    from rnnlab.atomic import atomic_open
+    from rnnlab.run.atomic import atomic_open
 
     page = plan.page if page is None else page
 

@@ -1,5 +1,5 @@
 """Moved to :mod:`rnnlab.cells.backends.cuda_graph` (the CUDA-graph backend); this name stays
-for the code that still imports it (``rnnlab.train``, tests/test_cells_parity.py). Only torch is
+for the code that still imports it (``rnnlab.run.train``, tests/test_cells_parity.py). Only torch is
 imported here."""
 
 from .backends.cuda_graph import (  # noqa: F401

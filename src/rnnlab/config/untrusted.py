@@ -7,7 +7,7 @@ builtin containers, plus exactly the types rnnlab's checkpoints hold besides the
 checkpoint that holds anything else is refused, not loaded.
 
 Recorded configs (results.json's ``config``, ``.hydra/*.yaml``, a sweep's ``multirun.yaml``)
-are replayed by ``resume=`` and instantiated by the loaders (rnnlab.trained). Refused in them:
+are replayed by ``resume=`` and instantiated by the loaders (rnnlab.run.trained). Refused in them:
 
 - a ``_target_`` that rnnlab's own config groups cannot produce (:func:`allowed_targets`,
   computed from the packaged conf/ tree and the registered structured configs);
@@ -76,7 +76,7 @@ def checkpoint_types() -> tuple[Any, ...]:
 def allow_checkpoint_types() -> None:
     """Let ``torch.load(weights_only=True)`` -- ours, and Lightning's when it restores a fit or a
     test -- read rnnlab's checkpoints: their numpy arrays, and nothing else. Process-wide (a
-    spawned DDP worker registers them again when it imports rnnlab.resume)."""
+    spawned DDP worker registers them again when it imports rnnlab.run.resume)."""
     import torch
 
     types = list(checkpoint_types())
@@ -207,7 +207,18 @@ def allowed_targets() -> frozenset[str]:
                 found.update(_targets_in(content))
 
     walk(ConfigStore.instance().repo, "")
-    return frozenset(t for t in found if t and "${" not in t and t != "???")
+    found = {t for t in found if t and "${" not in t and t != "???"}
+    # the same targets under the paths a run dir recorded before their modules moved into
+    # packages (rnnlab.resume.RunState, now rnnlab.run.resume.RunState): such a run still
+    # resumes and loads; nothing instantiates them from the record (resume= composes anew)
+    found |= {"rnnlab." + t.removeprefix(package) for t in found for package in MOVED_FROM
+              if t.startswith(package)}
+    return frozenset(found)
+
+
+# The packages rnnlab's top-level modules moved into ([house]; rnnlab.tracking ->
+# rnnlab.run.tracking): a recorded target under its former path is the same target.
+MOVED_FROM = ("rnnlab.run.", "rnnlab.config.", "rnnlab.model.")
 
 
 @functools.lru_cache(maxsize=1)

@@ -142,7 +142,7 @@ class ResumableLoader(DataLoader):
 
 @dataclass
 class LoaderResume:
-    """Where a checkpoint left the training loader (rnnlab.resume.RunState saves it)."""
+    """Where a checkpoint left the training loader (rnnlab.run.resume.RunState saves it)."""
 
     epoch: int
     batches_done: int

@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from rnnlab.atomic import PARTIAL, atomic_path, remove
+from rnnlab.run.atomic import PARTIAL, atomic_path, remove
 
 log = logging.getLogger("rnnlab.data")
 

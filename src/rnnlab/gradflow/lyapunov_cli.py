@@ -19,7 +19,7 @@ import json
 import sys
 from pathlib import Path
 
-from rnnlab.trained import CHECKPOINTS
+from rnnlab.run.trained import CHECKPOINTS
 
 
 def measure_run(run_dir: Path, checkpoint: str = "best", rows: int = 16, k: int = 8) -> dict:
@@ -27,7 +27,7 @@ def measure_run(run_dir: Path, checkpoint: str = "best", rows: int = 16, k: int 
     "layers": {layer: {"lyapunov": [...], scalars...}}}``; ValueError (one line) if the run
     cannot be measured."""
     from rnnlab.gradflow.dynamics import DynamicsRecorder, _has_scratch_stack
-    from rnnlab.trained import load_trained
+    from rnnlab.run.trained import load_trained
 
     trained = load_trained(run_dir, checkpoint)
     model, cfg = trained.model, trained.config
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         print(f"rnnlab-lyapunov: error: {error}", file=sys.stderr)
         return 2
-    from rnnlab.atomic import atomic_open
+    from rnnlab.run.atomic import atomic_open
 
     out = args.run_dir / "lyapunov.json"
     with atomic_open(out, "w") as handle:

@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from rnnlab.atomic import atomic_open
 from rnnlab.cells.sequence import lengths_mask
+from rnnlab.run.atomic import atomic_open
 
 DH = "dL/dh_t"  # total gradient at each layer's hidden state (scratch cells)
 DX = "dL/dx_t"  # gradient reaching the first layer's input (fused cells)

@@ -21,7 +21,7 @@ import json
 import sys
 from pathlib import Path
 
-from rnnlab.trained import CHECKPOINTS
+from rnnlab.run.trained import CHECKPOINTS
 
 
 def position_counts(model, dataloader) -> tuple[list[int], list[int]]:
@@ -67,7 +67,7 @@ def by_position(run_dir: Path, seq_lens: list[int] | None = None, bins: int = 8,
                 checkpoint: str = "best") -> dict:
     """``{"checkpoint", "step", "trained_seq_len", "lengths": {T: {"acc", "bins", "correct",
     "scored"}}}`` for ``run_dir``; ValueError (one line) if it cannot be measured."""
-    from rnnlab.trained import load_trained
+    from rnnlab.run.trained import load_trained
 
     trained = load_trained(run_dir, checkpoint)
     kind = trained.data.spec.task_kind
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as error:
             print(f"rnnlab-by-position: error: {error}", file=sys.stderr)
             return 2
-    from rnnlab.atomic import atomic_open
+    from rnnlab.run.atomic import atomic_open
 
     for result in results:
         with atomic_open(Path(result["run_dir"]) / "by_position.json", "w") as handle:

@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
 
     text = yaml.safe_dump(spec, sort_keys=False, default_flow_style=None, width=100)
     if args.out:
-        from rnnlab.atomic import atomic_open
+        from rnnlab.run.atomic import atomic_open
 
         with atomic_open(args.out) as handle:
             handle.write(text)

@@ -83,7 +83,7 @@ def line(sweep_dir: Path, now: float | None = None) -> str | None:
 
 class SweepProgress(Callback):
     def on_multirun_start(self, config, **kwargs: Any) -> None:
-        from rnnlab.atomic import atomic_open
+        from rnnlab.run.atomic import atomic_open
 
         sweep_dir = Path(config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)

@@ -34,9 +34,9 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
-from rnnlab.atomic import atomic_open, atomic_path
 from rnnlab.config.errors import ResumeError
 from rnnlab.config.untrusted import CorruptCheckpoint, allow_checkpoint_types, load_checkpoint
+from rnnlab.run.atomic import atomic_open, atomic_path
 
 CHECKPOINT = Path("checkpoints") / "last.ckpt"
 # The last.ckpt before the current one, kept when a good last.ckpt is replaced: where a run whose
@@ -99,7 +99,7 @@ def _link_or_copy(source: Path, target: Path) -> None:
 def _previous_instead(last: Path, error: CorruptCheckpoint) -> dict[str, Any]:
     """previous.ckpt's state, put in place of the damaged last.ckpt; CorruptCheckpoint (one
     line, naming how to start over) when there is no good previous.ckpt."""
-    from rnnlab.tracking import say
+    from rnnlab.run.tracking import say
 
     previous = last.with_name(PREVIOUS.name)
     state = None
@@ -421,7 +421,7 @@ class MidEpochCheckpoint(Callback):
         if self._stop is not None:
             raise Stopped(self._stop)
         if self._pending is not None:
-            from rnnlab.tracking import say
+            from rnnlab.run.tracking import say
 
             say(f"rnnlab-train: signal {self._pending}: saved {self.checkpoint} at step "
                 f"{trainer.global_step}; handing over to the scheduler")

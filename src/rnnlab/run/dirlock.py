@@ -6,12 +6,12 @@ host that hold it, and touches nothing of the first.
 it ends (kill -9 included); the file stays in the dir, empty, once released (processes that open
 it must share one file). ``HOLDER``, beside it, names the holder -- pid, host, since when, its
 command -- as filelock stores nothing; it exists while the dir is held. Both are part of the
-run-dir layout (rnnlab.rundir). The ranks that torchrun/srun start for one launch share one run
+run-dir layout (rnnlab.run.rundir). The ranks that torchrun/srun start for one launch share one run
 dir and are one holder: rank 0 holds the lock for all of them.
 
 Who takes it: :class:`DirLock`, a Hydra callback (conf/hydra/default.yaml), holds a run's run dir
 or a sweep's sweep dir from before Hydra writes into it until the run or sweep ends;
-rnnlab.train.run holds the run dir of every run and sweep job (re-entrant: a no-op where its
+rnnlab.run.train.run holds the run dir of every run and sweep job (re-entrant: a no-op where its
 process holds it already); ``rnnlab-train resume=<dir>`` checks first, before anything loads.
 Standard library and filelock only.
 """
@@ -46,7 +46,7 @@ _held_guard = threading.Lock()
 
 def _holds_for_its_launch() -> bool:
     """Whether this process takes locks: rank 0 of a launch (or a process launched alone)."""
-    from rnnlab import launch
+    from rnnlab.run import launch
 
     ranks = launch.launched_ranks()
     return ranks is None or ranks[0] == 0
@@ -98,7 +98,7 @@ def acquire(directory: str | os.PathLike, what: str = "run dir") -> None:
         except Timeout:
             raise _in_use(directory, what) from None
         _held[directory] = [lock, 1]
-    from rnnlab.atomic import atomic_open
+    from rnnlab.run.atomic import atomic_open
 
     with atomic_open(directory / HOLDER, "w") as handle:
         json.dump({"pid": os.getpid(), "host": socket.gethostname(),

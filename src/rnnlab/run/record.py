@@ -15,10 +15,10 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from rnnlab import distributed, resume, tracking
 from rnnlab.cells import backends, compile_cache
 from rnnlab.config.errors import one_line
-from rnnlab.solved import SolvedStop
+from rnnlab.run import distributed, resume, tracking
+from rnnlab.run.solved import SolvedStop
 
 
 def divergence_of(error: BaseException):

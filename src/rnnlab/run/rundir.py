@@ -12,15 +12,15 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from rnnlab import dirlock, resume, tracking
 from rnnlab.config import hydra_runtime
 from rnnlab.config.errors import ConfigError
 from rnnlab.config.untrusted import load_checkpoint
 from rnnlab.results.rowkeys import show
 from rnnlab.results.runs import flatten
+from rnnlab.run import dirlock, resume, tracking
 
 # The lock of a run dir or sweep dir in use, and the file beside it naming its holder: part of
-# the run-dir layout (rnnlab.dirlock takes and checks them, light enough for the CLI's first
+# the run-dir layout (rnnlab.run.dirlock takes and checks them, light enough for the CLI's first
 # checks); the lock stays, empty, when released, the holder's file goes.
 LOCK, HOLDER = dirlock.LOCK, dirlock.HOLDER
 LOCK_FILES = (LOCK, HOLDER)

@@ -18,7 +18,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from rnnlab.atomic import atomic_open
+from rnnlab.run.atomic import atomic_open
 
 RESULT_STATUSES = ("completed", "diverged", "failed")
 _VERSIONED = ("rnnlab", "torch", "lightning", "hydra-core", "omegaconf", "wandb", "torchmetrics",

@@ -11,13 +11,13 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from rnnlab import distributed, launch, resume
 from rnnlab.config import hydra_runtime
 from rnnlab.config.errors import ConfigError, one_line
 from rnnlab.config.schemas import check_monitor
 from rnnlab.model.models import SequenceModel
 from rnnlab.results.references import ReferenceError, parse_references
 from rnnlab.results.rowkeys import label, run_name, show, swept_keys
+from rnnlab.run import distributed, launch, resume
 
 
 def build(cfg: DictConfig, wandb_id: str | None = None):

@@ -1,5 +1,5 @@
 """The workarounds a run needs under DDP (spawned workers, or ranks that torchrun/srun started),
-beside rnnlab.launch, which says who started the ranks."""
+beside rnnlab.run.launch, which says who started the ranks."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from rnnlab import launch, resume
 from rnnlab.config.errors import ConfigError
+from rnnlab.run import launch, resume
 
 
 class SharedRunDir:
@@ -69,7 +69,7 @@ def tester_for(cfg: DictConfig, trainer):
 
 def _adopt_csv_header(logger) -> None:
     """Let this process's CSVLogger know the columns the spawned workers wrote (see
-    rnnlab.resume.adopt_csv_header)."""
+    rnnlab.run.resume.adopt_csv_header)."""
     from lightning.pytorch.loggers import CSVLogger
 
     if isinstance(logger, CSVLogger):

@@ -1,0 +1,294 @@
+"""The Hydra app: compose -> build -> fit -> test -> record.
+
+    rnnlab-train data=adding model=lstm model.hidden_size=64
+    rnnlab-train -m model=rnn,gru,lstm seed=0,1,2
+
+What each step needs lives beside it in rnnlab.run: build (the pieces, and the settings no
+schema checks), rundir (a finished, unfinished or refused run dir), distributed (DDP's
+workarounds), record (results.json, the one writer). The command line's checks before any of this
+loads: rnnlab.cli; ``python -m rnnlab.train`` is the same command.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig
+
+import rnnlab.config.schemas  # noqa: F401  (registers the config schemas before composition)
+from rnnlab.config.configdir import CONFIG_DIR
+from rnnlab.config.errors import ConfigError, one_line
+from rnnlab.config.hydra_runtime import in_multirun
+from rnnlab.config.schemas import out_of_bounds
+from rnnlab.run import console, distributed, launch, resume, rundir, tracking
+from rnnlab.run.build import build, log_run_metadata
+from rnnlab.run.record import RunRecord, floats
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    """Train and test one configuration; write and return its results.json payload."""
+    console.quiet_third_party()
+    output_dir = Path(cfg.paths.output_dir)
+    try:  # the run dir is this run's alone (rnnlab.run.dirlock; a no-op where already held)
+        if not in_multirun():
+            rundir.check_sweep_not_in_use(output_dir)
+        rundir.acquire(output_dir)
+    except rundir.InUse as error:
+        if in_multirun():  # this job's dir is another process's: left as it is, the sweep goes on
+            tracking.say(f"rnnlab-train: {error}")
+            return {"status": "failed", "error": str(error), "metrics": {}}
+        _refuse(error)
+    with contextlib.ExitStack() as stack:
+        stack.callback(rundir.release, output_dir)
+        stack.enter_context(tracking.temp_files_in(output_dir))
+        stack.enter_context(tracking.lightning_lines_in_run_log())
+        stack.enter_context(resume.stop_on_signals())  # SIGTERM, SIGINT: resume.Stopped
+        try:
+            return _run(cfg)
+        finally:
+            # the run's CUDA graphs (RNNLAB_CUDA_GRAPHS) hold device memory: the next job of a
+            # sweep in this process starts without them
+            from rnnlab.cells import loop_graph
+
+            loop_graph.clear()
+
+
+def _run(cfg: DictConfig) -> dict[str, Any]:
+    output_dir, record = Path(cfg.paths.output_dir), RunRecord(cfg)
+    finished = rundir.finished_result(output_dir)
+    if finished is not None and not _trains_on(finished, cfg, output_dir):
+        return finished
+    checkpoint = resume.last_checkpoint(output_dir)
+    wandb_id = resume.wandb_run_id(output_dir)  # the first attempt's: one run, one W&B run
+    if checkpoint is None and distributed.rank() == 0:
+        rundir.clear_unfinished_attempt(output_dir)
+    # A W&B run still open in this process (a caller that never finished it) would be reused by
+    # the WandbLogger: close it so this job is its own run.
+    tracking.finish_wandb()
+    try:
+        # (the command line's composition refuses it too; here for the Python API)
+        clip = out_of_bounds("trainer.gradient_clip_val", cfg.trainer.get("gradient_clip_val"))
+        if clip is not None:
+            raise ConfigError(clip)
+        # Read before anything is built: a checkpoint of the run (last.ckpt, and best.ckpt that
+        # the test loads) holding more than rnnlab writes is refused here (rnnlab.config.untrusted).
+        state = resume.read_checkpoints(checkpoint) if checkpoint is not None else None
+        datamodule, task, trainer = build(cfg, wandb_id=wandb_id)
+        if checkpoint is not None:
+            step = int(resume.check_checkpoint_fits(checkpoint, task, state)
+                       .get("global_step", 0))
+            tracking.say(f"rnnlab-train: resuming {output_dir} at step {step} "
+                         f"({resume.CHECKPOINT})")
+    except ConfigError as error:
+        tracking.finish_wandb(exit_code=1)
+        if in_multirun():  # one job of a sweep: recorded as failed, and the sweep goes on
+            return record.refused(error)
+        if distributed.rank() == 0:
+            rundir.remove_if_empty_run_dir(output_dir)
+            _remove_empty_parents(output_dir, Path(cfg.paths.log_dir))
+        _refuse(error)
+
+    if distributed.rank() == 0:
+        _record_resume(cfg, output_dir)
+    record.training_starts()
+    final_metrics: dict[str, float] = {}
+    try:
+        log_run_metadata(trainer, cfg, task, record.commit)
+        _fit_and_test(cfg, datamodule, task, trainer, checkpoint, final_metrics)
+    except resume.Stopped as stopped:  # unfinished: no results.json; last.ckpt resumes it
+        tracking.finish_wandb(exit_code=stopped.exit_code)
+        raise
+    except Exception as error:  # recorded in results.json, then re-raised (unless diverged)
+        results = record.ended(task, trainer, final_metrics, error)
+        if results["status"] == "diverged":
+            return results
+        if isinstance(error, ConfigError) and not in_multirun():
+            _refuse(error)  # a setting found wrong once the run started (ranks, one run dir)
+        raise
+    return record.ended(task, trainer, final_metrics)
+
+
+def _remove_empty_parents(output_dir: Path, log_dir: Path) -> None:
+    """The folders a refused run's dir was made in (logs/runs/<experiment_name>/), when empty:
+    a refusal leaves nothing under the log dir."""
+    if output_dir.exists():
+        return
+    try:
+        parents = output_dir.resolve().relative_to(log_dir.resolve()).parents
+    except (ValueError, OSError):  # a run dir outside the log dir: its parents are not ours
+        return
+    for relative in list(parents)[:-1]:  # up to, not including, the log dir itself
+        try:
+            (log_dir.resolve() / relative).rmdir()
+        except OSError:  # not empty (another run), or gone
+            return
+
+
+def _trains_on(finished: dict[str, Any], cfg: DictConfig, output_dir: Path) -> bool:
+    """A run that ended as a result is kept, not trained again (a sweep rerun on its sweep dir,
+    or resume=, continues only the jobs that did not finish) -- unless it is given a larger
+    budget: then it trains on from its last.ckpt. Never a setting ignored silently."""
+    kept = f"rnnlab-train: {output_dir} already {finished['status']}: kept"
+    try:
+        budget = rundir.larger_budget(finished, cfg, output_dir)
+    except ConfigError as error:
+        if not in_multirun():
+            _refuse(error)
+        tracking.say(f"{kept} ({error})")  # the job keeps its result; the sweep goes on
+        return False
+    if budget is None:
+        ignored = rundir.ignored_settings(finished, cfg)
+        tracking.say(kept + (f"; ignored (a finished run keeps its settings): {ignored}"
+                             if ignored else ""))
+        return False
+    tracking.say(f"rnnlab-train: {output_dir} completed after {finished.get('steps')} steps: "
+                 f"training on to {budget}")
+    return True
+
+
+def _override_key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def _record_resume(cfg: DictConfig, output_dir: Path) -> None:
+    """``resume=<run dir>`` with settings of its own, accepted (it trains): the run's .hydra/
+    (config.yaml, overrides.yaml, hydra.yaml, which Hydra left as they were for a resume) now
+    say what it runs with, so a later plain ``resume=`` replays them, and .hydra/resumes.yaml
+    keeps what each resume changed and what it was before. A resume that changes nothing, is
+    refused or keeps a finished run leaves .hydra/ as it was."""
+    import datetime
+
+    import yaml
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    from rnnlab.cli import RESUME_MARK
+    from rnnlab.run.atomic import atomic_open
+
+    saved = output_dir / ".hydra"
+    try:
+        hydra_cfg = HydraConfig.get()
+    except ValueError:  # not under Hydra (the Python API)
+        return
+    if hydra_cfg.output_subdir is not None or not (saved / "hydra.yaml").is_file():
+        return
+    listed = saved / "overrides.yaml"
+    recorded = [str(o) for o in (yaml.safe_load(listed.read_text()) or [])] \
+        if listed.is_file() else []
+    merged: dict[str, str] = {}  # the last value of each key, in the order first given
+    for override in hydra_cfg.overrides.task:
+        merged[_override_key(override)] = str(override)
+    before = {_override_key(o): o for o in recorded}
+    changed = [o for key, o in merged.items() if before.get(key) != o]
+    if not changed:
+        return
+    overrides = list(merged.values())
+    hydra_node = OmegaConf.to_container(hydra_cfg, resolve=False)
+    hydra_node["output_subdir"] = ".hydra"
+    hydra_node["overrides"]["task"] = overrides
+    hydra_node["overrides"]["hydra"] = [o for o in hydra_node["overrides"]["hydra"]
+                                        if o != RESUME_MARK]
+    history = saved / "resumes.yaml"
+    resumes = (yaml.safe_load(history.read_text()) or []) if history.is_file() else []
+    resumes.append({"time": datetime.datetime.now().isoformat(timespec="seconds"),
+                    "changed": changed,
+                    "before": [before.get(_override_key(o)) for o in changed]})
+    for name, text in (("config.yaml", OmegaConf.to_yaml(cfg)),
+                       ("overrides.yaml", OmegaConf.to_yaml(OmegaConf.create(overrides))),
+                       ("hydra.yaml", OmegaConf.to_yaml(OmegaConf.create({"hydra": hydra_node}))),
+                       ("resumes.yaml", yaml.safe_dump(resumes, sort_keys=False))):
+        with atomic_open(saved / name) as handle:
+            handle.write(text)
+    tracking.say(f"rnnlab-train: resume= changed {' '.join(changed)}: recorded in {saved} "
+                 "(what it was before: resumes.yaml)")
+
+
+def _fit_and_test(cfg, datamodule, task, trainer, checkpoint, final_metrics) -> None:
+    # weights_only=True: a checkpoint is untrusted (a copied run dir); what rnnlab's hold beyond
+    # tensors (RNG states, gradflow records: numpy arrays) is allow-listed
+    # (rnnlab.config.untrusted).
+    with console.resuming() if checkpoint else contextlib.nullcontext():
+        trainer.fit(task, datamodule=datamodule, ckpt_path=checkpoint, weights_only=True)
+    # Testing resets callback_metrics: keep the final train/val values first.
+    final_metrics.update(floats(trainer.callback_metrics))
+    if launch.launched_ranks() is not None:
+        distributed.leave_process_group()
+    # Under launched ranks rank 0 alone tests, on one device (see distributed.tester_for).
+    if cfg.test and distributed.rank() == 0:
+        # Loading the best checkpoint would also roll back the best-so-far record.
+        fit_record = task.get_extra_state()
+        tester = distributed.tester_for(cfg, trainer)
+        tester.test(task, datamodule=datamodule, ckpt_path=_best_checkpoint(trainer),
+                    weights_only=True, verbose=False)
+        task.set_extra_state(fit_record)
+        final_metrics.update(floats(tester.callback_metrics))
+
+
+def _best_checkpoint(trainer) -> str | None:
+    """The file of the checkpoint callback that monitors a metric (not last.ckpt)."""
+    for callback in trainer.checkpoint_callbacks:
+        path = getattr(callback, "best_model_path", "")
+        if getattr(callback, "monitor", None) and path and Path(path).exists():
+            return path
+    return None
+
+
+def _refuse(error: ConfigError):
+    print(f"rnnlab-train: error: {error}", file=sys.stderr)
+    raise SystemExit(2) from None
+
+
+def _stopped(stopped: resume.Stopped, output_dir: Path):
+    """The one status line of a run stopped by SIGTERM / SIGINT, then exit 128 + its number
+    (a sweep stops too: its finished jobs are kept, resume= continues the others)."""
+    checkpoint = resume.last_checkpoint(output_dir)
+    where = (f"{output_dir} is unfinished, {resume.CHECKPOINT} at step "
+             f"{resume.checkpoint_step(checkpoint)}" if checkpoint is not None else
+             f"{output_dir} stopped before its first checkpoint")
+    if distributed.rank() == 0:
+        tracking.say(f"rnnlab-train: stopped by {stopped.name}: {where}; rnnlab-train "
+                     f"resume={output_dir} continues it")
+    raise SystemExit(stopped.exit_code) from None
+
+
+def _failed(error: Exception, output_dir: Path):
+    """A single run that failed: its traceback into train.log, one status line, exit 1."""
+    import traceback
+
+    log = output_dir / "train.log"
+    if log.parent.is_dir():
+        with log.open("a") as handle:
+            traceback.print_exception(error, file=handle)
+    if distributed.rank() == 0:
+        tracking.say(f"rnnlab-train: failed: {type(error).__name__}: {one_line(error)} "
+                     f"(traceback in {log})")
+    raise SystemExit(1) from None
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
+def hydra_main(cfg: DictConfig) -> float | None:
+    try:
+        results = run(cfg)
+    except resume.Stopped as stopped:
+        _stopped(stopped, Path(cfg.paths.output_dir))
+    except Exception as error:
+        if not in_multirun():
+            _failed(error, Path(cfg.paths.output_dir))
+        # run() has recorded the failure in results.json; the sweep goes on with the next job
+        # and its summary lists this one (the sweep then exits non-zero).
+        results = tracking.read_results(cfg.paths.output_dir) if (
+            Path(cfg.paths.output_dir) / "results.json").exists() else {
+            "status": "failed", "error": f"{type(error).__name__}: {one_line(error)}"}
+    if distributed.rank() != 0:  # rank 0 reports for all of them
+        return None
+    tracking.say(console.report_line(results, Path(cfg.paths.output_dir)), file=sys.stdout)
+    if results["status"] != "completed":  # the one line that says so, where errors go
+        tracking.say(f"rnnlab-train: {results['status']}: {results.get('error')}")
+    # The optimised value for hparams_search sweepers; NaN marks a diverged trial.
+    value = results["metrics"].get(cfg.monitor.metric) if results["status"] == "completed" else None
+    return float("nan") if value is None else value
+
