@@ -92,18 +92,20 @@ def test_short_scratch_run_reaches_wandb_csv_results_and_npz(run_training):
     assert not any(key.startswith("gradflow_input/") for key in run.keys)  # dL/dh_t only
     assert not any(key.endswith("/_type") and "image" in str(run.series(key)) for key in run.keys)
     saved = _check_npz(run_dir, "dL/dh_t", ["layer0", "layer1"], 2, 30)
-    # each record's curves: a table of t, mean, p10, p90 (the norms) under a log-y custom chart
-    assert len(run.series("gradflow/layer0/curve_table/path")) == 2
+    # the last record's curves, once, at the end: a table of the training step, t, mean, p10,
+    # p90 (the norms) under a log-y custom chart
+    assert len(run.series("gradflow/layer0/curve_table/path")) == 1
     table = _table(run, "gradflow/layer0/curve_table", 0)
-    assert table["columns"] == list(CURVE_COLUMNS) and [row[0] for row in table["data"]] == \
-        list(range(1, 31))
-    assert np.allclose([row[1:] for row in table["data"]],
-                       np.stack([saved[s][0, 0] for s in ("mean", "p10", "p90")], axis=1))
+    assert table["columns"] == list(CURVE_COLUMNS) == ["step", "t", "mean", "p10", "p90"]
+    assert [row[0] for row in table["data"]] == [1] * 30  # the last record's training step
+    assert [row[1] for row in table["data"]] == list(range(1, 31))
+    assert np.allclose([row[2:] for row in table["data"]],
+                       np.stack([saved[s][-1, 0] for s in ("mean", "p10", "p90")], axis=1))
     config, spec = _chart(run, "gradflow/layer0/curve")
     assert config["panelDefId"] == CURVES_CHART  # offline, no entity: the bare preset name
     assert {layer["encoding"]["y"]["scale"]["type"] for layer in spec["layer"]} == {"log"}
     assert spec["encoding"]["x"]["title"] == "time step t"
-    # the heatmap, logged at the epoch end: one row per (record, t), log10 of the batch mean
+    # the heatmap, logged once at the end: one row per (record, t), log10 of the batch mean
     for k, layer in enumerate(("layer0", "layer1")):
         assert len(run.series(f"gradflow/{layer}/heatmap_table/path")) == 1
         table = _table(run, f"gradflow/{layer}/heatmap_table")
@@ -120,6 +122,18 @@ def test_short_scratch_run_reaches_wandb_csv_results_and_npz(run_training):
         assert [row[0] for row in summaries["data"]] == [0, 1]
         assert [row[2 + SUMMARY_NAMES.index("horizon")] for row in summaries["data"]] == \
             run.series(f"gradflow/{layer}/horizon")
+    # W&B gets each table once, at the end, whatever the number of records: W&B stages a copy
+    # of every logged table (two, in fact) under wandb/data/artifacts/staging, where an offline
+    # run keeps them (issue 39: a short run staged 52)
+    tables = {key.removesuffix("/_type"): run.series(key) for key in run.keys
+              if key.endswith("/_type") and "table-file" in run.series(key)}
+    assert set(tables) == {f"gradflow/{layer}/{name}" for layer in ("layer0", "layer1")
+                           for name in ("curve_table", "heatmap_table", "summaries",
+                                        "jacobian_curve_table", "gates_table",
+                                        "jacobian_heatmap_table", "dynamics_summaries")}
+    assert all(len(logged) == 1 for logged in tables.values()), tables
+    staged = [p for p in (run_dir / "wandb" / "data" / "artifacts" / "staging").iterdir()]
+    assert 0 < len(staged) <= 2 * len(tables) == 28, len(staged)
     # optimizer side: per-parameter norms, total before clipping, clipping fired every step
     assert "gradflow/param/model.rnn.weight_hh_l0" in run.keys
     assert run.series("gradflow/clip_fraction") == [1.0, 1.0]
@@ -145,9 +159,10 @@ def test_fused_run_measures_input_gradient_under_its_own_name(run_training):
     saved = _check_npz(run_dir, "dL/dx_t", ["layer0"], 3, 30)
     assert saved["prefix"] == "gradflow_input" and saved["probe"] == "fixed"
     assert list(saved["steps"]) == [0, 1, 2]
-    # heatmaps: at the epoch end (steps 0, 1) and at the end (the probe's record at step 2)
+    # the heatmap, once at the end, with every record (the probe's at step 2 too)
     assert [len(_table(run, "gradflow_input/layer0/heatmap_table", i)["data"])
-            for i in (0, 1)] == [2 * 30, 3 * 30]
+            for i in range(len(run.series("gradflow_input/layer0/heatmap_table/path")))] == \
+        [3 * 30]
     # the configured colour range, and the cells outside it counted in the subtitle
     config, spec = _chart(run, "gradflow_input/layer0/heatmap")
     assert _colour_domain(spec) == (-2.5, -1.0)
@@ -272,7 +287,7 @@ def test_ddp_spawned_or_launched_reduces_writes_once_and_matches_one_process(
     assert list(saved["steps"]) == [0, 1]
     run = _read_run(run_dir)
     assert len(run.series("gradflow/layer0/horizon")) == 2  # rank 0 only, once per record
-    assert len(run.series("gradflow/layer0/curve_table/path")) == 2
+    assert len(run.series("gradflow/layer0/curve_table/path")) == 1  # once, at the end
     results = json.loads((run_dir / "results.json").read_text())
     assert results["metrics"]["gradflow/layer0/log10_first_over_last"] == pytest.approx(
         saved["log10_first_over_last"][-1, 0])
@@ -355,12 +370,20 @@ def test_step_jacobians_and_gates_reach_npz_results_and_wandb(run_training):
     run = _read_run(run_dir)
     assert len(run.series("gradflow/layer1/lyapunov_max")) == 3
     assert len(run.series("gradflow/layer0/tau_median")) == 3
-    # each record's ‖J_t‖ curves (the curves chart) and gate means; the heatmap at the end
-    assert len(run.series("gradflow/layer1/jacobian_curve_table/path")) == 3
+    # at the end, once: the last record's ‖J_t‖ curves (the curves chart) and gate means, the
+    # heatmap of every record; each table says its training step
+    assert len(run.series("gradflow/layer1/jacobian_curve_table/path")) == 1
     curve = _table(run, "gradflow/layer1/jacobian_curve_table")
-    assert np.allclose([row[1] for row in curve["data"]], saved["jacobian_norm_mean"][-1, 1])
+    assert {row[0] for row in curve["data"]} == {2}
+    assert np.allclose([row[2] for row in curve["data"]], saved["jacobian_norm_mean"][-1, 1])
     assert _chart(run, "gradflow/layer1/jacobian_curve")[0]["panelDefId"] == CURVES_CHART
-    assert len(run.series("gradflow/layer0/gates_table/path")) == 3
+    assert len(run.series("gradflow/layer0/gates_table/path")) == 1
+    gates = _table(run, "gradflow/layer0/gates_table")
+    assert gates["columns"] == ["step", "t", "gate", "mean"]
+    z = [row for row in gates["data"] if row[2] == "z"]  # gate_names: r, z
+    assert [row[1] for row in z] == list(range(1, 31))
+    assert np.allclose([row[3] for row in z], saved["gate_mean"][-1, 0, 1])
+    assert {row[0] for row in gates["data"]} == {2}
     heat = _table(run, "gradflow/layer0/jacobian_heatmap_table")
     assert len(heat["data"]) == 3 * 30
     assert np.allclose([row[3] for row in heat["data"]],

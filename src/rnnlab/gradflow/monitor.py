@@ -86,9 +86,10 @@ class GradientFlowMonitor(Callback):
         horizon_fraction: f of the ``horizon`` summary (steps back with norm >= f * peak).
         output_dir: where ``gradflow.npz`` goes (the run dir); default ``trainer.default_root_dir``.
         param_norms: log per-parameter gradient norms at the measured steps.
-        log_curves: log each record's curves to W&B (custom chart, log y axis).
-        heatmap: log the (training step x t) heatmap to W&B (table + custom chart) at every epoch
-            end with new records and at the end.
+        log_curves: log the last record's curves to W&B (custom chart, log y axis).
+        heatmap: log the (training step x t) heatmap to W&B (table + custom chart).
+            W&B gets its tables once, at the end of training (rnnlab.wandb.gradflow.log_final);
+            each record's scalars go to every logger as it is taken.
         heatmap_range: [lo, hi], the heatmap's colour range in log10 units, the same for every
             run so that colours compare across runs (None: plots.DEFAULT_HEATMAP_RANGE); values
             outside are clamped to the end colours, and the chart says so.
@@ -155,13 +156,12 @@ class GradientFlowMonitor(Callback):
         self._last_param_step: int | None = None
         self._clipping = ClipCounter()
         self._clipped_steps = 0
-        self._heatmap_records = 0
         self._warned = False
         self.dynamics = DynamicsRecorder(*self._dynamics_args)
 
     # What a checkpoint keeps, so that a resumed run's gradflow.npz holds every record, once.
     _STATE = ("records", "param_records", "layers", "_last_probe_step", "_last_param_step",
-              "_pending", "_clipped_steps", "_heatmap_records", "_dynamics_state")
+              "_pending", "_clipped_steps", "_dynamics_state")
 
     @property
     def _dynamics_state(self) -> dict[str, Any]:
@@ -276,11 +276,12 @@ class GradientFlowMonitor(Callback):
         self._flush(trainer, images="final")
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
-        # A diverged run's last curves are the interesting ones: keep what was recorded.
+        # A diverged run's last curves are the interesting ones: keep what was recorded, and
+        # give W&B its tables (not on Ctrl-C or a kill: the run stops as fast as it can).
         if self._armed_step is not None and self._model is not None:
             self._model.watch_gradient_flow(False)
             self._armed_step = None
-        self._flush(trainer, images=None)
+        self._flush(trainer, images="failed" if isinstance(exception, Exception) else None)
 
     # ----------------------------------------------------------------------- measuring
     def _run_fixed_probe(self, trainer, pl_module, step: int, can_log: bool) -> None:
@@ -300,10 +301,7 @@ class GradientFlowMonitor(Callback):
                 pl_module.log(key, value, on_step=True, on_epoch=False, logger=False)
         else:  # after the loop self.log is closed: the final values reach results.json here
             trainer.callback_metrics.update({k: torch.tensor(v) for k, v in scalars.items()})
-        wandb_logger = self._wandb(trainer)
-        self._log_scalars(trainer, scalars, step, skip_wandb=wandb_logger is not None)
-        if wandb_logger is not None and trainer.is_global_zero:  # the scalars and the charts
-            wandb_charts.log_dynamics(self, wandb_logger, self.dynamics.records[-1], scalars)
+        self._log_scalars(trainer, scalars, step)  # the charts go to W&B at the end
 
     def _track_clipping(self, trainer, pl_module) -> None:
         if trainer.gradient_clip_val:  # only when clipping is configured
@@ -366,10 +364,7 @@ class GradientFlowMonitor(Callback):
         if can_log:
             for key, value in scalars.items():
                 pl_module.log(key, value, on_step=True, on_epoch=False, logger=False)
-        curves = self.log_curves and self._wandb(trainer) is not None
-        self._log_scalars(trainer, scalars, step, skip_wandb=curves)
-        if curves and trainer.is_global_zero:
-            wandb_charts.log_curves(self, self._wandb(trainer), record, scalars)
+        self._log_scalars(trainer, scalars, step)  # the curves go to W&B at the end
 
     @staticmethod
     def _reduce(trainer, stats: torch.Tensor) -> torch.Tensor:
@@ -393,14 +388,11 @@ class GradientFlowMonitor(Callback):
                 return logger
         return None
 
-    def _log_scalars(self, trainer, scalars: dict[str, float], step: int,
-                     skip_wandb: bool = False) -> None:
+    def _log_scalars(self, trainer, scalars: dict[str, float], step: int) -> None:
         if not trainer.is_global_zero:
             return
-        wandb_logger = self._wandb(trainer) if skip_wandb else None
         for logger in trainer.loggers:
-            if logger is not wandb_logger:
-                logger.log_metrics(scalars, step=step)
+            logger.log_metrics(scalars, step=step)
 
     # -------------------------------------------------------------------------- output
     def npz_path(self, trainer) -> Path:
@@ -450,19 +442,20 @@ class GradientFlowMonitor(Callback):
         return out
 
     def _flush(self, trainer, images: str | None) -> None:
-        """Write gradflow.npz (rank 0); ``images``: None, "epoch" or "final" (log the heatmap
-        when there are records it has not shown yet)."""
+        """Write gradflow.npz (rank 0); ``images``: None or "epoch" (the file only), "final" (and
+        W&B's tables, once: rnnlab.wandb.gradflow.log_final), "failed" (the same, after an error:
+        a W&B that fails too is a warning, not a second error over the first)."""
         if not trainer.is_global_zero or not (self.records or self.param_records
                                                or self.dynamics.records):
             return
         arrays = self.arrays(trainer)
         # the epoch-end copies skip the fsync (the rename keeps them whole); the last one has it
         save_npz_atomic(self.npz_path(trainer), arrays, durable=images != "epoch")
-        fresh = len(self.records) > self._heatmap_records
-        # one row is no heatmap: the curve of that record says it all
-        if images and self.heatmap and len(self.records) >= 2 and fresh:
-            wandb_charts.log_heatmaps(self, self._wandb(trainer), arrays)
-            self._heatmap_records = len(self.records)
         if images == "final":
-            wandb_charts.log_summary_tables(self, self._wandb(trainer), arrays)
-            wandb_charts.log_dynamics_heatmaps(self, self._wandb(trainer), arrays)
+            wandb_charts.log_final(self, self._wandb(trainer), arrays)
+        elif images == "failed":
+            try:
+                wandb_charts.log_final(self, self._wandb(trainer), arrays)
+            except Exception as error:  # noqa: BLE001 - the run's own error is the one to report
+                warnings.warn(f"GradientFlowMonitor: W&B tables not logged ({error})",
+                              stacklevel=2)

@@ -26,12 +26,12 @@ CURVES_CHART = "rnnlab-gradflow-curves-v1"
 # vanishing gradient) to 1e10 (exploding). Outside values are clamped to the end colours and
 # flagged (subtitle, tooltip); `callbacks.gradflow.heatmap_range` sets another range.
 DEFAULT_HEATMAP_RANGE = (-40.0, 10.0)
-# At most this many cells (table rows) per logged heatmap: W&B advises <= 10k points per key and
-# the table is logged again at every epoch end. Larger heatmaps keep evenly spaced records (the
-# first and the last always) and average log10 over bins of consecutive time steps.
+# At most this many cells (table rows) per logged heatmap: W&B advises <= 10k points per key.
+# Larger heatmaps keep evenly spaced records (the first and the last always) and average log10
+# over bins of consecutive time steps.
 HEATMAP_MAX_ROWS = 4096
 HEATMAP_COLUMNS = ("step", "t", "t_end", "log10_norm", "status")
-CURVE_COLUMNS = ("t", "mean", "p10", "p90")
+CURVE_COLUMNS = ("step", "t", "mean", "p10", "p90")  # step: the record's training step
 # Spec field -> table column. "name" is the run's display name, which W&B's query adds to every
 # row of a custom chart's table (one facet / one colour per run when a panel shows several runs).
 HEATMAP_FIELDS = {"step": "step", "t": "t", "t_end": "t_end", "value": "log10_norm",
@@ -208,15 +208,16 @@ def heatmap_rows(steps: Sequence[int], mean: np.ndarray, max_rows: int = HEATMAP
                  "bins": len(starts)}
 
 
-def curve_rows(stats: np.ndarray) -> list[list[Any]]:
+def curve_rows(stats: np.ndarray, step: int) -> list[list[Any]]:
     """One record and layer's curves, (3, T) mean/p10/p90 norms, as table rows
-    ``[t, mean, p10, p90]`` (the norms themselves: the chart draws them on a log axis). Steps no
-    sequence reaches have no row; an underflowed norm is 0 (left out of the log plot), inf is
-    null."""
+    ``[step, t, mean, p10, p90]``: ``step`` is the record's training step, the same in every row
+    (so the table says which record it is), then the norms themselves (the chart draws them on a
+    log axis). Steps no sequence reaches have no row; an underflowed norm is 0 (left out of the
+    log plot), inf is null."""
     stats = np.asarray(stats, dtype=np.float64)
 
     def cell(x: float):
         return float(x) if math.isfinite(x) else None
 
-    return [[t + 1, *(cell(stats[s, t]) for s in range(3))]
+    return [[int(step), t + 1, *(cell(stats[s, t]) for s in range(3))]
             for t in range(stats.shape[-1]) if not math.isnan(stats[0, t])]
