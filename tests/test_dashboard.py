@@ -130,7 +130,7 @@ def test_run_dirs_give_the_shared_range_min_max(tmp_path):
         assert "min-max over 2 runs' gradflow.npz" in heatmap["title"]["subtitle"]
 
 
-def test_configured_range_without_npz_and_a_bad_one_is_one_line(tmp_path):
+def test_configured_range_without_npz_and_a_bad_one_is_one_line(tmp_path, capsys):
     for seed in (0, 1):
         write_run(tmp_path / "ok", str(seed), {"experiment_name": "cells",
                                                "callbacks.gradflow.heatmap_range": [-20, 2]},
@@ -147,10 +147,13 @@ def test_configured_range_without_npz_and_a_bad_one_is_one_line(tmp_path):
     assert "the union of the runs'" in heatmap["title"]["subtitle"]
     write_run(tmp_path / "bad", "0", {"experiment_name": "cells",
                                       "callbacks.gradflow.heatmap_range": [3, -3]})
-    with pytest.raises(SystemExit, match="rnnlab-dashboard: error: callbacks.gradflow."
-                                         r"heatmap_range must be \[lo, hi\]"):
+    with pytest.raises(SystemExit) as exit_info:  # bad input: one line, exit 2
         dashboard_main(["--entity", "me", "--group", "cells", "--runs", str(tmp_path / "bad"),
                         "--dry-run"])
+    assert exit_info.value.code == 2
+    said = capsys.readouterr().err.strip().splitlines()
+    assert len(said) == 1 and said[0].startswith(
+        "rnnlab-dashboard: error: callbacks.gradflow.heatmap_range must be [lo, hi]"), said
 
 
 def test_save_registers_the_chart_presets_first(monkeypatch):
@@ -201,7 +204,10 @@ def test_layout_from_run_dirs_plots_the_metric_against_T(tmp_path):
     assert "|   T |" in text and "|   2 |" in text
 
 
-def test_unknown_group_is_one_line(tmp_path, monkeypatch):
+def test_unknown_group_is_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("RNNLAB_LOGS", str(tmp_path))
-    with pytest.raises(SystemExit, match="no experiment preset of that name"):
+    with pytest.raises(SystemExit) as exit_info:
         dashboard_main(["--entity", "me", "--group", "nope", "--dry-run"])
+    assert exit_info.value.code == 2
+    said = capsys.readouterr().err.strip().splitlines()
+    assert len(said) == 1 and "no experiment preset of that name" in said[0], said
