@@ -53,7 +53,7 @@ def _time(overrides: list[str], src: str | None, cold: bool, multirun: bool) -> 
     where = (["--multirun", "experiment=quickstart", f"hydra.sweep.dir={work / 'sweep'}"]
              if multirun else [*overrides, f"paths.output_dir={work / 'run'}"])
     # python -c: the console script's entry point, importing rnnlab from PYTHONPATH when given
-    argv = [PY, "-c", "from rnnlab.cli import main; main()", *where]
+    argv = [PY, "-c", "from rnnlab.commands.train import main; main()", *where]
     start = time.perf_counter()
     done = subprocess.run(argv, cwd=work, env=env, capture_output=True, text=True, check=False)
     elapsed = time.perf_counter() - start

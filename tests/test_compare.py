@@ -14,8 +14,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from rnnlab.compare import EVAL_SEEDS, TUNE_SEEDS, CompareError, load_plan, main, rank, survivors
+from rnnlab.commands.compare import main
 from rnnlab.run.solved import SolvedStop
+from rnnlab.studies.compare import EVAL_SEEDS, TUNE_SEEDS, CompareError, load_plan, rank, survivors
 
 TINY = ["logger=csv", "trainer.enable_progress_bar=false", "model.hidden_size=4",
         "data.train_size=64", "data.val_size=32", "data.test_size=32", "data.batch_size=32",

@@ -193,7 +193,7 @@ def test_refusing_a_command_line_needs_neither_torch_nor_lightning():
     import subprocess
     import sys
 
-    code = ("import sys, rnnlab.cli, rnnlab.config.schemas, rnnlab.config.composition; "
+    code = ("import sys, rnnlab.commands.train, rnnlab.config.schemas, rnnlab.config.composition; "
             "print(sorted(m for m in ('torch', 'lightning', 'pandas') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True)
@@ -205,12 +205,12 @@ def test_help_lists_every_group_and_the_composed_config_without_loading_torch():
     import sys
 
     code = ("import sys; sys.argv = ['rnnlab-train', 'model=lstm', '--help']; "
-            "from rnnlab.cli import main; main(); "
+            "from rnnlab.commands.train import main; main(); "
             "print('loaded:', sorted(m for m in ('torch', 'lightning') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True)
     page = done.stdout
-    from rnnlab.cli import GROUP_HELP
+    from rnnlab.commands.train import GROUP_HELP
 
     for group in GROUPS:
         assert f"\n  {group} " in page, group
@@ -223,7 +223,7 @@ def test_help_lists_every_group_and_the_composed_config_without_loading_torch():
 
 
 def test_help_with_a_bad_override_says_why_there_is_no_config():
-    from rnnlab.cli import help_text
+    from rnnlab.commands.train import help_text
 
     page = help_text(["model=gruu"])
     assert "(no config: model=gruu: no such option in 'model'" in page

@@ -43,7 +43,7 @@ def test_a_damaged_last_ckpt_resumes_from_the_one_before_it(tmp_path, capfd, dam
 
 def test_without_a_good_previous_one_it_is_refused_in_one_line_and_starts_over_on_request(
         tmp_path, capfd):
-    from rnnlab.cli import start_over_unreadable
+    from rnnlab.commands.train import start_over_unreadable
 
     run = tmp_path / "run"
     (run / ".hydra").mkdir(parents=True)

@@ -16,7 +16,8 @@ import pytest
 
 from rnnlab.run import dirlock, rundir, tracking
 
-_ENTRY = "import sys; from rnnlab.cli import main; sys.exit(main())"  # the rnnlab-train script
+# the rnnlab-train script
+_ENTRY = "import sys; from rnnlab.commands.train import main; sys.exit(main())"
 
 
 def _env(**extra) -> dict[str, str]:

@@ -13,11 +13,11 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
-from rnnlab.reproduce import sweep_grid
 from rnnlab.results import aggregate, load_runs, render
 from rnnlab.results.references import parse_references
 from rnnlab.results.rowkeys import GROUP_KEYS
 from rnnlab.run.train import run
+from rnnlab.studies.reproduce import sweep_grid
 
 # The papers' presets and their CPU forms (experiment=cpu/<preset>).
 PRESETS = sorted(p.relative_to(CONF / "experiment").with_suffix("").as_posix()

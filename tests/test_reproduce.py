@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from rnnlab.commands.reproduce import main
 from rnnlab.config.errors import ReproduceError
-from rnnlab.reproduce import Progress, load_plan, main, sweep_grid
+from rnnlab.studies.reproduce import Progress, load_plan, sweep_grid
 
 FAST = ["debug=fast", "model.hidden_size=8", "data.seq_len=8"]
 
@@ -36,7 +37,7 @@ def test_bad_plans_are_refused_in_one_line(tmp_path, body, message):
 def test_paths_come_from_the_plan_not_the_working_directory(tmp_path, monkeypatch):
     from conftest import REPO
 
-    from rnnlab.reproduce import PLAN
+    from rnnlab.studies.reproduce import PLAN
 
     monkeypatch.chdir(tmp_path)  # anywhere but the checkout
     assert PLAN == REPO / "docs" / "reproduce.yaml"
@@ -55,7 +56,7 @@ def test_paths_come_from_the_plan_not_the_working_directory(tmp_path, monkeypatc
 
 
 def test_the_repos_plan_loads_and_every_section_composes():
-    from rnnlab.reproduce import PLAN
+    from rnnlab.studies.reproduce import PLAN
 
     plan = load_plan(PLAN)
     for section in plan.sections:

@@ -16,7 +16,7 @@ import pytest
 from conftest import cli
 from wandb_offline import find_offline_runs, read_offline_run
 
-from rnnlab.cli import resume_argv
+from rnnlab.commands.train import resume_argv
 from rnnlab.config.errors import ResumeError
 from rnnlab.run import resume, tracking
 

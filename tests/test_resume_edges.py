@@ -53,7 +53,7 @@ def write_or_die(path, *args, **kwargs):
     return write(path, *args, **kwargs)
 
 tracking.write_json_atomic = write_or_die
-from rnnlab.cli import main
+from rnnlab.commands.train import main
 main()
 """
 

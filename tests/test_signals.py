@@ -23,7 +23,7 @@ FAIL = ("import sys, rnnlab.run.train as t\n"
         "def boom(*args):\n    raise RuntimeError('boom\\nsecond line')\n"
         "t._fit_and_test = boom\n"
         "sys.argv[0] = 'rnnlab-train'\n"
-        "from rnnlab.cli import main\nmain()\n")
+        "from rnnlab.commands.train import main\nmain()\n")
 
 
 def _env() -> dict[str, str]:

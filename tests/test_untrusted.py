@@ -46,12 +46,12 @@ def finished(tmp_path_factory):
 
 
 def _rnnlab_train(args, cwd):
-    """``rnnlab-train ARGS`` through its console entry point (rnnlab.cli.main), which refuses
-    before torch and Lightning load (``python -m rnnlab.train`` imports them first)."""
+    """``rnnlab-train ARGS`` through its console entry point (rnnlab.commands.train.main), which
+    refuses before torch and Lightning load (``python -m rnnlab.train`` now runs it too)."""
     env = {k: v for k, v in os.environ.items() if k not in ("HYDRA_FULL_ERROR", "WANDB_SERVICE")}
-    return subprocess.run([sys.executable, "-c", "import sys; from rnnlab.cli import main; "
-                           "sys.exit(main())", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=300, check=False)
+    return subprocess.run([sys.executable, "-c", "import sys; from rnnlab.commands.train "
+                           "import main; sys.exit(main())", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300, check=False)
 
 
 def _copy(run, tmp_path, name="copied"):
@@ -133,7 +133,7 @@ EVIL = ["+callbacks.evil._target_=builtins.open", "+callbacks.evil.file=PWNED",
 ])
 def test_recorded_overrides_that_name_code_are_refused_on_resume(finished, tmp_path, section,
                                                                  overrides, reason):
-    from rnnlab.cli import resume_argv
+    from rnnlab.commands.train import resume_argv
 
     run = _copy(finished, tmp_path)
     for override in overrides:
@@ -143,7 +143,7 @@ def test_recorded_overrides_that_name_code_are_refused_on_resume(finished, tmp_p
 
 
 def test_the_packaged_settings_still_resume(finished, tmp_path):
-    from rnnlab.cli import resume_argv
+    from rnnlab.commands.train import resume_argv
 
     run = _copy(finished, tmp_path)
     _record_override(run, "hydra", "hydra.callbacks.sweep_summary.figures=false")
@@ -153,7 +153,7 @@ def test_the_packaged_settings_still_resume(finished, tmp_path):
 
 def test_a_sweeps_recorded_target_is_refused_in_one_line(finished, tmp_path, monkeypatch,
                                                           capsys):
-    from rnnlab.cli import main
+    from rnnlab.commands.train import main
 
     sweep = tmp_path / "sweep"
     sweep.mkdir()

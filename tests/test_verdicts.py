@@ -189,7 +189,7 @@ def _record(arms: dict[str, list[tuple[float, float | None]]]) -> dict:
 
 
 def test_compare_verdicts_from_the_fair_comparisons_rows():
-    from rnnlab.compare_table import rows
+    from rnnlab.studies.compare_table import rows
 
     gru = [(0.001 * (i + 1), 300 + 20 * i) for i in range(10)]
     rnn = [(0.5 + 0.01 * i, None) for i in range(10)]
@@ -242,7 +242,7 @@ def test_section_block_ends_with_the_verdict_and_baselines_say_only_what_the_tes
         tmp_path, monkeypatch):
     import rnnlab.results.baselines as baselines
     import rnnlab.results.report as report
-    from rnnlab.reproduce import Plan, Section, section_block
+    from rnnlab.studies.reproduce import Plan, Section, section_block
 
     out = tmp_path / "out"
     for j, (cell, values) in enumerate({"rnn": AT_BASELINE, "gru": SOLVED}.items()):

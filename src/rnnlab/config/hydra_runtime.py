@@ -10,6 +10,10 @@ from omegaconf import DictConfig, OmegaConf
 from rnnlab.results.rowkeys import is_setting, swept_keys
 from rnnlab.results.runs import flatten
 
+# The override resume= of a run dir adds (rnnlab.commands.train.resume_argv): Hydra writes no
+# .hydra/ for it, and the run records there what an accepted resume changed (rnnlab.run.train).
+RESUME_MARK = "hydra.output_subdir=null"
+
 
 def command_line() -> list[str]:
     """The overrides this run's command line gave (empty when not under Hydra: a caller composed

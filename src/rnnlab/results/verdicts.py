@@ -13,9 +13,10 @@ every kind of table:
 
 Three sources, one :class:`Verdict` per comparison:
 
-* :func:`compare_verdicts` -- ``rnnlab-compare``'s table (:func:`rnnlab.compare_table.rows`):
-  each arm against its condition's best arm on solved counts (Barnard's exact test), the
-  headline metric (Mann-Whitney U) and steps-to-solve (log-rank), each Holm-adjusted there.
+* :func:`compare_verdicts` -- ``rnnlab-compare``'s table
+  (:func:`rnnlab.studies.compare_table.rows`): each arm against its condition's best arm on
+  solved counts (Barnard's exact test), the headline metric (Mann-Whitney U) and
+  steps-to-solve (log-rank), each Holm-adjusted there.
 * :func:`table_verdicts` -- an aggregate table (:func:`rnnlab.results.aggregate.aggregate`): each
   row against its control row on the headline metric (Welch's t, the table's ``<m> p``), and on
   solved and diverged counts (Barnard's exact test) where the table has any.
@@ -423,7 +424,7 @@ def paragraph(name: str, parts: Sequence[tuple[str, Sequence[Verdict]]]) -> list
 def compare_paragraph(name: str, record: dict) -> list[str]:
     """The verdict paragraph of a fair comparison's record (compare.json), for a
     ``<!-- compare:NAME -->`` block: anchored ``verdict-compare-NAME``."""
-    from rnnlab.compare_table import rows
+    from rnnlab.studies.compare_table import rows
 
     return paragraph(f"compare-{name}", [("Each arm against its condition's best arm",
                                           compare_verdicts(rows(record)))])

@@ -4,6 +4,7 @@ Every refusal is a ConfigError of one line."""
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import torch
@@ -23,13 +24,26 @@ from rnnlab.run import distributed, launch, resume
 def build(cfg: DictConfig, wandb_id: str | None = None):
     """Everything a run needs, built from the config; raises ConfigError with one line.
     ``wandb_id``: the W&B run a resumed run continues."""
+    datamodule, task, loggers, callbacks = build_parts(cfg, wandb_id)
+    with _config_errors():
+        # One line per job in a sweep: no 14-line model summary in each job.
+        quiet = {"enable_model_summary": False} if hydra_runtime.in_multirun() else {}
+        trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks,
+                              plugins=[resume.AtomicCheckpointIO()], **quiet)
+    return datamodule, task, trainer
+
+
+def build_parts(cfg: DictConfig, wandb_id: str | None = None):
+    """A run's data module, task, loggers and callbacks -- all but the trainer, which a pack
+    (rnnlab.run.pack) shares between its members -- built in the same order from the same seed,
+    so a run's initial weights and RNG streams are the same wherever it trains."""
     import lightning as L
 
     from rnnlab.model.task import SequenceTask
 
     check_run_settings(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    try:
+    with _config_errors():
         datamodule = instantiate(cfg.data, seed=cfg.seed)
         model_options = OmegaConf.to_container(cfg.model, resolve=True)
         model = SequenceModel(datamodule.spec, **model_options)
@@ -44,17 +58,20 @@ def build(cfg: DictConfig, wandb_id: str | None = None):
                          if cfg.get("reference") is not None else None)
         loggers = make_loggers(cfg, wandb_id)
         callbacks = make_callbacks(cfg, has_logger=bool(loggers))
-        # One line per job in a sweep: no 14-line model summary in each job.
-        quiet = {"enable_model_summary": False} if hydra_runtime.in_multirun() else {}
-        trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks,
-                              plugins=[resume.AtomicCheckpointIO()], **quiet)
+    return datamodule, task, loggers, callbacks
+
+
+@contextlib.contextmanager
+def _config_errors():
+    """What building raises for a bad setting, as one ConfigError line."""
+    try:
+        yield
     except ConfigError:
         raise
     except ReferenceError as error:
         raise ConfigError(str(error)) from error
     except (ValueError, TypeError, RuntimeError, InstantiationException) as error:
         raise ConfigError(one_line(error)) from error
-    return datamodule, task, trainer
 
 
 def check_run_settings(cfg: DictConfig) -> None:

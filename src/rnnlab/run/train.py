@@ -6,7 +6,7 @@
 What each step needs lives beside it in rnnlab.run: build (the pieces, and the settings no
 schema checks), rundir (a finished, unfinished or refused run dir), distributed (DDP's
 workarounds), record (results.json, the one writer). The command line's checks before any of this
-loads: rnnlab.cli; ``python -m rnnlab.train`` is the same command.
+loads: rnnlab.commands.train; ``python -m rnnlab.train`` is the same command.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from omegaconf import DictConfig
 import rnnlab.config.schemas  # noqa: F401  (registers the config schemas before composition)
 from rnnlab.config.configdir import CONFIG_DIR
 from rnnlab.config.errors import ConfigError, one_line
-from rnnlab.config.hydra_runtime import in_multirun
+from rnnlab.config.hydra_runtime import RESUME_MARK, in_multirun
 from rnnlab.config.schemas import out_of_bounds
 from rnnlab.run import console, distributed, launch, resume, rundir, tracking
 from rnnlab.run.build import build, log_run_metadata
@@ -166,7 +166,6 @@ def _record_resume(cfg: DictConfig, output_dir: Path) -> None:
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf
 
-    from rnnlab.cli import RESUME_MARK
     from rnnlab.run.atomic import atomic_open
 
     saved = output_dir / ".hydra"

@@ -1,5 +1,5 @@
-"""``rnnlab-reproduce`` (``make reproduce``): run the CPU-scale sweeps behind docs/results.md and
-rebuild the page's tables and figures from their run directories.
+"""What ``rnnlab-reproduce`` (``make reproduce``) does: run the CPU-scale sweeps behind
+docs/results.md and rebuild the page's tables and figures from their run directories.
 
 The plan is ``docs/reproduce.yaml``: per section, the experiment preset (its CPU form), extra
 overrides and the settings to pivot by; seeds and parallel jobs once for all. Each section is one
@@ -25,7 +25,6 @@ working directory, as any command-line path.
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import os
@@ -40,7 +39,8 @@ from typing import Any
 
 from rnnlab.config.errors import ReproduceError
 
-PLAN = Path(__file__).resolve().parents[2] / "docs" / "reproduce.yaml"  # src/rnnlab -> checkout
+# src/rnnlab/studies -> the checkout
+PLAN = Path(__file__).resolve().parents[3] / "docs" / "reproduce.yaml"
 PLAN_DEFAULTS = {"out": "../logs/reproduce", "figures": "results", "page": "results.md"}
 FINISHED = ("completed", "diverged", "failed")
 KEPT = ("completed", "diverged")  # what a resumed sweep keeps (a failed job runs again)
@@ -118,14 +118,6 @@ def load_plan(path: Path = PLAN) -> Plan:
                 list(raw.get("overrides") or []), where("page"))
 
 
-def _shown(path: Path) -> str:
-    """A path as messages print it: relative to the working directory when under it."""
-    try:
-        return str(Path(path).absolute().relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
-
-
 def sweep_grid(experiment: str, overrides: list[str]) -> list[list[str]]:
     """Every job of ``experiment``'s sweep (its hydra.sweeper.params, then ``overrides``, as
     Hydra's basic sweeper expands them), each as its list of overrides, seeds not included."""
@@ -176,7 +168,7 @@ def train_command(section: Section, plan: Plan, sweep_dir: Path) -> list[str]:
     """The ``rnnlab-train`` command line of a section: a new sweep, or the resume of one."""
     exe = Path(sys.executable).with_name("rnnlab-train")
     base = [str(exe)] if exe.exists() else [sys.executable, "-c",
-                                            "from rnnlab.cli import main; main()"]
+                                            "from rnnlab.commands.train import main; main()"]
     if (sweep_dir / "multirun.yaml").is_file():
         return [*base, f"resume={sweep_dir}"]
     seeds = ",".join(map(str, plan.seeds))
@@ -416,50 +408,3 @@ def rebuild_page(plan: Plan, sections: list[Section], page: Path | None = None) 
         with atomic_open(page, "w") as handle:
             handle.write(text)
     return list(blocks)
-
-
-HELP = """\
-Run the CPU-scale sweeps behind docs/results.md (the plan: docs/reproduce.yaml) on all cores,
-one thread per job, and rebuild the page's tables and figures from the run directories.
-A rerun keeps finished jobs and resumes the rest.
-
-  rnnlab-reproduce                    every section, then the page
-  rnnlab-reproduce --only copy        one section (a quick check), then its part of the page
-  rnnlab-reproduce --docs-only        rebuild the page from the runs already there
-  rnnlab-reproduce --dry-run          print what would run
-"""
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="rnnlab-reproduce", description=HELP,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--plan", type=Path, default=PLAN,
-                        help="the plan (default: the checkout's docs/reproduce.yaml)")
-    parser.add_argument("--page", type=Path,
-                        help="the page (default: the plan's page, docs/results.md)")
-    parser.add_argument("--only", action="append", help="section(s) to run, e.g. --only copy")
-    parser.add_argument("--jobs", type=int, help="parallel jobs (default: the plan's)")
-    parser.add_argument("--docs-only", action="store_true", help="rebuild the page only")
-    parser.add_argument("--dry-run", action="store_true", help="print the commands only")
-    args = parser.parse_args(argv)
-    try:
-        plan = load_plan(args.plan)
-        if args.page is not None:
-            plan.page = args.page
-        if args.jobs is not None:
-            if args.jobs < 1:
-                raise ReproduceError(f"--jobs must be >= 1, got {args.jobs}")
-            plan.jobs = args.jobs
-        sections = plan.select(args.only)
-        status = 0 if args.docs_only else run_sections(plan, sections, args.dry_run)
-        if not args.dry_run:
-            rebuilt = rebuild_page(plan, sections)
-            print(f"[reproduce] {_shown(plan.page)}: rebuilt {', '.join(rebuilt)}")
-    except ReproduceError as error:
-        print(f"rnnlab-reproduce: error: {error}", file=sys.stderr)
-        return 2
-    return status
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -39,8 +39,8 @@ def _records(out: Path) -> dict[str, dict]:
 def task_scores(record: dict) -> dict[tuple[str, str], dict[str, list[float]]]:
     """``{(comparison, condition): {arm: [normalised score per evaluation seed]}}``, seeds in
     order; a diverged or failed seed scores 0 (the baseline: it learned nothing usable)."""
-    from rnnlab.compare_table import headline_metric
     from rnnlab.results.standing import normalise
+    from rnnlab.studies.compare_table import headline_metric
 
     name = record["plan"]["name"]
     out: dict[tuple[str, str], dict[str, list[float]]] = {}
@@ -124,8 +124,8 @@ def curves_figure(record: dict, path: Path) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from rnnlab.compare_table import rows
     from rnnlab.results.curves import read_curve
+    from rnnlab.studies.compare_table import rows
 
     data = [r for r in rows(record) if r["n"]]
     if not data:
@@ -174,8 +174,8 @@ def curves_figure(record: dict, path: Path) -> Path | None:
 
 def comparison_block(record: dict, plan_path: str, figures: Path, page: Path = PAGE) -> str:
     """The generated block of one comparison: facts, table, picks, figure, verdict."""
-    from rnnlab.compare_table import picks_markdown, summary_markdown
     from rnnlab.results.verdicts import compare_paragraph
+    from rnnlab.studies.compare_table import picks_markdown, summary_markdown
 
     name = record["plan"]["name"]
     runs = [r for e in record["conditions"] for a in e["arms"].values()
@@ -199,8 +199,8 @@ def rebuild(page: Path, blocks: dict[str, str]) -> list[str]:
     """Replace each ``<!-- compare:NAME -->`` block of the page (under the page's lock)."""
     from filelock import FileLock
 
-    from rnnlab.compare import CompareError
     from rnnlab.run.atomic import atomic_open
+    from rnnlab.studies.compare import CompareError
 
     def pattern(name: str) -> re.Pattern:
         return re.compile(_BLOCK.format(name=re.escape(name)), re.DOTALL)

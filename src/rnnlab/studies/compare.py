@@ -1,4 +1,4 @@
-"""``rnnlab-compare PLAN``: a fair comparison of cells as one protocol ([fair]).
+"""A fair comparison of cells as one protocol ([fair]; the command: ``rnnlab-compare PLAN``).
 
 Each *arm* (e.g. ``model=gru``) in each *condition* (e.g. ``data.seq_len=20``) gets its own
 tuning over its own search space, on tuning seeds, judged on the validation split only; the
@@ -22,13 +22,12 @@ number of validations in a row under the threshold), recording the step.
 One record, ``<out>/<plan>/compare.json``: the plan, the search space, every tuning result, each
 pick and why, the evaluation runs. A rerun keeps finished jobs and continues the rest (the
 stages are a function of the plan and of the finished results), so an interrupted comparison
-loses at most the minutes since each job's last checkpoint. The tables (:mod:`rnnlab.compare_table`)
-read the record and the run directories only.
+loses at most the minutes since each job's last checkpoint. The tables
+(:mod:`rnnlab.studies.compare_table`) read the record and the run directories only.
 """
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import math
@@ -245,7 +244,7 @@ def slug(overrides: tuple[str, ...] | list[str]) -> str:
     return re.sub(r"[^A-Za-z0-9_.+-]", "_", "-".join(parts))
 
 
-def _read_json(path: Path) -> dict | None:
+def read_json(path: Path) -> dict | None:
     try:
         record = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
@@ -300,7 +299,7 @@ def job_view(job_dir: Path, record: dict, keys: list[str], below: float) -> dict
 
 def finished(sweep_dir: Path) -> dict[str, dict]:
     """``{job dir name: results.json}`` of the finished jobs of a sweep dir (reproduce's)."""
-    from rnnlab.reproduce import finished_jobs
+    from rnnlab.studies.reproduce import finished_jobs
 
     return finished_jobs(sweep_dir)
 
@@ -467,7 +466,7 @@ def evaluate(runner: Runner, arm: Arm, condition: tuple[str, ...], base: Path,
     sweep = base / "eval"
     marker = sweep / "pick.json"
     if marker.is_file():
-        recorded = (_read_json(marker) or {}).get("config")
+        recorded = (read_json(marker) or {}).get("config")
         if recorded != list(pick):
             raise CompareError(f"{sweep} was run with {recorded}, but the tuning now picks "
                                f"{list(pick)}: the tuning results changed; move {sweep} away")
@@ -560,93 +559,3 @@ def run(plan: Plan, dry_run: bool = False, out=None, collect: bool = False) -> d
             if (collect or not dry_run) and not plan.partial:
                 write_json_atomic(plan.dir / "compare.json", record)
     return record
-
-
-HELP = """\
-Compare cells fairly: each arm tuned on its own seeds (validation split, successive halving),
-the pick trained on fresh evaluation seeds and judged on the test split, with exact tests and
-censored steps-to-solve. The plan is a YAML file (docs/compare/*.yaml; README "Fair comparisons").
-A rerun keeps finished jobs and continues the rest.
-
-  rnnlab-compare docs/compare/copy.yaml             run (or continue) it, then print the table
-  rnnlab-compare docs/compare/copy.yaml --dry-run   the stages it would run
-  rnnlab-compare docs/compare/copy.yaml --table     the table from what has finished
-  rnnlab-compare docs/compare/copy.yaml --table --docs   ... and its block of docs/results.md
-"""
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="rnnlab-compare", description=HELP,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("plan", type=Path, help="the plan file")
-    parser.add_argument("--out", type=Path, help="where the runs go (default: the plan's out)")
-    parser.add_argument("--jobs", type=int, help="parallel jobs (default: the plan's)")
-    parser.add_argument("--dry-run", action="store_true", help="print the stages only")
-    parser.add_argument("--collect", action="store_true",
-                        help="run nothing: write the record and the table from the runs that "
-                             "have finished (an evaluation cut short counts its finished seeds)")
-    parser.add_argument("--arm", action="append",
-                        help="run only this arm (repeatable; e.g. to spread arms over "
-                             "machines); compare.json is written only by a run of every arm")
-    parser.add_argument("--table", action="store_true",
-                        help="print the table from the finished runs; run nothing")
-    parser.add_argument("--docs", action="store_true",
-                        help="also rewrite the plan's <!-- compare:NAME --> block (and the "
-                             "<!-- compare:standing --> block) of --page from the record")
-    parser.add_argument("--page", type=Path, default=Path("docs/results.md"),
-                        help="the page --docs rewrites (default docs/results.md)")
-    args = parser.parse_args(argv)
-    try:
-        plan = load_plan(args.plan, args.out)
-        if args.arm:
-            # the parameter budget is the whole comparison's, whichever arms run here
-            plan.param_budget = resolve_param_budget(plan)
-            names = [a.name for a in plan.arms]
-            unknown = [a for a in args.arm if a not in names]
-            if unknown:
-                raise CompareError(f"--arm {unknown[0]}: no such arm (arms: {', '.join(names)})")
-            plan.arms = [a for a in plan.arms if a.name in args.arm]
-            plan.partial = len(plan.arms) < len(names)
-        if args.jobs is not None:
-            if args.jobs < 1:
-                raise CompareError(f"--jobs must be >= 1, got {args.jobs}")
-            plan.jobs = args.jobs
-        if args.docs and not args.page.is_file():
-            raise CompareError(f"--page {args.page}: no such file")
-        if args.table:
-            record = _read_json(plan.dir / "compare.json")
-            if record is None:
-                raise CompareError(f"{plan.dir / 'compare.json'}: nothing recorded yet; run "
-                                   f"rnnlab-compare {args.plan}")
-        else:
-            record = run(plan, dry_run=args.dry_run, collect=args.collect)
-        if args.dry_run:
-            return 0
-        if plan.partial:
-            print(f"[compare] arms {', '.join(a.name for a in plan.arms)} done; a run of every "
-                  f"arm (rnnlab-compare {args.plan}) writes the record and the table")
-            return 0
-        from rnnlab.compare_table import summary_markdown, write_summary
-
-        write_summary(record, plan.dir)
-        print(summary_markdown(record, width=_width()))
-        if args.docs:
-            from rnnlab.compare_page import build_docs
-
-            rebuilt = build_docs(record, str(args.plan), plan.out, args.page,
-                                 args.page.parent / "results")
-            print(f"[compare] {args.page}: rebuilt {', '.join(rebuilt)}")
-    except CompareError as error:
-        print(f"rnnlab-compare: error: {error}", file=sys.stderr)
-        return 2
-    return 0
-
-
-def _width() -> int:
-    import shutil
-
-    return shutil.get_terminal_size((100, 24)).columns
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,0 +1,133 @@
+"""Train a pack of runs (rnnlab.run.pack) from their configs: what rnnlab.run.train does for one
+run -- lock the run dir, build, fit, test with the best checkpoint, write results.json -- done for
+each member, with one trainer for all of them."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from rnnlab.config.errors import ConfigError
+from rnnlab.run import console, resume, rundir, tracking
+from rnnlab.run.record import RunRecord, floats
+
+# What the members of one pack may differ in: what each member computes on its own. Everything
+# else -- the data's sizes and batches, the trainer's loop and cadence, the loggers, the test
+# split -- is the pack's one loop and must be the same (rnnlab.run.pack_plan.pack_key).
+MEMBER_KEYS = ("seed", "optimizer", "model", "divergence_factor", "paths", "reference",
+               "compare", "tags", "experiment_name", "trainer.gradient_clip_val",
+               "trainer.gradient_clip_algorithm", "callbacks.early_stopping",
+               "callbacks.solved_stop", "callbacks.gradflow", "callbacks.model_checkpoint",
+               "callbacks.last_checkpoint", "callbacks.mid_epoch_checkpoint", "monitor")
+
+
+def _set_hydra_config(hydra_cfg: DictConfig | None) -> None:
+    """Hydra's config of the member's job (its overrides name its W&B run and table row)."""
+    if hydra_cfg is None:
+        return
+    from hydra.core.hydra_config import HydraConfig
+
+    HydraConfig.instance().set_config(hydra_cfg)
+
+
+def run_pack(cfgs: list[DictConfig], hydra_cfgs: list[DictConfig] | None = None,
+             ) -> list[dict[str, Any]]:
+    """Train ``cfgs`` as one pack; each member's results.json payload, in order. Every member's
+    run dir must be new (no results, no checkpoint): the launcher runs the others solo."""
+    import lightning as L  # noqa: F401  (after the config's refusals, as rnnlab-train)
+    from hydra.utils import instantiate
+
+    from rnnlab.run import pack
+    from rnnlab.run.build import build_parts, log_run_metadata
+
+    console.quiet_third_party()
+    hydra_cfgs = hydra_cfgs or [None] * len(cfgs)
+    results: list[dict[str, Any] | None] = [None] * len(cfgs)
+    dirs = [Path(cfg.paths.output_dir) for cfg in cfgs]
+    with contextlib.ExitStack() as stack:
+        for output_dir in dirs:  # each run dir is this pack's alone
+            rundir.acquire(output_dir)
+            stack.callback(rundir.release, output_dir)
+        stack.enter_context(tracking.temp_files_in(dirs[0]))
+        stack.enter_context(resume.stop_on_signals())
+        tracking.finish_wandb()
+        records, members, wandb_mode = [], [], os.environ.get("WANDB_MODE")
+        for index, (cfg, hydra_cfg) in enumerate(zip(cfgs, hydra_cfgs)):
+            _set_hydra_config(hydra_cfg)
+            rundir.clear_unfinished_attempt(dirs[index])
+            record = RunRecord(cfg)
+            try:
+                datamodule, task, loggers, callbacks = build_parts(cfg)
+            except ConfigError as error:  # this member is refused; the others train
+                results[index] = record.refused(error)
+                continue
+            # the pack draws no bar per member (a sweep's jobs have none either)
+            callbacks = [c for c in callbacks
+                         if not isinstance(c, L.pytorch.callbacks.ProgressBar)]
+            trainer_cfg = cfg.trainer
+            members.append(pack.Member(len(members), dirs[index], datamodule, task, callbacks,
+                                       loggers, trainer_cfg.get("gradient_clip_val"),
+                                       trainer_cfg.get("gradient_clip_algorithm"), job=index))
+            records.append(record)
+        if not members:
+            return results
+        first = cfgs[members[0].job]
+        trainer = instantiate(first.trainer, logger=[pack.PackLogger(members)],
+                              callbacks=[pack.PackHooks()],
+                              plugins=[resume.AtomicCheckpointIO()], gradient_clip_val=None,
+                              enable_checkpointing=False, enable_progress_bar=False,
+                              enable_model_summary=False, default_root_dir=str(dirs[0]))
+        task = pack.PackTask(members)
+        for member, record in zip(members, records):
+            _set_hydra_config(hydra_cfgs[member.job])
+            member.view = pack.MemberTrainer(trainer, member)
+            member.train_loader = member.datamodule.train_dataloader()
+            record.training_starts()
+            log_run_metadata(member.view, cfgs[member.job], member.task, record.commit)
+        tracking.say(f"rnnlab-train: a pack of {len(members)} runs in one loop: "
+                     + ", ".join(str(dirs[m.job]) for m in members))
+        trainer.fit(task, train_dataloaders=pack.Zipped([m.train_loader for m in members]),
+                    val_dataloaders=pack.Zipped([m.datamodule.val_dataloader()
+                                                 for m in members]),
+                    weights_only=True)
+        _test(trainer, task, members, cfgs)
+        for member, record in zip(members, records):
+            final = dict(member.fit_metrics)
+            if member in task.testing:
+                final.update(floats(member.view.callback_metrics))
+            results[member.job] = record.ended(member.task, member.view, final, member.error)
+        if wandb_mode is None:
+            os.environ.pop("WANDB_MODE", None)
+    return results
+
+
+def _test(trainer, task, members, cfgs) -> None:
+    """The test split, each member with its best checkpoint (its solo run's rule)."""
+    from rnnlab.run import pack
+
+    tested = [m for m in members if m.error is None and cfgs[m.job].test]
+    if not tested:
+        return
+    fit_records = {}
+    for member in tested:
+        best = next((c.best_model_path for c in member.view.checkpoint_callbacks
+                     if getattr(c, "monitor", None) and c.best_model_path
+                     and Path(c.best_model_path).exists()), None)
+        # loading the best checkpoint would also roll back the best-so-far record
+        fit_records[member.index] = member.task.get_extra_state()
+        if best:
+            from lightning.fabric.utilities.cloud_io import _load
+
+            # weights_only: a checkpoint is untrusted (rnnlab.config.untrusted allow-lists
+            # what rnnlab's hold beyond tensors)
+            member.task.load_state_dict(_load(best, weights_only=True)["state_dict"])
+    task.testing = tested
+    trainer.test(task, dataloaders=pack.Zipped([m.datamodule.test_dataloader()
+                                                if m in tested else None for m in members]),
+                 verbose=False)
+    for member in tested:
+        member.task.set_extra_state(fit_records[member.index])
