@@ -136,6 +136,7 @@ def layout_from_preset(group: str) -> Layout:
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
+    import rnnlab.config.schemas  # noqa: F401  (registers the schemas the presets compose with)
     from rnnlab.config.configdir import CONFIG_DIR
 
     presets = sorted(p.stem for p in (Path(CONFIG_DIR) / "experiment").glob("*.yaml"))
