@@ -9,20 +9,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from rnnlab.config.errors import ConfigError
 from rnnlab.run import console, resume, rundir, tracking
 from rnnlab.run.record import RunRecord, floats
-
-# What the members of one pack may differ in: what each member computes on its own. Everything
-# else -- the data's sizes and batches, the trainer's loop and cadence, the loggers, the test
-# split -- is the pack's one loop and must be the same (rnnlab.run.pack_plan.pack_key).
-MEMBER_KEYS = ("seed", "optimizer", "model", "divergence_factor", "paths", "reference",
-               "compare", "tags", "experiment_name", "trainer.gradient_clip_val",
-               "trainer.gradient_clip_algorithm", "callbacks.early_stopping",
-               "callbacks.solved_stop", "callbacks.gradflow", "callbacks.model_checkpoint",
-               "callbacks.last_checkpoint", "callbacks.mid_epoch_checkpoint", "monitor")
 
 
 def _set_hydra_config(hydra_cfg: DictConfig | None) -> None:
@@ -46,6 +37,11 @@ def run_pack(cfgs: list[DictConfig], hydra_cfgs: list[DictConfig] | None = None,
 
     console.quiet_third_party()
     hydra_cfgs = hydra_cfgs or [None] * len(cfgs)
+    for cfg, hydra_cfg in zip(cfgs, hydra_cfgs):
+        # ${hydra:runtime.output_dir} and the like are each job's own: resolved now, while
+        # Hydra's config is that job's, the config no longer depends on which job's is set
+        _set_hydra_config(hydra_cfg)
+        OmegaConf.resolve(cfg)
     results: list[dict[str, Any] | None] = [None] * len(cfgs)
     dirs = [Path(cfg.paths.output_dir) for cfg in cfgs]
     with contextlib.ExitStack() as stack:
@@ -131,3 +127,26 @@ def _test(trainer, task, members, cfgs) -> None:
                  verbose=False)
     for member in tested:
         member.task.set_extra_state(fit_records[member.index])
+
+
+def run_pack_job(cfgs: list[DictConfig], hydra_cfgs: list[DictConfig], where: dict[str, Any],
+                 singleton_state: Any = None) -> list[dict[str, Any]]:
+    """One pack in a worker process of ``hydra/launcher=pack``: Hydra's state as the launcher
+    had it, then ``where`` (rnnlab.run.pack_plan.placement): a GPU index, or a thread count."""
+    from omegaconf import open_dict
+
+    if singleton_state is not None:
+        from hydra.core.singleton import Singleton
+        from hydra.core.utils import setup_globals
+
+        setup_globals()
+        Singleton.set_state(singleton_state)
+    if "threads" in where:
+        import torch
+
+        torch.set_num_threads(int(where["threads"]))
+    if "device" in where:
+        for cfg in cfgs:
+            with open_dict(cfg):
+                cfg.trainer.devices = [int(where["device"])]
+    return run_pack(cfgs, hydra_cfgs)

@@ -284,6 +284,12 @@ def hydra_main(cfg: DictConfig) -> float | None:
             "status": "failed", "error": f"{type(error).__name__}: {one_line(error)}"}
     if distributed.rank() != 0:  # rank 0 reports for all of them
         return None
+    return job_value(cfg, results)
+
+
+def job_value(cfg: DictConfig, results: dict[str, Any]) -> float:
+    """A job's report line (and the line that says why, for one that did not complete) and the
+    value it returns to the sweeper -- for a run trained alone or in a pack (rnnlab.run.pack)."""
     tracking.say(console.report_line(results, Path(cfg.paths.output_dir)), file=sys.stdout)
     if results["status"] != "completed":  # the one line that says so, where errors go
         tracking.say(f"rnnlab-train: {results['status']}: {results.get('error')}")
