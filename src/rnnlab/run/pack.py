@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import itertools
+import os
 from collections.abc import MutableMapping
 from pathlib import Path
 
@@ -274,6 +275,7 @@ class Member:
         self.fit_metrics: dict[str, float] = {}
         self.loss: torch.Tensor | None = None  # this batch's (None: it took no step)
         self.view: MemberTrainer | None = None
+        self.env: dict[str, str | None] = {}  # see environment()
         self._targets = {hook: self._implementing(hook) for hook in HOOKS}
 
     @property
@@ -293,11 +295,29 @@ class Member:
         return callbacks + task
 
     def call(self, hook: str, *args, **kwargs) -> None:
-        for target in self._targets[hook]:
-            if isinstance(target, Callback):
-                getattr(target, hook)(self.view, self.task, *args, **kwargs)
-            else:
-                getattr(target, hook)(*args, **kwargs)
+        targets = self._targets[hook]
+        if not targets:
+            return
+        with self.environment():
+            for target in targets:
+                if isinstance(target, Callback):
+                    getattr(target, hook)(self.view, self.task, *args, **kwargs)
+                else:
+                    getattr(target, hook)(*args, **kwargs)
+
+    @contextlib.contextmanager
+    def environment(self):
+        """The member's own environment variables (its W&B run's folders, where W&B stages the
+        tables its gradient-flow monitor logs) while its hooks run."""
+        if not self.env:
+            yield
+            return
+        outer = {name: os.environ.get(name) for name in self.env}
+        _set_environment(self.env)
+        try:
+            yield
+        finally:
+            _set_environment(outer)
 
     @contextlib.contextmanager
     def rng_stream(self):
@@ -326,6 +346,14 @@ class Member:
 
     def snapshot(self) -> None:
         self.fit_metrics = {k: float(v) for k, v in self.view.callback_metrics.items()}
+
+
+def _set_environment(values: dict[str, str | None]) -> None:
+    for name, value in values.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 class PackOptimizer(torch.optim.Optimizer):

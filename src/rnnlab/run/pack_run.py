@@ -68,6 +68,13 @@ def run_pack(cfgs: list[DictConfig], hydra_cfgs: list[DictConfig] | None = None,
             members.append(pack.Member(len(members), dirs[index], datamodule, task, callbacks,
                                        loggers, trainer_cfg.get("gradient_clip_val"),
                                        trainer_cfg.get("gradient_clip_algorithm"), job=index))
+            if any(type(logger).__name__ == "WandbLogger" for logger in loggers):
+                # its W&B run, a run of its own beside its pack-mates', in its own folders
+                members[-1].env = {name: os.environ.get(name) for name in tracking.WANDB_DIRS}
+                with members[-1].environment():
+                    for logger in loggers:
+                        if type(logger).__name__ == "WandbLogger":
+                            tracking.start_wandb_run(logger)
             records.append(record)
         if not members:
             return results

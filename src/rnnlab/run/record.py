@@ -117,7 +117,8 @@ class RunRecord:
         self._write(results)
         # The W&B run says how it ended too (a DDP worker's divergence included).
         tracking.finish_wandb(exit_code=0 if status == "completed" else 1, summary={
-            "status": status, "error": results.get("error", ""), "steps": steps})
+            "status": status, "error": results.get("error", ""), "steps": steps},
+            loggers=trainer.loggers)
         # (WANDB_SERVICE and the like stay: spawned DDP workers attach to the run through them.)
         if self.wandb_mode is None:
             os.environ.pop("WANDB_MODE", None)

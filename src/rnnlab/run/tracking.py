@@ -184,17 +184,41 @@ def _wandb_credentials_present() -> bool:
     return netrc.exists() and "api.wandb.ai" in netrc.read_text(errors="ignore")
 
 
-def finish_wandb(exit_code: int = 0, summary: dict[str, Any] | None = None) -> None:
+def finish_wandb(exit_code: int = 0, summary: dict[str, Any] | None = None,
+                 loggers: list | None = None) -> None:
     """Close the W&B run of this job (after adding ``summary``, e.g. its status and error), so
-    the next multirun job starts its own."""
+    the next multirun job starts its own: the run of ``loggers``' WandbLogger where one has
+    started (a member of a pack, whose pack-mates' runs stay open), else the process's current
+    run."""
     if "wandb" not in sys.modules:
         return
     import wandb
 
-    if wandb.run is not None:
+    own = next((logger._experiment for logger in loggers or ()
+                if type(logger).__name__ == "WandbLogger"
+                and getattr(logger, "_experiment", None) is not None), None)
+    run = own if own is not None else wandb.run
+    if run is not None:
         if summary:
-            wandb.run.summary.update(summary)
-        wandb.finish(exit_code=exit_code)
+            run.summary.update(summary)
+        run.finish(exit_code=exit_code)
+
+
+def start_wandb_run(logger) -> None:
+    """Start ``logger``'s (a WandbLogger's) W&B run as a run of its own, beside runs already open
+    in this process (the members of a pack), as Lightning's WandbLogger.experiment starts one."""
+    import wandb
+
+    if logger._offline:
+        os.environ["WANDB_MODE"] = "dryrun"
+    run = wandb.init(**logger._wandb_init, reinit="create_new")
+    if getattr(run, "define_metric", None):
+        run.define_metric("trainer/global_step")
+        run.define_metric("*", step_metric="trainer/global_step", step_sync=True)
+    logger._experiment = run
+
+
+WANDB_DIRS = tuple(_WANDB_DIRS)
 
 
 def versions() -> dict[str, str]:
