@@ -13,9 +13,9 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
+from rnnlab.config.naming import GROUP_KEYS
+from rnnlab.config.references import parse_references
 from rnnlab.results import aggregate, load_runs, render
-from rnnlab.results.references import parse_references
-from rnnlab.results.rowkeys import GROUP_KEYS
 from rnnlab.run.train import run
 from rnnlab.studies.reproduce import sweep_grid
 

@@ -12,10 +12,10 @@ import pytest
 import yaml
 from conftest import REPO
 
+from rnnlab.config.naming import run_name
+from rnnlab.config.references import ReferenceError
 from rnnlab.results import aggregate, load_runs, parse_references, render, row_keys, verdict
-from rnnlab.results.references import ReferenceError
 from rnnlab.results.report import write_report
-from rnnlab.results.rowkeys import run_name
 
 BASE_CONFIG = {
     "seed": 0, "experiment_name": "x", "tags": ["x"], "test": True,

@@ -7,8 +7,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from rnnlab.results.rowkeys import is_setting, swept_keys
-from rnnlab.results.runs import flatten
+from rnnlab.config.naming import flatten, is_setting, swept_keys
 
 # The override resume= of a run dir adds (rnnlab.commands.train.resume_argv): Hydra writes no
 # .hydra/ for it, and the run records there what an accepted resume changed (rnnlab.run.train).

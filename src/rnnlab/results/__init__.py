@@ -9,12 +9,14 @@
 Rows are every setting that differs between the runs except ``seed`` (:func:`row_keys`).
 """
 
-from rnnlab.results.aggregate import aggregate, verdict
-from rnnlab.results.references import Reference, parse_references
-from rnnlab.results.rowkeys import row_keys, run_name
+from rnnlab.config.naming import run_name
+from rnnlab.config.references import Reference, parse_references
+from rnnlab.results.aggregate import aggregate
+from rnnlab.results.rowkeys import row_keys
 from rnnlab.results.runs import find_results, load_runs
 from rnnlab.results.stats import t_interval, welch
 from rnnlab.results.tables import render
+from rnnlab.run.verdict import verdict
 
 __all__ = ["Reference", "aggregate", "find_results", "load_runs", "parse_references", "render",
            "row_keys", "run_name", "t_interval", "verdict", "welch"]

@@ -18,9 +18,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from rnnlab.config.naming import label, show
 from rnnlab.gradflow.plots import _figure
 from rnnlab.results.curves import read_curve
-from rnnlab.results.rowkeys import comparable, label, row_ids, rows_with_runs, show
+from rnnlab.results.rowkeys import comparable, row_ids, rows_with_runs
 
 
 def row_label(row: pd.Series, keys: Sequence[str]) -> str:

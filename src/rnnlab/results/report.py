@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from rnnlab.config.naming import label
 from rnnlab.results import figures
-from rnnlab.results.aggregate import VERDICT_METRIC
-from rnnlab.results.rowkeys import label
 from rnnlab.results.tables import render
 from rnnlab.run.atomic import atomic_path
+from rnnlab.run.verdict import VERDICT_METRIC
 
 
 def write_report(runs: pd.DataFrame, table: pd.DataFrame, out: Path,

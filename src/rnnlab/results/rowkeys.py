@@ -10,6 +10,9 @@ ever merging what differs:
   ``data.name``, ``optimizer.betas`` from the optimizer, ``model.init`` that ``model=mingru``
   does not have) is not shown: dropping it leaves exactly the same rows. Keys swept on the
   command line always show, and so do the keys in PRIMARY that every run sets.
+
+The keys' vocabulary -- which keys are settings, which a command line swept, their titles and
+shown values, run names -- is rnnlab.config.naming, which training uses too.
 """
 
 from __future__ import annotations
@@ -21,37 +24,14 @@ from typing import Any
 
 import pandas as pd
 
+from rnnlab.config.naming import GROUP_KEYS, MISSING, is_setting, swept_keys
 from rnnlab.results.runs import RUN_COLUMNS
 
-REPLICATE_KEY = "seed"
-# Prefixes of config keys that change where or how a run is recorded, not what is trained.
-NOT_SETTINGS = ("paths.", "logger.", "callbacks.progress_bar.", "callbacks.lr_monitor.",
-                "callbacks.gradflow.", "callbacks.model_checkpoint.dirpath",
-                "callbacks.last_checkpoint.", "callbacks.mid_epoch_checkpoint.",
-                "callbacks.run_state.",
-                "hydra.",
-                "trainer.enable_progress_bar", "trainer.enable_model_summary",
-                "trainer.log_every_n_steps", "trainer.default_root_dir", "data.num_workers",
-                "tags", "reference", "compare.")
-# A config-group override (``model=gru``) stands for the key that names the group's choice.
-GROUP_KEYS = {"model": "model.cell", "data": "data.name", "optimizer": "optimizer._target_",
-              "scheduler": "scheduler._target_", "trainer": "trainer.strategy"}
 # Kept before other differing keys when one of two determines the other.
 PRIMARY = ("experiment_name", "model.cell", "data.name", "model.impl", "model.variant",
            "model.reset", "model.nonlinearity", "model.init", "model.forget_bias", "data.seq_len",
            "model.hidden_size", "model.param_budget", "optimizer._target_", "optimizer.lr",
            "trainer.gradient_clip_val")
-# Short column titles; other keys show their last component (or the whole key if ambiguous).
-LABELS = {"model.cell": "cell", "data.name": "data", "data.seq_len": "T",
-          "optimizer._target_": "optimizer", "optimizer.lr": "lr", "model.hidden_size": "hidden",
-          "trainer.gradient_clip_val": "clip", "model.impl": "impl",
-          "experiment_name": "experiment"}
-_MISSING = "\u2014"  # how a key absent from a run (or null) is shown and compared
-
-
-def is_setting(key: str) -> bool:
-    return key != REPLICATE_KEY and not any(
-        key == p.rstrip(".") or key.startswith(p) for p in NOT_SETTINGS)
 
 
 def config_columns(frame: pd.DataFrame) -> list[str]:
@@ -65,7 +45,7 @@ def config_columns(frame: pd.DataFrame) -> list[str]:
 def comparable(value: Any) -> Any:
     """A hashable stand-in for a cell: missing values equal each other, lists compare by text."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
-        return _MISSING
+        return MISSING
     if isinstance(value, (list, tuple, dict)):
         return json.dumps(value, sort_keys=True)
     if isinstance(value, bool):
@@ -88,18 +68,6 @@ def rows_with_runs(runs: pd.DataFrame, table: pd.DataFrame):
     ids = row_ids(runs, keys)
     for i, (_, row) in enumerate(table.iterrows()):
         yield i, row, runs[ids == tuple(comparable(row[k]) for k in keys)]
-
-
-def swept_keys(override_lists: Iterable[Sequence[str]]) -> list[str]:
-    """Config keys named on the runs' command lines (Hydra overrides), in the order given."""
-    keys: list[str] = []
-    for overrides in override_lists:
-        for override in overrides:
-            name = override.split("=", 1)[0].lstrip("+~")
-            name = GROUP_KEYS.get(name, name)
-            if name not in keys:
-                keys.append(name)
-    return keys
 
 
 def _varying(frame: pd.DataFrame, keys: Iterable[str]) -> list[str]:
@@ -138,7 +106,7 @@ def row_keys(frame: pd.DataFrame) -> list[str]:
 
 
 def _unset_somewhere(frame: pd.DataFrame, key: str) -> bool:
-    return bool((frame[key].map(comparable) == _MISSING).any())
+    return bool((frame[key].map(comparable) == MISSING).any())
 
 
 def _not_run_specific(frame: pd.DataFrame, key: str) -> bool:
@@ -147,42 +115,3 @@ def _not_run_specific(frame: pd.DataFrame, key: str) -> bool:
         if isinstance(value, str) and run_dir and run_dir in value:
             return False
     return True
-
-
-def label(key: str, keys: Sequence[str] = ()) -> str:
-    """The column title of a row key: short, unless two keys would share it."""
-    if key in LABELS:
-        return LABELS[key]
-    short = key.rsplit(".", 1)[-1]
-    clashes = [k for k in keys if k != key and LABELS.get(k, k.rsplit(".", 1)[-1]) == short]
-    return key if clashes else short
-
-
-def show(key: str, value: Any) -> str:
-    """A row-key value as text: ``torch.optim.Adam`` -> ``Adam``, None -> an em dash."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return _MISSING
-    if key.endswith("._target_") and isinstance(value, str):
-        return value.rsplit(".", 1)[-1]
-    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
-        return str(int(value))
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
-
-
-def run_name(settings: dict[str, Any], swept: Sequence[str], seed: Any) -> str:
-    """A run's name from its cell, data and swept settings:
-    ``gru-copy-variant=mgu-reset=before-s0``.
-
-    With ``seed=None`` the same without the seed: the name of the run's table row.
-    """
-    parts = [str(settings.get("model.cell", "")), str(settings.get("data.name", ""))]
-    for key in swept:
-        if (key in ("model.cell", "data.name", "experiment_name", REPLICATE_KEY)
-                or not is_setting(key)):
-            continue
-        parts.append(f"{label(key, swept)}={show(key, settings.get(key))}")
-    if seed is not None:
-        parts.append(f"s{seed}")
-    return "-".join(p for p in parts if p)

@@ -15,6 +15,8 @@ from typing import Any
 
 import pandas as pd
 
+from rnnlab.config.naming import flatten
+
 # Columns every frame from load_runs has, whatever the runs hold.
 RUN_COLUMNS = ("run_dir", "status", "error", "seed", "num_params", "hidden_size", "steps",
                "wall_time_s", "overrides", "reference")
@@ -38,23 +40,6 @@ def find_results(paths: Iterable[str | Path]) -> list[Path]:
 def _natural(path: Path) -> list:
     # Job 10 after job 9: numeric path parts compare as numbers.
     return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in path.parts]
-
-
-def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
-    """``{"model": {"cell": "gru"}}`` -> ``{"model.cell": "gru"}``; lists become JSON text.
-
-    Lists are kept whole (as text) so that every value is hashable and compares by content.
-    """
-    if isinstance(tree, dict):
-        flat: dict[str, Any] = {}
-        for key, value in tree.items():
-            flat.update(flatten(value, f"{prefix}{key}."))
-        if not tree and prefix:
-            flat[prefix[:-1]] = None
-        return flat
-    if isinstance(tree, (list, tuple)):
-        return {prefix[:-1]: json.dumps(tree, sort_keys=True)}
-    return {prefix[:-1]: tree}
 
 
 def read_overrides(run_dir: Path) -> list[str]:

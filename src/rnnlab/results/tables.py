@@ -15,9 +15,9 @@ from typing import Any
 import pandas as pd
 
 from rnnlab.config.errors import check_choice
-from rnnlab.results.aggregate import VERDICT_METRIC
-from rnnlab.results.rowkeys import label, show
+from rnnlab.config.naming import label, show
 from rnnlab.results.stats import CONFIDENCE, INTERVAL_NOTES, SIGNIFICANT
+from rnnlab.run.verdict import VERDICT_METRIC
 
 FORMATS = ("md", "csv", "latex")
 

@@ -205,7 +205,7 @@ def _compare_steps(prefix: str, best: dict, row: dict) -> Verdict:
 
 
 def _arm_name(key: str, value: Any, keys: Sequence[str]) -> str:
-    from rnnlab.results.rowkeys import label, show
+    from rnnlab.config.naming import label, show
 
     name = label(key, keys)
     return show(key, value) if name in ("cell", "model") else f"{name}={show(key, value)}"
@@ -219,7 +219,8 @@ def row_name(table, i, keys: Sequence[str] | None = None) -> str:
 
 def _pairs(table) -> list[tuple[int, int]]:
     """(row, its control row) for every row the table tests (see aggregate's ``vs``)."""
-    from rnnlab.results.rowkeys import comparable, show
+    from rnnlab.config.naming import show
+    from rnnlab.results.rowkeys import comparable
 
     comparison = table.attrs.get("comparison")
     if not comparison or "vs" not in table:

@@ -14,10 +14,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from rnnlab.config import hydra_runtime
 from rnnlab.config.errors import ConfigError, one_line
+from rnnlab.config.naming import label, run_name, show, swept_keys
+from rnnlab.config.references import ReferenceError, parse_references
 from rnnlab.config.schemas import check_monitor
 from rnnlab.model.models import SequenceModel
-from rnnlab.results.references import ReferenceError, parse_references
-from rnnlab.results.rowkeys import label, run_name, show, swept_keys
 from rnnlab.run import distributed, launch, resume
 
 

@@ -85,7 +85,7 @@ def resuming() -> Iterator[None]:
 
 def report_line(results: dict[str, Any], output_dir: Path) -> str:
     """What a run ends with on the console: its status, key metrics and where everything is."""
-    from rnnlab.results.aggregate import BASELINE_METRIC, VERDICT_METRIC, present_metrics, verdict
+    from rnnlab.run.verdict import BASELINE_METRIC, VERDICT_METRIC, present_metrics, verdict
 
     metrics = results.get("metrics", {})
     parts = [f"{m} {metrics[m]:.4g}" for m in present_metrics(metrics)]

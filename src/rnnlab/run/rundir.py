@@ -14,9 +14,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from rnnlab.config import hydra_runtime
 from rnnlab.config.errors import ConfigError
+from rnnlab.config.naming import flatten, show
 from rnnlab.config.untrusted import load_checkpoint
-from rnnlab.results.rowkeys import show
-from rnnlab.results.runs import flatten
 from rnnlab.run import dirlock, resume, tracking
 
 # The lock of a run dir or sweep dir in use, and the file beside it naming its holder: part of

@@ -3,7 +3,7 @@ informs").
 
 A threshold task (copy, adding, parity: tasks with a ``baseline/loss``) is *solved* when the
 validation loss is below ``below`` x the baseline -- the same threshold the tables' per-seed
-verdict uses (:data:`rnnlab.results.aggregate.SOLVED_BELOW`). :class:`SolvedStop` stops training
+verdict uses (:data:`rnnlab.run.verdict.SOLVED_BELOW`). :class:`SolvedStop` stops training
 after ``consecutive`` validations in a row under it, and records in results.json (``solved``)
 the step of the first validation of that streak and that the run stopped early. A run that never
 gets there trains its whole budget and records ``solved.step: null``.

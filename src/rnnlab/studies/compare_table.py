@@ -13,7 +13,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from rnnlab.results.aggregate import verdict
+from rnnlab.run.verdict import verdict
 
 YES, NO, BROKE = "✓", "✗", "÷"  # solved, not solved, diverged or failed (per evaluation seed)
 

@@ -272,9 +272,9 @@ def section_block(plan: Plan, section: Section) -> str:
     """The generated markdown of one section: command, runs, table, pivot, baselines, figures,
     and last the "Verdict (generated)" paragraph (:mod:`rnnlab.results.verdicts`), anchored as
     ``verdict-<section>`` for the prose to point to."""
+    from rnnlab.config.naming import show
     from rnnlab.results.aggregate import aggregate
     from rnnlab.results.report import write_report
-    from rnnlab.results.rowkeys import show
     from rnnlab.results.runs import load_runs
     from rnnlab.results.tables import pivot, render
     from rnnlab.results.verdicts import paragraph, table_verdicts

@@ -25,7 +25,7 @@ from typing import Any
 import wandb_workspaces.reports.v2 as wr
 import wandb_workspaces.workspaces as ws
 
-from rnnlab.results.rowkeys import GROUP_KEYS, label
+from rnnlab.config.naming import GROUP_KEYS, label
 from rnnlab.wandb.charts import (
     CHART_SPECS,
     CURVE_FIELDS,
@@ -110,8 +110,9 @@ def _configured_range(values: Sequence[Any]) -> tuple[tuple[float, float], str]:
 
 def layout_from_runs(group: str, runs) -> Layout:
     """From run directories of the group (rnnlab.results.load_runs): their row keys."""
-    from rnnlab.results.aggregate import BASELINE_METRIC, aggregate
+    from rnnlab.results.aggregate import aggregate
     from rnnlab.results.figures import numeric_keys
+    from rnnlab.run.verdict import BASELINE_METRIC
 
     table = aggregate(runs)
     metrics = table.attrs["metrics"]
