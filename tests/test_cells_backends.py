@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rnnlab.cells import GRU, LSTM, RNN, backends
+from rnnlab.cells import GRU, LSTM, RNN, IndRNN, backends
 from rnnlab.cells.backends import native
 
 
@@ -36,8 +36,9 @@ def test_the_rule(monkeypatch):
     lstm, gru, rnn = LSTM(2, 4), GRU(2, 4), RNN(2, 4)
     want = "native" if native.library() is not None else "step"
     assert _choose(lstm, x, True)[0].name == want
+    assert _choose(rnn, x, False)[0].name == _choose(IndRNN(2, 4), x, True)[0].name == want
     assert _choose(gru, x.double(), True)[0].name == "step"  # float64 input, float32 weights
-    assert _choose(rnn, x, True)[0].name == "step"  # no native kernel for the tanh RNN
+    assert _choose(GRU(2, 4, reset="before"), x, True)[0].name == "step"  # no native kernel
     assert _choose(lstm, x[:0], True) == (backends.BACKENDS["step"], ())
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert _choose(lstm, x, True)[0].name == "step"
@@ -70,8 +71,8 @@ def test_a_backend_that_cannot_run_is_a_recorded_fallback(monkeypatch):
     assert backends.used(mark) == {"step/compiled": 2,
                                    "fallbacks": {"native": "the build failed (because)"}}
     mark = backends.mark()
-    RNN(2, 4, compile=False)(torch.randn(3, 2, 2))  # native never applied: no fallback
-    assert backends.used(mark) == {"step/eager": 1, "fallbacks": {}}
+    GRU(2, 4, reset="before", compile=False)(torch.randn(3, 2, 2))  # no native kernel: no
+    assert backends.used(mark) == {"step/eager": 1, "fallbacks": {}}  # fallback
 
 
 def test_results_json_carries_the_backends(tmp_path, monkeypatch):

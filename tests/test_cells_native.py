@@ -1,6 +1,7 @@
 """The native time loops (rnnlab.cells.backends.native): the same numbers as the per-step path,
 where they apply and only there, bitwise the same on any thread count, and a failed build falls
-back."""
+back. The cells they cover are read from the registry (tests/cell_matrix.py): every form or
+feature whose Recurrence names a native kernel."""
 
 from __future__ import annotations
 
@@ -14,15 +15,37 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
+import cell_matrix  # noqa: E402
 from test_cells_parity import KINDS as PARITY_KINDS  # noqa: E402
 from test_cells_parity import _check_parity  # noqa: E402
 
-from rnnlab.cells import GRU, LSTM, RNN, backends  # noqa: E402
+from rnnlab.cells import LSTM, backends  # noqa: E402
 from rnnlab.cells.backends import native  # noqa: E402
 
 F32, F64 = torch.float32, torch.float64
-# (cell, constructor options) the native loops cover
-COVERED = [(LSTM, {}), (LSTM, {"variant": "np"}), (GRU, {})]
+
+
+def _kernel(case) -> str | None:
+    """The native kernel (native.KERNELS' key) a registry case's loops run on, or None."""
+    if not case.steps_by_recurrence:
+        return None
+    return case.make(1, 1).recurrence().native
+
+
+_CASES = cell_matrix.forms() + cell_matrix.features()
+# the cases the native loops cover (LSTM torch/np, GRU, tanh/ReLU RNN, IndRNN) and the rest
+COVERED = cell_matrix.params([c for c in _CASES if _kernel(c)])
+NOT_COVERED = cell_matrix.params([c for c in _CASES if c.steps_by_recurrence and not _kernel(c)])
+
+
+def _entry(case) -> str:
+    """The native entries' stem: ``lstm`` for lstm_forward / lstm_backward."""
+    return native.KERNELS[_kernel(case)].entry
+
+
+def test_the_registry_brings_the_covered_cells():
+    ids = {p.id for p in COVERED}
+    assert ids == {"lstm-torch", "lstm-np", "gru-gru-after", "rnn-tanh", "rnn-relu", "indrnn"}
 
 
 @pytest.fixture(autouse=True)
@@ -72,7 +95,7 @@ def _run_here(module, x, lengths, hx):
     x = x.detach().clone().requires_grad_()
     hx = None if hx is None else tuple(h.detach().clone().requires_grad_() for h in hx)
     module.zero_grad()
-    arg = hx if hx is None or isinstance(module, LSTM) else hx[0]
+    arg = hx if hx is None or len(hx) > 1 else hx[0]
     out, final = module(x, arg, lengths=lengths)
     finals = final if isinstance(final, tuple) else (final,)
     weights = torch.linspace(-1, 1, out.numel(), dtype=out.dtype).reshape(out.shape)
@@ -87,31 +110,37 @@ def _run_here(module, x, lengths, hx):
     return {k: v.detach() for k, v in got.items()}
 
 
-def _pair(cls, opts, I, H, L, dtype, seed=0, **kw):
+def _pair(case, I, H, L, dtype, seed=0, **kw):
     """Two modules with the same weights: ours for the native loops (which run whether or not
-    the steps compile) and the eager per-step reference (``_run(..., native=False)``)."""
+    the steps compile) and the eager per-step reference (``_run(..., native=False)``). ``case``:
+    a registry case, or a class (its own form)."""
+    make = case.make if isinstance(case, cell_matrix.Case) else case
     torch.manual_seed(seed)
-    ours = cls(I, H, L, compile=False, dtype=dtype, **opts, **kw)
-    ref = cls(I, H, L, compile=False, dtype=dtype, **opts, **kw)
+    ours = make(I, H, L, compile=False, dtype=dtype, **kw)
+    ref = make(I, H, L, compile=False, dtype=dtype, **kw)
     ref.load_state_dict(ours.state_dict())
     return ours, ref
 
 
+def _user_states(case) -> int:
+    return case.make(1, 1).recurrence().num_user_states
+
+
 @pytest.mark.parametrize("dtype", [F32, F64], ids=["f32", "f64"])
-@pytest.mark.parametrize("cls,opts", COVERED, ids=["lstm", "lstm_np", "gru"])
+@pytest.mark.parametrize("case", COVERED)
 @pytest.mark.parametrize("size", [(1, 1, 1, 1), (3, 5, 2, 5), (13, 9, 3, 17), (20, 6, 4, 40),
                                   (9, 4, 20, 24)], ids=lambda s: "B{}T{}I{}H{}".format(*s))
-def test_native_loops_equal_the_per_step_path(cls, opts, size, dtype, monkeypatch):
+def test_native_loops_equal_the_per_step_path(case, size, dtype, monkeypatch):
     """Outputs, final states, every gradient and the recorded norms, against the eager per-step
     path: with and without lengths (frozen steps, a sequence of length 1), hx given, 2 layers.
     Sizes off the GEMM's tiles (rows of 8 and 4, columns of 2 vectors) take every remainder."""
     B, T, I, H = size
     seen = _calls(monkeypatch)
-    ours, ref = _pair(cls, opts, I, H, 2, dtype)
+    ours, ref = _pair(case, I, H, 2, dtype)
     gen = torch.Generator().manual_seed(1)
     x = torch.randn(T, B, I, generator=gen, dtype=dtype)
     hx = tuple(torch.randn(2, B, H, generator=gen, dtype=dtype)
-               for _ in range(2 if cls is LSTM else 1))
+               for _ in range(_user_states(case)))
     tol = {"rtol": 1e-12, "atol": 1e-12} if dtype is F64 else {"rtol": 2e-5, "atol": 2e-6}
     for lengths in (None, torch.randint(1, T + 1, (B,), generator=gen)):
         if lengths is not None:
@@ -121,8 +150,8 @@ def test_native_loops_equal_the_per_step_path(cls, opts, size, dtype, monkeypatc
             assert got.keys() == want.keys()
             for key in want:
                 torch.testing.assert_close(got[key], want[key], **tol, msg=key)
-    name = "lstm" if cls is LSTM else "gru"
-    assert seen[f"{name}_forward"] == seen[f"{name}_backward"] == 2 * 4  # 2 layers, 4 calls
+    name = _entry(case)
+    assert seen == {f"{name}_forward": 2 * 4, f"{name}_backward": 2 * 4}  # 2 layers, 4 calls
 
 
 @pytest.mark.parametrize("dtype", [F32, F64], ids=["f32", "f64"])
@@ -153,11 +182,12 @@ def test_the_sequence_level_products_equal_torchs(dtype):
     assert native.matmul(rand(4, 3), rand(3, 5).to(F64 if dtype is F32 else F32)) is None
 
 
-@pytest.mark.parametrize("cls,opts", COVERED, ids=["lstm", "lstm_np", "gru"])
-def test_native_loops_gradcheck(cls, opts):
+@pytest.mark.parametrize("case", COVERED)
+def test_native_loops_gradcheck(case, monkeypatch):
     """float64 gradcheck of the whole module through the native loops (ragged lengths)."""
+    seen = _calls(monkeypatch)
     torch.manual_seed(3)
-    m = cls(2, 3, 1, compile=True, dtype=F64, **opts)
+    m = case.make(2, 3, 1, compile=True, dtype=F64)
     x = torch.randn(4, 5, 2, dtype=F64, requires_grad=True)
     lengths = torch.tensor([4, 1, 3, 2, 4])
 
@@ -168,6 +198,7 @@ def test_native_loops_gradcheck(cls, opts):
         return out, *(final if isinstance(final, tuple) else (final,))
 
     assert torch.autograd.gradcheck(f, (x, *(p.detach().requires_grad_() for p in m.parameters())))
+    assert seen.get(f"{_entry(case)}_backward")
 
 
 def test_results_are_bitwise_the_same_on_any_thread_count():
@@ -180,10 +211,11 @@ def test_results_are_bitwise_the_same_on_any_thread_count():
     try:
         for threads in (1, 2, 3):
             torch.set_num_threads(threads)
-            for cls in (LSTM, GRU):
-                ours, _ = _pair(cls, {}, 3, 33, 1, F32)
+            for param in COVERED:
+                (case,) = param.values
+                ours, _ = _pair(case, 3, 33, 1, F32)
                 x = torch.randn(7, 29, 3, generator=torch.Generator().manual_seed(2))
-                results.append((threads, cls.__name__, _run(ours, x, torch.arange(29) % 7 + 1)))
+                results.append((threads, param.id, _run(ours, x, torch.arange(29) % 7 + 1)))
     finally:
         torch.set_num_threads(before)
     base = {name: r for t, name, r in results if t == 1}
@@ -192,37 +224,30 @@ def test_results_are_bitwise_the_same_on_any_thread_count():
             assert torch.equal(got[key], base[name][key]), (threads, name, key)
 
 
-@pytest.mark.parametrize("make", [
-    lambda: LSTM(2, 4, variant="vanilla", compile=True),
-    lambda: LSTM(2, 4, variant="cifg", compile=True),
-    lambda: LSTM(2, 4, layer_norm=True, compile=True),
-    lambda: LSTM(2, 4, zoneout=0.1, compile=True),
-    lambda: GRU(2, 4, reset="before", compile=True),
-    lambda: GRU(2, 4, variant="mgu", compile=True),
-    lambda: GRU(2, 4, layer_norm=True, compile=True),
-    lambda: RNN(2, 4, compile=True),
-], ids=["vanilla", "cifg", "ln", "zoneout", "gru_before", "mgu", "gru_ln", "rnn"])
-def test_the_native_loops_run_only_where_they_compute_the_cells_equations(make, monkeypatch):
+@pytest.mark.parametrize("case", NOT_COVERED)
+def test_the_native_loops_run_only_where_they_compute_the_cells_equations(case, monkeypatch):
+    """Every other form or feature of the registry's step cells (Greff's LSTM variants, the GRU
+    with reset before, MGU, layer norm, zoneout) runs step by step."""
     seen = _calls(monkeypatch)
     monkeypatch.setenv("RNNLAB_COMPILE", "1")
     monkeypatch.setattr(native, "native_enabled", lambda: True)
     from rnnlab.cells import compile_cache
 
     monkeypatch.setattr(compile_cache, "_inductor_compile", lambda fn, args: fn)  # no inductor
-    m = make()
+    m = case.make(2, 4, compile=True)
     m(torch.randn(3, 2, 2))[0].sum().backward()
     assert seen == {}
 
 
-@pytest.mark.parametrize("cls", [LSTM, GRU])
-def test_the_native_loops_run_with_compilation_off(cls, monkeypatch):
+@pytest.mark.parametrize("case", COVERED)
+def test_the_native_loops_run_with_compilation_off(case, monkeypatch):
     """RNNLAB_NATIVE is their only switch: RNNLAB_COMPILE=0 and compile=False leave them on."""
     seen = _calls(monkeypatch)
     monkeypatch.setenv("RNNLAB_COMPILE", "0")
-    cls(2, 4)(torch.randn(3, 2, 2))[0].sum().backward()
-    cls(2, 4, compile=False)(torch.randn(3, 2, 2))[0].sum().backward()
-    name = cls.__name__.lower()
-    assert seen[f"{name}_forward"] == seen[f"{name}_backward"] == 2
+    case.make(2, 4)(torch.randn(3, 2, 2))[0].sum().backward()
+    case.make(2, 4, compile=False)(torch.randn(3, 2, 2))[0].sum().backward()
+    name = _entry(case)
+    assert seen == {f"{name}_forward": 2, f"{name}_backward": 2}
 
 
 def test_the_switch_autocast_and_other_dtypes_take_the_per_step_path(monkeypatch):
@@ -244,16 +269,18 @@ def test_the_switch_autocast_and_other_dtypes_take_the_per_step_path(monkeypatch
 
 
 def test_inf_and_nan_come_out_as_on_the_per_step_path():
-    """A diverging run must show it: no fast-math in the build (it would assume finite)."""
-    for cls in (LSTM, GRU):
-        ours, ref = _pair(cls, {}, 2, 8, 1, F32)
+    """A diverging run must show it: no fast-math in the build (it would assume finite); a
+    ReLU passes NaN on as torch.relu does."""
+    for param in COVERED:
+        (case,) = param.values
+        ours, ref = _pair(case, 2, 8, 1, F32)
         x = torch.randn(5, 3, 2)
         x[2, 1, 0] = float("inf")
         x[3, 2, 1] = float("nan")
         got, want = _run(ours, x, None), _run(ref, x, None, native=False)
         for key in want:
-            assert torch.equal(got[key].isnan(), want[key].isnan()), (cls.__name__, key)
-            assert torch.equal(got[key].isinf(), want[key].isinf()), (cls.__name__, key)
+            assert torch.equal(got[key].isnan(), want[key].isnan()), (param.id, key)
+            assert torch.equal(got[key].isinf(), want[key].isinf()), (param.id, key)
 
 
 @pytest.mark.parametrize("cxx,words,reason", [
@@ -269,7 +296,7 @@ def test_a_failed_build_warns_once_is_recorded_and_the_per_step_path_runs(cxx, w
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            ours, ref = _pair(LSTM, {}, 2, 4, 1, F64)
+            ours, ref = _pair(LSTM, 2, 4, 1, F64)
             x = torch.randn(3, 2, 2, dtype=F64)
             got = _run(ours, x, None)
             _run(ours, x, None)
@@ -357,9 +384,15 @@ def test_the_loops_built_for_avx2_equal_the_per_step_path(glibc, monkeypatch, tm
         # tanh, run scalar: no vector exp either)
         assert (b"_ZGVdN8v_tanhf" in code) == (b"_ZGVdN8v_expf" in code) == (glibc is None)
         seen = _calls(monkeypatch)
-        # 13 rows: tiles of 6, 6 and 1; H = 20: 2-vector, 1-vector and scalar columns
-        for cls, dtype in [(LSTM, F32), (GRU, F32), (LSTM, F64), (GRU, F64)]:
-            ours, ref = _pair(cls, {}, 3, 20, 2, dtype)
+        # 13 rows: tiles of 6, 6 and 1; H = 20: 2-vector, 1-vector and scalar columns; every
+        # kernel (each covered case) in float32 and float64
+        want_calls = {}
+        for param, dtype in [(p, d) for d in (F32, F64) for p in COVERED]:
+            (case,) = param.values
+            for way in ("forward", "backward"):
+                key = f"{_entry(case)}_{way}"
+                want_calls[key] = want_calls.get(key, 0) + 2
+            ours, ref = _pair(case, 3, 20, 2, dtype)
             gen = torch.Generator().manual_seed(4)
             x = torch.randn(6, 13, 3, generator=gen, dtype=dtype)
             lengths = torch.randint(1, 7, (13,), generator=gen)
@@ -367,8 +400,7 @@ def test_the_loops_built_for_avx2_equal_the_per_step_path(glibc, monkeypatch, tm
             tol = {"rtol": 1e-12, "atol": 1e-12} if dtype is F64 else {"rtol": 2e-5, "atol": 2e-6}
             for key in want:
                 torch.testing.assert_close(got[key], want[key], **tol, msg=key)
-        assert seen == {"lstm_forward": 4, "lstm_backward": 4, "gru_forward": 4,
-                        "gru_backward": 4}
+        assert seen == want_calls
     finally:
         native.library.cache_clear()
 
@@ -393,16 +425,16 @@ def test_the_build_is_cached_by_source_and_written_whole(monkeypatch, tmp_path):
     assert native._key(native.build_plan()) != built.stem.removeprefix("native_loops_")
 
 
-@pytest.mark.parametrize("kind", ["gru", "lstm"])
-def test_parity_with_torch_nn(kind, monkeypatch):
+@pytest.mark.parametrize("form", [p.id for p in COVERED if p.id in PARITY_KINDS])
+def test_parity_with_torch_nn(form, monkeypatch):
     """The native loops give torch.nn's numbers (test_cells_parity's compiled cases hold the
     per-step graphs to them, with the native loops off)."""
     seen = _calls(monkeypatch)
-    form = next(k for k in PARITY_KINDS if k.startswith(kind))  # torch.nn's form of the cell
     force = {"T": 7, "B": 4, "I": 3, "H": 8, "L": 2, "with_hx": True, "ragged": True}
     _check_parity(form, F32, 7, compile=False, force=force)
     _check_parity(form, F64, 9, compile=False, force=dict(force, ragged=False))
-    assert seen[f"{kind}_forward"] == seen[f"{kind}_backward"] == 4  # 2 layers, 2 cases
+    name = _entry(next(c for c in _CASES if c.id == form))
+    assert seen == {f"{name}_forward": 4, f"{name}_backward": 4}  # 2 layers, 2 cases
 
 
 def _lstm_forward_args(T=5, B=4, H=8, dtype=F32):

@@ -8,8 +8,9 @@ The equations, one short file per family, each with its hand-derived backward in
 The machinery they share, by job: ``recurrence.py`` (the cell protocol and the time loop as an
 autograd Function), ``backends/`` (the ways of running a layer's loops, one module each behind one
 interface, picked by one rule and recorded: per-step ``step.py``, each step compiled with
-TorchInductor by ``compile_cache.py`` or eager; ``native.py``, the LSTM's and GRU's whole loops as
-one C++ function on the CPU, ``native_loops.cpp``; ``cuda_graph.py``), ``projection.py`` (the
+TorchInductor by ``compile_cache.py`` or eager; ``native.py``, the LSTM's, GRU's, RNN's and
+IndRNN's whole loops as one C++ function on the CPU, ``native_loops.cpp``; ``cuda_graph.py``),
+``projection.py`` (the
 input projection), ``gradnorms.py`` (the ∂L/∂h_t record), ``base.py`` (the ``nn.Module``
 plumbing: parameters named like torch.nn, layers, dropout), ``sequence.py`` (batch_first, ``hx``,
 ``lengths`` masks),

@@ -50,8 +50,9 @@ def indrnn_param_grads(ctx):
     return (ctx.dgi * ctx.state_prev(0)).sum((0, 1)), db, db.clone()
 
 
+# native_loops.cpp computes indrnn_step / indrnn_step_backward over the loop
 RECURRENCE = Recurrence("indrnn", indrnn_step, indrnn_step_backward, indrnn_param_grads,
-                        lambda H: (H,))
+                        lambda H: (H,), native="indrnn")
 MAG = 2.0  # γ of Li et al. 2018: the largest gradient growth allowed over a sequence
 
 

@@ -7,8 +7,9 @@
 // call in between, as oneDNN's RNN primitive does.
 //
 // The equations are the cells' own, term for term and in the same order of operations (see the
-// docstrings of lstm.py, variant "torch"/"np", and gru.py, variant "gru", reset "after"); the
-// tests hold each kernel to the per-step Python path (tests/test_cells_native.py). Layouts are
+// docstrings of lstm.py, variant "torch"/"np"; gru.py, variant "gru", reset "after"; rnn.py,
+// tanh and ReLU; indrnn.py); the tests hold each kernel to the per-step Python path
+// (tests/test_cells_native.py). Layouts are
 // those of recurrence.py: time-major (T, B, ·) row-major stacks, step t's new state at
 // seq + t·B·H, its previous one at t = 0 the initial state, else seq + (t−1)·B·H; mask (T, B)
 // bytes (1 = the step is valid); past a sequence's end the state is frozen and the state
@@ -432,6 +433,164 @@ int gru_backward(int steps, int B, int H, const T* dy, const uint8_t* mask, cons
   return 0;
 }
 
+// compiled once, not inlined into both of parallel_rows' call sites (the build is ~10% faster)
+#define RNNLAB_NOINLINE __attribute__((noinline))
+
+// ---- Elman RNN, tanh or ReLU (rnn.py: rnn_step / rnn_step_backward) ------------------------
+//   a = gi + b_ih + W_hh h + b_hh   h' = φ(a)   φ = tanh, or relu: a ≤ 0 ? 0 : a (NaN stays NaN,
+//   as torch.relu)   G = H; nothing saved: the backward reads h' from the state sequence
+
+template <class T> inline T relu_(T a) { return a <= 0 ? T(0) : a; }
+
+template <class T>
+RNNLAB_NOINLINE int rnn_forward(int steps, int B, int H, const T* gi, const uint8_t* mask, const T* h0,
+                const T* wt, const T* b_ih, const T* b_hh, T* hseq, bool relu, int b0, int b1) {
+  const int M = b1 - b0;
+  const int64_t BH = (int64_t)B * H;
+  Scratch<T> acc((size_t)M * H);
+  if (!acc.p) return 1;
+  for (int t = 0; t < steps; ++t) {
+    const T* h = t ? hseq + (t - 1) * BH : h0;
+    T* h_new = hseq + t * BH;
+    gemm<T>(M, H, H, h + (int64_t)b0 * H, H, wt, H, acc.p, H, false);
+    const T* x = gi + t * BH;
+    for (int b = b0; b < b1; ++b) {
+      const T* xb = x + (int64_t)b * H;
+      const T* ab = acc.p + (int64_t)(b - b0) * H;
+      T* hn = h_new + (int64_t)b * H;
+      if (relu) {
+#pragma omp simd
+        for (int j = 0; j < H; ++j) hn[j] = relu_(xb[j] + b_ih[j] + ab[j] + b_hh[j]);
+      } else {
+#pragma omp simd
+        for (int j = 0; j < H; ++j) hn[j] = tanh_(xb[j] + b_ih[j] + ab[j] + b_hh[j]);
+      }
+    }
+    if (mask)
+      freeze_rows(mask + (int64_t)t * B + b0, M, H, h + (int64_t)b0 * H,
+                  h_new + (int64_t)b0 * H);
+  }
+  return 0;
+}
+
+//   dh = δh_t + dy_t (the total ∂L/∂h_t, recorded as its norm)
+//   δa = dh (1 − h'²) (tanh), or h' > 0 ? dh : 0 (relu)   ∂L/∂gi = δa   δh_{t−1} = δa · W_hh
+// dh_io: in, δ of the final state; out, δ of the initial state
+template <class T>
+RNNLAB_NOINLINE int rnn_backward(int steps, int B, int H, const T* dy, const uint8_t* mask, const T* hseq,
+                 const T* w_hh, T* dgi, T* norms, T* dh_io, bool relu, int b0, int b1) {
+  const int M = b1 - b0;
+  const int64_t BH = (int64_t)B * H, MH = (int64_t)M * H;
+  Scratch<T> dh((size_t)MH), dprev((size_t)MH);
+  if (!dh.p || !dprev.p) return 1;
+  std::memcpy(dprev.p, dh_io + (int64_t)b0 * H, sizeof(T) * MH);
+  for (int t = steps - 1; t >= 0; --t) {
+    const uint8_t* m = mask ? mask + (int64_t)t * B : nullptr;
+    const T* dyt = dy + t * BH;
+    const T* hn = hseq + t * BH;  // h_t, the step's new state
+    T* da = dgi + t * BH;
+    for (int b = b0; b < b1; ++b) {
+      const int64_t r = (int64_t)b * H, l = (int64_t)(b - b0) * H;
+      const bool valid = !m || m[b];
+      T* dhb = dh.p + l;
+      const T* din = dprev.p + l;
+      T sq = 0;
+      for (int j = 0; j < H; ++j) {  // the total ∂L/∂h_t (no dy past the end)
+        dhb[j] = din[j] + (valid ? dyt[r + j] : T(0));
+        sq += dhb[j] * dhb[j];
+      }
+      if (norms) norms[(int64_t)t * B + b] = valid ? __builtin_sqrt(sq) : T(0);
+      T* dab = da + r;
+      if (!valid) {  // a frozen step: no gate gradient, the state gradient passes through
+        std::memset(dab, 0, sizeof(T) * H);
+        continue;
+      }
+      const T* hb = hn + r;
+      if (relu) {
+#pragma omp simd
+        for (int j = 0; j < H; ++j) dab[j] = hb[j] > 0 ? dhb[j] : T(0);
+      } else {
+#pragma omp simd
+        for (int j = 0; j < H; ++j) dab[j] = dhb[j] * (1 - hb[j] * hb[j]);
+      }
+    }
+    gemm<T>(M, H, H, da + (int64_t)b0 * H, H, w_hh, H, dprev.p, H, false);  // δa · W_hh
+    if (m) {  // frozen rows: δh_{t−1} = δh_t
+      for (int b = b0; b < b1; ++b)
+        if (!m[b]) {
+          const int64_t l = (int64_t)(b - b0) * H;
+          std::memcpy(dprev.p + l, dh.p + l, sizeof(T) * H);
+        }
+    }
+  }
+  std::memcpy(dh_io + (int64_t)b0 * H, dprev.p, sizeof(T) * MH);
+  return 0;
+}
+
+// ---- IndRNN (indrnn.py: indrnn_step / indrnn_step_backward) ---------------------------------
+//   a = gi + b_ih + u h + b_hh   h' = relu(a)     u: the recurrent vector (H); no GEMM, nothing
+//   saved. Backward: δa = h' > 0 ? dh : 0   ∂L/∂gi = δa   δh_{t−1} = δa u
+
+template <class T>
+RNNLAB_NOINLINE int indrnn_forward(int steps, int B, int H, const T* gi, const uint8_t* mask, const T* h0,
+                   const T* u, const T* b_ih, const T* b_hh, T* hseq, int b0, int b1) {
+  const int64_t BH = (int64_t)B * H;
+  for (int t = 0; t < steps; ++t) {
+    const T* h = t ? hseq + (t - 1) * BH : h0;
+    T* h_new = hseq + t * BH;
+    const T* x = gi + t * BH;
+    for (int b = b0; b < b1; ++b) {
+      const int64_t r = (int64_t)b * H;
+      const T* xb = x + r;
+      const T* hb = h + r;
+      T* hn = h_new + r;
+#pragma omp simd
+      for (int j = 0; j < H; ++j) hn[j] = relu_(xb[j] + b_ih[j] + u[j] * hb[j] + b_hh[j]);
+    }
+    if (mask)
+      freeze_rows(mask + (int64_t)t * B + b0, b1 - b0, H, h + (int64_t)b0 * H,
+                  h_new + (int64_t)b0 * H);
+  }
+  return 0;
+}
+
+// dh_io: in, δ of the final state; out, δ of the initial state (each row its own: no scratch)
+template <class T>
+RNNLAB_NOINLINE int indrnn_backward(int steps, int B, int H, const T* dy, const uint8_t* mask, const T* hseq,
+                    const T* u, T* dgi, T* norms, T* dh_io, int b0, int b1) {
+  const int64_t BH = (int64_t)B * H;
+  for (int t = steps - 1; t >= 0; --t) {
+    const uint8_t* m = mask ? mask + (int64_t)t * B : nullptr;
+    const T* dyt = dy + t * BH;
+    const T* hn = hseq + t * BH;
+    T* da = dgi + t * BH;
+    for (int b = b0; b < b1; ++b) {
+      const int64_t r = (int64_t)b * H;
+      const bool valid = !m || m[b];
+      T* dhb = dh_io + r;  // δh_t in, δh_{t−1} out
+      T sq = 0;
+      for (int j = 0; j < H; ++j) {
+        dhb[j] = dhb[j] + (valid ? dyt[r + j] : T(0));
+        sq += dhb[j] * dhb[j];
+      }
+      if (norms) norms[(int64_t)t * B + b] = valid ? __builtin_sqrt(sq) : T(0);
+      T* dab = da + r;
+      if (!valid) {  // frozen: δh_{t−1} = δh_t, as it stands
+        std::memset(dab, 0, sizeof(T) * H);
+        continue;
+      }
+      const T* hb = hn + r;
+#pragma omp simd
+      for (int j = 0; j < H; ++j) {
+        const T d = hb[j] > 0 ? dhb[j] : T(0);
+        dab[j] = d;
+        dhb[j] = d * u[j];
+      }
+    }
+  }
+  return 0;
+}
+
 // the forward loops stream rows of W_hhᵀ (H, G): transposed once per call, shared by the threads
 template <class T, class F> int with_transposed(const T* w_hh, int G, int H, F fn) {
   Scratch<T> wt((size_t)G * H);
@@ -535,7 +694,7 @@ enum {  // what differs (native.py's _WHAT words them)
   RNNLAB_WHAT_COUNT = 1, RNNLAB_WHAT_MISSING, RNNLAB_WHAT_DTYPE, RNNLAB_WHAT_NDIM,
   RNNLAB_WHAT_SHAPE, RNNLAB_WHAT_STRIDE, RNNLAB_WHAT_ROW_STRIDE, RNNLAB_WHAT_TOO_LARGE
 };
-#define RNNLAB_ABI 2  // native.py checks it: a library of another boundary is not called
+#define RNNLAB_ABI 3  // native.py checks it: a library of another boundary is not called
 
 namespace {
 
@@ -646,6 +805,44 @@ template <class T> int gru_backward_call(const Args& c, int s, int B, int h, int
   }));
 }
 
+// rnn_forward: gi (T, B, H), mask?, h0 (B, H), w_hh (H, H), b_ih (H), b_hh (H), hseq (T, B, H)
+template <class T>
+int rnn_forward_call(const Args& c, int s, int B, int h, bool relu, int threads) {
+  return status(with_transposed<T>(c.p<T>(3), h, h, [&](const T* wt) {
+    return parallel_rows(B, threads, [&](int b0, int b1) {
+      return rnn_forward<T>(s, B, h, c.p<T>(0), c.mask(1), c.p<T>(2), wt, c.p<T>(4), c.p<T>(5),
+                            c.p<T>(6), relu, b0, b1);
+    });
+  }));
+}
+
+// rnn_backward: dy (T, B, H), mask?, hseq (T, B, H), w_hh (H, H), dgi (T, B, H), norms? (T, B),
+//   dh (B, H)
+template <class T>
+int rnn_backward_call(const Args& c, int s, int B, int h, bool relu, int threads) {
+  return status(parallel_rows(B, threads, [&](int b0, int b1) {
+    return rnn_backward<T>(s, B, h, c.p<T>(0), c.mask(1), c.p<T>(2), c.p<T>(3), c.p<T>(4),
+                           c.a[5].dtype ? c.p<T>(5) : nullptr, c.p<T>(6), relu, b0, b1);
+  }));
+}
+
+// indrnn_forward: gi (T, B, H), mask?, h0 (B, H), u (H), b_ih (H), b_hh (H), hseq (T, B, H)
+template <class T> int indrnn_forward_call(const Args& c, int s, int B, int h, int threads) {
+  return status(parallel_rows(B, threads, [&](int b0, int b1) {
+    return indrnn_forward<T>(s, B, h, c.p<T>(0), c.mask(1), c.p<T>(2), c.p<T>(3), c.p<T>(4),
+                             c.p<T>(5), c.p<T>(6), b0, b1);
+  }));
+}
+
+// indrnn_backward: dy (T, B, H), mask?, hseq (T, B, H), u (H), dgi (T, B, H), norms? (T, B),
+//   dh (B, H)
+template <class T> int indrnn_backward_call(const Args& c, int s, int B, int h, int threads) {
+  return status(parallel_rows(B, threads, [&](int b0, int b1) {
+    return indrnn_backward<T>(s, B, h, c.p<T>(0), c.mask(1), c.p<T>(2), c.p<T>(3), c.p<T>(4),
+                              c.a[5].dtype ? c.p<T>(5) : nullptr, c.p<T>(6), b0, b1);
+  }));
+}
+
 }  // namespace
 
 extern "C" int rnnlab_abi_version() { return RNNLAB_ABI; }
@@ -714,6 +911,60 @@ extern "C" int rnnlab_gru_backward(const rnnlab_array* a, int n, int, int thread
                c.check(11, c.f, {B, H}));
   return c.f == RNNLAB_F32 ? gru_backward_call<float>(c, T, B, H, threads)
                            : gru_backward_call<double>(c, T, B, H, threads);
+}
+
+// The Elman RNN and IndRNN share a form: 7 arrays each way, the recurrent weight (H, H) or (H).
+// rnn_*: flags bit 0 = ReLU (else tanh).
+extern "C" int rnnlab_rnn_forward(const rnnlab_array* a, int n, int flags, int threads,
+                                  rnnlab_error* err) {
+  Args c{a, n, err};
+  RNNLAB_CHECK(c.count(7) && c.floating(0) && c.check(0, c.f, {kAny, kAny, kAny}) &&
+               c.check(2, c.f, {c.size(0, 1), kAny}));
+  const int64_t T = c.size(0, 0), B = c.size(0, 1), H = c.size(2, 1);
+  RNNLAB_CHECK(c.check(0, c.f, {T, B, H}) && c.check(1, RNNLAB_BOOL, {T, B}, true) &&
+               c.check(3, c.f, {H, H}) && c.check(4, c.f, {H}) && c.check(5, c.f, {H}) &&
+               c.check(6, c.f, {T, B, H}));
+  const bool relu = flags & 1;
+  return c.f == RNNLAB_F32 ? rnn_forward_call<float>(c, T, B, H, relu, threads)
+                           : rnn_forward_call<double>(c, T, B, H, relu, threads);
+}
+
+extern "C" int rnnlab_rnn_backward(const rnnlab_array* a, int n, int flags, int threads,
+                                   rnnlab_error* err) {
+  Args c{a, n, err};
+  RNNLAB_CHECK(c.count(7) && c.floating(0) && c.check(0, c.f, {kAny, kAny, kAny}));
+  const int64_t T = c.size(0, 0), B = c.size(0, 1), H = c.size(0, 2);
+  RNNLAB_CHECK(c.check(1, RNNLAB_BOOL, {T, B}, true) && c.check(2, c.f, {T, B, H}) &&
+               c.check(3, c.f, {H, H}) && c.check(4, c.f, {T, B, H}) &&
+               c.check(5, c.f, {T, B}, true) && c.check(6, c.f, {B, H}));
+  const bool relu = flags & 1;
+  return c.f == RNNLAB_F32 ? rnn_backward_call<float>(c, T, B, H, relu, threads)
+                           : rnn_backward_call<double>(c, T, B, H, relu, threads);
+}
+
+extern "C" int rnnlab_indrnn_forward(const rnnlab_array* a, int n, int, int threads,
+                                     rnnlab_error* err) {
+  Args c{a, n, err};
+  RNNLAB_CHECK(c.count(7) && c.floating(0) && c.check(0, c.f, {kAny, kAny, kAny}) &&
+               c.check(2, c.f, {c.size(0, 1), kAny}));
+  const int64_t T = c.size(0, 0), B = c.size(0, 1), H = c.size(2, 1);
+  RNNLAB_CHECK(c.check(0, c.f, {T, B, H}) && c.check(1, RNNLAB_BOOL, {T, B}, true) &&
+               c.check(3, c.f, {H}) && c.check(4, c.f, {H}) && c.check(5, c.f, {H}) &&
+               c.check(6, c.f, {T, B, H}));
+  return c.f == RNNLAB_F32 ? indrnn_forward_call<float>(c, T, B, H, threads)
+                           : indrnn_forward_call<double>(c, T, B, H, threads);
+}
+
+extern "C" int rnnlab_indrnn_backward(const rnnlab_array* a, int n, int, int threads,
+                                      rnnlab_error* err) {
+  Args c{a, n, err};
+  RNNLAB_CHECK(c.count(7) && c.floating(0) && c.check(0, c.f, {kAny, kAny, kAny}));
+  const int64_t T = c.size(0, 0), B = c.size(0, 1), H = c.size(0, 2);
+  RNNLAB_CHECK(c.check(1, RNNLAB_BOOL, {T, B}, true) && c.check(2, c.f, {T, B, H}) &&
+               c.check(3, c.f, {H}) && c.check(4, c.f, {T, B, H}) &&
+               c.check(5, c.f, {T, B}, true) && c.check(6, c.f, {B, H}));
+  return c.f == RNNLAB_F32 ? indrnn_backward_call<float>(c, T, B, H, threads)
+                           : indrnn_backward_call<double>(c, T, B, H, threads);
 }
 
 // outer: d (K, M), u (K, N), out (M, N): out = Σ_k d[k]ᵀ u[k], or out += with flags = 1. d's

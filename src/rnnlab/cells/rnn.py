@@ -59,7 +59,8 @@ def _recurrence(relu: bool) -> Recurrence:
     def step_backward(dstate, state_prev, state_new, saved, params):
         return rnn_step_backward(dstate, state_prev, state_new, saved, params, relu=relu)
 
-    return Recurrence(name, step, step_backward, rnn_param_grads, lambda H: (H,))
+    # native_loops.cpp computes rnn_step / rnn_step_backward over the loop
+    return Recurrence(name, step, step_backward, rnn_param_grads, lambda H: (H,), native=name)
 
 
 RECURRENCES = {"tanh": _recurrence(False), "relu": _recurrence(True)}

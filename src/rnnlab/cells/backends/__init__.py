@@ -4,9 +4,10 @@ interface (:class:`~rnnlab.cells.backends.base.Backend`), in one table, picked b
 ===============  ===========================================================================
 ``cuda_graph``   each loop one CUDA graph (``RNNLAB_CUDA_GRAPHS=1``, CUDA tensors):
                  ``cuda_graph.py``
-``native``       each loop one C++ function on the CPU (the LSTM ``torch``/``np`` and GRU
-                 ``gru``/reset ``after`` equations, float32/float64, no autocast;
-                 ``RNNLAB_NATIVE=0`` turns it off): ``native.py``
+``native``       each loop one C++ function on the CPU (the LSTM ``torch``/``np``, GRU
+                 ``gru``/reset ``after``, tanh/ReLU RNN and IndRNN equations, no layer norm or
+                 zoneout, float32/float64, no autocast; ``RNNLAB_NATIVE=0`` turns it off):
+                 ``native.py``
 ``step``         one call per step and direction, each step compiled with TorchInductor or eager
                  (``compile``, ``RNNLAB_COMPILE``): ``step.py``; runs everything
 ===============  ===========================================================================

@@ -3,7 +3,8 @@ CPU.
 
 ``native_loops.cpp`` holds the whole forward and backward time loop of one layer for the LSTM
 (variants ``torch`` and ``np``) and the GRU (variant ``gru``, reset ``after``), without layer norm
-or zoneout, in float32 and float64, with variable lengths and the ∂L/∂h_t record. A step there is
+or zoneout, the Elman RNN (tanh and ReLU) and IndRNN, in float32 and float64, with variable
+lengths and the ∂L/∂h_t record. A step there is
 one register-tiled GEMM and one pass over the gates with no call in between, which at small sizes
 (B = 64, H = 64) is where the per-step graphs lose their time: a Python call, an ATen matmul call
 and a kernel launch per step and direction.
@@ -205,10 +206,14 @@ ENTRIES = {
     "gru_forward": ("gi", "mask?", "h0", "w_hh", "b_ih", "b_hh", "hseq", "g", "n", "ghn"),
     "gru_backward": ("dy", "mask?", "h0", "hseq", "g", "n", "ghn", "w_hh", "dgi", "dghn",
                      "norms?", "dh"),
+    "rnn_forward": ("gi", "mask?", "h0", "w_hh", "b_ih", "b_hh", "hseq"),  # flags 1: ReLU
+    "rnn_backward": ("dy", "mask?", "hseq", "w_hh", "dgi", "norms?", "dh"),  # flags 1: ReLU
+    "indrnn_forward": ("gi", "mask?", "h0", "u", "b_ih", "b_hh", "hseq"),
+    "indrnn_backward": ("dy", "mask?", "hseq", "u", "dgi", "norms?", "dh"),
     "outer": ("d", "u", "out"),
     "matmul": ("a", "b", "bt?", "out"),
 }
-ABI = 2  # native_loops.cpp's RNNLAB_ABI
+ABI = 3  # native_loops.cpp's RNNLAB_ABI
 _CODES = {torch.float32: 1, torch.float64: 2, torch.bool: 3, torch.uint8: 3}
 _TYPE_NAMES = {0: "absent", 1: "float32", 2: "float64", 3: "bool"}
 _WHAT = {  # native_loops.cpp's RNNLAB_WHAT_*: (got, expected, dim) -> the words
@@ -423,6 +428,8 @@ def _mask_bytes(mask: Tensor | None) -> Tensor | None:
 class _LSTM:
     """lstm.py's variants torch / np: states (h, c), saved (i, f, g, o, tanh c'), no extras."""
 
+    entry = "lstm"  # its entries: lstm_forward, lstm_backward
+
     @staticmethod
     def forward(gi, mask, state0, params):
         steps, batch, _ = gi.shape
@@ -455,6 +462,8 @@ class _GRU:
     """gru.py's variant gru, reset after: state (h,), saved (g = [r, z], n, gh_n), extras
     (∂L/∂gh_n,)."""
 
+    entry = "gru"
+
     @staticmethod
     def forward(gi, mask, state0, params):
         steps, batch, _ = gi.shape
@@ -485,7 +494,37 @@ class _GRU:
         return dgi, norms, (dh,), (dghn,)
 
 
-KERNELS = {"lstm": _LSTM, "gru": _GRU}
+class _Elman:
+    """rnn.py's tanh and ReLU RNN (entry ``rnn``, ReLU in its flags) and indrnn.py's IndRNN
+    (entry ``indrnn``, its recurrent vector u): state (h,), nothing saved (the backward reads h'
+    from the state sequence), no extras."""
+
+    def __init__(self, entry: str, weight: str, relu: bool = False):
+        self.entry, self.weight, self.flags = entry, weight, int(relu)
+
+    def forward(self, gi, mask, state0, params):
+        steps = gi.shape[0]
+        (h0,) = state0
+        hbuf, hseq = _state_buffer(h0, steps, mask is not None)
+        w_hh, b_ih, b_hh = (p.contiguous() for p in params[:3])
+        _call(f"{self.entry}_forward", self.flags, gi=gi, mask=_mask_bytes(mask),
+              h0=h0.contiguous(), **{self.weight: w_hh}, b_ih=b_ih, b_hh=b_hh, hseq=hseq)
+        return [hbuf], []
+
+    def backward(self, dout, mask, dstate, state0, buffers, stacks, params, record):
+        steps, batch, hidden = dout.shape
+        hseq = buffers[0][1:] if mask is not None else buffers[0]
+        (dh,) = (d.clone(memory_format=torch.contiguous_format) for d in dstate)
+        dgi = dout.new_empty(steps, batch, hidden)
+        norms = dout.new_empty(steps, batch) if record else None
+        _call(f"{self.entry}_backward", self.flags, dy=dout.contiguous(), mask=_mask_bytes(mask),
+              hseq=hseq, **{self.weight: params[0].contiguous()}, dgi=dgi, norms=norms, dh=dh)
+        return dgi, norms, (dh,), ()
+
+
+# a Recurrence's ``native`` -> the kernel that computes its equations
+KERNELS = {"lstm": _LSTM, "gru": _GRU, "rnn_tanh": _Elman("rnn", "w_hh"),
+           "rnn_relu": _Elman("rnn", "w_hh", relu=True), "indrnn": _Elman("indrnn", "u")}
 
 
 def native_applies(name: str | None, compile: bool, x: Tensor, tensors=()) -> bool:
