@@ -177,6 +177,7 @@ def test_a_packed_sweep_reads_back_as_the_same_sweep_run_solo(tmp_path):
     # W&B offline and CSV (the default loggers), four jobs: one pack against four solo jobs
     common = ["-m", *[o for o in TINY if not o.startswith("logger=")], "model=gru,lstm",
               "seed=0,1", "trainer.max_epochs=1"]
+    common.append("hydra.callbacks.sweep_summary.figures=false")
     solo = cli([*common, f"hydra.sweep.dir={tmp_path / 'solo'}"], cwd=tmp_path)
     packed = cli([*common, f"hydra.sweep.dir={tmp_path / 'pack'}", "hydra/launcher=pack",
                   "hydra.launcher.parallel=1"], cwd=tmp_path)
@@ -197,3 +198,49 @@ def test_a_packed_sweep_reads_back_as_the_same_sweep_run_solo(tmp_path):
             return [{k: v for k, v in row.items() if not k.startswith("_")
                      and "artifact" not in str(v)} for row in run.history]
         assert rows(x) == rows(y), job
+
+
+@pytest.mark.slow
+def test_a_killed_pack_resumes_every_member_that_had_not_finished(tmp_path):
+    """A real SIGKILL of a packed sweep once both members have a last.ckpt; the same command
+    again resumes each member from its own checkpoint (alone) and ends where the member's solo
+    run ends: results.json metrics and metrics.csv bit for bit."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from rnnlab.run.train import run
+
+    sweep = tmp_path / "pack"
+    argv = [sys.executable, "-m", "rnnlab.train", "-m", *TINY, "model=gru,lstm",
+            f"hydra.sweep.dir={sweep}", "hydra/launcher=pack", "hydra.launcher.parallel=1",
+            "hydra.callbacks.sweep_summary.figures=false"]
+    env = {k: v for k, v in os.environ.items() if k not in ("HYDRA_FULL_ERROR",
+                                                           "WANDB_SERVICE")}
+    process = subprocess.Popen(argv, cwd=tmp_path, env=env, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               start_new_session=True)
+    checkpoints = [sweep / str(job) / "checkpoints" / "last.ckpt" for job in (0, 1)]
+    deadline = time.monotonic() + 120
+    while not all(c.exists() for c in checkpoints) and process.poll() is None:
+        assert time.monotonic() < deadline, "no checkpoints"
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    out = process.communicate()[0]
+    assert process.returncode == -9, out[-2000:]
+    assert not any((sweep / str(job) / "results.json").exists() for job in (0, 1)), out[-2000:]
+
+    again = subprocess.run(argv, cwd=tmp_path, env=env, text=True, capture_output=True,
+                           timeout=300, check=False)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert again.stdout.count("runs alone: it resumes from its checkpoint") == 2, again.stdout
+    for job, cell in enumerate(("gru", "lstm")):
+        alone = run(compose_config([*TINY, f"model={cell}"],
+                                   tmp_path / f"solo{job}"))
+        resumed = json.loads((sweep / str(job) / "results.json").read_text())
+        assert resumed["status"] == alone["status"] == "completed"
+        assert resumed["metrics"] == alone["metrics"], job
+        assert (sweep / str(job) / "csv" / "metrics.csv").read_bytes() == (
+            tmp_path / f"solo{job}" / "csv" / "metrics.csv").read_bytes(), job
