@@ -45,6 +45,7 @@ BASE = "experiment: quickstart\narms: {gru: [model=gru]}\nbudget: 10\n"
     (BASE + "halving: {eta: 1}\n", "halving.eta must be an integer >= 2"),
     (BASE + "search: {default: {optimizer.lr: []}}\n", "must be a non-empty list"),
     (BASE + "name: 'a b'\n", "must be letters, digits"),
+    (BASE + "launcher: slurm\n", "launcher must be one of joblib, pack"),
 ])
 def test_bad_plans_are_refused_in_one_line(tmp_path, body, message):
     with pytest.raises(CompareError, match=message):
@@ -55,6 +56,14 @@ def test_the_cli_refuses_a_bad_plan_with_exit_2_and_one_line(tmp_path, capsys):
     assert main([str(_plan(tmp_path, BASE + "bugdet: 3\n"))]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("rnnlab-compare: error:")
+
+
+def test_a_plan_runs_its_stages_in_packs_when_asked(tmp_path, capsys):
+    plan = _plan(tmp_path, BASE + "search: {default: {optimizer.lr: [0.01, 0.1]}}\n")
+    assert main([str(plan), "--dry-run", "--launcher", "pack", "--jobs", "2",
+                 "--out", str(tmp_path / "out")]) == 0
+    assert "hydra/launcher=pack hydra.launcher.parallel=2" in capsys.readouterr().out
+    assert load_plan(_plan(tmp_path, BASE + "launcher: pack\n")).launcher == "pack"
 
 
 def test_an_unknown_arm_is_refused_in_one_line(tmp_path, capsys):

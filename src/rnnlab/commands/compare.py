@@ -28,6 +28,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("plan", type=Path, help="the plan file")
     parser.add_argument("--out", type=Path, help="where the runs go (default: the plan's out)")
     parser.add_argument("--jobs", type=int, help="parallel jobs (default: the plan's)")
+    parser.add_argument("--launcher", choices=("joblib", "pack"),
+                        help="how a stage's jobs run (default: the plan's; pack: many runs in "
+                             "one loop, README \"Packs\")")
     parser.add_argument("--dry-run", action="store_true", help="print the stages only")
     parser.add_argument("--collect", action="store_true",
                         help="run nothing: write the record and the table from the runs that "
@@ -58,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.jobs < 1:
                 raise CompareError(f"--jobs must be >= 1, got {args.jobs}")
             plan.jobs = args.jobs
+        if args.launcher is not None:
+            plan.launcher = args.launcher
         if args.docs and not args.page.is_file():
             raise CompareError(f"--page {args.page}: no such file")
         if args.table:

@@ -40,11 +40,11 @@ from pathlib import Path
 from typing import Any
 
 from rnnlab.config.errors import ConfigError, one_line
+from rnnlab.run.rundir import KEPT, RunDir, finished_jobs
 
 TUNE_SEEDS = range(100, 200)  # the tuning seeds come from here ...
 EVAL_SEEDS = range(1000, 100000)  # ... the evaluation seeds from here; presets use 0-99
 MAX_CONFIGS = 12  # per arm: the protocol's stated cost bound ([fair] item 6)
-KEPT = ("completed", "diverged")  # what a resumed sweep keeps (a failed job runs again)
 RULE = ("per arm and condition: highest fraction of tuning seeds solved on the validation split "
         "(threshold tasks: best val/loss < {below:g} x baseline/loss), then lowest (highest for "
         "accuracy-like metrics) median over tuning seeds of the run's best {metric}; a diverged or "
@@ -85,6 +85,10 @@ class Plan:
     param_budget: int | str | None = "auto"
     headline: str | None = None
     jobs: int = 2
+    # how a stage's jobs run: "joblib" (one process per job, `jobs` at a time; one job: Hydra's
+    # basic launcher) or "pack" (hydra/launcher=pack: `jobs` packs at once, each a loop of
+    # many runs; the runs' numbers are the same, README "Packs")
+    launcher: str = "joblib"
     out: Path = Path("logs/compare")
     partial: bool = False  # only some arms run here (--arm): the record is not written
 
@@ -105,8 +109,10 @@ class Plan:
 
 
 DEFAULT_SPACE = {"optimizer.lr": [3e-4, 1e-3, 3e-3, 1e-2]}  # a log grid spanning 33x
+LAUNCHERS = ("joblib", "pack")
 PLAN_KEYS = {"name", "experiment", "arms", "conditions", "budget", "search", "tune_seeds",
              "eval_seeds", "overrides", "halving", "solved", "param_budget", "headline", "jobs",
+             "launcher",
              "out"}
 
 
@@ -216,6 +222,10 @@ def load_plan(path: Path, out: Path | None = None) -> Plan:
     jobs = raw.get("jobs", 2)
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise CompareError(f"{path}: jobs must be an integer >= 1, got {jobs!r}")
+    launcher = raw.get("launcher", "joblib")
+    if launcher not in LAUNCHERS:
+        raise CompareError(f"{path}: launcher must be one of {', '.join(LAUNCHERS)}, got "
+                           f"{launcher!r}")
     plan = Plan(
         name=str(raw.get("name") or path.stem), experiment=str(raw["experiment"]), arms=arms,
         conditions=_conditions(raw.get("conditions")), budget=budget,
@@ -225,6 +235,7 @@ def load_plan(path: Path, out: Path | None = None) -> Plan:
         solved_below=float(solved.get("below", 0.10)),
         solved_consecutive=solved.get("consecutive", 2),
         param_budget=raw.get("param_budget", "auto"), headline=raw.get("headline"), jobs=jobs,
+        launcher=launcher,
         # absolute: the jobs' hydra.sweep.dir must not depend on where a job resolves it
         out=Path(out or raw.get("out") or "logs/compare").resolve())
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", plan.name):
@@ -256,8 +267,7 @@ def _job_overrides(job_dir: Path) -> list[str]:
     import yaml
 
     try:
-        return [str(o) for o in yaml.safe_load((job_dir / ".hydra" / "overrides.yaml").read_text())
-                or []]
+        return RunDir(job_dir).read_overrides()
     except (OSError, yaml.YAMLError):
         return []
 
@@ -297,11 +307,6 @@ def job_view(job_dir: Path, record: dict, keys: list[str], below: float) -> dict
             "wall_time_s": record.get("wall_time_s")}
 
 
-def finished(sweep_dir: Path) -> dict[str, dict]:
-    """``{job dir name: results.json}`` of the finished jobs of a sweep dir (reproduce's)."""
-    from rnnlab.studies.reproduce import finished_jobs
-
-    return finished_jobs(sweep_dir)
 
 
 # ------------------------------------------------------------------------------------ selection
@@ -376,16 +381,19 @@ class Runner:
                  what: str) -> dict[str, dict]:
         """Run the sweep ``overrides`` x ``seeds`` into ``sweep_dir`` (resume it when it
         exists); its finished jobs."""
-        done = finished(sweep_dir) if sweep_dir.exists() else {}
+        done = finished_jobs(sweep_dir) if sweep_dir.exists() else {}
         kept = sum(r.get("status") in KEPT for r in done.values())
         if kept >= want:
             return done
         if (sweep_dir / "multirun.yaml").is_file():
             command = [*_train_exe(), f"resume={sweep_dir}"]
         else:
-            # one job at a time: Hydra's basic launcher, in this one process (no worker start-up)
-            launcher = (["hydra/launcher=joblib", f"hydra.launcher.n_jobs={self.plan.jobs}"]
-                        if self.plan.jobs > 1 else [])
+            if self.plan.launcher == "pack":
+                launcher = ["hydra/launcher=pack", f"hydra.launcher.parallel={self.plan.jobs}"]
+            elif self.plan.jobs > 1:
+                launcher = ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={self.plan.jobs}"]
+            else:  # one job at a time: Hydra's basic launcher, in this one process
+                launcher = []
             command = [*_train_exe(), "-m", *overrides, f"seed={','.join(map(str, seeds))}",
                        *launcher, f"hydra.sweep.dir={sweep_dir}"]
         if self.collect:
@@ -403,7 +411,7 @@ class Runner:
         with open(log, "a") as handle:
             code = subprocess.call(command, env=self.env, stdout=handle,
                                    stderr=subprocess.STDOUT)
-        done = finished(sweep_dir) if sweep_dir.exists() else {}
+        done = finished_jobs(sweep_dir) if sweep_dir.exists() else {}
         if code == 2 and not done:  # the settings were refused: rnnlab-train's one line
             lines = [ln for ln in log.read_text().splitlines() if ln.strip()]
             raise CompareError(f"{what}: {lines[-1] if lines else 'refused (exit 2)'}")
@@ -530,7 +538,7 @@ def resolve_param_budget(plan: Plan) -> int | None:
 
 def run(plan: Plan, dry_run: bool = False, out=None, collect: bool = False) -> dict[str, Any]:
     """Tune every arm in every condition, evaluate the picks; write and return the record."""
-    from rnnlab.run.tracking import write_json_atomic
+    from rnnlab.run.atomic import write_json_atomic
 
     runner = Runner(plan, dry_run, out, collect)
     plan.param_budget = resolve_param_budget(plan)
