@@ -154,6 +154,23 @@ def test_rnn_stack_final_states_and_time_major_and_torch_nn_members():
         assert (h - h_n[k]).abs().max().item() <= 1e-12
 
 
+@pytest.mark.parametrize("reset", ["after", "before"])
+def test_without_biases(reset):
+    torch.manual_seed(1)
+    rnns = [GRU(I, H, num_layers=2, bias=False, reset=reset).double() for _ in range(N)]
+    x = torch.randn(N, T, B, I, dtype=torch.float64)
+    out, h_n = stacked_rnn_forward(rnns, x)
+    grads = torch.autograd.grad(out.square().sum(), [p for r in rnns for p in r.parameters()])
+    alone = [r(xi) for r, xi in zip(rnns, x)]
+    alone_grads = torch.autograd.grad(sum(o.square().sum() for o, _ in alone),
+                                      [p for r in rnns for p in r.parameters()])
+    for k, (o, h) in enumerate(alone):
+        assert (o - out[k]).abs().max().item() <= 1e-12
+        assert (h - h_n[k]).abs().max().item() <= 1e-12
+    for a, s in zip(alone_grads, grads):
+        assert (a - s).abs().max().item() <= 1e-10
+
+
 def test_refusals_say_why():
     assert stack_reason([RNN(I, H), GRU(I, H)]) is not None  # two families
     assert "hidden_size" in stack_reason([GRU(I, H), GRU(I, H + 1)])
