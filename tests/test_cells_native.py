@@ -405,11 +405,16 @@ def test_the_loops_built_for_avx2_equal_the_per_step_path(glibc, monkeypatch, tm
         native.library.cache_clear()
 
 
-def test_the_build_is_cached_by_source_and_written_whole(monkeypatch, tmp_path):
+def test_the_build_is_cached_by_source_and_written_whole(monkeypatch, tmp_path, capsys):
     """A second process (here: a cleared cache) loads the file the first built, without calling
-    the compiler; nothing but the library is left in the cache directory."""
+    the compiler; nothing but the library is left in the cache directory. A build says so in
+    one line before it starts (issue 39: a cold first run is not silent); a cached one does not."""
     monkeypatch.setenv("RNNLAB_NATIVE_CACHE", str(tmp_path))
+    capsys.readouterr()
     built = native._build()
+    assert capsys.readouterr().err.splitlines() == [
+        f"rnnlab: building the native time loops (first use on this machine, a few seconds; "
+        f"cached in {tmp_path}) ..."]
     assert built.parent == tmp_path and [p.name for p in tmp_path.iterdir()] == [built.name]
     calls = []
     real_run = native.subprocess.run
@@ -421,6 +426,7 @@ def test_the_build_is_cached_by_source_and_written_whole(monkeypatch, tmp_path):
     monkeypatch.setattr(native.subprocess, "run", spy)
     assert native._build() == built
     assert all("--version" in c for c in calls)  # asked the compiler its version, built nothing
+    assert capsys.readouterr().err == ""
     monkeypatch.setenv("RNNLAB_NATIVE_TARGET", "x86-64-v3")  # another target: another library
     assert native._key(native.build_plan()) != built.stem.removeprefix("native_loops_")
 

@@ -6,6 +6,7 @@ sequence) is one small graph compiled with TorchInductor (``make_fx`` +
 signature and autocast state. ``compile=False`` on a cell or the environment variable
 ``RNNLAB_COMPILE=0`` switch compilation off. Only torch is imported here.
 
+The first compile of each cell's graphs in a process is announced in one line (announce.py).
 A step function whose compile fails runs eager from then on, with one warning per process;
 :func:`eager_fallbacks` says which step functions ran eager since a mark (a run records them in
 results.json: eager changes its speed), and ``RNNLAB_COMPILE_ERRORS=full`` puts the compiler's
@@ -21,6 +22,8 @@ from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
+
+from .announce import announce
 
 __all__ = ["StepFunction", "compile_enabled", "eager_fallbacks", "frozen"]
 
@@ -41,6 +44,8 @@ class _CompileState:
 # them (so that a run can say which ran eager in it, not in an earlier job of the process).
 _FAILURES: dict[str, str] = {}
 _EAGER_CALLS: dict[str, int] = {}
+# The cells whose first compile in this process has been announced (announce.py): one line each.
+_ANNOUNCED: set[str] = set()
 
 
 def eager_fallbacks(since: dict[str, int] | None = None) -> dict[str, str]:
@@ -143,6 +148,11 @@ class StepFunction:
             compiled = self._cache.get(key)  # another thread may have compiled it meanwhile
             if compiled is not None or self._failed:
                 return compiled or self.fn
+            family = self.name.partition(".")[0]  # the cell: "lstm_vanilla", "gru_gru_before"
+            if family not in _ANNOUNCED:
+                _ANNOUNCED.add(family)
+                announce(f"compiling the per-step graphs of {family} with TorchInductor (first "
+                         "use: seconds; RNNLAB_COMPILE=0 runs them eager)")
             try:
                 compiled = _inductor_compile(self.fn, args)
             except Exception as err:  # noqa: BLE001  (no C++ compiler, no triton, a compiler bug)

@@ -47,6 +47,7 @@ from rnnlab.data.sources import (
     Cache,
     SourceUnavailable,
     download_url,
+    log,
 )
 from rnnlab.data.splits import (
     check_fractions,
@@ -338,6 +339,7 @@ class MusicDataModule(SequenceDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
             return
+        log.info("preparing the %s data: the pieces' piano rolls", self.source)
         parts = self._music21_splits() if self.source == "music21" else self._pickle_splits()
         chosen = {}
         for split, (rolls, names) in parts.items():

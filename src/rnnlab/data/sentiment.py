@@ -41,6 +41,7 @@ from rnnlab.data.sources import (
     PinnedSdist,
     SourceUnavailable,
     extract_member,
+    log,
 )
 from rnnlab.data.splits import (
     check_fractions,
@@ -255,6 +256,8 @@ class SentimentDataModule(SequenceDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
             return
+        log.info("preparing the %s data: loading, tokenizing and encoding its texts",
+                 self.source)
         import datasets
 
         was_enabled = datasets.is_progress_bar_enabled()

@@ -37,6 +37,12 @@ import torch
 
 from rnnlab.data.base import DataSpec, SequenceDataModule, TensorDictDataset
 from rnnlab.data.memory import check_data_memory
+from rnnlab.data.sources import log
+
+# Making the data is announced (one line) from this many time steps on (examples x data.seq_len):
+# about 17 ns a step on the 2-core machine of docs/benchmarks.md, so 0.3 s here and about a
+# second on a slower one; below it (the quickstart's 12,800 x 50) it takes a blink.
+ANNOUNCE_STEPS = 20_000_000
 
 SPLIT_OFFSETS = {"train": 0, "val": 1, "test": 2}
 BLANK, DELIMITER = 0, 9
@@ -128,6 +134,10 @@ class _SyntheticDataModule(SequenceDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         if not self.splits:
+            examples = sum(self.sizes.values())
+            if examples * self.seq_len >= ANNOUNCE_STEPS:
+                log.info("making the %s data: %s sequences, data.seq_len=%d", self.task,
+                         f"{examples:,}", self.seq_len)
             self.splits = {
                 split: TensorDictDataset(**self._make(size, _generator(self.seed, split)))
                 for split, size in self.sizes.items()

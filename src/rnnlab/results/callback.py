@@ -29,6 +29,8 @@ def write_summary(sweep_dir: Path, figures: bool = True):
     print_rich(table, title="")
     print(f"summary: {sweep_dir / 'summary.md'}")
     if figures:
+        print(f"rnnlab-train: writing the sweep's report (table and figures) into "
+              f"{sweep_dir / 'report'} ...", flush=True)
         from rnnlab.results.report import write_report
 
         try:

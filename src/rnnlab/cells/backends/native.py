@@ -10,16 +10,17 @@ one register-tiled GEMM and one pass over the gates with no call in between, whi
 and a kernel launch per step and direction.
 
 The file is plain C++ (no torch headers): built with the system C++ compiler (``$CXX``, else
-``g++``) on first use in about 2 CPU-seconds (torch.utils.cpp_extension would take some 35:
+``g++``) on first use in about 2.5 CPU-seconds (torch.utils.cpp_extension would take some 35:
 the torch headers), for ``-march=$RNNLAB_NATIVE_TARGET`` (else ``native``), cached by its
 source, the compiler, the flags and, for ``native``, the CPU (``$RNNLAB_NATIVE_CACHE``, else
-``~/.cache/rnnlab/native``), loaded with ctypes. The platform is checked before a build is
-attempted (:func:`build_plan`: Linux on x86-64 or aarch64 with a compiler; glibc's version
-decides the vector math), and the GEMM's register tile is chosen for the instruction set the
-build targets (AVX-512, AVX2, SSE2, NEON: native_loops.cpp). Its boundary is
-typed: each entry takes its arrays as descriptors (data, element type, shape, strides), named
-here (:data:`ENTRIES`) and checked on both sides; a mismatch raises one line naming the
-argument (:class:`BoundaryError`) instead of reading or writing outside an array.
+``~/.cache/rnnlab/native``), loaded with ctypes; a build says so first, in one line
+(``announce``). The platform is checked before a build is attempted (:func:`build_plan`: Linux
+on x86-64 or aarch64 with a compiler; glibc's version decides the vector math), and the GEMM's
+register tile is chosen for the instruction set the build targets (AVX-512, AVX2, SSE2, NEON:
+native_loops.cpp). Its boundary is typed: each entry takes its arrays as descriptors (data,
+element type, shape, strides), named here (:data:`ENTRIES`) and checked on both sides; a
+mismatch raises one line naming the argument (:class:`BoundaryError`) instead of reading or
+writing outside an array.
 
 A cell's loops run here where its equations have a kernel, its tensors are float32 or float64
 on the CPU and autocast is off, whether or not its steps compile: ``RNNLAB_NATIVE=0`` is the one
@@ -52,6 +53,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from ..announce import announce
 from ..compile_cache import env_flag
 from .base import Backend
 
@@ -178,6 +180,8 @@ def _build(plan: BuildPlan | None = None) -> Path:
         out = tmp_dir / out.name
         if out.exists():
             return out
+    announce(f"building the native time loops (first use on this machine, a few seconds; "
+             f"cached in {out.parent})")
     # built beside its final name and renamed: processes building at once never load half a file
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=tmp_dir)
     os.close(fd)
