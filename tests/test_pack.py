@@ -18,6 +18,7 @@ import pytest
 import torch
 from conftest import compose_config
 
+import rnnlab.config.schemas  # noqa: F401  (registers the config schemas compose_config needs)
 from rnnlab.config.cellspecs import SPECS
 from rnnlab.run import pack_plan
 
@@ -244,3 +245,33 @@ def test_a_killed_pack_resumes_every_member_that_had_not_finished(tmp_path):
         assert resumed["metrics"] == alone["metrics"], job
         assert (sweep / str(job) / "csv" / "metrics.csv").read_bytes() == (
             tmp_path / f"solo{job}" / "csv" / "metrics.csv").read_bytes(), job
+
+
+def test_the_batched_member_step_trains_as_the_per_member_path_within_float32_rounding(
+        tmp_path, monkeypatch):
+    """``batched``: the members' forward as one computation over the member dimension
+    (rnnlab.cells.members; for GPUs) on the steps where they stack -- not on the steps whose
+    gradient flow is recorded. Not bitwise (the batched products add in another order: 1e-6
+    relative a step, tests/test_cells_members.py); after 12 Adam steps the metrics agree to
+    1e-3 relative, and a wrong gate or member would be off by O(1)."""
+    from rnnlab.cells import members as stacking
+    from rnnlab.run.pack_run import run_pack
+
+    calls = []
+    real = stacking.stacked_model_forward
+    monkeypatch.setattr(stacking, "stacked_model_forward",
+                        lambda *a, **k: calls.append(1) or real(*a, **k))
+    members = [["model=gru", "seed=0"], ["model=gru", "seed=1", "optimizer.lr=0.003"],
+               ["model=gru", "seed=2", "trainer.gradient_clip_val=0.5"]]
+
+    def configs(name):
+        return [compose_config([*TINY, *m], tmp_path / f"{name}{i}") for i, m in enumerate(members)]
+
+    per_member = run_pack(configs("one"), batched=False)
+    assert not calls
+    batched = run_pack(configs("stacked"), batched=True)
+    assert 0 < len(calls) < 12  # 12 steps, those with a gradient-flow record per member
+    for a, b in zip(per_member, batched):
+        assert a["status"] == b["status"] == "completed" and a["steps"] == b["steps"]
+        for name in ("val/loss", "test/loss", "train/loss"):
+            assert b["metrics"][name] == pytest.approx(a["metrics"][name], rel=1e-3), name

@@ -45,9 +45,10 @@ def _resolved(task_cfg: DictConfig) -> dict[str, Any]:
 
 
 class PackLauncher(Launcher):
-    def __init__(self, size: int = 8, parallel: int | None = None) -> None:
+    def __init__(self, size: int = 8, parallel: int | None = None,
+                 batched: bool | None = None) -> None:
         super().__init__()
-        self.size, self.parallel = size, parallel
+        self.size, self.parallel, self.batched = size, parallel, batched
         self.config: DictConfig | None = None
         self.task_function: TaskFunction | None = None
         self.hydra_context: HydraContext | None = None
@@ -137,6 +138,8 @@ class PackLauncher(Launcher):
         for members in several:
             for index in members:
                 callbacks.on_job_start(config=configs[index], task_function=self.task_function)
+        for place in where:
+            place["batched"] = self.batched
         arguments = [([prepared[i].cfg for i in members], [prepared[i].hydra_cfg for i in members])
                      for members in several]
         from rnnlab.run.pack_run import run_pack_job

@@ -128,9 +128,13 @@ class SequenceTask(L.LightningModule):
         return self.model(x, lengths)
 
     # ------------------------------------------------------------------------------ steps
-    def loss_and_metrics(self, batch: dict, stage: str) -> torch.Tensor:
+    def loss_and_metrics(self, batch: dict, stage: str,
+                         output: torch.Tensor | None = None) -> torch.Tensor:
+        """``output``: the model's output on ``batch`` when computed elsewhere (a pack's batched
+        member step, rnnlab.run.pack), else the model is run here."""
         x, y, lengths = batch["x"], batch["y"], batch.get("lengths")
-        output = self.model(x, lengths)
+        if output is None:
+            output = self.model(x, lengths)
         kind = self.spec.task_kind
         metrics = self.metrics[f"{stage}_metrics"]
         if kind == "step_classification":
@@ -157,8 +161,8 @@ class SequenceTask(L.LightningModule):
     def _original_units(self, values: torch.Tensor) -> torch.Tensor:
         return values * self.target_scale + self.target_shift
 
-    def training_step(self, batch, batch_idx):
-        loss = self.loss_and_metrics(batch, "train")
+    def training_step(self, batch, batch_idx, output: torch.Tensor | None = None):
+        loss = self.loss_and_metrics(batch, "train", output)
         # Under DDP each rank holds its shard's loss: train/loss and the divergence checks use the
         # mean over ranks (the loss of the whole batch the step took), so every rank logs the same
         # number and stops at the same step.

@@ -406,9 +406,12 @@ class PackLogger(Logger):
     the prefix, at the member's own step and epoch (a member that ended logs its test metrics at
     its last step, as its solo run does)."""
 
-    def __init__(self, members: list[Member]):
+    def __init__(self, members: list[Member], batched: bool = False):
         super().__init__()
         self.members = members
+        # one computation over the member dimension per step where possible (GPUs; on the CPU
+        # each member's own forward is exact and as fast): _batched_outputs
+        self.batched = batched
 
     @property
     def name(self) -> str:
@@ -442,9 +445,12 @@ class PackLogger(Logger):
 class PackTask(L.LightningModule):
     """The LightningModule of a pack: its members' tasks, stepped together."""
 
-    def __init__(self, members: list[Member]):
+    def __init__(self, members: list[Member], batched: bool = False):
         super().__init__()
         self.members = members
+        # one computation over the member dimension per step where possible (GPUs; on the CPU
+        # each member's own forward is exact and as fast): _batched_outputs
+        self.batched = batched
         self.tasks = torch.nn.ModuleList([m.task for m in members])
         self.testing: list[Member] = []
         for member in members:  # what a member logs goes to the pack, under its prefix
@@ -526,12 +532,14 @@ class PackTask(L.LightningModule):
 
     def training_step(self, batches, batch_idx):
         losses = []
+        outputs = self._batched_outputs(batches)
         for member, batch in zip(self.members, batches):
             member.loss = None
             if not member.active:
                 continue
             with member.rng_stream():
-                loss = self.guarded(member, member.task.training_step, batch, batch_idx)
+                loss = self.guarded(member, member.task.training_step, batch, batch_idx,
+                                    outputs.get(member.index))
             if loss is not None and member.active:
                 member.loss = loss
                 losses.append(loss)
@@ -539,6 +547,24 @@ class PackTask(L.LightningModule):
             return None  # every member ended at this step: nothing to step
         # d(sum)/d(loss_i) = 1: each member's backward is its solo run's
         return losses[0] if len(losses) == 1 else torch.stack(losses).sum()
+
+    def _batched_outputs(self, batches) -> dict[int, torch.Tensor]:
+        """With ``batched`` on: every active member's output from one computation over a member
+        dimension (rnnlab.cells.members: one batched product per step), where the members can
+        be stacked this step -- not on a step whose gradient flow is recorded, with ragged
+        batches or dropout (then each member runs its own forward, as always)."""
+        if not self.batched:
+            return {}
+        from rnnlab.cells import members as stacking
+
+        active = [m for m in self.members if m.active]
+        if len(active) < 2 or any("lengths" in batches[m.index] for m in active):
+            return {}
+        models = [m.task.model for m in active]
+        if stacking.model_stack_reason(models) is not None:
+            return {}
+        outputs = stacking.stacked_model_forward(models, [batches[m.index]["x"] for m in active])
+        return {m.index: outputs[i] for i, m in enumerate(active)}
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None,
                                     gradient_clip_algorithm=None) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from rnnlab.config.errors import ConfigError
-from rnnlab.run import console, resume, rundir, tracking
+from rnnlab.run import console, dirlock, resume, rundir, tracking
 from rnnlab.run.record import RunRecord, floats
 
 
@@ -26,9 +26,12 @@ def _set_hydra_config(hydra_cfg: DictConfig | None) -> None:
 
 
 def run_pack(cfgs: list[DictConfig], hydra_cfgs: list[DictConfig] | None = None,
-             ) -> list[dict[str, Any]]:
+             batched: bool | None = None) -> list[dict[str, Any]]:
     """Train ``cfgs`` as one pack; each member's results.json payload, in order. Every member's
-    run dir must be new (no results, no checkpoint): the launcher runs the others solo."""
+    run dir must be new (no results, no checkpoint): the launcher runs the others solo.
+    ``batched``: the members' forward as one computation over a member dimension where they
+    stack (rnnlab.run.pack.PackTask; None: on a GPU only -- on the CPU each member's own
+    forward is bit-exact and as fast)."""
     import lightning as L  # noqa: F401  (after the config's refusals, as rnnlab-train)
     from hydra.utils import instantiate
 
@@ -46,8 +49,8 @@ def run_pack(cfgs: list[DictConfig], hydra_cfgs: list[DictConfig] | None = None,
     dirs = [Path(cfg.paths.output_dir) for cfg in cfgs]
     with contextlib.ExitStack() as stack:
         for output_dir in dirs:  # each run dir is this pack's alone
-            rundir.acquire(output_dir)
-            stack.callback(rundir.release, output_dir)
+            dirlock.acquire(output_dir)
+            stack.callback(dirlock.release, output_dir)
         stack.enter_context(tracking.temp_files_in(dirs[0]))
         stack.enter_context(resume.stop_on_signals())
         tracking.finish_wandb()
@@ -84,7 +87,9 @@ def run_pack(cfgs: list[DictConfig], hydra_cfgs: list[DictConfig] | None = None,
                               plugins=[resume.AtomicCheckpointIO()], gradient_clip_val=None,
                               enable_checkpointing=False, enable_progress_bar=False,
                               enable_model_summary=False, default_root_dir=str(dirs[0]))
-        task = pack.PackTask(members)
+        if batched is None:
+            batched = str(first.trainer.get("accelerator")) in ("gpu", "cuda")
+        task = pack.PackTask(members, batched=batched)
         for member, record in zip(members, records):
             _set_hydra_config(hydra_cfgs[member.job])
             member.view = pack.MemberTrainer(trainer, member)
@@ -156,4 +161,4 @@ def run_pack_job(cfgs: list[DictConfig], hydra_cfgs: list[DictConfig], where: di
         for cfg in cfgs:
             with open_dict(cfg):
                 cfg.trainer.devices = [int(where["device"])]
-    return run_pack(cfgs, hydra_cfgs)
+    return run_pack(cfgs, hydra_cfgs, where.get("batched"))
