@@ -275,3 +275,14 @@ def test_the_batched_member_step_trains_as_the_per_member_path_within_float32_ro
         assert a["status"] == b["status"] == "completed" and a["steps"] == b["steps"]
         for name in ("val/loss", "test/loss", "train/loss"):
             assert b["metrics"][name] == pytest.approx(a["metrics"][name], rel=1e-3), name
+
+
+def test_a_member_refused_at_build_is_recorded_failed_and_its_pack_mates_train(tmp_path):
+    from rnnlab.run.pack_run import run_pack
+
+    results = run_pack([compose_config([*TINY, "trainer.max_epochs=1"], tmp_path / "ok"),
+                        compose_config([*TINY, "trainer.max_epochs=1", "model.param_budget=3"],
+                                       tmp_path / "refused")])
+    assert results[0]["status"] == "completed"
+    assert results[1]["status"] == "failed" and "ConfigError" in results[1]["error"]
+    assert json.loads((tmp_path / "refused" / "results.json").read_text())["status"] == "failed"

@@ -426,6 +426,10 @@ class PackLogger(Logger):
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
         for member in self.members:
+            if member.error is not None:
+                # its solo run raised there: nothing it logged since (e.g. the validation whose
+                # loss diverged) reaches a logger
+                continue
             own = {k[len(member.prefix):]: v for k, v in metrics.items()
                    if k.startswith(member.prefix)}
             if not own:
