@@ -129,7 +129,9 @@ def test_jobs_pack_by_everything_but_what_each_member_computes_alone(tmp_path):
 
     assert pack_plan.plan(["k"] * 8, size=8, parallel=2) == [[0, 1, 2, 3], [4, 5, 6, 7]]
     assert pack_plan.plan(["k"] * 8, size=8, parallel=1) == [list(range(8))]
-    assert pack_plan.plan(["k"] * 20, size=8, parallel=2) == [
+    assert pack_plan.plan(["k"] * 20, size=8, parallel=2) == [  # two rounds of two packs
+        list(range(0, 5)), list(range(5, 10)), list(range(10, 15)), list(range(15, 20))]
+    assert pack_plan.plan(["k"] * 20, size=8, parallel=1) == [
         list(range(0, 7)), list(range(7, 14)), list(range(14, 20))]
     assert pack_plan.plan(["a", None, "b", "a", "b"], size=8, parallel=1) == [
         [0, 3], [1], [2, 4]]
