@@ -165,9 +165,10 @@ def test_a_cell_added_in_its_two_files_brings_its_test_matrix(registered, monkey
 
 def test_run_labels_name_a_form_by_the_registry(registered, monkeypatch):
     from rnnlab.gradflow import cli
+    from rnnlab.run.rundir import RunDir
 
     def label(**model):
-        monkeypatch.setattr(cli, "run_config", lambda run_dir: {"model": model})
+        monkeypatch.setattr(RunDir, "config", lambda self: {"model": model})
         return cli.run_label(Path(model.get("cell", "somewhere")), {})
 
     assert label(cell="rnn", nonlinearity="tanh") == "rnn"

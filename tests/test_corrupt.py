@@ -14,6 +14,7 @@ import torch
 from rnnlab.config.errors import ResumeError
 from rnnlab.config.untrusted import CorruptCheckpoint, load_checkpoint
 from rnnlab.run import resume
+from rnnlab.run.rundir import RunDir
 
 
 def _state(step: int) -> dict:
@@ -26,7 +27,7 @@ DAMAGE = {"truncated": lambda data: data[: len(data) // 2], "random": lambda dat
 
 @pytest.mark.parametrize("damage", sorted(DAMAGE))
 def test_a_damaged_last_ckpt_resumes_from_the_one_before_it(tmp_path, capfd, damage):
-    last = tmp_path / "run" / resume.CHECKPOINT
+    last = tmp_path / "run" / RunDir.LAST
     last.parent.mkdir(parents=True)
     torch.save(_state(3), last.with_name("previous.ckpt"))
     torch.save(_state(5), last)
@@ -48,7 +49,7 @@ def test_without_a_good_previous_one_it_is_refused_in_one_line_and_starts_over_o
     run = tmp_path / "run"
     (run / ".hydra").mkdir(parents=True)
     (run / ".hydra" / "hydra.yaml").write_text("hydra: {}\n")
-    last = run / resume.CHECKPOINT
+    last = run / RunDir.LAST
     last.parent.mkdir()
     last.write_bytes(b"")
     with pytest.raises(CorruptCheckpoint) as error:
@@ -71,7 +72,7 @@ def test_without_a_good_previous_one_it_is_refused_in_one_line_and_starts_over_o
 
 def test_replacing_last_ckpt_keeps_the_one_before_if_it_was_whole(tmp_path):
     io = resume.AtomicCheckpointIO()
-    last = tmp_path / resume.CHECKPOINT
+    last = tmp_path / RunDir.LAST
     previous = last.with_name("previous.ckpt")
     io.save_checkpoint(_state(1), last)
     assert not previous.exists()

@@ -11,7 +11,7 @@ from conftest import CONF
 from test_results import write_run
 from vega_charts import render_chart
 
-from rnnlab.gradflow.stats import save_npz_atomic
+from rnnlab.gradflow.stats import GradflowFile
 from rnnlab.results.cli import dashboard_main
 from rnnlab.wandb import dashboard
 from rnnlab.wandb.charts import (
@@ -113,7 +113,7 @@ def _gradflow_run(root, name, cell, decades, seed=0):
                         overrides=[f"model.cell={cell}"], metrics={"test/loss": 0.1})
     mean = np.logspace(*decades, 20, dtype=np.float32).reshape(2, 1, 10)
     mean[0, 0, 5] = 0.0  # an underflowed norm does not stretch the range to -38
-    save_npz_atomic(run_dir / "gradflow.npz", {
+    GradflowFile(run_dir).write({
         "prefix": np.str_("gradflow"), "layers": np.array(["layer0"]), "steps": np.arange(2),
         "mean": mean})
     return run_dir

@@ -76,3 +76,58 @@ def test_the_cli_checks_a_command_line_without_torch_or_lightning():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True)
     assert done.stdout.strip() == "[]"
+
+
+def _all_imports(path, module: str, modules: set[str]) -> set[str]:
+    """The rnnlab modules ``path`` imports anywhere: at import time and inside functions (lazy
+    imports included), ``from rnnlab import x`` as the module ``rnnlab.x``."""
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, *([base] if base else [])])
+            found.add(base)
+            found |= {f"{base}.{alias.name}" for alias in node.names}
+    # a submodule's import runs its packages' __init__ too
+    found |= {".".join(name.split(".")[:i]) for name in found
+              for i in range(2, name.count(".") + 1)}
+    return {name for name in found if name in modules and name != module}
+
+
+TRAINING = ("rnnlab.run", "rnnlab.config", "rnnlab.model")
+
+
+def test_training_never_imports_the_results_package():
+    """Data flows one way (DESIGN.md section 1): results/ reads what runs wrote, and nothing under
+    run/, config/ or the model imports it -- directly or through another rnnlab module, at
+    import time or lazily inside a function."""
+    paths = {_module_of(p): p for p in (SRC / "rnnlab").rglob("*.py")}
+    graph = {m: _all_imports(p, m, set(paths)) for m, p in paths.items()}
+    for start in sorted(m for m in graph if m.startswith(TRAINING)):
+        trail = {start: [start]}
+        todo = [start]
+        while todo:
+            module = todo.pop()
+            for dep in sorted(graph[module]):
+                if dep not in trail:
+                    trail[dep] = [*trail[module], dep]
+                    todo.append(dep)
+        reached = sorted(m for m in trail if m == "rnnlab.results"
+                         or m.startswith("rnnlab.results."))
+        assert not reached, " -> ".join(trail[reached[0]])
+
+
+def test_importing_the_training_packages_loads_no_results_module():
+    modules = sorted(_module_of(p) for p in (SRC / "rnnlab").rglob("*.py")
+                     if _module_of(p).startswith(TRAINING))
+    code = ("import importlib, sys\n"
+            f"for name in {modules!r}:\n    importlib.import_module(name)\n"
+            "print(sorted(m for m in sys.modules if m.startswith('rnnlab.results')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.strip().splitlines()[-1] == "[]"

@@ -14,7 +14,8 @@ import time
 
 import pytest
 
-from rnnlab.run import dirlock, rundir, tracking
+from rnnlab.run import dirlock, rundir
+from rnnlab.run.rundir import RunDir
 
 # the rnnlab-train script
 _ENTRY = "import sys; from rnnlab.commands.train import main; sys.exit(main())"
@@ -90,7 +91,7 @@ def test_a_sweep_in_use_refuses_a_second_sweep_and_resumes_of_it(tmp_path):
     _, err = first.communicate(timeout=300)
     assert first.returncode == 0, err[-2000:]
     for n in ("0", "1"):
-        assert tracking.read_results(sweep / n)["status"] == "completed"
+        assert RunDir(sweep / n).read_results()["status"] == "completed"
     with (sweep / "summary.csv").open(newline="") as handle:
         assert len(list(csv.reader(handle))) == 3  # header + rnn + gru
     assert not (sweep / rundir.HOLDER).exists() and (sweep / rundir.LOCK).is_file()

@@ -11,7 +11,7 @@ import pytest
 from conftest import cli
 from wandb_offline import read_finished_run
 
-from rnnlab.run import tracking
+from rnnlab.run.rundir import RunDir
 
 
 def test_ddp_divergence_is_a_result_with_its_cause_and_nothing_lands_outside(tmp_path):
@@ -23,7 +23,7 @@ def test_ddp_divergence_is_a_result_with_its_cause_and_nothing_lands_outside(tmp
                 f"paths.data_dir={data}"], cwd=tmp_path,
                env={"HOME": str(home), "TMPDIR": str(tmp)})
     assert done.returncode == 0, done.stderr[-2000:]  # diverged is a result, not a failure
-    results = tracking.read_results(run_dir)
+    results = RunDir(run_dir).read_results()
     assert results["status"] == "diverged"
     # the spawned worker's own cause, not "ProcessRaisedException: process 1 terminated"
     assert results["error"].startswith("Diverged: ")
@@ -72,7 +72,12 @@ def test_a_divergence_reads_back_from_a_spawned_workers_traceback(diverged):
     from rnnlab.model.task import Diverged
 
     error = Diverged(*diverged)
-    text = f"Traceback (most recent call last):\n  ...\nrnnlab.task.Diverged: {error}\n"
+    # as Python prints it: the class by its module's path
+    import traceback
+
+    last = traceback.format_exception_only(error)[-1]
+    assert last.startswith("rnnlab.model.task.Diverged: ")
+    text = f"Traceback (most recent call last):\n  ...\n{last}"
     back = Diverged.from_traceback(text)
     assert (back.metric, back.step, back.factor) == (error.metric, error.step, error.factor)
     assert str(back) == str(error)

@@ -18,7 +18,8 @@ from wandb_offline import find_offline_runs, read_offline_run
 
 from rnnlab.commands.train import resume_argv
 from rnnlab.config.errors import ResumeError
-from rnnlab.run import resume, tracking
+from rnnlab.run import resume
+from rnnlab.run.rundir import RunDir
 
 # 3 epochs x 8 batches; last.ckpt at every epoch end and, with a 30 ms interval, after nearly
 # every batch, so the kill lands mid-epoch.
@@ -43,7 +44,7 @@ def _start(args: list[str], cwd: Path) -> subprocess.Popen:
 
 
 def _step_of(run_dir: Path) -> int:
-    path = resume.last_checkpoint(run_dir)
+    path = RunDir(run_dir).last_checkpoint()
     try:
         return resume.checkpoint_step(path) if path else -1
     except Exception:  # noqa: BLE001 - another process is replacing it: look again
@@ -88,7 +89,7 @@ def test_kill_9_mid_epoch_then_resume_equals_the_uninterrupted_run(tmp_path):
     step = int(line.split(" at step ")[1].split()[0])
     assert 10 <= step < TOTAL_STEPS and step % 8 != 0
 
-    a, b = tracking.read_results(whole), tracking.read_results(killed)
+    a, b = RunDir(whole).read_results(), RunDir(killed).read_results()
     assert b["status"] == "completed" and b["steps"] == a["steps"] == TOTAL_STEPS
     assert b["metrics"] == a["metrics"]  # bit for bit: weights, data order, dropout draws
     assert _rows(killed / "csv" / "metrics.csv") == _rows(whole / "csv" / "metrics.csv")
@@ -112,8 +113,8 @@ def test_killed_before_and_after_its_first_checkpoint_a_run_stays_one_wandb_run(
             f"hydra.run.dir={run}"]
     process = _start(args, cwd=tmp_path)
     _kill_when(process, lambda: list((run / "wandb").glob("offline-run-*/*.wandb")))
-    assert resume.last_checkpoint(run) is None  # killed before the first epoch ended
-    first_id = resume.wandb_run_id(run)
+    assert RunDir(run).last_checkpoint() is None  # killed before the first epoch ended
+    first_id = RunDir(run).wandb_run_id()
     assert first_id
 
     process = _start([f"resume={run}"], cwd=tmp_path)  # starts over ...
@@ -130,7 +131,7 @@ def test_killed_before_and_after_its_first_checkpoint_a_run_stays_one_wandb_run(
     assert runs[-1].exit_code == 0
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt",
                                                                      "previous.ckpt"]
-    assert tracking.read_results(run)["steps"] == 32
+    assert RunDir(run).read_results()["steps"] == 32
 
 
 def test_a_killed_sweep_resumes_only_its_unfinished_jobs(tmp_path):
@@ -143,14 +144,14 @@ def test_a_killed_sweep_resumes_only_its_unfinished_jobs(tmp_path):
     _kill_when(process, lambda: (sweep / "0" / "results.json").exists()
                and _step_of(sweep / "1") >= 2)
     assert not (sweep / "1" / "results.json").exists()
-    first = tracking.read_results(sweep / "0")
+    first = RunDir(sweep / "0").read_results()
 
     resumed = cli([f"resume={sweep}"], cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f"{sweep / '0'} already completed: kept" in resumed.stderr
     assert f"resuming {sweep / '1'} at step" in resumed.stderr
-    assert tracking.read_results(sweep / "0") == first  # not trained again
-    second = tracking.read_results(sweep / "1")
+    assert RunDir(sweep / "0").read_results() == first  # not trained again
+    second = RunDir(sweep / "1").read_results()
     assert second["status"] == "completed" and second["steps"] == 8  # 2 epochs x 4 batches
     summary = _rows(sweep / "summary.csv")
     assert len(summary) == 3  # header + rnn + gru, each completed once
@@ -198,7 +199,7 @@ def test_a_finished_run_given_a_larger_budget_trains_on_as_if_never_stopped(run_
             run_training([*fast, "trainer.max_epochs=3", budget], name="run")
         assert exit_info.value.code == 2
         assert reason in capfd.readouterr().err
-        assert tracking.read_results(run_dir) == longer
+        assert RunDir(run_dir).read_results() == longer
     # another setting on a finished run is kept, and said to be ignored
     kept, _ = run_training([*fast, "trainer.max_epochs=3", "model.hidden_size=12"], name="run")
     assert kept == longer
@@ -273,7 +274,7 @@ def test_a_preempted_submitit_job_checkpoints_requeues_and_resumes(tmp_path):
     step = int(saved.split(" at step ")[1].split(";")[0])
     assert 3 <= step < 96
     assert f"resuming {sweep / '0'} at step {step}" in log
-    results = tracking.read_results(sweep / "0")
+    results = RunDir(sweep / "0").read_results()
     assert results["status"] == "completed" and results["steps"] == 96
 
 

@@ -44,15 +44,15 @@ def run_or_die(self):
     return run(self)
 
 evaluation_loop._EvaluationLoop.run = run_or_die
-from rnnlab.run import tracking
-write = tracking.write_json_atomic
+from rnnlab.run import atomic
+write = atomic.write_json_atomic
 
 def write_or_die(path, *args, **kwargs):
     if edge == "report" and os.path.basename(str(path)) == "results.json":
         die()
     return write(path, *args, **kwargs)
 
-tracking.write_json_atomic = write_or_die
+atomic.write_json_atomic = write_or_die
 from rnnlab.commands.train import main
 main()
 """

@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 from conftest import cli
 
-from rnnlab.run import tracking
+from rnnlab.run.rundir import RunDir
 
 FAST = ["debug=fast", "model=gru", "model.hidden_size=8", "callbacks.gradflow.every_n_steps=1"]
 
@@ -23,13 +23,13 @@ def test_a_refused_or_kept_resume_writes_nothing_and_an_accepted_one_records_its
     run = tmp_path / "run"
     done = cli([*FAST, f"hydra.run.dir={run}"], cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
-    first, recorded = tracking.read_results(run), _hydra_files(run)
+    first, recorded = RunDir(run).read_results(), _hydra_files(run)
 
     # a finished run keeps its settings, and its .hydra/ says so still
     kept = cli([f"resume={run}", "model.hidden_size=12"], cwd=tmp_path)
     assert kept.returncode == 0, kept.stderr[-2000:]
     assert "ignored (a finished run keeps its settings): model.hidden_size=12" in kept.stderr
-    assert _hydra_files(run) == recorded and tracking.read_results(run) == first
+    assert _hydra_files(run) == recorded and RunDir(run).read_results() == first
 
     # an unfinished run (killed after its checkpoint) given another model is refused, writes
     # nothing, and a plain resume= afterwards continues it
@@ -43,7 +43,7 @@ def test_a_refused_or_kept_resume_writes_nothing_and_an_accepted_one_records_its
     # an accepted resume that changes a setting (trains on to a larger budget) records it
     resumed = cli([f"resume={run}", "trainer.max_epochs=2"], cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    results = tracking.read_results(run)
+    results = RunDir(run).read_results()
     assert results["status"] == "completed" and results["config"]["trainer"]["max_epochs"] == 2
     config = yaml.safe_load((run / ".hydra" / "config.yaml").read_text())
     assert config["trainer"]["max_epochs"] == 2

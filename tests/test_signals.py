@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from rnnlab.run import resume
+from rnnlab.run.rundir import RunDir
 
 # 8 batches an epoch, far more epochs than it gets to: the signal lands while it trains.
 RUN = ["data=adding", "data.seq_len=10", "data.train_size=256", "data.val_size=64",
@@ -36,7 +37,7 @@ def _popen(argv: list[str], cwd: Path) -> subprocess.Popen:
 
 
 def _step(run_dir: Path) -> int:
-    path = resume.last_checkpoint(run_dir)
+    path = RunDir(run_dir).last_checkpoint()
     try:
         return resume.checkpoint_step(path) if path else -1
     except Exception:  # noqa: BLE001 - being replaced: look again
@@ -66,11 +67,11 @@ def test_sigterm_and_sigint_exit_128_plus_the_signal_resumable_and_a_failure_say
         run = runs[name]
         assert process.returncode == 128 + getattr(signal, name), err[-2000:]
         assert not (run / "results.json").exists()
-        step = resume.checkpoint_step(run / resume.CHECKPOINT)  # written at the next batch start
+        step = resume.checkpoint_step(run / RunDir.LAST)  # written at the next batch start
         assert step > sent[name]
         lines = [line for line in err.splitlines() if line.startswith("rnnlab-train:")]
         assert lines == [f"rnnlab-train: stopped by {name}: {run} is unfinished, "
-                         f"{resume.CHECKPOINT} at step {step}; rnnlab-train resume={run} "
+                         f"{RunDir.LAST} at step {step}; rnnlab-train resume={run} "
                          "continues it"], err[-2000:]
         assert err.rstrip().splitlines()[-1] == lines[0]
 

@@ -7,7 +7,7 @@ import json
 import pytest
 from wandb_offline import find_offline_runs, read_finished_run
 
-from rnnlab.run.tracking import RESULT_STATUSES
+from rnnlab.run.rundir import STATUSES
 
 SYNTHETIC = ["copy", "adding"]
 CELLS = ["rnn", "gru", "lstm"]
@@ -24,7 +24,7 @@ def test_fast_dev_run(data, cell, run_training):
     assert results["steps"] == 2
     on_disk = json.loads((run_dir / "results.json").read_text())
     assert RESULT_FIELDS <= set(on_disk)
-    assert on_disk["status"] in RESULT_STATUSES
+    assert on_disk["status"] in STATUSES
     for key in ("train/loss", "val/loss", "test/loss", "val/loss_best", "baseline/loss"):
         assert key in on_disk["metrics"], key
     assert on_disk["config"]["model"]["cell"] == cell

@@ -12,7 +12,7 @@ from wandb.sdk.launch.sweeps.utils import create_sweep_command_args
 from wandb_offline import read_finished_run
 
 from rnnlab.config.composition import command_line_error
-from rnnlab.run import tracking
+from rnnlab.run.rundir import RunDir
 from rnnlab.wandb.sweep import main, sweep_spec
 
 
@@ -83,7 +83,7 @@ def test_an_agent_run_is_one_rnnlab_run(run_training, monkeypatch):
     assert results["config"]["model"]["cell"] == "gru" and results["seed"] == 3
     run = read_finished_run(run_dir)
     assert run.summary["status"] == "completed" and run.config["model"]["cell"] == "gru"
-    assert tracking.read_results(run_dir) == results
+    assert RunDir(run_dir).read_results() == results
 
 
 def test_the_hint_names_the_project_and_puts_this_environment_first_on_path(tmp_path, capsys):

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from rnnlab.config.configdir import CONFIG_DIR, CONFIG_NAME
 from rnnlab.config.errors import ResumeError
+from rnnlab.run.rundir import KEPT, RunDir
 
 RESUME_KEY = "resume"
 
@@ -141,24 +142,19 @@ def start_over_unreadable(target: Path) -> None:
     dirs of a sweep dir) whose last.ckpt cannot be read and has no readable previous.ckpt loses
     both, so it starts over from step 0 (a run with a readable one resumes as usual).
     ResumeError when no run needed it: restart=true never discards a readable checkpoint."""
-    import json
-
     from rnnlab.config.untrusted import CorruptCheckpoint, load_checkpoint
     from rnnlab.run.dirlock import hold
 
-    runs = [target] if (target / ".hydra" / "hydra.yaml").is_file() else sorted(
-        p for p in target.iterdir() if (p / ".hydra" / "hydra.yaml").is_file())
+    runs = [RunDir(target)] if RunDir(target).is_run() else sorted(
+        (RunDir(p) for p in target.iterdir() if RunDir(p).is_run()), key=lambda r: r.path)
     started_over = []
-    for run in runs:
-        try:
-            status = json.loads((run / "results.json").read_text()).get("status")
-        except (OSError, ValueError, AttributeError):
-            status = None
-        last = run / "checkpoints" / "last.ckpt"
-        if status in ("completed", "diverged") or not last.is_file():
+    for run_dir in runs:
+        run = run_dir.path
+        last, previous = run_dir.checkpoint("last"), run_dir.checkpoint("previous")
+        if run_dir.status() in KEPT or not last.is_file():
             continue
         readable = False
-        for path in (last, last.with_name("previous.ckpt")):
+        for path in (last, previous):
             try:
                 load_checkpoint(path)  # UntrustedContent: refused, nothing removed
                 readable = True
@@ -168,7 +164,7 @@ def start_over_unreadable(target: Path) -> None:
         if readable:
             continue
         with hold(run):
-            for path in (last, last.with_name("previous.ckpt")):
+            for path in (last, previous):
                 path.unlink(missing_ok=True)
         started_over.append(run)
         print(f"rnnlab-train: restart=true: {last} cannot be read: {run} starts over",
@@ -219,7 +215,7 @@ def resume_argv(argv: list[str]) -> list[str]:
     if sweep_file.is_file():
         task, hydra = _saved_overrides(sweep_file)
         return ["--multirun", *task, *hydra, f"hydra.sweep.dir={target.resolve()}", *extra]
-    saved = target / ".hydra" / "hydra.yaml"
+    saved = RunDir(target).hydra_yaml
     if not saved.is_file():
         raise ResumeError(f"resume={target}: not a run dir or sweep dir of rnnlab-train (it has "
                           "neither .hydra/hydra.yaml nor multirun.yaml)")
@@ -236,7 +232,7 @@ def _refuse_untrusted_checkpoints(run_dir: Path) -> None:
     writes anything into the run dir (the run checks them again; a damaged one is left to it)."""
     from rnnlab.config.untrusted import CorruptCheckpoint, load_checkpoint
 
-    for path in sorted((run_dir / "checkpoints").glob("*.ckpt")):
+    for path in sorted(RunDir(run_dir).checkpoints.glob("*.ckpt")):
         try:
             load_checkpoint(path)
         except (CorruptCheckpoint, OSError):
@@ -258,8 +254,9 @@ def _saved_overrides(path: Path) -> tuple[list[str], list[str]]:
         recorded = OmegaConf.load(path)
         saved = recorded.hydra.overrides
         check_config(recorded, path)
-        listed = path.parent / "overrides.yaml"  # a run's task overrides, again
-        if path.name == "hydra.yaml" and listed.is_file():
+        run = RunDir(path.parent.parent)  # path: a run's .hydra/hydra.yaml, or multirun.yaml
+        listed = run.overrides  # a run's task overrides, again
+        if path == run.hydra_yaml and listed.is_file():
             check_overrides([str(o) for o in OmegaConf.load(listed)], listed)
     except (OmegaConfBaseException, ValueError, OSError, yaml.YAMLError) as error:
         if isinstance(error, ResumeError):

@@ -24,7 +24,6 @@ that holds several runs (a multirun sweep) is searched for every gradflow.npz be
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -34,6 +33,7 @@ from rnnlab.config.cellspecs import SPECS
 from rnnlab.gradflow.dynamics_plots import dynamics_figure
 from rnnlab.gradflow.plots import curves_figure, heatmaps_figure
 from rnnlab.gradflow.stats import load_gradflow
+from rnnlab.run.rundir import RunDir
 
 
 def run_dirs(paths: list[str], missing: list[str] | None = None) -> list[Path]:
@@ -41,12 +41,12 @@ def run_dirs(paths: list[str], missing: list[str] | None = None) -> list[Path]:
     appended to ``missing``."""
     found: list[Path] = []
     for path in map(Path, paths):
-        if (path / "gradflow.npz").exists():
+        if RunDir(path).gradflow.exists():
             here = [path]
-        elif path.is_file() and path.name == "gradflow.npz":
+        elif path.is_file() and path.name == RunDir.GRADFLOW:
             here = [path.parent]
         elif path.is_dir():
-            here = sorted(p.parent for p in path.rglob("gradflow.npz"))
+            here = sorted(p.parent for p in path.rglob(RunDir.GRADFLOW))
         else:
             here = []
         found.extend(here)
@@ -55,26 +55,8 @@ def run_dirs(paths: list[str], missing: list[str] | None = None) -> list[Path]:
     return list(dict.fromkeys(found))
 
 
-def run_config(run_dir: Path) -> dict[str, Any]:
-    results = run_dir / "results.json"
-    if results.exists():
-        try:
-            return json.loads(results.read_text()).get("config") or {}
-        except json.JSONDecodeError:
-            pass
-    hydra_config = run_dir / ".hydra" / "config.yaml"
-    if hydra_config.exists():
-        from omegaconf import OmegaConf
-
-        try:
-            return OmegaConf.to_container(OmegaConf.load(hydra_config), resolve=False)
-        except Exception:  # noqa: BLE001 - unresolvable interpolations: fall back to the npz
-            return {}
-    return {}
-
-
 def run_label(run_dir: Path, data: dict[str, Any]) -> str:
-    model = run_config(run_dir).get("model") or {}
+    model = RunDir(run_dir).config().get("model") or {}
     cell = model.get("cell") or data.get("cell") or run_dir.name
     parts = []
     impl = model.get("impl") or data.get("impl")
@@ -113,7 +95,7 @@ def _row_key_labels(runs, dirs):
     from rnnlab.results import load_runs, row_keys
     from rnnlab.results.figures import row_label
 
-    with_results = [d for d in dirs if (d / "results.json").exists()]
+    with_results = [d for d in dirs if RunDir(d).results.exists()]
     if len(with_results) != len(runs) or len(runs) < 2:
         return runs
     frame = load_runs(with_results).set_index("run_dir")

@@ -39,7 +39,6 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -48,6 +47,7 @@ from lightning.pytorch.callbacks import Callback
 from torch.nn import functional as F
 
 from rnnlab.config.errors import check_choice
+from rnnlab.run.rundir import RunDir
 from rnnlab.wandb import gradflow as wandb_charts
 
 from .clipping import ClipCounter
@@ -55,13 +55,12 @@ from .dynamics import DynamicsRecorder
 from .probe import fixed_probe, take_rows
 from .stats import (
     DEFAULT_HORIZON_FRACTION,
-    NPZ_VERSION,
     PREFIX,
     SUMMARIES,
+    GradflowFile,
     batch_stats,
     curve_summaries,
     metric_key,
-    save_npz_atomic,
 )
 
 PROBES = ("train", "fixed")
@@ -395,9 +394,8 @@ class GradientFlowMonitor(Callback):
             logger.log_metrics(scalars, step=step)
 
     # -------------------------------------------------------------------------- output
-    def npz_path(self, trainer) -> Path:
-        # the name every reader expects (rnnlab.gradflow.stats.load_gradflow, clean-up, reports)
-        return Path(self.output_dir or trainer.default_root_dir) / "gradflow.npz"
+    def npz_file(self, trainer) -> GradflowFile:
+        return GradflowFile(RunDir(self.output_dir or trainer.default_root_dir).gradflow)
 
     def arrays(self, trainer=None) -> dict[str, Any]:
         """Everything recorded so far, as the arrays of gradflow.npz (docs/gradflow.md)."""
@@ -408,7 +406,6 @@ class GradientFlowMonitor(Callback):
         for i, r in enumerate(self.records):
             stats[i, ..., : r["stats"].shape[-1]] = r["stats"]
         out: dict[str, Any] = {
-            "version": np.int64(NPZ_VERSION),
             "quantity": np.str_(self.quantity or ""),
             "prefix": np.str_(PREFIX.get(self.quantity, "")),
             "probe": np.str_(self.probe),
@@ -450,7 +447,7 @@ class GradientFlowMonitor(Callback):
             return
         arrays = self.arrays(trainer)
         # the epoch-end copies skip the fsync (the rename keeps them whole); the last one has it
-        save_npz_atomic(self.npz_path(trainer), arrays, durable=images != "epoch")
+        self.npz_file(trainer).write(arrays, durable=images != "epoch")
         if images == "final":
             wandb_charts.log_final(self, self._wandb(trainer), arrays)
         elif images == "failed":

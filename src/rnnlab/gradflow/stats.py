@@ -28,6 +28,7 @@ import torch
 
 from rnnlab.cells.sequence import lengths_mask
 from rnnlab.run.atomic import atomic_open
+from rnnlab.run.rundir import RunDir
 
 DH = "dL/dh_t"  # total gradient at each layer's hidden state (scratch cells)
 DX = "dL/dx_t"  # gradient reaching the first layer's input (fused cells)
@@ -36,7 +37,6 @@ PREFIX = {DH: "gradflow", DX: "gradflow_input"}
 SUMMARIES = ("log10_first_over_last", "horizon", "log10_decay_per_step")
 DEFAULT_HORIZON_FRACTION = 0.01
 FLOOR = float(np.finfo(np.float32).tiny)
-NPZ_VERSION = 1
 
 
 def metric_key(quantity: str, layer: str, name: str) -> str:
@@ -89,24 +89,38 @@ def curve_summaries(mean: np.ndarray | torch.Tensor,
 
 
 # ------------------------------------------------------------------------------ gradflow.npz
-def save_npz_atomic(path: str | os.PathLike, arrays: dict[str, Any], durable: bool = True) -> Path:
-    """``np.savez`` so that a reader sees the old file or the new one, never half of one;
-    ``durable`` also fsyncs before the rename."""
-    with atomic_open(path, "wb", durable=durable) as handle:
-        np.savez(handle, **arrays)
-    return Path(path)
+class GradflowFile:
+    """A run's gradflow.npz: the one code that writes and reads it. Its arrays are those of
+    docs/gradflow.md, led by ``version`` (:attr:`VERSION`, the layout they follow); the file's
+    name and place are the run dir's (rnnlab.run.rundir.RunDir.gradflow)."""
+
+    VERSION = 1
+
+    def __init__(self, path: str | os.PathLike):
+        """``path``: the file, or the run dir that holds it (an existing folder)."""
+        path = Path(path)
+        self.path = RunDir(path).gradflow if path.is_dir() else path
+
+    def write(self, arrays: dict[str, Any], durable: bool = True) -> Path:
+        """``np.savez`` of ``version`` then ``arrays``, so that a reader sees the old file or the
+        new one, never half of one; ``durable`` also fsyncs before the rename."""
+        arrays = {"version": np.int64(self.VERSION), **arrays}
+        with atomic_open(self.path, "wb", durable=durable) as handle:
+            np.savez(handle, **arrays)
+        return self.path
+
+    def read(self) -> dict[str, Any]:
+        """The arrays, in a dict; strings as ``str``."""
+        with np.load(self.path, allow_pickle=False) as data:
+            out = {key: data[key] for key in data.files}
+        for key, value in list(out.items()):
+            if value.ndim == 0 and value.dtype.kind == "U":
+                out[key] = str(value)
+            elif value.dtype.kind == "U":
+                out[key] = [str(v) for v in value]
+        return out
 
 
 def load_gradflow(path: str | os.PathLike) -> dict[str, Any]:
     """Read ``gradflow.npz`` (a file or the run dir holding it) into a dict; strings as ``str``."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "gradflow.npz"
-    with np.load(path, allow_pickle=False) as data:
-        out = {key: data[key] for key in data.files}
-    for key, value in list(out.items()):
-        if value.ndim == 0 and value.dtype.kind == "U":
-            out[key] = str(value)
-        elif value.dtype.kind == "U":
-            out[key] = [str(v) for v in value]
-    return out
+    return GradflowFile(path).read()

@@ -51,7 +51,9 @@ class Diverged(RuntimeError):
     def __reduce__(self):  # picklable with its fields (spawned workers, multiprocessing)
         return (type(self), (self.metric, self.value, self.step, self.factor, self.first))
 
-    _TEXT = re.compile(r"^rnnlab\.task\.Diverged: (?P<metric>\S+) (?:became )?(?P<value>\S+) "
+    # a traceback names the class by its module's path: rnnlab.model.task.Diverged
+    _TEXT = re.compile(rf"^{re.escape(__name__)}\.Diverged: "
+                       r"(?P<metric>\S+) (?:became )?(?P<value>\S+) "
                        r"at step (?P<step>\d+)(?: exceeds divergence_factor=(?P<factor>\S+) x "
                        r"the first train/loss (?P<first>\S+))?\s*$", re.MULTILINE)
 

@@ -11,12 +11,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from rnnlab.run.rundir import RunDir
+
 VAL_LOSS = "val/loss"
 
 
 def read_curve(run_dir: str | Path, metric: str) -> pd.Series | None:
     """``metric`` against the optimizer step (index), or None when the run logged none."""
-    path = Path(run_dir) / "csv" / "metrics.csv"
+    path = RunDir(run_dir).metrics_csv
     if not path.exists():
         return None
     log = pd.read_csv(path)

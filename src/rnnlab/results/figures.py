@@ -22,6 +22,7 @@ from rnnlab.config.naming import label, show
 from rnnlab.gradflow.plots import _figure
 from rnnlab.results.curves import read_curve
 from rnnlab.results.rowkeys import comparable, row_ids, rows_with_runs
+from rnnlab.run.rundir import RunDir
 
 
 def row_label(row: pd.Series, keys: Sequence[str]) -> str:
@@ -217,7 +218,7 @@ def gradflow_per_row(runs: pd.DataFrame, table: pd.DataFrame):
     keys = table.attrs["keys"]
     chosen = []
     for _, row, members in rows_with_runs(runs, table):
-        members = members[[(Path(d) / "gradflow.npz").exists() for d in members["run_dir"]]]
+        members = members[[RunDir(d).gradflow.exists() for d in members["run_dir"]]]
         if members.empty:
             continue
         first = members.sort_values("seed").iloc[0]
@@ -236,7 +237,7 @@ def dynamics_per_row(runs: pd.DataFrame, table: pd.DataFrame):
     chosen = []
     for _, row, members in rows_with_runs(runs, table):
         for member in members.sort_values("seed").itertuples():
-            path = Path(member.run_dir) / "gradflow.npz"
+            path = RunDir(member.run_dir).gradflow
             data = load_gradflow(member.run_dir) if path.exists() else {}
             if has_dynamics(data):
                 chosen.append((f"{row_label(row, keys)}, seed {member.seed}", data))

@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 from rnnlab.config.naming import flatten
+from rnnlab.run.rundir import RunDir
 
 # Columns every frame from load_runs has, whatever the runs hold.
 RUN_COLUMNS = ("run_dir", "status", "error", "seed", "num_params", "hidden_size", "steps",
@@ -26,10 +27,10 @@ def find_results(paths: Iterable[str | Path]) -> list[Path]:
     """Every results.json under the given run or sweep directories (or the files themselves)."""
     found: set[Path] = set()
     for path in map(Path, paths):
-        if path.is_file() and path.name == "results.json":
+        if path.is_file() and path.name == RunDir.RESULTS:
             found.add(path.resolve())
         elif path.is_dir():
-            found.update(p.resolve() for p in path.rglob("results.json"))
+            found.update(p.resolve() for p in path.rglob(RunDir.RESULTS))
         elif path.is_file():
             continue  # a sweep's own files (multirun.yaml, summary.csv), which SWEEP/* names too
         else:
@@ -44,12 +45,7 @@ def _natural(path: Path) -> list:
 
 def read_overrides(run_dir: Path) -> list[str]:
     """The command-line overrides of the run (Hydra's ``.hydra/overrides.yaml``), if saved."""
-    path = run_dir / ".hydra" / "overrides.yaml"
-    if not path.exists():
-        return []
-    import yaml
-
-    return [str(item) for item in (yaml.safe_load(path.read_text()) or [])]
+    return RunDir(run_dir).read_overrides()
 
 
 def run_record(results_path: Path) -> dict[str, Any]:

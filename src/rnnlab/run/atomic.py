@@ -8,12 +8,13 @@ umask), as any ``open()`` gives: readable by the group that shares the results.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 # Marks a temporary name (the data cache sweeps leftovers of killed writers by it).
 PARTIAL = ".partial-"
@@ -58,3 +59,19 @@ def atomic_open(target: str | os.PathLike, mode: str = "w", durable: bool = True
         if durable:
             handle.flush()
             os.fsync(handle.fileno())
+
+
+def write_json_atomic(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
+    """Write JSON so that a reader sees the old file or the new one, never half of one."""
+    with atomic_open(path) as handle:
+        json.dump(payload, handle, indent=2, sort_keys=False, default=_jsonable)
+        handle.write("\n")
+    return Path(path)
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

@@ -32,6 +32,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from rnnlab.run.rundir import RunDir
+
 _PYTREE = r"`isinstance\(treespec, LeafSpec\)` is deprecated"
 _TIP = "\N{ELECTRIC LIGHT BULB} Tip:"
 # Where Lightning's rank_zero_info records are created (fabric's and pytorch's rank_zero).
@@ -102,7 +104,7 @@ def report_line(results: dict[str, Any], output_dir: Path) -> str:
         text += "\n  ran eager, compilation failed (slower): " + "; ".join(
             f"{name} ({error})" for name, error in results["compile_fallbacks"].items())
     text += f"\n  run dir: {output_dir}"
-    if (output_dir / "gradflow.npz").exists():
+    if RunDir(output_dir).gradflow.exists():
         text += f"\n  gradient flow: {plot_command(output_dir)}"
     return text
 

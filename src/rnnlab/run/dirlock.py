@@ -30,10 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from rnnlab.config.errors import ConfigError
-
-LOCK = ".rnnlab.lock"
-HOLDER = ".rnnlab.lock.holder"
-LOCK_FILES = (LOCK, HOLDER)
+from rnnlab.run.rundir import HOLDER, LOCK
 
 
 class InUse(ConfigError):

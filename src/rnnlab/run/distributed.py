@@ -11,6 +11,7 @@ from omegaconf import DictConfig
 
 from rnnlab.config.errors import ConfigError
 from rnnlab.run import launch, resume
+from rnnlab.run.rundir import RunDir
 
 
 class SharedRunDir:
@@ -79,7 +80,7 @@ def _adopt_csv_header(logger) -> None:
 def last_logged(output_dir: Path) -> dict[str, float]:
     """The last finite value of every metric in the run's CSV log: what a spawned DDP worker
     logged before it stopped, which this process never saw."""
-    path = output_dir / "csv" / "metrics.csv"
+    path = RunDir(output_dir).metrics_csv
     if not path.is_file():
         return {}
     import pandas as pd

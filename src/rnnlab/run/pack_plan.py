@@ -17,8 +17,9 @@ from __future__ import annotations
 import json
 import math
 import os
-from pathlib import Path
 from typing import Any
+
+from rnnlab.run.rundir import RunDir
 
 # What the members of one pack may differ in: what each member computes or records on its own.
 MEMBER_KEYS = ("seed", "optimizer", "model", "divergence_factor", "paths", "reference",
@@ -52,10 +53,10 @@ def pack_key(cfg: dict[str, Any]) -> str:
 
 def solo_reason(cfg: dict[str, Any], output_dir: str | os.PathLike) -> str | None:
     """Why the job with resolved config ``cfg`` trains alone, or None (it can join a pack)."""
-    run_dir = Path(output_dir)
-    if (run_dir / "results.json").exists():
+    run_dir = RunDir(output_dir)
+    if run_dir.results.exists():
         return "it has a result (kept, or trained on from its checkpoint alone)"
-    if (run_dir / "checkpoints" / "last.ckpt").exists():
+    if run_dir.checkpoint("last").exists():
         return "it resumes from its checkpoint (a killed pack's members resume alone)"
     if cfg.get("scheduler"):
         return "a learning-rate scheduler (not packed yet)"

@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from rnnlab.cells import backends, compile_cache
 from rnnlab.config.errors import one_line
 from rnnlab.run import distributed, resume, tracking
+from rnnlab.run.rundir import RunDir
 from rnnlab.run.solved import SolvedStop
 
 
@@ -58,7 +59,7 @@ class RunRecord:
 
     def _write(self, results: dict[str, Any]) -> dict[str, Any]:
         if distributed.rank() == 0:  # the other ranks of a launch share the dir
-            tracking.write_json_atomic(self.output_dir / "results.json", results)
+            RunDir(self.output_dir).write_results(results)
         return results
 
     def _common(self, config: dict[str, Any]) -> dict[str, Any]:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import os
-import re
 import shutil
 import signal
 import threading
@@ -37,19 +36,11 @@ from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from rnnlab.config.errors import ResumeError
 from rnnlab.config.untrusted import CorruptCheckpoint, allow_checkpoint_types, load_checkpoint
 from rnnlab.run.atomic import atomic_open, atomic_path
+from rnnlab.run.rundir import RunDir
 
-CHECKPOINT = Path("checkpoints") / "last.ckpt"
-# The last.ckpt before the current one, kept when a good last.ckpt is replaced: where a run whose
-# last.ckpt was damaged (truncated, emptied, overwritten) resumes from instead.
-PREVIOUS = Path("checkpoints") / "previous.ckpt"
 # Lightning restores fits and tests with torch.load(weights_only=True): it may read what rnnlab's
 # checkpoints hold beyond tensors (registered here, where spawned DDP workers import it too).
 allow_checkpoint_types()
-
-
-def last_checkpoint(run_dir: str | os.PathLike) -> Path | None:
-    path = Path(run_dir) / CHECKPOINT
-    return path if path.is_file() else None
 
 
 def checkpoint_step(path: str | os.PathLike) -> int:
@@ -68,7 +59,8 @@ def read_checkpoints(path: str | os.PathLike) -> dict[str, Any]:
     except CorruptCheckpoint as error:
         checkpoint = _previous_instead(path, error)
     for other in sorted(path.parent.glob("*.ckpt")):
-        if other not in (path, path.with_name(PREVIOUS.name)):  # previous: read when it is used
+        # previous.ckpt: read when it is used
+        if other not in (path, path.with_name(RunDir.PREVIOUS.name)):
             load_checkpoint(other)
     _known_good[path.resolve()] = _stamp(path)
     return checkpoint
@@ -101,7 +93,7 @@ def _previous_instead(last: Path, error: CorruptCheckpoint) -> dict[str, Any]:
     line, naming how to start over) when there is no good previous.ckpt."""
     from rnnlab.run.tracking import say
 
-    previous = last.with_name(PREVIOUS.name)
+    previous = last.with_name(RunDir.PREVIOUS.name)
     state = None
     if previous.is_file():
         try:
@@ -114,7 +106,7 @@ def _previous_instead(last: Path, error: CorruptCheckpoint) -> dict[str, Any]:
             f"{error} and {'previous.ckpt is too' if previous.is_file() else 'no previous.ckpt'}"
             f" was kept: rnnlab-train resume={run_dir} restart=true starts the run over "
             "(from step 0)")
-    say(f"rnnlab-train: {error}: resuming from {PREVIOUS} (step "
+    say(f"rnnlab-train: {error}: resuming from {RunDir.PREVIOUS} (step "
         f"{int(state.get('global_step', 0))}), the checkpoint before it")
     _link_or_copy(previous, last)
     return state
@@ -145,30 +137,6 @@ def check_checkpoint_fits(path: str | os.PathLike, module: torch.nn.Module,
     return checkpoint
 
 
-_RUN_FOLDER = re.compile(r"(?:offline-)?run-(\d{8}_\d{6})-(\w+)")
-
-
-def wandb_run_id(run_dir: str | os.PathLike) -> str | None:
-    """The W&B run of this run dir: the one its first attempt started (offline or online).
-
-    Every later attempt -- resumed, started over, or trained on to a larger budget -- logs into
-    it, so a run dir is one W&B run however often it was stopped (``wandb sync`` of its
-    ``offline-run-*`` folders, in order, makes that one run)."""
-    found = [(match.group(1), match.group(2)) for path in (Path(run_dir) / "wandb").glob("*run-*")
-             if (match := _RUN_FOLDER.fullmatch(path.name))]
-    return min(found)[1] if found else None
-
-
-def discard_offline_runs(run_dir: str | os.PathLike) -> None:
-    """An attempt that starts over discards what earlier attempts logged (like their CSV rows):
-    their offline W&B folders go, so syncing the run dir uploads the kept attempt only. (An
-    online attempt has already uploaded; the run's next attempt logs into the same W&B run, from
-    step 0 again.)"""
-    for path in (Path(run_dir) / "wandb").glob("offline-run-*"):
-        if _RUN_FOLDER.fullmatch(path.name):
-            shutil.rmtree(path, ignore_errors=True)
-
-
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Lightning's checkpoint writer, made atomic: each checkpoint goes to a temp file renamed
     into place, so a kill while saving leaves the previous last.ckpt whole (Lightning writes the
@@ -179,10 +147,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         with atomic_path(path) as tmp:
             super().save_checkpoint(checkpoint, tmp, storage_options)
             # the last.ckpt being replaced stays as previous.ckpt, if it is one known whole
-            if path.name == CHECKPOINT.name and _known_good.get(path) is not None \
+            if path.name == RunDir.LAST.name and _known_good.get(path) is not None \
                     and _known_good[path] == _stamp(path):
-                _link_or_copy(path, path.with_name(PREVIOUS.name))
-        if path.name == CHECKPOINT.name:
+                _link_or_copy(path, path.with_name(RunDir.PREVIOUS.name))
+        if path.name == RunDir.LAST.name:
             _known_good[path] = _stamp(path)
 
 

@@ -22,6 +22,8 @@ from typing import Any
 
 from hydra.experimental.callback import Callback
 
+from rnnlab.run.rundir import finished_jobs
+
 STATE = ".progress.json"
 
 
@@ -63,14 +65,8 @@ def line(sweep_dir: Path, now: float | None = None) -> str | None:
         state = json.loads((sweep_dir / STATE).read_text())
     except (OSError, json.JSONDecodeError):
         return None
-    walls = []
-    for path in sweep_dir.glob("*/results.json"):
-        try:
-            record = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue
-        if record.get("status") in ("completed", "diverged", "failed"):
-            walls.append(float(record.get("wall_time_s") or 0.0))
+    walls = [float(record.get("wall_time_s") or 0.0)
+             for record in finished_jobs(sweep_dir).values()]
     done, total = len(walls), state.get("total")
     elapsed = (now or time.time()) - float(state["start"])
     text = f"[sweep] {done}/{total} jobs done" if total else f"[sweep] {done} jobs done"

@@ -1,13 +1,11 @@
-"""Loggers, run metadata and results.json.
-
-Everything a run leaves behind for scripts/ to read is written here, atomically: a reader never
-sees a half-written results.json.
+"""Loggers and run metadata: the W&B logger that never prompts, the run's temporary files and
+log lines, the versions and commit results.json records (written by rnnlab.run.record through
+rnnlab.run.rundir.RunDir, atomically: a reader never sees a half-written results.json).
 """
 
 from __future__ import annotations
 
 import importlib.util
-import json
 import logging
 import os
 import platform
@@ -18,9 +16,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from rnnlab.run.atomic import atomic_open
+from rnnlab.run.rundir import RunDir
 
-RESULT_STATUSES = ("completed", "diverged", "failed")
 _VERSIONED = ("rnnlab", "torch", "lightning", "hydra-core", "omegaconf", "wandb", "torchmetrics",
               "datasets", "numpy")
 
@@ -48,7 +45,7 @@ def wandb_logger(save_dir: str, offline: bool = True, project: str = "rnnlab",
         if unreachable:
             # W&B itself would retry for ~90 s and then fail the run: log offline instead.
             say(f"rnnlab-train: warning: W&B server {url} unreachable ({unreachable}): logging "
-                f"offline; upload later with `wandb sync {save_dir}/wandb/offline-run-*`")
+                f"offline; upload later with `wandb sync {RunDir(save_dir).wandb}/offline-run-*`")
             online = False
     os.environ.setdefault("WANDB_SILENT", "true")
     Path(save_dir).mkdir(parents=True, exist_ok=True)
@@ -93,14 +90,15 @@ def _wandb_unreachable(timeout: float = 5.0) -> tuple[str, str | None]:
 # W&B puts files of a run outside its folder unless told otherwise: artifact staging (W&B Tables
 # are logged as artifacts) in ~/.local/share/wandb, its artifact cache in ~/.cache/wandb. Each run
 # points them into its own wandb/ folder (where `wandb sync` finds them), unless the user set them.
-_WANDB_DIRS = {"WANDB_DIR": "", "WANDB_DATA_DIR": "wandb/data", "WANDB_CACHE_DIR": "wandb/cache"}
+_WANDB_DIRS = {"WANDB_DIR": lambda run: run.path, "WANDB_DATA_DIR": lambda run: run.wandb / "data",
+               "WANDB_CACHE_DIR": lambda run: run.wandb / "cache"}
 _USER_WANDB_DIRS = {name for name in _WANDB_DIRS if name in os.environ}
 
 
 def _keep_wandb_files_in(save_dir: str) -> None:
-    for name, sub in _WANDB_DIRS.items():
+    for name, folder in _WANDB_DIRS.items():
         if name not in _USER_WANDB_DIRS:
-            os.environ[name] = str(Path(save_dir) / sub)
+            os.environ[name] = str(folder(RunDir(save_dir)))
 
 
 @contextmanager
@@ -124,7 +122,7 @@ def temp_files_in(run_dir: str | os.PathLike):
     # so its GRU and LSTM ran eager. Imported here (50 ms), the headers stay in the real temp dir.
     if importlib.util.find_spec("torch") is not None:
         import torch._inductor.codecache  # noqa: F401
-    tmp = Path(run_dir) / ".tmp"
+    tmp = RunDir(run_dir).tmp
     tmp.mkdir(parents=True, exist_ok=True)
     saved_env, saved_dir = os.environ.get("TMPDIR"), tempfile.tempdir
     os.environ["TMPDIR"], tempfile.tempdir = str(tmp), str(tmp)
@@ -245,23 +243,3 @@ def git_commit(cwd: str | os.PathLike | None = None) -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return commit + ("-dirty" if dirty else "")
-
-
-def write_json_atomic(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
-    """Write JSON so that a reader sees the old file or the new one, never half of one."""
-    with atomic_open(path) as handle:
-        json.dump(payload, handle, indent=2, sort_keys=False, default=_jsonable)
-        handle.write("\n")
-    return Path(path)
-
-
-def _jsonable(value: Any) -> Any:
-    if hasattr(value, "item"):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-
-
-def read_results(run_dir: str | os.PathLike) -> dict[str, Any]:
-    return json.loads((Path(run_dir) / "results.json").read_text())

@@ -24,9 +24,10 @@ from rnnlab.config.configdir import CONFIG_DIR
 from rnnlab.config.errors import ConfigError, one_line
 from rnnlab.config.hydra_runtime import RESUME_MARK, in_multirun
 from rnnlab.config.schemas import out_of_bounds
-from rnnlab.run import console, distributed, launch, resume, rundir, tracking
+from rnnlab.run import console, dirlock, distributed, launch, resume, rundir, tracking
 from rnnlab.run.build import build, log_run_metadata
 from rnnlab.run.record import RunRecord, floats
+from rnnlab.run.rundir import RunDir
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
@@ -35,15 +36,15 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     output_dir = Path(cfg.paths.output_dir)
     try:  # the run dir is this run's alone (rnnlab.run.dirlock; a no-op where already held)
         if not in_multirun():
-            rundir.check_sweep_not_in_use(output_dir)
-        rundir.acquire(output_dir)
-    except rundir.InUse as error:
+            dirlock.check_sweep_not_in_use(output_dir)
+        dirlock.acquire(output_dir)
+    except dirlock.InUse as error:
         if in_multirun():  # this job's dir is another process's: left as it is, the sweep goes on
             tracking.say(f"rnnlab-train: {error}")
             return {"status": "failed", "error": str(error), "metrics": {}}
         _refuse(error)
     with contextlib.ExitStack() as stack:
-        stack.callback(rundir.release, output_dir)
+        stack.callback(dirlock.release, output_dir)
         stack.enter_context(tracking.temp_files_in(output_dir))
         stack.enter_context(tracking.lightning_lines_in_run_log())
         stack.enter_context(resume.stop_on_signals())  # SIGTERM, SIGINT: resume.Stopped
@@ -59,11 +60,12 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
 def _run(cfg: DictConfig) -> dict[str, Any]:
     output_dir, record = Path(cfg.paths.output_dir), RunRecord(cfg)
-    finished = rundir.finished_result(output_dir)
+    run_dir = RunDir(output_dir)
+    finished = run_dir.finished()
     if finished is not None and not _trains_on(finished, cfg, output_dir):
         return finished
-    checkpoint = resume.last_checkpoint(output_dir)
-    wandb_id = resume.wandb_run_id(output_dir)  # the first attempt's: one run, one W&B run
+    checkpoint = run_dir.last_checkpoint()
+    wandb_id = run_dir.wandb_run_id()  # the first attempt's: one run, one W&B run
     if checkpoint is None and distributed.rank() == 0:
         rundir.clear_unfinished_attempt(output_dir)
     # A W&B run still open in this process (a caller that never finished it) would be reused by
@@ -82,7 +84,7 @@ def _run(cfg: DictConfig) -> dict[str, Any]:
             step = int(resume.check_checkpoint_fits(checkpoint, task, state)
                        .get("global_step", 0))
             tracking.say(f"rnnlab-train: resuming {output_dir} at step {step} "
-                         f"({resume.CHECKPOINT})")
+                         f"({RunDir.LAST})")
     except ConfigError as error:
         tracking.finish_wandb(exit_code=1)
         if in_multirun():  # one job of a sweep: recorded as failed, and the sweep goes on
@@ -168,14 +170,15 @@ def _record_resume(cfg: DictConfig, output_dir: Path) -> None:
 
     from rnnlab.run.atomic import atomic_open
 
-    saved = output_dir / ".hydra"
+    run_dir = RunDir(output_dir)
+    saved = run_dir.hydra
     try:
         hydra_cfg = HydraConfig.get()
     except ValueError:  # not under Hydra (the Python API)
         return
-    if hydra_cfg.output_subdir is not None or not (saved / "hydra.yaml").is_file():
+    if hydra_cfg.output_subdir is not None or not run_dir.hydra_yaml.is_file():
         return
-    listed = saved / "overrides.yaml"
+    listed = run_dir.overrides
     recorded = [str(o) for o in (yaml.safe_load(listed.read_text()) or [])] \
         if listed.is_file() else []
     merged: dict[str, str] = {}  # the last value of each key, in the order first given
@@ -187,20 +190,21 @@ def _record_resume(cfg: DictConfig, output_dir: Path) -> None:
         return
     overrides = list(merged.values())
     hydra_node = OmegaConf.to_container(hydra_cfg, resolve=False)
-    hydra_node["output_subdir"] = ".hydra"
+    hydra_node["output_subdir"] = saved.name
     hydra_node["overrides"]["task"] = overrides
     hydra_node["overrides"]["hydra"] = [o for o in hydra_node["overrides"]["hydra"]
                                         if o != RESUME_MARK]
-    history = saved / "resumes.yaml"
+    history = run_dir.resumes
     resumes = (yaml.safe_load(history.read_text()) or []) if history.is_file() else []
     resumes.append({"time": datetime.datetime.now().isoformat(timespec="seconds"),
                     "changed": changed,
                     "before": [before.get(_override_key(o)) for o in changed]})
-    for name, text in (("config.yaml", OmegaConf.to_yaml(cfg)),
-                       ("overrides.yaml", OmegaConf.to_yaml(OmegaConf.create(overrides))),
-                       ("hydra.yaml", OmegaConf.to_yaml(OmegaConf.create({"hydra": hydra_node}))),
-                       ("resumes.yaml", yaml.safe_dump(resumes, sort_keys=False))):
-        with atomic_open(saved / name) as handle:
+    hydra_yaml = OmegaConf.to_yaml(OmegaConf.create({"hydra": hydra_node}))
+    for path, text in ((run_dir.hydra_config, OmegaConf.to_yaml(cfg)),
+                       (run_dir.overrides, OmegaConf.to_yaml(OmegaConf.create(overrides))),
+                       (run_dir.hydra_yaml, hydra_yaml),
+                       (history, yaml.safe_dump(resumes, sort_keys=False))):
+        with atomic_open(path) as handle:
             handle.write(text)
     tracking.say(f"rnnlab-train: resume= changed {' '.join(changed)}: recorded in {saved} "
                  "(what it was before: resumes.yaml)")
@@ -244,8 +248,8 @@ def _refuse(error: ConfigError):
 def _stopped(stopped: resume.Stopped, output_dir: Path):
     """The one status line of a run stopped by SIGTERM / SIGINT, then exit 128 + its number
     (a sweep stops too: its finished jobs are kept, resume= continues the others)."""
-    checkpoint = resume.last_checkpoint(output_dir)
-    where = (f"{output_dir} is unfinished, {resume.CHECKPOINT} at step "
+    checkpoint = RunDir(output_dir).last_checkpoint()
+    where = (f"{output_dir} is unfinished, {RunDir.LAST} at step "
              f"{resume.checkpoint_step(checkpoint)}" if checkpoint is not None else
              f"{output_dir} stopped before its first checkpoint")
     if distributed.rank() == 0:
@@ -258,7 +262,7 @@ def _failed(error: Exception, output_dir: Path):
     """A single run that failed: its traceback into train.log, one status line, exit 1."""
     import traceback
 
-    log = output_dir / "train.log"
+    log = RunDir(output_dir).train_log
     if log.parent.is_dir():
         with log.open("a") as handle:
             traceback.print_exception(error, file=handle)
@@ -279,8 +283,8 @@ def hydra_main(cfg: DictConfig) -> float | None:
             _failed(error, Path(cfg.paths.output_dir))
         # run() has recorded the failure in results.json; the sweep goes on with the next job
         # and its summary lists this one (the sweep then exits non-zero).
-        results = tracking.read_results(cfg.paths.output_dir) if (
-            Path(cfg.paths.output_dir) / "results.json").exists() else {
+        run_dir = RunDir(cfg.paths.output_dir)
+        results = run_dir.read_results() if run_dir.results.exists() else {
             "status": "failed", "error": f"{type(error).__name__}: {one_line(error)}"}
     if distributed.rank() != 0:  # rank 0 reports for all of them
         return None

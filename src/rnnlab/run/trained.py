@@ -38,20 +38,21 @@ def load_trained(run_dir: Path, checkpoint: str = "best") -> Trained:
 
     import rnnlab.config.schemas  # noqa: F401  (resolvers used by saved configs)
     from rnnlab.config.untrusted import check_config, load_checkpoint
-    from rnnlab.gradflow.cli import run_config
     from rnnlab.model.models import SequenceModel
+    from rnnlab.run.rundir import RunDir
 
     if checkpoint not in CHECKPOINTS:
         raise ValueError(f"checkpoint must be one of {', '.join(CHECKPOINTS)}, got {checkpoint!r}")
-    ckpt = run_dir / "checkpoints" / f"{checkpoint}.ckpt"
-    config = run_config(run_dir)
+    run = RunDir(run_dir)
+    ckpt = run.checkpoint(checkpoint)
+    config = run.config()
     if not config or not ckpt.is_file():
-        missing = "checkpoints/" + ckpt.name if config else "results.json or .hydra/config.yaml"
+        missing = (ckpt.relative_to(run.path) if config else
+                   f"{run.results.name} or {run.hydra_config.relative_to(run.path)}")
         raise ValueError(f"{run_dir}: no {missing} (not a run dir of rnnlab-train?)")
     # A run dir is untrusted: its config may name only rnnlab's own targets, and its checkpoint
     # loads weights only (UntrustedContent / CorruptCheckpoint are one-line ValueErrors).
-    check_config(config, run_dir / "results.json" if (run_dir / "results.json").is_file()
-                 else run_dir / ".hydra" / "config.yaml")
+    check_config(config, run.recorded_config())
     state = load_checkpoint(ckpt)
     cfg = OmegaConf.create(config)
     data = instantiate(cfg.data, seed=cfg.seed)

@@ -38,12 +38,11 @@ from pathlib import Path
 from typing import Any
 
 from rnnlab.config.errors import ReproduceError
+from rnnlab.run.rundir import KEPT, STATUSES, RunDir, finished_jobs
 
 # src/rnnlab/studies -> the checkout
 PLAN = Path(__file__).resolve().parents[3] / "docs" / "reproduce.yaml"
 PLAN_DEFAULTS = {"out": "../logs/reproduce", "figures": "results", "page": "results.md"}
-FINISHED = ("completed", "diverged", "failed")
-KEPT = ("completed", "diverged")  # what a resumed sweep keeps (a failed job runs again)
 _BLOCK = r"<!-- reproduce:{name} -->\n.*?<!-- /reproduce:{name} -->"
 
 
@@ -149,19 +148,6 @@ def sweep_grid(experiment: str, overrides: list[str]) -> list[list[str]]:
     axes = [[f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()]
             if o.is_sweep_override() else [o.input_line] for o in parsed]
     return [list(point) for point in itertools.product(*axes)]
-
-
-def finished_jobs(sweep_dir: Path) -> dict[str, dict]:
-    """``{job subdir: results.json}`` of the jobs of a sweep dir that have finished."""
-    done = {}
-    for path in sweep_dir.glob("*/results.json"):
-        try:
-            record = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue  # being written
-        if record.get("status") in FINISHED:
-            done[path.parent.name] = record
-    return done
 
 
 def train_command(section: Section, plan: Plan, sweep_dir: Path) -> list[str]:
@@ -301,7 +287,7 @@ def section_block(plan: Plan, section: Section) -> str:
         pivoted = pivot(table, list(section.by), metric)  # its footnotes are the table's, above
         lines += ["", f"By {', '.join(section.by)} ({metric}, mean ± std over seeds):", "",
                   pivoted.to_markdown(index=False)]
-    first = json.loads((Path(runs["run_dir"].iloc[0]) / "results.json").read_text())
+    first = RunDir(runs["run_dir"].iloc[0]).read_results()
     baseline_table, baseline_verdicts = _baseline_lines(first.get("config") or {}, table)
     lines += baseline_table
     for png in sorted(figures.glob("*.png")):
@@ -356,14 +342,14 @@ def _jobs_run(sweep_dir: Path, default: int) -> str:
 
 def _status_counts(runs) -> str:
     counts = runs["status"].value_counts()
-    return ", ".join(f"{int(counts[s])} {s}" for s in FINISHED if s in counts) or "none finished"
+    return ", ".join(f"{int(counts[s])} {s}" for s in STATUSES if s in counts) or "none finished"
 
 
 def _machine(runs) -> str:
     versions = {}
     for run_dir in runs["run_dir"]:
         try:
-            record = json.loads((Path(run_dir) / "results.json").read_text())
+            record = RunDir(run_dir).read_results()
         except (OSError, json.JSONDecodeError):
             continue
         versions = record.get("versions") or {}

@@ -69,10 +69,11 @@ def heatmap_domain(run_dirs: Sequence[str | Path], layers: Sequence[str]
     import numpy as np
 
     from rnnlab.gradflow.stats import FLOOR, PREFIX, load_gradflow
+    from rnnlab.run.rundir import RunDir
 
     lo, hi, used = math.inf, -math.inf, 0
     for run_dir in run_dirs:
-        path = Path(run_dir) / "gradflow.npz"
+        path = RunDir(run_dir).gradflow
         if not path.is_file():
             continue
         data = load_gradflow(path)
