@@ -92,3 +92,24 @@ def test_only_the_run_dir_module_names_a_run_dirs_files():
              for line, text in _code_strings(path)
              if any(text == name or text.endswith(("/" + name, "*" + name)) for name in OWNED)]
     assert not named, "\n".join(named)
+
+
+def test_runs_recorded_before_the_modules_moved_pool_with_todays(tmp_path):
+    """A run dir written before [house] moved the modules into packages names its callbacks by
+    their old paths: the same settings, so its seeds pool with today's runs (one row), and the
+    allow-list of recorded targets still takes it (it resumes and loads)."""
+    from test_results import write_run
+
+    from rnnlab.config import untrusted
+    from rnnlab.results import aggregate, load_runs
+
+    for seed, target in enumerate(("rnnlab.solved.SolvedStop", "rnnlab.run.solved.SolvedStop")):
+        write_run(tmp_path, str(seed), {"callbacks.solved_stop._target_": target,
+                                        "callbacks.solved_stop.consecutive": 3}, seed=seed,
+                  metrics={"test/loss": 0.1 + seed})
+    table = aggregate(load_runs([tmp_path]))
+    assert len(table) == 1 and int(table["n"].iloc[0]) == 2
+    untrusted.check_config({"callbacks": {"solved_stop": {"_target_": "rnnlab.solved.SolvedStop"},
+                                          "run_state": {"_target_": "rnnlab.resume.RunState"}},
+                            "logger": {"wandb": {"_target_": "rnnlab.tracking.wandb_logger"}}},
+                           "recorded")

@@ -32,6 +32,16 @@ LABELS = {"model.cell": "cell", "data.name": "data", "data.seq_len": "T",
           "trainer.gradient_clip_val": "clip", "model.impl": "impl",
           "experiment_name": "experiment"}
 MISSING = "\u2014"  # how a key absent from a run (or null) is shown and compared
+# The top-level modules that moved into packages ([house]): a run recorded before the move names
+# its callbacks and loggers by their old paths (rnnlab.solved.SolvedStop), the same targets as
+# today's (rnnlab.run.solved.SolvedStop).
+MOVED = {f"rnnlab.{module}": f"rnnlab.{package}.{module}" for package, modules in (
+    ("config", ("composition", "schemas", "cellspecs", "hydra_runtime", "configdir", "errors",
+                "untrusted")),
+    ("model", ("models", "task", "metrics")),
+    ("run", ("train", "build", "rundir", "record", "resume", "tracking", "console", "progress",
+             "distributed", "launch", "atomic", "dirlock", "solved", "trained",
+             "sweep_progress"))) for module in modules}
 
 
 def is_setting(key: str) -> bool:
@@ -88,6 +98,16 @@ def run_name(settings: dict[str, Any], swept: Sequence[str], seed: Any) -> str:
     if seed is not None:
         parts.append(f"s{seed}")
     return "-".join(p for p in parts if p)
+
+
+def current_target(target: Any) -> Any:
+    """A ``_target_`` under today's module path (one recorded before its module moved into a
+    package, rnnlab.solved.SolvedStop, is rnnlab.run.solved.SolvedStop); anything else as is."""
+    if isinstance(target, str):
+        module, _, name = target.rpartition(".")
+        if module in MOVED:
+            return f"{MOVED[module]}.{name}"
+    return target
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from rnnlab.config.errors import ResumeError
+from rnnlab.config.naming import MOVED
 
 # Hydra's keys that make instantiate() build or call something.
 _HYDRA_KEYS = ("_target_", "_args_", "_partial_", "_recursive_", "_convert_")
@@ -211,14 +212,9 @@ def allowed_targets() -> frozenset[str]:
     # the same targets under the paths a run dir recorded before their modules moved into
     # packages (rnnlab.resume.RunState, now rnnlab.run.resume.RunState): such a run still
     # resumes and loads; nothing instantiates them from the record (resume= composes anew)
-    found |= {"rnnlab." + t.removeprefix(package) for t in found for package in MOVED_FROM
-              if t.startswith(package)}
+    found |= {f"{old}.{t.rpartition('.')[2]}" for t in found for old, new in MOVED.items()
+              if t.rpartition(".")[0] == new}
     return frozenset(found)
-
-
-# The packages rnnlab's top-level modules moved into ([house]; rnnlab.tracking ->
-# rnnlab.run.tracking): a recorded target under its former path is the same target.
-MOVED_FROM = ("rnnlab.run.", "rnnlab.config.", "rnnlab.model.")
 
 
 @functools.lru_cache(maxsize=1)

@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from rnnlab.config.naming import flatten
+from rnnlab.config.naming import current_target, flatten
 from rnnlab.run.rundir import RunDir
 
 # Columns every frame from load_runs has, whatever the runs hold.
@@ -64,7 +64,9 @@ def run_record(results_path: Path) -> dict[str, Any]:
         "overrides": read_overrides(run_dir),
         "reference": record.get("reference"),
     }
-    config = flatten(record.get("config") or {})
+    # targets recorded before their module moved read as today's: the same setting
+    config = {key: current_target(value) if key.endswith("._target_") else value
+              for key, value in flatten(record.get("config") or {}).items()}
     for key, value in config.items():
         row.setdefault(key, value)
     row["_config_keys"] = [k for k in config if k not in RUN_COLUMNS]
