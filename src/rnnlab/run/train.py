@@ -33,6 +33,9 @@ from rnnlab.run.rundir import RunDir
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Train and test one configuration; write and return its results.json payload."""
     console.quiet_third_party()
+    from rnnlab.cells import announce  # the cells' slow first steps (a native build, a compile)
+
+    announce.set_printer(lambda line: tracking.say(f"rnnlab-train: {line}"))
     output_dir = Path(cfg.paths.output_dir)
     try:  # the run dir is this run's alone (rnnlab.run.dirlock; a no-op where already held)
         if not in_multirun():
@@ -225,7 +228,10 @@ def _fit_and_test(cfg, datamodule, task, trainer, checkpoint, final_metrics) -> 
         # Loading the best checkpoint would also roll back the best-so-far record.
         fit_record = task.get_extra_state()
         tester = distributed.tester_for(cfg, trainer)
-        tester.test(task, datamodule=datamodule, ckpt_path=_best_checkpoint(trainer),
+        best = _best_checkpoint(trainer)
+        tracking.say(f"rnnlab-train: testing {'the best checkpoint' if best else 'the weights'} "
+                     "on the test split ...")
+        tester.test(task, datamodule=datamodule, ckpt_path=best,
                     weights_only=True, verbose=False)
         task.set_extra_state(fit_record)
         final_metrics.update(floats(tester.callback_metrics))
