@@ -37,6 +37,11 @@ def test_wheel_contains_every_config_and_installed_copy_is_found(tmp_path):
     assert "rnnlab/conf/train.yaml" in expected
     assert expected <= names, sorted(expected - names)
     assert "rnnlab/run/train.py" in names and "rnnlab/cells/gru.py" in names
+    # every package of the house (a folder without __init__.py would be left out)
+    assert {f"rnnlab/{package}/__init__.py" for package in (
+        "config", "run", "model", "cells", "data", "gradflow", "results", "wandb", "studies",
+        "commands")} <= names
+    assert "rnnlab/train.py" in names  # python -m rnnlab.train
     assert "rnnlab/cells/native_loops.cpp" in names
     assert {"rnnlab/wandb/charts.py", "rnnlab/wandb/dashboard.py", "rnnlab/wandb/sweep.py"} <= names
     assert not any(n.startswith(("rnnlab/wandb_offline", "rnnlab/conf/conf")) for n in names)
