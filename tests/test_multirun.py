@@ -30,11 +30,17 @@ def test_every_job_of_a_sweep_compiles_not_only_the_first(tmp_path):
         results = json.loads((job / "results.json").read_text())
         assert results["compile_fallbacks"] == {}, job
     assert "ran eager" not in result.stdout + result.stderr
+    # each cell's first compile in the process says so beforehand, once (issue 39)
+    said = result.stdout + result.stderr
+    for cell in ("rnn_tanh", "gru_gru_after"):
+        assert said.count(f"compiling the per-step graphs of {cell} with TorchInductor") == 1
 
 
 def test_multirun_basic_launcher_one_wandb_run_per_job(tmp_path):
+    # the native loops on, built afresh: their build is announced (issue 39: every slow phase)
     result = cli(["-m", "model=rnn,lstm", "debug=fast", "model.hidden_size=8",
-                  "experiment_name=sweepcheck"], cwd=tmp_path)
+                  "experiment_name=sweepcheck"], cwd=tmp_path,
+                 env={"RNNLAB_NATIVE": "1", "RNNLAB_NATIVE_CACHE": str(tmp_path / "native")})
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = _job_dirs(tmp_path / "logs" / "multiruns" / "sweepcheck")
     assert len(jobs) == 2
@@ -61,6 +67,15 @@ def test_multirun_basic_launcher_one_wandb_run_per_job(tmp_path):
     # ... and no per-job noise: Lightning's accelerator lines, model summary, checkpoint lines.
     for noise in ("GPU available", "Total params", "Loaded model weights", "Trainer.fit` stopped"):
         assert noise not in result.stdout + result.stderr, noise
+    # Each phase that can take more than a second is announced before it starts (the lines, not
+    # the times): the native build (the first job's; the second loads it), each job's test
+    # split, the sweep's report; data this small is made without a word.
+    said = result.stdout + result.stderr
+    assert said.count("building the native time loops (first use") == 1
+    assert said.count("on the test split ...") == 2
+    assert said.count("rnnlab-train: writing the sweep's report (table and figures) into") == 1
+    assert said.index("writing the sweep's report") < said.index("report:  ")
+    assert "making the " not in said
     summary = (sweep_dir / "summary.csv").read_text().splitlines()
     assert len(summary) == 3 and summary[0].startswith("model.cell,n,diverged,failed,")
     assert (sweep_dir / "summary.md").read_text().startswith("| cell ")
