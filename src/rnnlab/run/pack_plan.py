@@ -89,6 +89,8 @@ def plan(keys: list[str | None], size: int, parallel: int) -> list[list[int]]:
             groups.setdefault(key, []).append(index)
     for members in groups.values():
         count = max(math.ceil(len(members) / size), min(parallel, len(members) // 2 or 1))
+        if count > parallel:  # whole rounds of `parallel` packs: no worker idle at the end
+            count = min(math.ceil(count / parallel) * parallel, len(members) // 2 or 1)
         base, extra = divmod(len(members), count)
         start = 0
         for i in range(count):
