@@ -16,6 +16,7 @@ from rnnlab.data import synthetic
 def test_a_cells_first_compile_in_a_process_is_announced_once(monkeypatch, capsys):
     monkeypatch.setattr(compile_cache, "_inductor_compile", lambda fn, args: fn)  # no inductor
     monkeypatch.setattr(compile_cache, "_ANNOUNCED", set())
+    monkeypatch.setattr(announce, "_PRINTER", [])  # stderr (an in-process run sets its own)
     x = torch.randn(2, 3)
     fwd = compile_cache.StepFunction(lambda a: (a + 1,), "cellx.('fwd', False, 0)")
     bwd = compile_cache.StepFunction(lambda a: (a * 2,), "cellx.('bwd', False, True, 0, 0)")

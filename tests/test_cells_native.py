@@ -19,7 +19,7 @@ import cell_matrix  # noqa: E402
 from test_cells_parity import KINDS as PARITY_KINDS  # noqa: E402
 from test_cells_parity import _check_parity  # noqa: E402
 
-from rnnlab.cells import LSTM, backends  # noqa: E402
+from rnnlab.cells import LSTM, announce, backends  # noqa: E402
 from rnnlab.cells.backends import native  # noqa: E402
 
 F32, F64 = torch.float32, torch.float64
@@ -410,6 +410,7 @@ def test_the_build_is_cached_by_source_and_written_whole(monkeypatch, tmp_path, 
     the compiler; nothing but the library is left in the cache directory. A build says so in
     one line before it starts (issue 39: a cold first run is not silent); a cached one does not."""
     monkeypatch.setenv("RNNLAB_NATIVE_CACHE", str(tmp_path))
+    monkeypatch.setattr(announce, "_PRINTER", [])  # stderr (an in-process run sets its own)
     capsys.readouterr()
     built = native._build()
     assert capsys.readouterr().err.splitlines() == [
