@@ -113,3 +113,28 @@ def test_performance_profile_by_hand(tmp_path):
     path = profile_figure({"lstm": m, "gru": m * 0.5}, tmp_path / "figs" / "profile.png",
                           reps=20)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_page_standing_ranks_cells_over_comparisons_of_cells_only(tmp_path):
+    """A comparison whose arms are not cells (an LSTM's forget biases) stands in its own
+    section, not in the cells' standing across tasks."""
+    import json
+
+    from rnnlab.studies.compare_page import standing_block
+
+    def record(name, arms, losses):
+        runs = {arm: {"eval": [{"seed": 1000 + s, "status": "completed",
+                                "metrics": {"test/loss": loss * (1 + s / 100),
+                                            "baseline/loss": 1.0}} for s in range(5)]}
+                for arm, loss in zip(arms, losses)}
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "compare.json").write_text(json.dumps(
+            {"plan": {"name": name}, "conditions": [{"condition": ["data.seq_len=10"],
+                                                     "arms": runs}]}))
+
+    record("copy", ["gru", "lstm"], [0.1, 0.5])
+    record("adding", ["gru", "lstm"], [0.2, 0.3])
+    record("forget_bias", ["bias0", "bias1"], [0.2, 0.1])
+    text = standing_block(tmp_path, tmp_path / "figures", page=tmp_path / "page.md")
+    assert "Tasks (2)" in text and "forget_bias" not in text
+    assert "| gru | 5 × 2 |" in text and "| lstm | 5 × 2 |" in text and "bias0" not in text

@@ -74,9 +74,15 @@ def standing_block(out: Path, figures: Path, page: Path = PAGE) -> str:
 
     from rnnlab.results import standing
 
+    from rnnlab.config.cellspecs import SPECS
+
     tasks: dict[tuple[str, str], dict[str, list[float]]] = {}
     for record in _records(out).values():
-        tasks.update(task_scores(record))
+        # a comparison of cells (its arms are cells of the registry); one of an LSTM's forget
+        # biases, say, compares settings of one cell and stands in its own section only
+        arms = {arm for entry in record.get("conditions", []) for arm in entry.get("arms", {})}
+        if arms and arms <= set(SPECS):
+            tasks.update(task_scores(record))
     if not tasks:
         return "*No fair comparison recorded yet (`rnnlab-compare docs/compare/<plan>.yaml`).*"
     arms = sorted(set.intersection(*(set(t) for t in tasks.values())))
