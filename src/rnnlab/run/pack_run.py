@@ -35,10 +35,12 @@ def run_pack(cfgs: list[DictConfig], hydra_cfgs: list[DictConfig] | None = None,
     import lightning as L  # noqa: F401  (after the config's refusals, as rnnlab-train)
     from hydra.utils import instantiate
 
+    from rnnlab.cells import announce  # the cells' slow first steps (a native build, a compile)
     from rnnlab.run import pack
     from rnnlab.run.build import build_parts, log_run_metadata
 
     console.quiet_third_party()
+    announce.set_printer(lambda line: tracking.say(f"rnnlab-train: {line}"))
     hydra_cfgs = hydra_cfgs or [None] * len(cfgs)
     for cfg, hydra_cfg in zip(cfgs, hydra_cfgs):
         # ${hydra:runtime.output_dir} and the like are each job's own: resolved now, while
@@ -134,6 +136,8 @@ def _test(trainer, task, members, cfgs) -> None:
             # what rnnlab's hold beyond tensors)
             member.task.load_state_dict(_load(best, weights_only=True)["state_dict"])
     task.testing = tested
+    tracking.say(f"rnnlab-train: testing the best checkpoints of {len(tested)} runs on the test "
+                 "split ...")
     trainer.test(task, dataloaders=pack.Zipped([m.datamodule.test_dataloader()
                                                 if m in tested else None for m in members]),
                  verbose=False)
