@@ -171,7 +171,7 @@ class RunDir:
         {} (unresolved; recorded, so untrusted: rnnlab.config.untrusted checks it)."""
         if self.results.exists():
             try:
-                return json.loads(self.results.read_text()).get("config") or {}
+                return self.read_results().get("config") or {}
             except json.JSONDecodeError:
                 pass
         if self.hydra_config.exists():
