@@ -72,9 +72,8 @@ def standing_block(out: Path, figures: Path, page: Path = PAGE) -> str:
     """The page's opening: each cell's standing across every recorded comparison."""
     import numpy as np
 
-    from rnnlab.results import standing
-
     from rnnlab.config.cellspecs import SPECS
+    from rnnlab.results import standing
 
     tasks: dict[tuple[str, str], dict[str, list[float]]] = {}
     for record in _records(out).values():
