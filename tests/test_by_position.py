@@ -57,6 +57,7 @@ def test_a_parity_run_by_position_and_at_twice_its_length(run_training, capsys):
 def test_refusals_are_one_line(run_training, capsys):
     _, run_dir = run_training(["data=adding", "data.seq_len=8", "model=rnn",
                                "model.hidden_size=4", "debug=fast", "logger=csv"])
+    capsys.readouterr()  # the training's own lines (its phases are announced on stderr)
     assert main([str(run_dir)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "last_regression" in err and "step_classification" in err

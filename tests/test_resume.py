@@ -68,6 +68,12 @@ def _kill_when(process: subprocess.Popen, ready, timeout: float = 300) -> None:
     process.wait()
 
 
+def _folder_id(path: Path) -> str:
+    """The W&B run id an offline folder (or a file in it) was made for: offline-run-<time>-<id>."""
+    folder = path if path.name.startswith("offline-run-") else path.parent
+    return folder.name.rsplit("-", 1)[1]
+
+
 def _rows(path: Path) -> list[list[str]]:
     with path.open(newline="") as handle:
         return list(csv.reader(handle))
@@ -97,9 +103,12 @@ def test_kill_9_mid_epoch_then_resume_equals_the_uninterrupted_run(tmp_path):
     assert fa.files == fb.files
     for key in fa.files:
         np.testing.assert_array_equal(fa[key], fb[key], err_msg=key)
-    # one W&B run continued in a second offline file (wandb sync uploads both into it)
+    # one W&B run continued in a second offline folder (wandb sync uploads both into it). The
+    # killed attempt's file holds what W&B had flushed before the SIGKILL -- possibly nothing
+    # but its header (W&B buffers offline records) -- so its id is read from its folder's name
     runs = [read_offline_run(p) for p in find_offline_runs(killed)]
-    assert len(runs) == 2 and runs[0].run_id == runs[1].run_id
+    assert len(runs) == 2 and {_folder_id(p) for p in find_offline_runs(killed)} == {
+        runs[1].run_id}
     assert runs[1].exit_code == 0
     assert max(runs[1].series("trainer/global_step")) == TOTAL_STEPS
 
@@ -127,7 +136,8 @@ def test_killed_before_and_after_its_first_checkpoint_a_run_stays_one_wandb_run(
         assert noise not in resumed.stderr, noise
 
     runs = [read_offline_run(p) for p in find_offline_runs(run)]
-    assert len(runs) == 2 and {r.run_id for r in runs} == {first_id}
+    assert len(runs) == 2 and {_folder_id(p) for p in find_offline_runs(run)} == {first_id}
+    assert runs[-1].run_id == first_id  # the finished attempt's records name it too
     assert runs[-1].exit_code == 0
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt",
                                                                      "previous.ckpt"]
