@@ -68,7 +68,11 @@ def test_a_sweep_in_use_refuses_a_second_sweep_and_resumes_of_it(tmp_path):
     first = _start(args, tmp_path)
     job = sweep / "0"
     deadline = time.monotonic() + 240
-    while not (job / ".hydra" / "hydra.yaml").is_file():
+    # Hydra writes the job's config.yaml, hydra.yaml, then overrides.yaml: once the last one
+    # holds its text, the first sweep's job has its .hydra/ whole (reading the times earlier,
+    # while Hydra still writes, would see them change)
+    overrides = job / ".hydra" / "overrides.yaml"
+    while not (overrides.is_file() and overrides.stat().st_size > 0):
         assert first.poll() is None, first.communicate()[1][-2000:]
         assert time.monotonic() < deadline
         time.sleep(0.05)
