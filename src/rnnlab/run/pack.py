@@ -616,6 +616,11 @@ def _plain_hook(hook: str):
     return forward
 
 
+# (made once, not at every step: PackHooks adds its stop rule after them)
+_each_train_batch_end = _batch_hook("on_train_batch_end", True)
+_each_validation_end = _plain_hook("on_validation_end")
+
+
 class PackHooks(Callback):
     """The pack trainer's one callback: every hook handed to the members it concerns, with the
     pack's own rules where a member's run starts, steps or ends."""
@@ -647,12 +652,11 @@ class PackHooks(Callback):
                                   member.optimizer)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        _batch_hook("on_train_batch_end", True)(self, trainer, pl_module, outputs, batch,
-                                                batch_idx)
+        _each_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx)
         self._stop_when_every_member_asks(trainer, pl_module)
 
     def on_validation_end(self, trainer, pl_module) -> None:
-        _plain_hook("on_validation_end")(self, trainer, pl_module)
+        _each_validation_end(self, trainer, pl_module)
         self._stop_when_every_member_asks(trainer, pl_module)
 
     def on_train_end(self, trainer, pl_module) -> None:

@@ -73,13 +73,13 @@ def run_pack(cfgs: list[DictConfig], hydra_cfgs: list[DictConfig] | None = None,
             members.append(pack.Member(len(members), dirs[index], datamodule, task, callbacks,
                                        loggers, trainer_cfg.get("gradient_clip_val"),
                                        trainer_cfg.get("gradient_clip_algorithm"), job=index))
-            if any(type(logger).__name__ == "WandbLogger" for logger in loggers):
+            wandb_loggers = tracking.wandb_loggers(loggers)
+            if wandb_loggers:
                 # its W&B run, a run of its own beside its pack-mates', in its own folders
                 members[-1].env = {name: os.environ.get(name) for name in tracking.WANDB_DIRS}
                 with members[-1].environment():
-                    for logger in loggers:
-                        if type(logger).__name__ == "WandbLogger":
-                            tracking.start_wandb_run(logger)
+                    for logger in wandb_loggers:
+                        tracking.start_wandb_run(logger)
             records.append(record)
         if not members:
             return results
@@ -118,15 +118,14 @@ def run_pack(cfgs: list[DictConfig], hydra_cfgs: list[DictConfig] | None = None,
 def _test(trainer, task, members, cfgs) -> None:
     """The test split, each member with its best checkpoint (its solo run's rule)."""
     from rnnlab.run import pack
+    from rnnlab.run.train import best_checkpoint
 
     tested = [m for m in members if m.error is None and cfgs[m.job].test]
     if not tested:
         return
     fit_records = {}
     for member in tested:
-        best = next((c.best_model_path for c in member.view.checkpoint_callbacks
-                     if getattr(c, "monitor", None) and c.best_model_path
-                     and Path(c.best_model_path).exists()), None)
+        best = best_checkpoint(member.view)
         # loading the best checkpoint would also roll back the best-so-far record
         fit_records[member.index] = member.task.get_extra_state()
         if best:

@@ -192,14 +192,19 @@ def finish_wandb(exit_code: int = 0, summary: dict[str, Any] | None = None,
         return
     import wandb
 
-    own = next((logger._experiment for logger in loggers or ()
-                if type(logger).__name__ == "WandbLogger"
-                and getattr(logger, "_experiment", None) is not None), None)
+    own = next((logger._experiment for logger in wandb_loggers(loggers or ())
+                if getattr(logger, "_experiment", None) is not None), None)
     run = own if own is not None else wandb.run
     if run is not None:
         if summary:
             run.summary.update(summary)
         run.finish(exit_code=exit_code)
+
+
+def wandb_loggers(loggers) -> list:
+    """The WandbLoggers among ``loggers`` (by class name: wandb and Lightning's W&B module are
+    imported only where a run has one)."""
+    return [logger for logger in loggers if type(logger).__name__ == "WandbLogger"]
 
 
 def start_wandb_run(logger) -> None:

@@ -228,7 +228,7 @@ def _fit_and_test(cfg, datamodule, task, trainer, checkpoint, final_metrics) -> 
         # Loading the best checkpoint would also roll back the best-so-far record.
         fit_record = task.get_extra_state()
         tester = distributed.tester_for(cfg, trainer)
-        best = _best_checkpoint(trainer)
+        best = best_checkpoint(trainer)
         tracking.say(f"rnnlab-train: testing {'the best checkpoint' if best else 'the weights'} "
                      "on the test split ...")
         tester.test(task, datamodule=datamodule, ckpt_path=best,
@@ -237,8 +237,9 @@ def _fit_and_test(cfg, datamodule, task, trainer, checkpoint, final_metrics) -> 
         final_metrics.update(floats(tester.callback_metrics))
 
 
-def _best_checkpoint(trainer) -> str | None:
-    """The file of the checkpoint callback that monitors a metric (not last.ckpt)."""
+def best_checkpoint(trainer) -> str | None:
+    """The file of the checkpoint callback that monitors a metric (not last.ckpt): what the test
+    split runs with, for a run alone or a member of a pack (its view of the trainer)."""
     for callback in trainer.checkpoint_callbacks:
         path = getattr(callback, "best_model_path", "")
         if getattr(callback, "monitor", None) and path and Path(path).exists():
