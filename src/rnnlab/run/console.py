@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import os
 import shlex
+import shutil
 import sys
 import warnings
 from collections.abc import Iterator
@@ -110,11 +111,16 @@ def report_line(results: dict[str, Any], output_dir: Path) -> str:
 
 
 def plot_command(output_dir: Path) -> str:
-    """A command that plots the run's gradient flow from this shell: the console script beside
-    this interpreter (a venv's bin need not be on PATH), else this interpreter with -m."""
-    script = Path(sys.executable).parent / "rnnlab-plot-gradflow"
-    words = [str(script)] if script.is_file() else [sys.executable, "-m", "rnnlab.gradflow.cli"]
-    relative = os.path.relpath(words[0])
-    if not relative.startswith(".."):
-        words[0] = relative if os.sep in relative else f".{os.sep}{relative}"
-    return shlex.join([*words, str(output_dir)])
+    """A command that plots the run's gradient flow from any folder: the bare console script
+    where PATH finds this install's, else its absolute path beside this interpreter (a venv's bin
+    need not be on PATH), else this interpreter with -m; the run dir absolute."""
+    name = "rnnlab-plot-gradflow"
+    script = Path(sys.executable).parent / name
+    on_path = shutil.which(name)
+    if script.is_file() and on_path and Path(on_path).resolve() == script.resolve():
+        words = [name]
+    elif script.is_file():
+        words = [os.path.abspath(script)]
+    else:
+        words = [os.path.abspath(sys.executable), "-m", "rnnlab.gradflow.cli"]
+    return shlex.join([*words, os.path.abspath(output_dir)])
