@@ -102,13 +102,16 @@ def _all_imports(path, module: str, modules: set[str]) -> set[str]:
 TRAINING = ("rnnlab.run", "rnnlab.config", "rnnlab.model")
 
 
-def test_training_never_imports_the_results_package():
-    """Data flows one way (DESIGN.md section 1): results/ reads what runs wrote, and nothing under
-    run/, config/ or the model imports it -- directly or through another rnnlab module, at
-    import time or lazily inside a function."""
+def _in(module: str, packages) -> bool:
+    return any(module == p or module.startswith(f"{p}.") for p in packages)
+
+
+def _never_reach(starts, forbidden) -> None:
+    """No module under ``starts`` imports one under ``forbidden``: directly or through another
+    rnnlab module, at import time or lazily inside a function. Fails naming the chain."""
     paths = {_module_of(p): p for p in (SRC / "rnnlab").rglob("*.py")}
     graph = {m: _all_imports(p, m, set(paths)) for m, p in paths.items()}
-    for start in sorted(m for m in graph if m.startswith(TRAINING)):
+    for start in sorted(m for m in graph if _in(m, starts)):
         trail = {start: [start]}
         todo = [start]
         while todo:
@@ -117,9 +120,35 @@ def test_training_never_imports_the_results_package():
                 if dep not in trail:
                     trail[dep] = [*trail[module], dep]
                     todo.append(dep)
-        reached = sorted(m for m in trail if m == "rnnlab.results"
-                         or m.startswith("rnnlab.results."))
+        reached = sorted(m for m in trail if _in(m, forbidden))
         assert not reached, " -> ".join(trail[reached[0]])
+
+
+def test_training_never_imports_the_results_package():
+    """Data flows one way (DESIGN.md section 1): results/ reads what runs wrote, and nothing under
+    run/, config/ or the model imports it -- directly or through another rnnlab module, at
+    import time or lazily inside a function."""
+    _never_reach(TRAINING, ("rnnlab.results",))
+
+
+# What config/ may not import: it says what a run is asked to be (composed before torch loads)
+# and is read by everything below; the data package registers its schemas with it.
+ABOVE_CONFIG = ("rnnlab.run", "rnnlab.model", "rnnlab.cells", "rnnlab.commands",
+                "rnnlab.studies", "rnnlab.results", "rnnlab.gradflow", "rnnlab.wandb")
+
+
+def test_config_never_imports_run_or_what_builds_on_it():
+    """config/ points nowhere up: not at run/ (the run-dir stamp of a launch lives in
+    config.launch), the model, the cells, the commands or the analysis packages."""
+    _never_reach(("rnnlab.config",), ABOVE_CONFIG)
+
+
+def test_the_direction_test_sees_a_wrong_edge(tmp_path):
+    """The check itself: a config module that imports run/ (even lazily) is caught."""
+    module = tmp_path / "probe.py"
+    module.write_text("def f():\n    from rnnlab.run import launch\n")
+    found = _all_imports(module, "rnnlab.config.probe", {"rnnlab.run", "rnnlab.run.launch"})
+    assert found == {"rnnlab.run", "rnnlab.run.launch"}
 
 
 def test_importing_the_training_packages_loads_no_results_module():

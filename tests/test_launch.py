@@ -10,8 +10,9 @@ import pytest
 from conftest import compose_config
 from omegaconf import OmegaConf
 
+import rnnlab.config.schemas  # noqa: F401  (registers the rnnlab_stamp resolver resolved below)
+from rnnlab.config import launch
 from rnnlab.config.configdir import CONFIG_DIR
-from rnnlab.run import launch
 
 LAUNCH_VARS = ("RANK", "WORLD_SIZE", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_JOB_ID",
                "SLURM_STEP_ID", "TORCHELASTIC_RUN_ID")

@@ -20,7 +20,7 @@ from omegaconf import OmegaConf
 import rnnlab.data.schemas  # noqa: F401  (the datasets' schemas register themselves)
 from rnnlab.config.cellspecs import SPECS as CELL_SPECS
 from rnnlab.config.errors import check_choice
-from rnnlab.run.launch import run_stamp
+from rnnlab.config.launch import run_stamp
 
 
 def _store(group: str, name: str, node: Any) -> None:

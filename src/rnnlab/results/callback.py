@@ -7,10 +7,10 @@ from pathlib import Path
 
 from hydra.experimental.callback import Callback
 
+from rnnlab.config.launch import launched_ranks
 from rnnlab.results.aggregate import aggregate
 from rnnlab.results.runs import load_runs
 from rnnlab.results.tables import print_rich, render
-from rnnlab.run.launch import launched_ranks
 
 
 def write_summary(sweep_dir: Path, figures: bool = True):

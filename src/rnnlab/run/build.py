@@ -12,13 +12,13 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from rnnlab.config import hydra_runtime
+from rnnlab.config import hydra_runtime, launch
 from rnnlab.config.errors import ConfigError, one_line
 from rnnlab.config.naming import label, run_name, show, swept_keys
 from rnnlab.config.references import ReferenceError, parse_references
 from rnnlab.config.schemas import check_monitor
 from rnnlab.model.models import SequenceModel
-from rnnlab.run import distributed, launch, resume
+from rnnlab.run import distributed, resume
 
 
 def build(cfg: DictConfig, wandb_id: str | None = None):

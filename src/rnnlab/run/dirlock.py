@@ -43,7 +43,7 @@ _held_guard = threading.Lock()
 
 def _holds_for_its_launch() -> bool:
     """Whether this process takes locks: rank 0 of a launch (or a process launched alone)."""
-    from rnnlab.run import launch
+    from rnnlab.config import launch
 
     ranks = launch.launched_ranks()
     return ranks is None or ranks[0] == 0
