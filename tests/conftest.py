@@ -35,6 +35,8 @@ os.environ.setdefault("RNNLAB_NATIVE", "0")
 
 def compose_config(overrides: list[str], run_dir: Path) -> DictConfig:
     """The config `rnnlab-train <overrides>` would run, writing into ``run_dir``."""
+    import rnnlab.config.schemas  # noqa: F401  (the schemas and resolvers the tree composes with)
+
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose(config_name="train", overrides=overrides, return_hydra_config=True)
