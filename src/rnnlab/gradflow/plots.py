@@ -88,13 +88,39 @@ def pick_record(data: dict[str, Any], record: str | int) -> int:
     return int(text) % len(steps)
 
 
+def final_step(data: dict[str, Any]) -> int | None:
+    """The last training step the run's record knows of: its gradient-flow records run every
+    ``every_n_steps`` on a training batch, so the last one can precede the end of training
+    (1,000 of 1,024 steps), which the clipping and dynamics records reach (measured at the end)."""
+    known = [int(np.max(data[key])) for key in ("steps", "param_steps", "jacobian_steps")
+             if key in data and len(data[key])]
+    return max(known) if known else None
+
+
+def _cadence(shown: set[int], runs: Sequence[dict[str, Any]]) -> str:
+    """'' when the records shown are where training ended, else a line saying why not."""
+    ends = {final_step(d) for d in runs} - {None}
+    if not ends or ends <= shown:
+        return ""
+    every = sorted({int(d["every_n_steps"]) for d in runs if "every_n_steps" in d})
+    cadence = (f"a record every {', '.join(map(str, every))} training steps; "
+               if every else "")
+    return f"\n({cadence}training ended at step {', '.join(map(str, sorted(ends)))})"
+
+
 def curves_figure(runs: Sequence[tuple[str, dict[str, Any]]], layer: str = "layer0",
-                  records: Sequence[str | int] = ("first", "last"), band: bool = True):
-    """Norm vs t on a log axis, one line per run, one panel per record choice."""
-    fig = _figure(5.2 * len(records), 4.0)
+                  records: Sequence[str | int] = ("first", "last"), band: bool = True,
+                  note: str | None = None):
+    """Norm vs t on a log axis, one line per run, one panel per record choice; each panel's
+    title gives its records' training steps (and, where the last record precedes the end of
+    training, the record cadence and the last step). ``note``: a line above the panels (e.g.
+    which run of each row is drawn)."""
+    fig = _figure(5.2 * len(records), 4.0 + (0.3 if note else 0.0))
     axes = fig.subplots(1, len(records), sharey=True, squeeze=False)[0]
     colours = [f"C{i % 10}" for i in range(len(runs))]
     quantities = sorted({data["quantity"] for _, data in runs})
+    if note:
+        fig.suptitle(note, fontsize=10)
     for ax, record in zip(axes, records):
         shown_steps = set()
         for colour, (label, data) in zip(colours, runs):
@@ -111,10 +137,12 @@ def curves_figure(runs: Sequence[tuple[str, dict[str, Any]]], layer: str = "laye
                 ax.fill_between(t, p10, p90, color=colour, alpha=0.15, lw=0)
         which = {"first": "first record", "last": "last record"}.get(str(record), str(record))
         steps_text = ", ".join(str(s) for s in sorted(shown_steps))
-        ax.set_title(f"{which} (training step {steps_text})", fontsize=10)
+        cadence = _cadence(shown_steps, [d for _, d in runs]) if record == "last" else ""
+        ax.set_title(f"{which} (training step {steps_text}){cadence}", fontsize=10)
         ax.set_xlabel("time step t")
         ax.grid(True, which="major", alpha=0.3)
-        ax.legend(fontsize=8, loc="best")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8, loc="best")
     label = " / ".join(norm_label(q) for q in quantities)
     axes[0].set_ylabel(f"{label}, {layer} (batch mean; band p10-p90)")
     return fig

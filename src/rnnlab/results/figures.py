@@ -211,20 +211,30 @@ def success_heatmap(table: pd.DataFrame, rows: str, columns: str):
 
 
 def gradflow_per_row(runs: pd.DataFrame, table: pd.DataFrame):
-    """‖∂L/∂h_t‖ over t per row (its lowest-seed run), first and last record; None without data."""
+    """‖∂L/∂h_t‖ over t per row (its lowest-seed run, as the figure says), first and last
+    record; None without data."""
     from rnnlab.gradflow.plots import curves_figure
     from rnnlab.gradflow.stats import load_gradflow
 
     keys = table.attrs["keys"]
-    chosen = []
+    chosen, pooled = [], 0
     for _, row, members in rows_with_runs(runs, table):
         members = members[[RunDir(d).gradflow.exists() for d in members["run_dir"]]]
         if members.empty:
             continue
         first = members.sort_values("seed").iloc[0]
+        pooled = max(pooled, len(members))
         chosen.append((f"{row_label(row, keys)}, seed {first['seed']}",
                        load_gradflow(first["run_dir"])))
-    return curves_figure(chosen) if chosen else None
+    return curves_figure(chosen, note=one_run_per_row(pooled)) if chosen else None
+
+
+def one_run_per_row(most_seeds: int) -> str:
+    """What a per-row gradient-flow figure draws: one run of each row, not the seeds' mean."""
+    if most_seeds > 1:
+        return (f"one run per row: its lowest seed (in the legend), not a mean over its "
+                f"{most_seeds} seeds")
+    return "one run per row (its seed in the legend)"
 
 
 def dynamics_per_row(runs: pd.DataFrame, table: pd.DataFrame):
@@ -234,12 +244,13 @@ def dynamics_per_row(runs: pd.DataFrame, table: pd.DataFrame):
     from rnnlab.gradflow.stats import load_gradflow
 
     keys = table.attrs["keys"]
-    chosen = []
+    chosen, pooled = [], 0
     for _, row, members in rows_with_runs(runs, table):
+        pooled = max(pooled, len(members))
         for member in members.sort_values("seed").itertuples():
             path = RunDir(member.run_dir).gradflow
             data = load_gradflow(member.run_dir) if path.exists() else {}
             if has_dynamics(data):
                 chosen.append((f"{row_label(row, keys)}, seed {member.seed}", data))
                 break
-    return dynamics_figure(chosen) if chosen else None
+    return dynamics_figure(chosen, note=one_run_per_row(pooled)) if chosen else None

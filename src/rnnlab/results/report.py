@@ -57,10 +57,12 @@ def _write(runs: pd.DataFrame, table: pd.DataFrame, out: Path, by, by_name: str)
     figure(figures.training_curves(runs, table), "training_curves",
            "training curves per row: mean over seeds, band min-max")
     figure(figures.gradflow_per_row(runs, table), "gradflow",
-           "gradient flow per row: batch-mean norm over t at the first and last record")
+           "gradient flow per row, one run each (the row's lowest seed, named in the legend; "
+           "not a mean over seeds): batch-mean norm over t at the first and last record")
     figure(figures.dynamics_per_row(runs, table), "dynamics",
-           "why per row: step-Jacobian norms and their products over t, gate means, Lyapunov "
-           "exponents, timescales and the textbook cases (first record dashed, last solid)")
+           "why per row, one run each (the row's lowest seed with a dynamics record): "
+           "step-Jacobian norms and their products over t, gate means, Lyapunov exponents, "
+           "timescales and the textbook cases (first record dashed, last solid)")
     if "solved" in table and len(keys) == 2:
         numeric = figures.numeric_keys(table)
         columns = numeric[0] if numeric else keys[1]
