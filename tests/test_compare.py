@@ -46,6 +46,8 @@ BASE = "experiment: quickstart\narms: {gru: [model=gru]}\nbudget: 10\n"
     (BASE + "search: {default: {optimizer.lr: []}}\n", "must be a non-empty list"),
     (BASE + "name: 'a b'\n", "must be letters, digits"),
     (BASE + "launcher: slurm\n", "launcher must be one of joblib, pack"),
+    (BASE + "secondary: [val/acc]\n", "secondary is a list of test metrics"),
+    (BASE + "solved: {under: 1}\n", "solved takes below and consecutive"),
 ])
 def test_bad_plans_are_refused_in_one_line(tmp_path, body, message):
     with pytest.raises(CompareError, match=message):
@@ -263,3 +265,52 @@ def test_a_two_arm_comparison_runs_picks_evaluates_and_resumes(tmp_path, capsys)
     assert "| rnn " in text and "Picked configurations" in text and "Tasks (1): tiny" in text
     assert (page.parent / "results" / "tiny" / "against_steps.png").stat().st_size > 0
     assert (page.parent / "results" / "standing_profile.png").stat().st_size > 0
+
+
+def _eval_view(arm: str, seed: int, nll: float, acc: float, wall: float, pack=None) -> dict:
+    return {"run_dir": f"/x/{arm}/eval/{seed - 1000}", "config": ["optimizer.lr=0.003"],
+            "seed": seed, "status": "completed", "threshold_task": False, "steps": 30,
+            "solved": None, "num_params": 100, "wall_time_s": wall, "pack": pack,
+            "metrics": {"test/nll": nll, "test/acc": acc, "baseline/acc": 0.224,
+                        "baseline/loss": 11.8}}
+
+
+def test_a_task_without_threshold_has_no_solved_columns_and_shows_its_secondary_metric(tmp_path):
+    from rnnlab.studies.compare_table import footnotes, table_frame
+
+    plan = load_plan(_plan(tmp_path, BASE + "solved: null\nsecondary: [test/acc]\n"
+                           "headline: test/nll\n"))
+    assert plan.solved_below is None and plan.solved_consecutive is None
+    assert plan.secondary == ["test/acc"]
+    # the record as rnnlab-compare writes it: lstm's accuracy interval lies below the baseline,
+    # gru's straddles it
+    record = {"plan": plan.to_dict(), "rule": "r", "conditions": [{"condition": [], "arms": {
+        "gru": {"pick": {"config": ["optimizer.lr=0.003"], "why": "w"},
+                "eval": [_eval_view("gru", 1000 + i, 9.0 + i / 100, 0.20 + i / 20, 60.0)
+                         for i in range(3)]},
+        "lstm": {"pick": {"config": ["optimizer.lr=0.003"], "why": "w"},
+                 "eval": [_eval_view("lstm", 1000 + i, 9.1 + i / 100, 0.18 + i / 100, 60.0)
+                          for i in range(3)]}}}]}
+    frame, data = table_frame(record)
+    assert "solved [95% CI]" not in frame and "steps to solve [95% CI]" not in frame
+    assert list(frame["test/acc [95% CI]"]) == ["0.25 [0.2, 0.3]", "0.19 [0.18, 0.2]"]
+    notes = " ".join(footnotes(record, data))
+    assert "test/acc (secondary, not tested)" in notes and "baseline/acc" in notes
+    assert "0.224; the whole interval of lstm lies below it" in notes
+    assert "solved:" not in notes
+
+
+def test_cpu_hours_count_each_pack_once(tmp_path):
+    from rnnlab.studies.compare_page import cpu_hours
+
+    a, b = {"id": "a", "members": 2, "index": 0}, {"id": "b", "members": 1, "index": 0}
+    views = [_eval_view("gru", 1000, 9, 0.2, 3600.0, a), _eval_view("gru", 1001, 9, 0.2, 3000.0, a),
+             _eval_view("gru", 1002, 9, 0.2, 1800.0, b)]
+    assert cpu_hours(views, {"launcher": "pack", "jobs": 1}) == 1.5
+    # solo runs: each its own
+    solo = [dict(v, pack=None) for v in views]
+    assert cpu_hours(solo, {"launcher": "joblib"}) == (3600 + 3000 + 1800) / 3600
+    # packed runs recorded before results.json named the pack: the launcher's packs of the
+    # stage (10 jobs, one at a time, packs of at most 8: two packs of 5)
+    old = [_eval_view("gru", 1000 + i, 9, 0.2, 100.0 if i < 5 else 200.0) for i in range(10)]
+    assert cpu_hours(old, {"launcher": "pack", "jobs": 1}) == 300 / 3600

@@ -88,6 +88,9 @@ def test_a_member_of_a_pack_is_its_solo_run_bit_for_bit(tmp_path):
         where = f"member {i} {members[i]}"
         for key in ("status", "steps", "error", "solved", "num_params", "seed"):
             assert _same(a.get(key), b.get(key)), (where, key, a.get(key), b.get(key))
+        # the loop it shared (its wall_time_s is the pack's): one id for the trained members
+        assert "pack" not in a and b["pack"]["members"] == len(members)
+        assert b["pack"]["id"] == packed[0]["pack"]["id"]
         assert a["metrics"].keys() == b["metrics"].keys(), where
         for name, value in a["metrics"].items():
             assert _same(value, b["metrics"][name]), (where, name, value, b["metrics"][name])

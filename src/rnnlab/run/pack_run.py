@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -92,7 +93,11 @@ def run_pack(cfgs: list[DictConfig], hydra_cfgs: list[DictConfig] | None = None,
         if batched is None:
             batched = str(first.trainer.get("accelerator")) in ("gpu", "cuda")
         task = pack.PackTask(members, batched=batched)
+        pack_id = uuid.uuid4().hex[:12]
         for member, record in zip(members, records):
+            # the loop it shared: a member's wall_time_s is its pack's time, not its own CPU time
+            record.extra["pack"] = {"id": pack_id, "members": len(members),
+                                    "index": member.index}
             _set_hydra_config(hydra_cfgs[member.job])
             member.view = pack.MemberTrainer(trainer, member)
             member.train_loader = member.datamodule.train_dataloader()

@@ -52,6 +52,8 @@ class RunRecord:
         self.commit: str | None = None
         self.eager_mark: dict[str, int] = {}
         self.backend_mark = backends.mark()  # the layer calls of this run (a multirun's job)
+        # more top-level fields of results.json (a pack member's "pack": which loop it shared)
+        self.extra: dict[str, Any] = {}
 
     def training_starts(self) -> None:
         self.commit = tracking.git_commit()
@@ -71,7 +73,7 @@ class RunRecord:
                    "compile_fallbacks": compile_cache.eager_fallbacks(self.eager_mark),
                    # where the scratch cells' loops ran: {backend: layer calls, "fallbacks":
                    # {backend: why it could not run (a failed build, a failed capture)}}
-                   "backends": backends.used(self.backend_mark)}
+                   "backends": backends.used(self.backend_mark), **self.extra}
         if self.cfg.get("reference"):
             results["reference"] = OmegaConf.to_container(self.cfg.reference, resolve=True)
         return results

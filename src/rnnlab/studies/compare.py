@@ -49,6 +49,17 @@ RULE = ("per arm and condition: highest fraction of tuning seeds solved on the v
         "(threshold tasks: best val/loss < {below:g} x baseline/loss), then lowest (highest for "
         "accuracy-like metrics) median over tuning seeds of the run's best {metric}; a diverged or "
         "failed run counts as unsolved and worst; ties: the earlier grid point")
+# A plan with ``solved: null`` has no threshold (music's NLL: no loss level means "solved")
+RULE_NO_THRESHOLD = ("per arm and condition: lowest (highest for accuracy-like metrics) median "
+                     "over tuning seeds of the run's best {metric}; a diverged or failed run "
+                     "counts as worst; ties: the earlier grid point")
+
+
+def rule_text(below: float | None, metric: str = "monitor.metric") -> str:
+    """The selection rule as the record and the table state it."""
+    if below is None:
+        return RULE_NO_THRESHOLD.format(metric=metric)
+    return RULE.format(below=below, metric=metric)
 
 
 class CompareError(ConfigError):
@@ -80,10 +91,13 @@ class Plan:
     overrides: list[str] = field(default_factory=list)
     eta: int = 3
     rungs: int = 2
-    solved_below: float = 0.10
+    solved_below: float | None = 0.10  # None: not a threshold task (``solved: null``)
     solved_consecutive: int | None = 2
     param_budget: int | str | None = "auto"
     headline: str | None = None
+    # test metrics shown beside the headline (mean and interval, not tested), e.g. music's
+    # frame accuracy beside its NLL
+    secondary: list[str] = field(default_factory=list)
     jobs: int = 2
     # how a stage's jobs run: "joblib" (one process per job, `jobs` at a time; one job: Hydra's
     # basic launcher) or "pack" (hydra/launcher=pack: `jobs` packs at once, each a loop of
@@ -112,8 +126,7 @@ DEFAULT_SPACE = {"optimizer.lr": [3e-4, 1e-3, 3e-3, 1e-2]}  # a log grid spannin
 LAUNCHERS = ("joblib", "pack")
 PLAN_KEYS = {"name", "experiment", "arms", "conditions", "budget", "search", "tune_seeds",
              "eval_seeds", "overrides", "halving", "solved", "param_budget", "headline", "jobs",
-             "launcher",
-             "out"}
+             "launcher", "secondary", "out"}
 
 
 def fmt(value: Any) -> str:
@@ -216,9 +229,16 @@ def load_plan(path: Path, out: Path | None = None) -> Plan:
     eta, rungs = halving.get("eta", 3), halving.get("rungs", 2)
     if not (isinstance(eta, int) and eta >= 2 and isinstance(rungs, int) and rungs >= 1):
         raise CompareError(f"{path}: halving.eta must be an integer >= 2 and halving.rungs >= 1")
+    threshold = not ("solved" in raw and raw["solved"] is None)
     solved = raw.get("solved", {}) or {}
     if not isinstance(solved, dict) or set(solved) - {"below", "consecutive"}:
-        raise CompareError(f"{path}: solved takes below and consecutive, got {solved!r}")
+        raise CompareError(f"{path}: solved takes below and consecutive (or null: no threshold), "
+                           f"got {solved!r}")
+    secondary = raw.get("secondary") or []
+    if not isinstance(secondary, list) or not all(isinstance(m, str) and m.startswith("test/")
+                                                  for m in secondary):
+        raise CompareError(f"{path}: secondary is a list of test metrics (e.g. [test/acc]), got "
+                           f"{secondary!r}")
     jobs = raw.get("jobs", 2)
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise CompareError(f"{path}: jobs must be an integer >= 1, got {jobs!r}")
@@ -232,8 +252,9 @@ def load_plan(path: Path, out: Path | None = None) -> Plan:
         tune_seeds=_seeds(raw.get("tune_seeds"), TUNE_SEEDS, "tune_seeds", 2),
         eval_seeds=_seeds(raw.get("eval_seeds"), EVAL_SEEDS, "eval_seeds", 10),
         overrides=[str(o) for o in raw.get("overrides") or []], eta=eta, rungs=rungs,
-        solved_below=float(solved.get("below", 0.10)),
-        solved_consecutive=solved.get("consecutive", 2),
+        solved_below=float(solved.get("below", 0.10)) if threshold else None,
+        solved_consecutive=solved.get("consecutive", 2) if threshold else None,
+        secondary=list(secondary),
         param_budget=raw.get("param_budget", "auto"), headline=raw.get("headline"), jobs=jobs,
         launcher=launcher,
         # absolute: the jobs' hydra.sweep.dir must not depend on where a job resolves it
@@ -280,7 +301,8 @@ def _dig(tree: Any, dotted: str) -> Any:
     return tree
 
 
-def job_view(job_dir: Path, record: dict, keys: list[str], below: float) -> dict[str, Any]:
+def job_view(job_dir: Path, record: dict, keys: list[str],
+             below: float | None) -> dict[str, Any]:
     """What the protocol reads of one finished job: its configuration (the searched overrides it
     ran with), seed, status, the best value of its monitored metric, solved on validation,
     test metrics and when it solved."""
@@ -296,15 +318,16 @@ def job_view(job_dir: Path, record: dict, keys: list[str], below: float) -> dict
     best = metrics.get(f"{metric}_best", metrics.get(metric))
     val_loss = metrics.get("val/loss_best", metrics.get("val/loss"))
     baseline = metrics.get("baseline/loss")
-    solved_val = (status == "completed" and baseline is not None and val_loss is not None
+    threshold = below is not None and baseline is not None
+    solved_val = (threshold and status == "completed" and val_loss is not None
                   and baseline > 0 and val_loss < below * baseline)
     return {"run_dir": str(job_dir), "config": list(point), "seed": record.get("seed"),
             "status": status, "metric": metric, "mode": mode,
             "best": best if status == "completed" else None, "solved_val": bool(solved_val),
-            "threshold_task": baseline is not None, "steps": record.get("steps"),
+            "threshold_task": threshold, "steps": record.get("steps"),
             "solved": record.get("solved"), "metrics": metrics,
             "num_params": record.get("num_params"), "hidden_size": record.get("hidden_size"),
-            "wall_time_s": record.get("wall_time_s")}
+            "wall_time_s": record.get("wall_time_s"), "pack": record.get("pack")}
 
 
 
@@ -422,7 +445,8 @@ class Runner:
         return done
 
 
-def _views(sweep_dir: Path, done: dict[str, dict], keys: list[str], below: float) -> list[dict]:
+def _views(sweep_dir: Path, done: dict[str, dict], keys: list[str],
+           below: float | None) -> list[dict]:
     return [job_view(sweep_dir / job, record, keys, below) for job, record in done.items()]
 
 
@@ -462,9 +486,11 @@ def tune(runner: Runner, arm: Arm, condition: tuple[str, ...], base: Path) -> di
             alive = survivors(ranked, plan.eta)
     best = ranked[0]
     metric = views[0]["metric"] if views else "val/loss"
-    why = (f"solved {best['solved']:.0%} of {best['n']} tuning seeds on validation, median best "
-           f"{metric} {best['median']:.4g}, at the full budget ({plan.budget} steps); "
-           f"{len(ranked)} configuration(s) reached the last rung of {len(grid)}")
+    solved = (f"solved {best['solved']:.0%} of {best['n']} tuning seeds on validation, "
+              if plan.solved_below is not None else f"over {best['n']} tuning seeds, ")
+    why = (f"{solved}median best {metric} {best['median']:.4g}, at the full budget "
+           f"({plan.budget} steps); {len(ranked)} configuration(s) reached the last rung of "
+           f"{len(grid)}")
     return {"rungs": rungs, "pick": {"config": best["config"], "why": why, "score": best}}
 
 
@@ -543,8 +569,7 @@ def run(plan: Plan, dry_run: bool = False, out=None, collect: bool = False) -> d
     runner = Runner(plan, dry_run, out, collect)
     plan.param_budget = resolve_param_budget(plan)
     record: dict[str, Any] = {"version": 1, "plan": plan.to_dict(),
-                              "rule": RULE.format(below=plan.solved_below,
-                                                  metric="monitor.metric"),
+                              "rule": rule_text(plan.solved_below),
                               "conditions": []}
     if plan.param_budget is not None:
         runner.say(f"every arm at <= {plan.param_budget} parameters (model.param_budget)")

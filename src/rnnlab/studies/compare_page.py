@@ -136,13 +136,16 @@ def curves_figure(record: dict, path: Path) -> Path | None:
     if not data:
         return None
     conditions = list(dict.fromkeys(r["condition"] for r in data))
-    fig, axes = plt.subplots(2, len(conditions), figsize=(4.2 * len(conditions), 6.4),
+    # a threshold task: the fraction solved against steps on top; otherwise the curves alone
+    threshold = any("steps" in r for r in data)
+    fig, axes = plt.subplots(2 if threshold else 1, len(conditions),
+                             figsize=(4.2 * len(conditions), 6.4 if threshold else 3.6),
                              squeeze=False)
     budget = record["plan"]["budget"]
     runs_of = {(" ".join(e["condition"]) or "—", arm): a.get("eval", [])
                for e in record["conditions"] for arm, a in e["arms"].items()}
     for j, condition in enumerate(conditions):
-        top, bottom = axes[0][j], axes[1][j]
+        top, bottom = (axes[0][j], axes[1][j]) if threshold else (None, axes[0][j])
         for row in (r for r in data if r["condition"] == condition):
             label = f"{row['arm']} ({row['picked']})"
             if "steps" in row and row["steps"].curve:
@@ -161,20 +164,60 @@ def curves_figure(record: dict, path: Path) -> Path | None:
                  (run for arm in record["plan"]["arms"]
                   for run in runs_of.get((condition, arm["name"]), []))]
         bases = [b for b in bases if b]
-        if bases:
-            bottom.axhline(0.1 * bases[0], color="grey", linestyle=":", linewidth=1)
-        top.set(title=condition, xlabel="training step", ylabel="fraction of seeds solved",
-                xlim=(0, budget), ylim=(-0.02, 1.02))
         bottom.set(xlabel="training step", ylabel="val/loss (median over seeds)", yscale="log",
                    xlim=(0, budget))
-        top.legend(fontsize=7)
+        if threshold:
+            if bases:
+                bottom.axhline(0.1 * bases[0], color="grey", linestyle=":", linewidth=1)
+            top.set(title=condition, xlabel="training step", ylabel="fraction of seeds solved",
+                    xlim=(0, budget), ylim=(-0.02, 1.02))
+            top.legend(fontsize=7)
+        else:
+            bottom.set(title=condition)
+            bottom.legend(fontsize=7)
     fig.suptitle(f"{record['plan']['name']}: evaluation seeds against the step budget\n"
-                 "(a run stops once solved; dotted: the solved threshold)", fontsize=9)
+                 + ("(a run stops once solved; dotted: the solved threshold)" if threshold
+                    else "(no solved threshold: every run trains its whole budget)"),
+                 fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def cpu_hours(views: list[dict], plan: dict) -> float:
+    """CPU-hours of a comparison's runs: a run's wall_time_s, one thread each; the members of a
+    pack share one loop, so each pack counts once (its longest member). Runs recorded before
+    results.json named its pack: their stage's packs as hydra/launcher=pack forms them
+    (rnnlab.run.pack_plan.plan, the launcher's default size)."""
+    from omegaconf import OmegaConf
+
+    from rnnlab.config.configdir import CONFIG_DIR
+    from rnnlab.run.pack_plan import plan as pack_plan
+
+    # rnnlab-compare launches packs at the launcher's default size (conf/hydra/launcher/pack.yaml)
+    size = int(OmegaConf.load(Path(CONFIG_DIR) / "hydra" / "launcher" / "pack.yaml").size)
+    packs: dict[Any, float] = {}
+    unnamed: dict[str, list[dict]] = {}
+    for view in views:
+        wall = float(view.get("wall_time_s") or 0.0)
+        if view.get("pack"):
+            key = view["pack"]["id"]
+        elif plan.get("launcher") == "pack":
+            unnamed.setdefault(str(Path(view["run_dir"]).parent), []).append(view)
+            continue
+        else:
+            key = view["run_dir"]
+        packs[key] = max(packs.get(key, 0.0), wall)
+    for stage, members in unnamed.items():
+        members.sort(key=lambda v: int(Path(v["run_dir"]).name)
+                     if Path(v["run_dir"]).name.isdigit() else 0)
+        for i, indices in enumerate(pack_plan([""] * len(members), size,
+                                              int(plan.get("jobs") or 1))):
+            packs[(stage, i)] = max(float(members[j].get("wall_time_s") or 0.0)
+                                    for j in indices)
+    return sum(packs.values()) / 3600
 
 
 def comparison_block(record: dict, plan_path: str, figures: Path, page: Path = PAGE) -> str:
@@ -187,10 +230,13 @@ def comparison_block(record: dict, plan_path: str, figures: Path, page: Path = P
             for rung in a.get("tuning", []) for r in rung.get("runs", [])]
     evals = [r for e in record["conditions"] for a in e["arms"].values()
              for r in a.get("eval", [])]
-    wall = [float(r["wall_time_s"]) for r in runs + evals if r.get("wall_time_s")]
+    plan = record["plan"]
+    how = ("one thread per pack, each pack's time counted once, "
+           f"{plan.get('jobs', 1)} pack(s) at a time" if plan.get("launcher") == "pack" else
+           f"one thread per run, {plan.get('jobs', 1)} at a time")
     facts = (f"`rnnlab-compare {plan_path}`: {len(runs)} tuning runs and {len(evals)} "
-             f"evaluation runs, {sum(wall) / 3600:.1f} CPU-hours (one thread per run, "
-             f"{record['plan'].get('jobs', 1)} at a time, with other work on the machine).")
+             f"evaluation runs, {cpu_hours(runs + evals, plan):.1f} CPU-hours ({how}, with "
+             "other work on the machine).")
     lines = [facts, "", summary_markdown(record), "", "Picked configurations:", "",
              picks_markdown(record)]
     figure = curves_figure(record, figures / name / "against_steps.png")

@@ -93,6 +93,13 @@ def rows(record: dict) -> list[dict[str, Any]]:
                 "interval": seedstats.metric_interval(values),
                 "params": next((r.get("num_params") for r in runs if r.get("num_params")), None),
                 "seeds": [r.get("seed") for r in runs]}
+            secondary = (record.get("plan") or {}).get("secondary") or []
+            row["baselines"] = {"baseline/" + m.split("/", 1)[1]: [
+                r["metrics"]["baseline/" + m.split("/", 1)[1]] for r in done
+                if "baseline/" + m.split("/", 1)[1] in r["metrics"]] for m in secondary}
+            row["secondary"] = {
+                m: seedstats.metric_interval([float(r["metrics"][m]) for r in done
+                                              if m in r["metrics"]]) for m in secondary}
             if threshold:
                 verdicts = [_solved(r) for r in runs]
                 row["verdicts"] = "".join(YES if v else (NO if r.get("status") == "completed"
@@ -167,6 +174,8 @@ def table_frame(record: dict, width: int | None = None):
                                               f"{_fmt(iv.high)}]")
         shown[f"p {row['metric']}"] = _p(getattr(row.get("p_metric"), "p", math.nan),
                                          row.get("p_metric_holm", math.nan))
+        for name, sv in row.get("secondary", {}).items():
+            shown[f"{name} [95% CI]"] = f"{_fmt(sv.estimate)} [{_fmt(sv.low)}, {_fmt(sv.high)}]"
         if "steps" in row:
             st = row["steps"]
             shown["steps to solve [95% CI]"] = (f"{_steps(st.median)} [{_steps(st.low)}, "
@@ -201,6 +210,9 @@ def footnotes(record: dict, data: list[dict]) -> list[str]:
         f"{sample['metric']}: mean over evaluation seeds, {sample['interval'].method}; p: "
         f"{_method(data, 'p_metric')} against the condition's best arm.",
     ]
+    for name, sv in sample.get("secondary", {}).items():
+        notes.append(f"{name} (secondary, not tested): mean over evaluation seeds, {sv.method}"
+                     + _baseline_note(data, name) + ".")
     if "solved" in sample:
         notes += [
             f"solved: test/loss < 0.1 x baseline/loss per seed ({YES} solved, {NO} not, {BROKE} "
@@ -218,6 +230,22 @@ def footnotes(record: dict, data: list[dict]) -> list[str]:
     notes.append("Every p is Holm-adjusted over the table's comparisons of its kind, raw p in "
                  "parentheses.")
     return notes
+
+
+def _baseline_note(data: list[dict], metric: str) -> str:
+    """The task's own baseline for ``metric`` as the evaluation runs recorded it (``test/acc``:
+    ``baseline/acc``), and the arms whose interval lies wholly on the wrong side of it."""
+    key = "baseline/" + metric.split("/", 1)[1]
+    values = {round(float(v), 6) for row in data for v in row.get("baselines", {}).get(key, [])}
+    if len(values) != 1:
+        return ""
+    (base,) = values
+    higher = metric.endswith(("acc", "f1"))
+    below = [row["arm"] for row in data if (row["secondary"][metric].high < base if higher
+                                            else row["secondary"][metric].low > base)]
+    side = "below" if higher else "above"
+    return (f"; the task's baseline ({key}, recorded by the runs) is {_fmt(base)}"
+            + (f"; the whole interval of {', '.join(below)} lies {side} it" if below else ""))
 
 
 def _method(data: list[dict], kind: str) -> str:
