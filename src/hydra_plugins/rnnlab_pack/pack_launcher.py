@@ -40,6 +40,9 @@ def _resolved(task_cfg: DictConfig) -> dict[str, Any]:
     """The task function of the launcher's first pass: the job's resolved config (its run dir
     made, its .hydra/ written, as for any job), nothing trained. Resolved in place, while Hydra's
     config is the job's (its run dir is ${hydra:runtime.output_dir})."""
+    from rnnlab.run.rundir import record_new_job
+
+    record_new_job(task_cfg.paths.output_dir, task_cfg)  # a resumed sweep's new job: its .hydra/
     OmegaConf.resolve(task_cfg)
     return OmegaConf.to_container(task_cfg)
 

@@ -214,7 +214,14 @@ def resume_argv(argv: list[str]) -> list[str]:
     sweep_file = target / "multirun.yaml"
     if sweep_file.is_file():
         task, hydra = _saved_overrides(sweep_file)
-        return ["--multirun", *task, *hydra, f"hydra.sweep.dir={target.resolve()}", *extra]
+        from rnnlab.run.rundir import sweep_resume_error
+
+        refused = sweep_resume_error(target, extra)
+        if refused is not None:
+            raise ResumeError(refused)
+        # RESUME_MARK: Hydra leaves the jobs' .hydra/ as they are, as for a run (below)
+        return ["--multirun", *task, *hydra, f"hydra.sweep.dir={target.resolve()}",
+                RESUME_MARK, *extra]
     saved = RunDir(target).hydra_yaml
     if not saved.is_file():
         raise ResumeError(f"resume={target}: not a run dir or sweep dir of rnnlab-train (it has "

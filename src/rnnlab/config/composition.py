@@ -55,12 +55,25 @@ def command_line_error(argv: list[str], config_dir: str, config_name: str) -> st
                     check_monitor(cfg)
                 except ValueError as error:
                     return str(error)
-                reason = unknown_model_setting(cfg) or bound_error(cfg) or setting_error(cfg)
+                reason = (unknown_model_setting(cfg) or bound_error(cfg) or setting_error(cfg)
+                          or _data_memory_error(cfg))
                 if reason is not None:
                     return reason
     finally:
         GlobalHydra.instance().clear()
     return None
+
+
+def _data_memory_error(cfg) -> str | None:
+    """A synthetic task's data that would not fit in memory (rnnlab.data.memory), refused here,
+    before torch loads, rather than by the data module after the 10 s that importing it takes."""
+    from rnnlab.data.memory import config_memory_error
+
+    try:
+        data = OmegaConf.to_container(cfg.data, resolve=True) if "data" in cfg else None
+    except OmegaConfBaseException:  # an interpolation that does not resolve: the run says so
+        return None
+    return config_memory_error(data) if isinstance(data, dict) else None
 
 
 def _jobs(overrides: list[str], multirun: bool) -> list[list[str]]:

@@ -293,6 +293,60 @@ def larger_budget(finished: dict[str, Any], cfg: DictConfig, output_dir: Path) -
     return said
 
 
+# What resume=<sweep dir> may change: the budget of every job (each trains on, or says why not);
+# hydra.* settings (the launcher, its workers) change how the sweep runs, not what a job computes.
+SWEEP_RESUME_SETTINGS = tuple(f"trainer.{key}" for key in _BUDGET)
+
+
+def sweep_resume_error(sweep_dir: str | os.PathLike, extra: list[str]) -> str | None:
+    """The one-line refusal of settings given with ``resume=<sweep dir>`` that it does not take
+    (None when it takes them all): a sweep's jobs share its command line (multirun.yaml), and a
+    setting changed half-way would leave its finished jobs kept with the old value, its
+    checkpointed ones refused (another model) or resumed with the new one, and the jobs not yet
+    started run with it -- one sweep, two configurations, recorded as one. A larger trainer
+    budget is the exception: every job trains on to it (or says why it cannot)."""
+    other = [o for o in extra if not o.lstrip("+~").startswith("hydra.")
+             and o.lstrip("+~").split("=", 1)[0] not in SWEEP_RESUME_SETTINGS]
+    if not other:
+        return None
+    return (f"resume={sweep_dir}: a sweep resumes with its own settings (multirun.yaml); "
+            f"{' '.join(other)} would change them half-way (only "
+            f"{'/'.join(SWEEP_RESUME_SETTINGS)} and hydra.* settings can be given; start a new "
+            "sweep dir for other settings)")
+
+
+def record_new_job(output_dir: str | os.PathLike, task_cfg: DictConfig) -> None:
+    """The .hydra/ of a job that a resumed sweep starts for the first time, written as Hydra
+    writes it. (resume= tells Hydra to write no .hydra/ -- hydra.output_subdir=null, so that it
+    does not rewrite the record of the jobs that ran -- and a job without one writes its own
+    here; the jobs that have one record what an accepted resume changed: rnnlab.run.train.)
+    A no-op outside Hydra, where Hydra writes .hydra/ itself, and where the job has one."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    from rnnlab.config.hydra_runtime import RESUME_MARK
+    from rnnlab.run.atomic import atomic_open
+
+    run_dir = RunDir(output_dir)
+    try:
+        hydra_cfg = HydraConfig.get()
+    except ValueError:  # not under Hydra (the Python API)
+        return
+    if hydra_cfg.output_subdir is not None or run_dir.hydra_yaml.is_file():
+        return
+    node = OmegaConf.to_container(hydra_cfg, resolve=False)
+    node["output_subdir"] = run_dir.hydra.name
+    node["overrides"]["hydra"] = [o for o in node["overrides"]["hydra"] if o != RESUME_MARK]
+    run_dir.hydra.mkdir(parents=True, exist_ok=True)
+    for path, text in (
+            (run_dir.hydra_config, OmegaConf.to_yaml(task_cfg)),
+            (run_dir.hydra_yaml, OmegaConf.to_yaml(OmegaConf.create({"hydra": node}))),
+            (run_dir.overrides, OmegaConf.to_yaml(OmegaConf.create(
+                [str(o) for o in hydra_cfg.overrides.task])))):
+        with atomic_open(path) as handle:
+            handle.write(text)
+
+
 def ignored_settings(finished: dict[str, Any], cfg: DictConfig) -> str:
     """The command line's settings that differ from what the finished run recorded ("" if none):
     a finished run is kept as it was, and says so rather than ignore them silently."""
@@ -304,15 +358,19 @@ def ignored_settings(finished: dict[str, Any], cfg: DictConfig) -> str:
                      for key in swept if recorded.get(key) != settings[key])
 
 
-def clear_unfinished_attempt(output_dir: Path) -> None:
+def clear_unfinished_attempt(output_dir: Path) -> bool:
     """An earlier attempt that was stopped before its first checkpoint starts over: its partial
     CSV log (which the logger would append to), offline W&B folders, checkpoints and gradient
-    record go."""
+    record go. Whether there was such an attempt (it left any of them, or a W&B run: the caller
+    says it starts over)."""
     run_dir = RunDir(output_dir)
+    earlier = any(p.exists() for p in (run_dir.metrics_csv, run_dir.gradflow,
+                                        run_dir.checkpoints)) or run_dir.wandb_run_id() is not None
     for leftover in (run_dir.metrics_csv, run_dir.gradflow):
         leftover.unlink(missing_ok=True)
     shutil.rmtree(run_dir.checkpoints, ignore_errors=True)
     run_dir.discard_offline_wandb_runs()
+    return earlier
 
 
 def remove_if_empty_run_dir(output_dir: Path) -> None:

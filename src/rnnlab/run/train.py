@@ -70,7 +70,12 @@ def _run(cfg: DictConfig) -> dict[str, Any]:
     checkpoint = run_dir.last_checkpoint()
     wandb_id = run_dir.wandb_run_id()  # the first attempt's: one run, one W&B run
     if checkpoint is None and distributed.rank() == 0:
-        rundir.clear_unfinished_attempt(output_dir)
+        if rundir.clear_unfinished_attempt(output_dir):
+            tracking.say(f"rnnlab-train: {output_dir}: its earlier attempt left no checkpoint: "
+                         "starting over from step 0" + (f" (the same W&B run, {wandb_id})"
+                                                        if wandb_id else ""))
+    if distributed.rank() == 0:  # a job a resumed sweep starts: its .hydra/, as Hydra writes it
+        rundir.record_new_job(output_dir, cfg)
     # A W&B run still open in this process (a caller that never finished it) would be reused by
     # the WandbLogger: close it so this job is its own run.
     tracking.finish_wandb()
