@@ -6,7 +6,7 @@
 
 import sys
 
-from rnnlab.results.cli import aggregate_main
+from rnnlab.commands.aggregate import main
 
 if __name__ == "__main__":
-    sys.exit(aggregate_main())
+    sys.exit(main())

@@ -1,4 +1,4 @@
-"""rnnlab-by-position (rnnlab.results.by_position): per-position counts against a hand count,
+"""rnnlab-by-position (rnnlab.commands.by_position over rnnlab.results.by_position): per-position
 the trained length's accuracy equal to the run's test/acc, fresh longer test sets, and one-line
 refusals."""
 
@@ -9,7 +9,8 @@ import json
 import pytest
 import torch
 
-from rnnlab.results.by_position import binned, main, position_counts
+from rnnlab.commands.by_position import main
+from rnnlab.results.by_position import binned, position_counts
 
 
 class _Fixed(torch.nn.Module):

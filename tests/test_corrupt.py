@@ -86,7 +86,7 @@ def test_replacing_last_ckpt_keeps_the_one_before_if_it_was_whole(tmp_path):
 
 
 def test_a_damaged_results_json_is_skipped_named_and_counted(tmp_path, capsys):
-    from rnnlab.results.cli import aggregate_main
+    from rnnlab.commands.aggregate import main as aggregate_main
     from rnnlab.results.runs import load_runs
 
     for n, seed in enumerate((0, 1)):

@@ -11,8 +11,8 @@ from conftest import CONF
 from test_results import write_run
 from vega_charts import render_chart
 
+from rnnlab.commands.dashboard import main as dashboard_main
 from rnnlab.gradflow.stats import GradflowFile
-from rnnlab.results.cli import dashboard_main
 from rnnlab.wandb import dashboard
 from rnnlab.wandb.charts import (
     CHART_SPECS,

@@ -203,7 +203,7 @@ def test_ddp_reduction_is_a_nan_aware_mean_over_ranks():
 
 def test_plot_labels_name_their_own_folder_when_one_has_no_records(tmp_path, monkeypatch):
     """A folder without records is skipped; the labels of the others still name their folder."""
-    from rnnlab.gradflow import cli
+    from rnnlab.commands import plot_gradflow as cli
 
     for name in ("a_empty", "b", "c"):
         (tmp_path / name).mkdir()

@@ -200,7 +200,7 @@ def test_the_printed_plot_command_runs_and_writes_beside_the_runs(run_training, 
 
     import matplotlib.image
 
-    from rnnlab.gradflow.cli import main
+    from rnnlab.commands.plot_gradflow import main
     from rnnlab.gradflow.plots import heatmaps_figure
     from rnnlab.run.console import report_line
 
@@ -399,7 +399,7 @@ def test_step_jacobians_and_gates_reach_npz_results_and_wandb(run_training):
 def test_lyapunov_command_remeasures_the_last_record_from_the_checkpoint(run_training, capsys):
     """rnnlab-lyapunov on last.ckpt with the fixed probe's rows gives the monitor's final
     record; its refusals are one line."""
-    from rnnlab.gradflow.lyapunov_cli import main
+    from rnnlab.commands.lyapunov import main
 
     results, run_dir = run_training(["data=adding", "data.seq_len=12", "model=lstm",
                                      "model.hidden_size=6", "debug=fast", "~logger.wandb",

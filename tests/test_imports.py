@@ -160,3 +160,50 @@ def test_importing_the_training_packages_loads_no_results_module():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True)
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def _console_scripts() -> dict[str, str]:
+    """pyproject.toml's [project.scripts]: name -> "module:function" (no tomllib before 3.11)."""
+    import re
+
+    section = (REPO / "pyproject.toml").read_text().split("[project.scripts]", 1)[1]
+    section = section.split("\n[", 1)[0]
+    return dict(re.findall(r'^([\w-]+)\s*=\s*"([\w.:]+)"', section, re.MULTILINE))
+
+
+def test_every_console_script_is_a_module_of_commands():
+    """commands/ holds every console script (DESIGN.md section 1), and nothing but the
+    ``python -m rnnlab.train`` forwarder imports it: data flows from the commands down."""
+    scripts = _console_scripts()
+    assert scripts and all(target.startswith("rnnlab.commands.") for target in
+                           scripts.values()), scripts
+    paths = {_module_of(p): p for p in (SRC / "rnnlab").rglob("*.py")}
+    for module, path in sorted(paths.items()):
+        if _in(module, ("rnnlab.commands",)) or module == "rnnlab.train":
+            continue
+        reached = sorted(m for m in _all_imports(path, module, set(paths))
+                         if _in(m, ("rnnlab.commands",)))
+        assert not reached, f"{module} imports {reached[0]}"
+
+
+# The commands whose --help loads no torch (rnnlab-train's is tested in test_configs.py;
+# rnnlab-plot-gradflow's imports rnnlab.gradflow, whose package reads gradflow.npz with torch).
+LIGHT_HELP = ("rnnlab-aggregate", "rnnlab-report", "rnnlab-dashboard", "rnnlab-wandb-sweep",
+              "rnnlab-lyapunov", "rnnlab-by-position", "rnnlab-compare", "rnnlab-reproduce")
+
+
+def test_the_commands_print_their_help_without_torch():
+    targets = [_console_scripts()[name] for name in LIGHT_HELP]
+    code = ("import contextlib, importlib, io, sys\n"
+            f"for target in {targets!r}:\n"
+            "    module, function = target.split(':')\n"
+            "    with contextlib.redirect_stdout(io.StringIO()) as out:\n"
+            "        try:\n"
+            "            getattr(importlib.import_module(module), function)(['--help'])\n"
+            "        except SystemExit:\n"
+            "            pass\n"
+            "    assert 'usage:' in out.getvalue(), target\n"
+            "print(sorted(m for m in ('torch', 'lightning') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.strip().splitlines()[-1] == "[]"

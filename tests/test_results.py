@@ -354,7 +354,7 @@ def test_a_shell_glob_of_a_sweep_dir_is_accepted(tmp_path):
 
 
 def test_report_by_a_key_writes_the_pivot_and_refuses_an_unknown_one(tmp_path, capsys):
-    from rnnlab.results.cli import report_main
+    from rnnlab.commands.report import main as report_main
 
     for cell in ("rnn", "gru"):
         write_run(tmp_path / "sweep", cell, {"model.cell": cell}, metrics={"test/loss": 0.1},

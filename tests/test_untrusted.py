@@ -82,8 +82,8 @@ def test_rnnlab_checkpoints_load_weights_only(finished):
 
 
 def test_a_pickle_payload_in_a_copied_runs_checkpoints_runs_nowhere(finished, tmp_path, capsys):
-    from rnnlab.gradflow.lyapunov_cli import main as lyapunov
-    from rnnlab.results.by_position import main as by_position
+    from rnnlab.commands.by_position import main as by_position
+    from rnnlab.commands.lyapunov import main as lyapunov
     from rnnlab.run.trained import load_trained
 
     run = _copy(finished, tmp_path)
@@ -171,8 +171,8 @@ def test_a_sweeps_recorded_target_is_refused_in_one_line(finished, tmp_path, mon
 
 
 def test_a_recorded_config_target_is_refused_by_the_loaders(finished, tmp_path, capsys):
-    from rnnlab.gradflow.lyapunov_cli import main as lyapunov
-    from rnnlab.results.by_position import main as by_position
+    from rnnlab.commands.by_position import main as by_position
+    from rnnlab.commands.lyapunov import main as lyapunov
 
     run = _copy(finished, tmp_path)
     results = json.loads((run / "results.json").read_text())

@@ -11,9 +11,10 @@ from conftest import CONF
 from wandb.sdk.launch.sweeps.utils import create_sweep_command_args
 from wandb_offline import read_finished_run
 
+from rnnlab.commands.wandb_sweep import main
 from rnnlab.config.composition import command_line_error
 from rnnlab.run.rundir import RunDir
-from rnnlab.wandb.sweep import main, sweep_spec
+from rnnlab.wandb.sweep import sweep_spec
 
 
 def _agent_command(spec: dict, point: dict) -> list[str]:

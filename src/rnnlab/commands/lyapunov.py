@@ -22,34 +22,6 @@ from pathlib import Path
 from rnnlab.run.trained import CHECKPOINTS
 
 
-def measure_run(run_dir: Path, checkpoint: str = "best", rows: int = 16, k: int = 8) -> dict:
-    """The dynamics of ``run_dir``'s model at ``checkpoint``: ``{"step", "checkpoint", "rows",
-    "layers": {layer: {"lyapunov": [...], scalars...}}}``; ValueError (one line) if the run
-    cannot be measured."""
-    from rnnlab.gradflow.dynamics import DynamicsRecorder, _has_scratch_stack
-    from rnnlab.run.trained import load_trained
-
-    trained = load_trained(run_dir, checkpoint)
-    model, cfg = trained.model, trained.config
-    if not _has_scratch_stack(model):
-        raise ValueError(f"{run_dir}: model.impl={cfg.model.impl}: step Jacobians need "
-                         "model.impl=scratch")
-    datamodule = trained.datamodule()
-    recorder = DynamicsRecorder(rows=rows, lyapunov_k=k)
-    recorder.keep_batch(next(iter(datamodule.val_dataloader())))
-    step = trained.step
-    scalars = recorder.measure(model, step, trained.epoch)
-    layers = {}
-    for i, layer in enumerate(recorder.records[-1]["layers"]):
-        name = f"layer{i}"
-        layers[name] = {"lyapunov": [float(v) for v in layer["lyapunov"]],
-                        **{key.rsplit("/", 1)[1]: value for key, value in scalars.items()
-                           if key.startswith(f"gradflow/{name}/")}}
-    return {"run_dir": str(run_dir), "checkpoint": checkpoint, "step": step,
-            "rows": int(recorder.batch["x"].shape[0]), "state_size": recorder.records[-1]
-            ["layers"][0]["state_size"], "layers": layers}
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="rnnlab-lyapunov", description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dir", type=Path, metavar="RUN_DIR")
@@ -61,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.rows < 1 or args.k < 1:
         print("rnnlab-lyapunov: error: --rows and --k must be >= 1", file=sys.stderr)
         return 2
+    from rnnlab.gradflow.lyapunov import measure_run
+
     try:
         result = measure_run(args.run_dir, args.checkpoint, args.rows, args.k)
     except ValueError as error:
