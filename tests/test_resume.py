@@ -38,9 +38,9 @@ def _env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k not in ("HYDRA_FULL_ERROR", "WANDB_SERVICE")}
 
 
-def _start(args: list[str], cwd: Path) -> subprocess.Popen:
+def _start(args: list[str], cwd: Path, stderr=subprocess.DEVNULL) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "rnnlab.train", *args], cwd=cwd, env=_env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=stderr)
 
 
 def _step_of(run_dir: Path) -> int:
@@ -126,8 +126,11 @@ def test_killed_before_and_after_its_first_checkpoint_a_run_stays_one_wandb_run(
     first_id = RunDir(run).wandb_run_id()
     assert first_id
 
-    process = _start([f"resume={run}"], cwd=tmp_path)  # starts over ...
-    _kill_when(process, lambda: _step_of(run) >= 8)  # ... and is killed after an epoch
+    with (tmp_path / "again.err").open("w") as said:  # starts over, and says so ...
+        process = _start([f"resume={run}"], cwd=tmp_path, stderr=said)
+        _kill_when(process, lambda: _step_of(run) >= 8)  # ... and is killed after an epoch
+    assert (f"rnnlab-train: {run}: its earlier attempt left no checkpoint: starting over from "
+            f"step 0 (the same W&B run, {first_id})") in (tmp_path / "again.err").read_text()
     resumed = cli([f"resume={run}"], cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "resuming" in resumed.stderr
@@ -215,6 +218,32 @@ def test_a_finished_run_given_a_larger_budget_trains_on_as_if_never_stopped(run_
     assert kept == longer
     assert "ignored (a finished run keeps its settings): model.hidden_size=12 (ran with 8)" in (
         capfd.readouterr().err)
+
+
+def test_a_run_trained_on_inside_an_epoch_says_why_and_counts_every_attempts_time(
+        run_training, capfd, recwarn):
+    """issue 39 item 4: a run that max_steps ended inside an epoch, trained on, resumes inside
+    that epoch: one line says the loader replays it (Lightning's "dataloader is not resumable"
+    warning, which does not apply, is gone), and the report line and wall_time_s count both
+    attempts."""
+    fast = ["debug=fast", "model=gru", "model.hidden_size=8", "trainer.limit_train_batches=4",
+            "trainer.max_epochs=-1", "callbacks.gradflow.every_n_steps=1"]
+    first, run_dir = run_training([*fast, "trainer.max_steps=3"], name="run")
+    assert "attempt_wall_times_s" not in first  # one attempt: its own time
+    capfd.readouterr()
+    longer, _ = run_training([*fast, "trainer.max_steps=5"], name="run")
+    err = capfd.readouterr().err
+    assert ("rnnlab-train: resuming inside epoch 0 after 3 of its 4 batches: the training loader "
+            "replays the epoch's shuffled order and skips those") in err
+    assert not [w for w in recwarn if "dataloader is not resumable" in str(w.message)]
+    assert "not resumable" not in err.replace("non-resumable dataloader does not apply", "")
+    attempts = longer["attempt_wall_times_s"]
+    assert len(attempts) == 2 and attempts[0] <= first["wall_time_s"]
+    assert longer["wall_time_s"] == pytest.approx(sum(attempts), abs=2e-3)
+    from rnnlab.run.console import report_line
+
+    line = report_line(longer, run_dir).splitlines()[0]
+    assert f"in {longer['wall_time_s']:.0f} s (2 attempts: " in line
 
 
 def test_resume_error_is_one_line_exit_2(tmp_path):

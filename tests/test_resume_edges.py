@@ -90,16 +90,17 @@ def runs(tmp_path_factory):
     return base, outcome, {edge: _wait(process) for edge, process in resumed.items()}
 
 
-# What differs between any two attempts, interrupted or not: the wall time, the commit the code
-# was at, the layer calls this attempt made (backends), and the run's own directory.
-ATTEMPT = ("wall_time_s", "git_commit", "backends")
+# What differs between any two attempts, interrupted or not: the wall time (and each attempt's),
+# the commit the code was at, the layer calls this attempt made (backends), and the run's own
+# directory.
+ATTEMPT = ("wall_time_s", "attempt_wall_times_s", "git_commit", "backends")
 
 
 def _results(run: Path) -> dict:
     text = (run / "results.json").read_text().replace(str(run), "<run dir>")
     results = json.loads(text)
     for key in ATTEMPT:
-        results.pop(key)
+        results.pop(key, None)  # (attempt_wall_times_s: a resumed run's only)
     return results
 
 

@@ -11,6 +11,7 @@ Task kinds (rnnlab.data.base.TASK_KINDS):
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from functools import partial
@@ -38,18 +39,29 @@ class Diverged(RuntimeError):
     (:meth:`from_traceback`), and a test keeps the two in step."""
 
     def __init__(self, metric: str, value: float, step: int, factor: float | None = None,
-                 first: float | None = None):
+                 first: float | None = None, metrics: dict[str, float] | None = None):
         self.metric, self.value, self.step = metric, float(value), int(step)
         self.factor, self.first = factor, first
+        # the last finite value of each metric the run had logged (results.json's metrics): a
+        # spawned DDP worker's reach the parent in a note of the traceback (_METRICS), since its
+        # CSV log holds only the rows of trainer.log_every_n_steps
+        self.metrics = {k: float(v) for k, v in (metrics or {}).items()
+                        if math.isfinite(float(v))}
         if factor is None:
             text = f"{metric} became {self.value} at step {self.step}"
         else:
             text = (f"{metric} {self.value:.6g} at step {self.step} exceeds divergence_factor="
                     f"{factor:g} x the first train/loss {first:.6g}")
         super().__init__(text)
+        if self.metrics and hasattr(self, "add_note"):  # Python >= 3.11 (else: the CSV log's)
+            self.add_note(f"{self._NOTE}{json.dumps(self.metrics, sort_keys=True)}")
 
     def __reduce__(self):  # picklable with its fields (spawned workers, multiprocessing)
-        return (type(self), (self.metric, self.value, self.step, self.factor, self.first))
+        return (type(self), (self.metric, self.value, self.step, self.factor, self.first,
+                             self.metrics))
+
+    _NOTE = "rnnlab: the last finite metrics: "
+    _METRICS = re.compile(rf"^{re.escape(_NOTE)}(?P<json>\{{.*\}})\s*$", re.MULTILINE)
 
     # a traceback names the class by its module's path: rnnlab.model.task.Diverged
     _TEXT = re.compile(rf"^{re.escape(__name__)}\.Diverged: "
@@ -65,9 +77,15 @@ class Diverged(RuntimeError):
             return None
         match = found[-1]
         factor, first = match.group("factor"), match.group("first")
+        noted = cls._METRICS.search(text, match.end())  # its note, on the lines after it
+        try:
+            metrics = json.loads(noted.group("json")) if noted else {}
+        except ValueError:
+            metrics = {}
         return cls(match.group("metric"), float(match.group("value")), int(match.group("step")),
                    None if factor is None else float(factor),
-                   None if first is None else float(first))
+                   None if first is None else float(first),
+                   metrics if isinstance(metrics, dict) else {})
 
 
 def _metrics_for(spec: DataSpec) -> torchmetrics.MetricCollection:
@@ -248,12 +266,14 @@ class SequenceTask(L.LightningModule):
     def _check_divergence(self, metric: str, value: float) -> None:
         """The one divergence test, for the train and the validation loss: not finite, or above
         divergence_factor x the first training loss."""
+        metrics = {k: float(v) for k, v in self.trainer.callback_metrics.items()
+                   if getattr(v, "numel", lambda: 1)() == 1}
         if not math.isfinite(value):
-            raise Diverged(metric, value, self.global_step)
+            raise Diverged(metric, value, self.global_step, metrics=metrics)
         if (self.divergence_factor is not None and self.first_loss is not None
                 and self.first_loss > 0 and value > self.divergence_factor * self.first_loss):
             raise Diverged(metric, value, self.global_step, self.divergence_factor,
-                           self.first_loss)
+                           self.first_loss, metrics=metrics)
 
     def _update_best(self) -> None:
         for key, value in self.trainer.callback_metrics.items():

@@ -11,8 +11,10 @@ Filtered (each seen on every quickstart job, 2026-12):
 (wandb's "The anonymous setting has no effect" at every run is not filtered but avoided:
 ``tracking.wandb_logger`` leaves out the ``anonymous=None`` Lightning passes to ``wandb.init``.)
 
-While a run resumes from a checkpoint (:func:`resuming`), also the two warnings every resume
-gives and that say nothing wrong: Lightning's "Checkpoint directory ... exists and is not empty"
+While a run resumes from a checkpoint (:func:`resuming`), also the warnings a resume gives
+and that say nothing wrong: Lightning's "resuming from a checkpoint that ended before the epoch
+ended and your dataloader is not resumable" (rnnlab's loader replays the epoch: RunState says so
+in one line instead), Lightning's "Checkpoint directory ... exists and is not empty"
 (it is the run's own) and torchmetrics' "compute ... called before update" for the train metrics
 (their states come from the checkpoint; torchmetrics counts updates of this process only).
 
@@ -73,7 +75,9 @@ def quiet_third_party() -> None:
 
 
 _RESUME_WARNINGS = (r"Checkpoint directory .* exists and is not empty",
-                    r"The ``compute`` method of metric .* was called before the ``update`` method")
+                    r"The ``compute`` method of metric .* was called before the ``update`` method",
+                    # rnnlab's loader replays the epoch (rnnlab.run.resume.RunState says so)
+                    r"You're resuming from a checkpoint that ended before the epoch ended")
 
 
 @contextmanager
@@ -97,6 +101,9 @@ def report_line(results: dict[str, Any], output_dir: Path) -> str:
         parts.append(f"baseline {metrics[BASELINE_METRIC]:.4g} ({said})")
     text = f"rnnlab-train: {results['status']} after {results.get('steps', 0)} steps"
     text += f" in {results.get('wall_time_s', 0):.0f} s"
+    attempts = results.get("attempt_wall_times_s") or []
+    if len(attempts) > 1:  # a resumed run: the total, and each attempt's part
+        text += f" ({len(attempts)} attempts: {' + '.join(f'{s:.0f}' for s in attempts)} s)"
     if parts:
         text += ": " + ", ".join(parts)
     if results.get("error"):
@@ -122,5 +129,5 @@ def plot_command(output_dir: Path) -> str:
     elif script.is_file():
         words = [os.path.abspath(script)]
     else:
-        words = [os.path.abspath(sys.executable), "-m", "rnnlab.commands.plot_gradflow"]
+        words = [os.path.abspath(sys.executable), "-m", "rnnlab.gradflow.cli"]
     return shlex.join([*words, os.path.abspath(output_dir)])

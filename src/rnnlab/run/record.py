@@ -103,7 +103,9 @@ class RunRecord:
         # resumed run starts from what the checkpointed process had logged.
         restored = next((c.restored_metrics for c in trainer.callbacks
                          if isinstance(c, resume.RunState)), {})
-        metrics = {**restored, **floats(trainer.callback_metrics), **final_metrics}
+        # (a diverged run: what it had logged when it stopped, a spawned DDP worker's included)
+        metrics = {**restored, **(diverged.metrics if diverged is not None else {}),
+                   **floats(trainer.callback_metrics), **final_metrics}
         if status != "completed" and "spawn" in str(self.cfg.trainer.get("strategy")):
             metrics = {**distributed.last_logged(self.output_dir), **metrics}
         metrics.update({f"{k}_best": v for k, v in task.best.items()})
@@ -114,6 +116,11 @@ class RunRecord:
                         "hidden_size": task.model.hidden_size, "steps": steps,
                         **self._common(OmegaConf.to_container(self.cfg, resolve=True))})
         results["seed"] = int(self.cfg.seed)
+        earlier = next((c.earlier_attempts for c in trainer.callbacks
+                        if isinstance(c, resume.RunState)), [])
+        if earlier:  # a resumed run: its total time, and each attempt's (README "Resume")
+            results["attempt_wall_times_s"] = [*earlier, results["wall_time_s"]]
+            results["wall_time_s"] = round(sum(results["attempt_wall_times_s"]), 3)
         solved = next((c.record() for c in trainer.callbacks if isinstance(c, SolvedStop)), None)
         if solved is not None:
             results["solved"] = solved

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import math
 import os
 import shutil
 import signal
@@ -222,6 +223,12 @@ class RunState(Callback):
         # The metrics the checkpointed process had logged (e.g. the last val/loss), which a run
         # resumed after its last validation does not log again; results.json starts from them.
         self.restored_metrics: dict[str, float] = {}
+        # The wall time of each earlier attempt, counted to its last checkpoint (what the result
+        # is built on; what it did after it is done again): results.json's wall_time_s is their
+        # sum with this attempt's (rnnlab.run.record), attempt_wall_times_s lists them.
+        self.started = time.perf_counter()  # made when the run is built: this attempt's start
+        self.earlier_attempts: list[float] = []
+        self._replayed: tuple[int, int] | None = None  # (epoch, batches) replayed mid-epoch
 
     @property
     def state_key(self) -> str:
@@ -245,6 +252,8 @@ class RunState(Callback):
                        "now": generator.get_state() if generator is not None else None},
             "csv_rows": rows,
             "metrics": {k: float(v) for k, v in trainer.callback_metrics.items()},
+            "attempts_s": [*self.earlier_attempts,
+                           round(time.perf_counter() - self.started, 3)],
         }
 
     def on_load_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
@@ -257,6 +266,7 @@ class RunState(Callback):
             return
         _set_rng_states(state["rng"])
         self.restored_metrics = dict(state.get("metrics", {}))
+        self.earlier_attempts = [float(s) for s in state.get("attempts_s", [])]
         for _logger, path in _csv_files(trainer):
             truncate_csv(path, state["csv_rows"].get(path.name, 0))
         datamodule = trainer.datamodule
@@ -270,6 +280,26 @@ class RunState(Callback):
                 epoch=int(checkpoint.get("epoch", 0)),
                 batches_done=int(progress.get("processed", 0)),
                 epoch_start=state["loader"]["epoch_start"], now=state["loader"]["now"])
+            self._replayed = (int(checkpoint.get("epoch", 0)), int(progress.get("processed", 0)))
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        """A resume inside an epoch says how the loader continues it: Lightning warns there that
+        the loader "is not resumable" (it knows only loaders with a state_dict), which
+        rnnlab.run.console filters while a run resumes -- the warning does not apply here."""
+        replayed, self._replayed = self._replayed, None
+        batches = trainer.num_training_batches
+        if replayed is None or not isinstance(batches, int) or trainer.global_rank != 0:
+            return
+        per_epoch = math.ceil(batches / trainer.accumulate_grad_batches)
+        if trainer.global_step % per_epoch == 0:  # at an epoch's end: nothing to replay
+            return
+        from rnnlab.run.tracking import say
+
+        epoch, done = replayed
+        say(f"rnnlab-train: resuming inside epoch {epoch} after {done} of its {batches} "
+            "batches: the training loader replays the epoch's shuffled order and skips those, so "
+            "the run continues exactly (Lightning's warning about a non-resumable dataloader "
+            "does not apply)")
 
 
 # ------------------------------------------------------------------------ SIGTERM, SIGINT
