@@ -16,6 +16,8 @@ REFUSED = [
     (["optimizer.lr=inf"], "optimizer.lr must be a finite number, got inf"),
     (["test=maybe"], "test must be true or false, got 'maybe'"),
     (["experiment_name=../../escaped"], "experiment_name='../../escaped' must be one folder name"),
+    # estimated before torch loads (rnnlab.data.memory), not a 409 GB allocation
+    (["data=copy", "data.seq_len=100000000"], "data.seq_len=100000000: the copy data would take"),
 ]
 
 
