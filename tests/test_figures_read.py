@@ -69,9 +69,11 @@ def test_dashes_mean_first_record_and_a_legend_says_so_with_the_steps():
     assert said == ["dashed: first record (training step 0)",
                     "solid: last record (training step 1024)"]
     # the gate panel tells gates apart by marker, never by dashes
-    assert {line.get_linestyle() for line in ax[2].get_lines()} == {"-"}
-    assert len({line.get_marker() for line in ax[2].get_lines()}) == 2
-    assert "n/a (no gates): rnn" in _texts(ax[2])
+    drawn = [line for line in ax[2].get_lines() if len(line.get_xdata())]
+    assert {line.get_linestyle() for line in drawn} == {"-"}
+    assert len({line.get_marker() for line in drawn}) == 2
+    assert "n/a (no gates): rnn" in _legend(ax[2])  # in the legend: it hides no line
+    assert "n/a (no keep gate): rnn" in _legend(ax[4])
 
 
 def test_the_textbook_cases_are_explained_on_the_figure():

@@ -130,10 +130,9 @@ def dynamics_figure(runs: Sequence[tuple[str, dict[str, Any]]], layer: str = "la
     else:
         ax[2].set_ylim(0, 1)
         ax[2].set_xlabel("time step t")
+        if no_gates:  # said in the legend, where it cannot hide a line
+            ax[2].plot([], [], ls="none", label=f"{NA} (no gates): {_names(no_gates)}")
         _legend(ax[2], fontsize=7, ncol=2)
-        if no_gates:
-            ax[2].text(0.01, 0.01, f"{NA} (no gates): {_names(no_gates)}",
-                       transform=ax[2].transAxes, fontsize=7, color="0.35")
     ax[3].set_title("top Lyapunov exponents (nats per step)", fontsize=10)
     ax[3].axhline(0, color="k", lw=0.6)
     ax[3].set_xlabel("exponent index")
@@ -144,10 +143,9 @@ def dynamics_figure(runs: Sequence[tuple[str, dict[str, Any]]], layer: str = "la
     else:
         ax[4].set_xlabel("τ (steps, bin start)")
         ax[4].set_ylabel("share of (t, sample, unit)")
-        _legend(ax[4], fontsize=7)
         if no_tau:
-            ax[4].text(0.99, 0.01, f"{NA} (no keep gate): {_names(no_tau)}", ha="right",
-                       transform=ax[4].transAxes, fontsize=7, color="0.35")
+            ax[4].plot([], [], ls="none", label=f"{NA} (no keep gate): {_names(no_tau)}")
+        _legend(ax[4], fontsize=7)
     ax[5].set_title("textbook cases of ∂h_t/∂h_{t−1}, last record\n(share of (t, sample, unit); "
                     "keep = the coefficient of h_{t−1})", fontsize=9)
     if len(no_cases) == len(runs):
