@@ -17,7 +17,7 @@ from rnnlab.run.rundir import KEPT, STATUSES, RunDir, finished_jobs
 SRC = REPO / "src" / "rnnlab"
 # The names a run dir's files go by: only rnnlab/run/rundir.py may spell them out.
 OWNED = ("results.json", "gradflow.npz", "metrics.csv", "best.ckpt", "last.ckpt",
-         "previous.ckpt", "train.log", "overrides.yaml", ".rnnlab.lock")
+         "previous.ckpt", "train.log", "overrides.yaml", ".rnnlab.lock", "multirun.yaml")
 
 
 def test_a_run_dir_names_every_file_of_its_layout(tmp_path):

@@ -211,7 +211,7 @@ def resume_argv(argv: list[str]) -> list[str]:
     if not target.is_dir():
         raise ResumeError(f"resume={target}: no such directory (give a run dir or a sweep dir "
                           "under logs/)")
-    sweep_file = target / "multirun.yaml"
+    sweep_file = RunDir.sweep_config(target)
     if sweep_file.is_file():
         task, hydra = _saved_overrides(sweep_file)
         from rnnlab.run.rundir import sweep_resume_error

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from rnnlab.config.errors import ConfigError
-from rnnlab.run.rundir import HOLDER, LOCK
+from rnnlab.run.rundir import HOLDER, LOCK, RunDir
 
 
 class InUse(ConfigError):
@@ -148,7 +148,7 @@ def check_sweep_not_in_use(run_dir: str | os.PathLike) -> None:
     """A single run in a job dir of a sweep (``resume=<sweep dir>/<job>``) is refused while
     another process holds that sweep: the sweep would run the same job."""
     sweep = Path(run_dir).resolve().parent
-    if (sweep / "multirun.yaml").is_file():
+    if RunDir.sweep_config(sweep).is_file():
         check_free(sweep, "sweep dir")
 
 

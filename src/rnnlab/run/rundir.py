@@ -221,6 +221,13 @@ class RunDir:
                 shutil.rmtree(path, ignore_errors=True)
 
     # ------------------------------------------------------------------------- many run dirs
+    SWEEP_CONFIG = "multirun.yaml"  # a sweep dir's own file (Hydra's): the sweep's command line
+
+    @classmethod
+    def sweep_config(cls, sweep_dir: str | os.PathLike) -> Path:
+        """A sweep dir's multirun.yaml; a dir that has one is a sweep dir of rnnlab-train -m."""
+        return Path(sweep_dir) / cls.SWEEP_CONFIG
+
     @classmethod
     def jobs_of(cls, sweep_dir: str | os.PathLike) -> list[RunDir]:
         """The job dirs of a sweep dir that have a results.json."""

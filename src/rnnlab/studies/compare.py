@@ -408,7 +408,7 @@ class Runner:
         kept = sum(r.get("status") in KEPT for r in done.values())
         if kept >= want:
             return done
-        if (sweep_dir / "multirun.yaml").is_file():
+        if RunDir.sweep_config(sweep_dir).is_file():
             command = [*_train_exe(), f"resume={sweep_dir}"]
         else:
             if self.plan.launcher == "pack":

@@ -155,7 +155,7 @@ def train_command(section: Section, plan: Plan, sweep_dir: Path) -> list[str]:
     exe = Path(sys.executable).with_name("rnnlab-train")
     base = [str(exe)] if exe.exists() else [sys.executable, "-c",
                                             "from rnnlab.commands.train import main; main()"]
-    if (sweep_dir / "multirun.yaml").is_file():
+    if RunDir.sweep_config(sweep_dir).is_file():
         return [*base, f"resume={sweep_dir}"]
     seeds = ",".join(map(str, plan.seeds))
     return [*base, "-m", f"experiment={section.experiment}", *plan.extra, *section.overrides,
@@ -334,7 +334,7 @@ def _jobs_run(sweep_dir: Path, default: int) -> str:
     try:
         from omegaconf import OmegaConf
 
-        jobs = int(OmegaConf.load(sweep_dir / "multirun.yaml").hydra.launcher.n_jobs)
+        jobs = int(OmegaConf.load(RunDir.sweep_config(sweep_dir)).hydra.launcher.n_jobs)
     except Exception:  # noqa: BLE001 - an older or foreign sweep: say what the plan says
         jobs = default
     return f"{jobs} job{'s' if jobs != 1 else ''}"
