@@ -214,7 +214,7 @@ def test_the_printed_plot_command_runs_and_writes_beside_the_runs(run_training, 
     command = shlex.split(line.split("gradient flow: ", 1)[1])
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
     env["PATH"] = "/usr/bin:/bin"  # no venv on PATH: the command must not need one
-    # from where the run was started (the command may be relative to it, as the report is)
+    # from where the run was started (tests/test_plot_command.py: from anywhere else too)
     done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     assert matplotlib.image.imread(dirs[-1] / "gradflow_heatmap.png").shape[0] > 100
