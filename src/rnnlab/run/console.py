@@ -129,5 +129,5 @@ def plot_command(output_dir: Path) -> str:
     elif script.is_file():
         words = [os.path.abspath(script)]
     else:
-        words = [os.path.abspath(sys.executable), "-m", "rnnlab.gradflow.cli"]
+        words = [os.path.abspath(sys.executable), "-m", "rnnlab.commands.plot_gradflow"]
     return shlex.join([*words, os.path.abspath(output_dir)])
