@@ -266,14 +266,18 @@ class SequenceTask(L.LightningModule):
     def _check_divergence(self, metric: str, value: float) -> None:
         """The one divergence test, for the train and the validation loss: not finite, or above
         divergence_factor x the first training loss."""
-        metrics = {k: float(v) for k, v in self.trainer.callback_metrics.items()
-                   if getattr(v, "numel", lambda: 1)() == 1}
         if not math.isfinite(value):
-            raise Diverged(metric, value, self.global_step, metrics=metrics)
+            raise Diverged(metric, value, self.global_step, metrics=self._scalar_metrics())
         if (self.divergence_factor is not None and self.first_loss is not None
                 and self.first_loss > 0 and value > self.divergence_factor * self.first_loss):
             raise Diverged(metric, value, self.global_step, self.divergence_factor,
-                           self.first_loss, metrics=metrics)
+                           self.first_loss, metrics=self._scalar_metrics())
+
+    def _scalar_metrics(self) -> dict[str, float]:
+        """What the run had logged when it diverged (results.json keeps it). Read only then: it
+        is every logged metric, and this test runs at every training step."""
+        return {k: float(v) for k, v in self.trainer.callback_metrics.items()
+                if getattr(v, "numel", lambda: 1)() == 1}
 
     def _update_best(self) -> None:
         for key, value in self.trainer.callback_metrics.items():

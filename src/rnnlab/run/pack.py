@@ -69,6 +69,15 @@ class PrefixedMetrics(MutableMapping):
     def __len__(self):
         return sum(1 for _ in self)
 
+    def items(self):
+        # one read of the trainer's dict (Lightning rebuilds callback_metrics at every read),
+        # not one per key as Mapping.items would
+        n = len(self._prefix)
+        return [(k[n:], v) for k, v in list(self._source().items()) if k.startswith(self._prefix)]
+
+    def values(self):
+        return [v for _, v in self.items()]
+
     def copy(self) -> dict:
         return dict(self.items())
 

@@ -58,6 +58,7 @@ def run_pack(cfgs: list[DictConfig], hydra_cfgs: list[DictConfig] | None = None,
         stack.enter_context(resume.stop_on_signals())
         tracking.finish_wandb()
         records, members, wandb_mode = [], [], os.environ.get("WANDB_MODE")
+        to_start: list = []  # the members' W&B loggers, started together once all are built
         for index, (cfg, hydra_cfg) in enumerate(zip(cfgs, hydra_cfgs)):
             _set_hydra_config(hydra_cfg)
             rundir.clear_unfinished_attempt(dirs[index])
@@ -78,12 +79,11 @@ def run_pack(cfgs: list[DictConfig], hydra_cfgs: list[DictConfig] | None = None,
             if wandb_loggers:
                 # its W&B run, a run of its own beside its pack-mates', in its own folders
                 members[-1].env = {name: os.environ.get(name) for name in tracking.WANDB_DIRS}
-                with members[-1].environment():
-                    for logger in wandb_loggers:
-                        tracking.start_wandb_run(logger)
+                to_start += wandb_loggers
             records.append(record)
         if not members:
             return results
+        tracking.start_wandb_runs(to_start)
         first = cfgs[members[0].job]
         trainer = instantiate(first.trainer, logger=[pack.PackLogger(members)],
                               callbacks=[pack.PackHooks()],

@@ -221,6 +221,21 @@ def start_wandb_run(logger) -> None:
     logger._experiment = run
 
 
+def start_wandb_runs(loggers: list) -> None:
+    """Start several WandbLoggers' runs at once (a pack's members), in threads: ``wandb.init``
+    of an offline run waits ~1 s on W&B's service, which a pack of N would pay N times in series
+    (6 runs: 6.4 s serial, 2.4 s threaded on this machine). Each init names its own folder
+    (``dir``, the run dir), so none reads the folder variables of another member's."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    if len(loggers) <= 1:
+        for logger in loggers:
+            start_wandb_run(logger)
+        return
+    with ThreadPoolExecutor(len(loggers)) as pool:
+        list(pool.map(start_wandb_run, loggers))  # list(): an init's error is raised here
+
+
 WANDB_DIRS = tuple(_WANDB_DIRS)
 
 
