@@ -164,7 +164,7 @@ def test_a_cell_added_in_its_two_files_brings_its_test_matrix(registered, monkey
 
 
 def test_run_labels_name_a_form_by_the_registry(registered, monkeypatch):
-    from rnnlab.gradflow import cli
+    from rnnlab.gradflow import labels as cli
     from rnnlab.run.rundir import RunDir
 
     def label(**model):

@@ -28,8 +28,8 @@ import os
 import sys
 from pathlib import Path
 
-from rnnlab.gradflow.cli import row_key_labels, run_dirs, run_label
 from rnnlab.gradflow.dynamics_plots import dynamics_figure
+from rnnlab.gradflow.labels import row_key_labels, run_dirs, run_label
 from rnnlab.gradflow.plots import curves_figure, heatmaps_figure
 from rnnlab.gradflow.stats import load_gradflow
 

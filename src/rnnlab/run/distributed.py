@@ -1,5 +1,5 @@
 """The workarounds a run needs under DDP (spawned workers, or ranks that torchrun/srun started),
-beside rnnlab.run.launch, which says who started the ranks."""
+beside rnnlab.config.launch, which says who started the ranks."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from pathlib import Path
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from rnnlab.config import launch
 from rnnlab.config.errors import ConfigError
-from rnnlab.run import launch, resume
+from rnnlab.run import resume
 from rnnlab.run.rundir import RunDir
 
 

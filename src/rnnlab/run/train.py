@@ -20,11 +20,12 @@ import hydra
 from omegaconf import DictConfig
 
 import rnnlab.config.schemas  # noqa: F401  (registers the config schemas before composition)
+from rnnlab.config import launch
 from rnnlab.config.configdir import CONFIG_DIR
 from rnnlab.config.errors import ConfigError, one_line
 from rnnlab.config.hydra_runtime import RESUME_MARK, in_multirun
 from rnnlab.config.schemas import out_of_bounds
-from rnnlab.run import console, dirlock, distributed, launch, resume, rundir, tracking
+from rnnlab.run import console, dirlock, distributed, resume, rundir, tracking
 from rnnlab.run.build import build, log_run_metadata
 from rnnlab.run.record import RunRecord, floats
 from rnnlab.run.rundir import RunDir
