@@ -314,3 +314,13 @@ def test_cpu_hours_count_each_pack_once(tmp_path):
     # stage (10 jobs, one at a time, packs of at most 8: two packs of 5)
     old = [_eval_view("gru", 1000 + i, 9, 0.2, 100.0 if i < 5 else 200.0) for i in range(10)]
     assert cpu_hours(old, {"launcher": "pack", "jobs": 1}) == 300 / 3600
+
+
+def test_a_pick_at_the_end_of_a_numeric_axis_is_flagged(tmp_path):
+    plan = load_plan(_plan(tmp_path, BASE + "search: {default: {optimizer.lr: [0.001, 0.01, 0.1], "
+                                            "model.forget_bias: [null, 1.0]}}\n"))
+    (arm,) = plan.arms
+    assert arm.edges(["optimizer.lr=0.1", "model.forget_bias=1.0"]) == [
+        "optimizer.lr=0.1 (the largest tried)"]  # a 2-value or non-numeric axis has no inside
+    assert arm.edges(["optimizer.lr=0.001"]) == ["optimizer.lr=0.001 (the smallest tried)"]
+    assert arm.edges(["optimizer.lr=0.01"]) == []

@@ -78,6 +78,23 @@ class Arm:
         axes = [[f"{k}={fmt(v)}" for v in values] for k, values in self.space.items()]
         return [tuple(point) for point in itertools.product(*axes)] if axes else [()]
 
+    def edges(self, point: list[str] | tuple[str, ...]) -> list[str]:
+        """The searched settings of ``point`` that sit at an end of an ordered numeric axis of
+        3 or more values: there the best value may lie outside the grid (a reviewer asks for
+        the grid to be extended)."""
+        found = []
+        for override in point:
+            key, _, value = override.partition("=")
+            values = self.space.get(key) or []
+            numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+            if len(numbers) < 3 or len(numbers) != len(values):
+                continue
+            if value == fmt(max(numbers)):
+                found.append(f"{override} (the largest tried)")
+            elif value == fmt(min(numbers)):
+                found.append(f"{override} (the smallest tried)")
+        return found
+
 
 @dataclass
 class Plan:
@@ -491,7 +508,11 @@ def tune(runner: Runner, arm: Arm, condition: tuple[str, ...], base: Path) -> di
     why = (f"{solved}median best {metric} {best['median']:.4g}, at the full budget "
            f"({plan.budget} steps); {len(ranked)} configuration(s) reached the last rung of "
            f"{len(grid)}")
-    return {"rungs": rungs, "pick": {"config": best["config"], "why": why, "score": best}}
+    edges = arm.edges(best["config"])
+    if edges:
+        why += f"; at the edge of its grid: {', '.join(edges)}"
+    return {"rungs": rungs, "pick": {"config": best["config"], "why": why, "score": best,
+                                     "edges": edges}}
 
 
 def evaluate(runner: Runner, arm: Arm, condition: tuple[str, ...], base: Path,

@@ -89,6 +89,7 @@ def rows(record: dict) -> list[dict[str, Any]]:
                 "condition": condition, "arm": name,
                 "picked": " ".join((arm.get("pick") or {}).get("config") or []) or "(preset)",
                 "why": (arm.get("pick") or {}).get("why", "not picked yet"),
+                "edges": (arm.get("pick") or {}).get("edges") or [],
                 "n": len(runs), "metric": metric, "values": values,
                 "interval": seedstats.metric_interval(values),
                 "params": next((r.get("num_params") for r in runs if r.get("num_params")), None),
@@ -227,6 +228,11 @@ def footnotes(record: dict, data: list[dict]) -> list[str]:
                      "checkpoint's up to that stop, not at the end of the budget, so between arms "
                      "that both solve, the solved count and the steps to solve are the fair "
                      "comparison, not the metric.")
+    edges = [f"{row['arm']}" + (f" ({row['condition']})" if row["condition"] != "—" else "")
+             + f": {', '.join(row['edges'])}" for row in data if row.get("edges")]
+    if edges:
+        notes.append("Picked at the edge of its search grid, so a better setting may lie beyond "
+                     f"it: {'; '.join(edges)}.")
     notes.append("Every p is Holm-adjusted over the table's comparisons of its kind, raw p in "
                  "parentheses.")
     return notes
