@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from rnnlab.data import sentiment
 from rnnlab.data.sentiment import SNIPPETS, SentimentDataModule, read_snippets
 from rnnlab.data.sources import SourceUnavailable
 from rnnlab.data.text import BucketBatchSampler, Vocab, load_glove, pad_collate, tokenize
@@ -212,6 +213,7 @@ def test_hub_tables_keep_labelled_splits_and_carve_val(tmp_path, monkeypatch):
                                      "test": table(30, hidden=True)})
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    monkeypatch.setattr(sentiment, "hub_lookup", lambda name: "found")  # the Hub, faked
     module = SentimentDataModule(source="hf:stanfordnlp/sst2", data_dir=str(tmp_path),
                                  min_freq=1)
     module.setup()

@@ -18,6 +18,15 @@ REFUSED = [
     (["experiment_name=../../escaped"], "experiment_name='../../escaped' must be one folder name"),
     # estimated before torch loads (rnnlab.data.memory), not a 409 GB allocation
     (["data=copy", "data.seq_len=100000000"], "data.seq_len=100000000: the copy data would take"),
+    # the model's own refusals, made before torch loads (rnnlab.config.model_checks)
+    (["model.param_budget=3"], "model.param_budget=3 is below the smallest model (at least "),
+    (["seed=abc"], "seed must be an integer, got 'abc'"),
+    (["model.impl=fused", "model.zoneout=0.1"],
+     "model.impl=fused has only torch.nn's cells: model.zoneout=0.1 needs model.impl=scratch"),
+    (["model=indrnn", "model.impl=fused"], "model.impl=fused: model=indrnn has no torch.nn kernel"),
+    (["model.dropout=0.2"], "model.dropout=0.2 acts between layers"),
+    (["model=rnn", "model.init=chrono"], "model.init=chrono does not apply to model=rnn"),
+    (["data=adding", "model.encoder=onehot"], "model.encoder=onehot needs token inputs"),
 ]
 
 
@@ -78,3 +87,163 @@ def test_a_run_refused_once_torch_loads_leaves_no_empty_folders(tmp_path, capfd)
     said = [line for line in capfd.readouterr().err.splitlines() if line.strip()]
     assert len(said) == 1 and said[0].startswith("rnnlab-train: error: "), said
     assert list(logs.iterdir()) == []
+
+
+@pytest.mark.parametrize("trainer", ["gpu", "ddp"])
+def test_a_gpu_asked_for_on_a_machine_without_one_is_refused_before_torch(trainer, monkeypatch):
+    from rnnlab.config import accelerator
+
+    monkeypatch.setattr(accelerator, "clearly_no_gpu", lambda: True)
+    assert command_line_error([f"trainer={trainer}"], CONFIG_DIR, CONFIG_NAME) == (
+        "trainer.accelerator=gpu (trainer=gpu, trainer=ddp) needs a CUDA GPU and none is "
+        "available here; use trainer=cpu (or trainer=ddp_cpu)")
+    monkeypatch.setattr(accelerator, "clearly_no_gpu", lambda: False)  # a driver: torch decides
+    assert command_line_error([f"trainer={trainer}"], CONFIG_DIR, CONFIG_NAME) is None
+
+
+def test_no_gpu_is_clear_only_without_any_trace_of_a_driver(tmp_path):
+    from rnnlab.config.accelerator import clearly_no_gpu
+
+    empty = {"PATH": str(tmp_path / "bin")}
+    assert clearly_no_gpu(empty, "linux", str(tmp_path))
+    assert clearly_no_gpu({**empty, "CUDA_VISIBLE_DEVICES": "-1"}, "darwin", str(tmp_path))
+    assert not clearly_no_gpu(empty, "darwin", str(tmp_path))  # another OS: torch says
+    for trace in ("proc/driver/nvidia", "dev/nvidia0", "dev/dxg", "dev/kfd", "bin/nvidia-smi"):
+        (tmp_path / trace).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / trace).touch(mode=0o755)
+        assert not clearly_no_gpu(empty, "linux", str(tmp_path)), trace
+        (tmp_path / trace).unlink()
+
+
+def test_the_smallest_model_bound_is_below_the_model_counted_by_torch(tmp_path):
+    """The budget refused before torch loads is below what the model really has at
+    hidden_size=1 (so no budget the model would take is refused), for each cell and its
+    forms, each encoder, one and two layers, on a token task and a real-valued one; and the
+    synthetic tasks' shapes it reads are the data modules' own."""
+    import dataclasses
+
+    from conftest import compose_config
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from rnnlab.config.cellspecs import SPECS
+    from rnnlab.config.model_checks import smallest_model_bound
+    from rnnlab.data.shapes import synthetic_shape
+    from rnnlab.model.models import count_params
+
+    for data in ("copy", "selective_copy", "adding", "parity"):
+        cfg = compose_config([f"data={data}"], tmp_path)
+        data_node = OmegaConf.to_container(cfg.data, resolve=True)
+        spec = instantiate(cfg.data).spec
+        shape = synthetic_shape(data_node)
+        assert (shape.output_size, shape.vocab_size, shape.input_size) == (
+            spec.output_size, spec.vocab_size, spec.input_size), data
+        if data not in ("copy", "adding"):
+            continue
+        other = "embedding" if spec.vocab_size else "linear"
+        for cell, cell_spec in SPECS.items():
+            forms = cell_spec.forms()  # each form as it is; the own form with each encoder, deeper
+            tries = [(form, "auto", 1) for form in forms] + [
+                (forms[0], encoder, layers) for encoder, layers in ((other, 1), ("auto", 2))]
+            for form, encoder, layers in tries:
+                model = {**dataclasses.asdict(cell_spec.schema()), **form,
+                         "encoder": encoder, "num_layers": layers, "embedding_dim": 3}
+                options = {k: v for k, v in model.items()
+                           if k not in ("cell", "hidden_size", "param_budget")}
+                real = count_params(spec, 1, cell=cell, **options)
+                bound = smallest_model_bound(model, data_node)
+                assert 0 < bound <= real, (data, cell, form, encoder, layers, bound, real)
+
+
+# ------------------------------------------------------------------- the command, run for real
+# Each bad command line as a user types it: exit 2, one line on stderr, the file tree as it was
+# (no logs/, no data/, no .lock-* file), and -- where it is refused before torch loads -- quick:
+# run with a torch that cannot be imported, it is refused all the same, within FAST_S (about 1 s
+# on an idle machine; the bound leaves room for a busy one: importing torch takes longer).
+FAST_S = 6.0
+# ro: "logs" or "data": that folder is read-only (paths.log_dir, RNNLAB_DATA)
+COMMANDS = [
+    # (command line, environment, read-only folder, refused before torch, what the line says)
+    (["model.param_budget=3"], {}, None, True, "model.param_budget=3 is below the smallest"),
+    (["seed=abc"], {}, None, True, "seed must be an integer, got 'abc'"),
+    (["model.impl=fused", "model.zoneout=0.1"], {}, None, True,
+     "model.impl=fused has only torch.nn's cells: model.zoneout=0.1"),
+    (["trainer=gpu"], {"CUDA_VISIBLE_DEVICES": "-1"}, None, True,
+     "trainer.accelerator=gpu (trainer=gpu, trainer=ddp) needs a CUDA GPU"),
+    (["trainer=ddp"], {"CUDA_VISIBLE_DEVICES": "-1"}, None, True,
+     "trainer.accelerator=gpu (trainer=gpu, trainer=ddp) needs a CUDA GPU"),
+    (["paths.log_dir={ro}/logs"], {}, "logs", True,
+     "paths.log_dir={ro}/logs (RNNLAB_LOGS) cannot be written"),
+    # after torch loads: the data module's refusal (one line; the run dir and logs/ it made go).
+    # data.source=hf:nonexistent/zzz is refused the same way (by the data module, one line,
+    # nothing written: tests/test_hub_source.py), in ~10 s; not run here for the suite's time.
+    (["data=sentiment"], {"RNNLAB_DATA": "{ro}"}, "data", False,
+     "paths.data_dir={ro} (RNNLAB_DATA): the sentiment data is not prepared there"),
+]
+SHARED = ["debug=fast", "logger=csv", "model.hidden_size=8"]
+
+
+def _tree(root):
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+def _read_only(folder):
+    """The command prefix that runs a command with ``folder`` read-only (chmod, or for root,
+    whom permissions do not stop, a read-only bind mount in a user namespace); skip if neither
+    can be had here."""
+    import os
+    import shutil
+    import subprocess
+
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        return []
+    script = ('mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" && exec "$@"')
+    prefix = ["unshare", "-rm", "sh", "-c", script, str(folder)]
+    if shutil.which("unshare") is None or subprocess.run(
+            [*prefix, "true"], capture_output=True, check=False).returncode != 0:
+        pytest.skip("no way to make a read-only folder here (root, no user namespaces)")
+    return prefix
+
+
+@pytest.mark.parametrize("argv,env,ro,fast,said", COMMANDS,
+                         ids=[" ".join(c[0]) for c in COMMANDS])
+def test_a_bad_command_is_exit_2_one_line_and_leaves_the_tree_as_it_was(tmp_path, argv, env, ro,
+                                                                       fast, said):
+    import os
+    import subprocess
+    import sys
+    import time
+
+    work = tmp_path / "work"  # the cwd: ./logs and ./data would land here
+    work.mkdir()
+    prefix = []
+    folder = tmp_path / "ro"
+    if ro is not None:
+        folder.mkdir()
+        prefix = _read_only(folder)
+    full_env = {k: v for k, v in os.environ.items() if k not in (
+        "HYDRA_FULL_ERROR", "WANDB_SERVICE", "RNNLAB_LOGS", "RNNLAB_DATA")}
+    full_env.update({k: v.format(ro=folder) for k, v in env.items()})
+    if fast:  # a torch that cannot be imported: the refusal must come before it
+        fake = tmp_path / "notorch"
+        for name in ("torch", "lightning"):
+            (fake / name).mkdir(parents=True)
+            (fake / name / "__init__.py").write_text(
+                f"raise ImportError('{name} imported before the refusal')\n")
+        full_env["PYTHONPATH"] = os.pathsep.join(
+            [str(fake), *filter(None, [full_env.get("PYTHONPATH")])])
+    before = _tree(tmp_path)
+    started = time.monotonic()
+    done = subprocess.run([*prefix, sys.executable, "-m", "rnnlab.train",
+                           *(a.format(ro=folder) for a in argv), *SHARED],
+                          cwd=work, env=full_env, capture_output=True, text=True, timeout=300,
+                          check=False)
+    took = time.monotonic() - started
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert len(lines) == 1 and lines[0].startswith(
+        "rnnlab-train: error: " + said.format(ro=folder)), lines
+    assert _tree(tmp_path) == before
+    if fast:
+        assert took < FAST_S, f"{took:.1f} s"

@@ -53,12 +53,25 @@ def main():
         print(f"rnnlab-train: error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
     import rnnlab.config.schemas  # noqa: F401  (the schemas and resolvers the check composes with)
-    from rnnlab.config.composition import refuse_bad_command_line
+    from rnnlab.config.composition import (
+        folders_to_make,
+        refuse_bad_command_line,
+        remove_made_folders,
+    )
 
-    refuse_bad_command_line(CONFIG_DIR, CONFIG_NAME)
+    log_dir = refuse_bad_command_line(CONFIG_DIR, CONFIG_NAME)
+    # A run refused once torch has loaded (exit 2: a data source that cannot be read, ...) has
+    # already had its run dir made by Hydra; the run removes that and the empty folders above it
+    # up to the log dir, and this the log dir and its parents, if this command made them.
+    made = folders_to_make(log_dir) if log_dir is not None else []
     from rnnlab.run.train import hydra_main
 
-    return hydra_main()
+    try:
+        return hydra_main()
+    except SystemExit as exit_:
+        if exit_.code == 2:
+            remove_made_folders(made)
+        raise
 
 
 def help_text(overrides: list[str]) -> str:

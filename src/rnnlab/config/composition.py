@@ -13,6 +13,7 @@ from __future__ import annotations
 import difflib
 import os
 import sys
+from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
@@ -26,7 +27,9 @@ from hydra.errors import (
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
+from rnnlab.config.accelerator import accelerator_error
 from rnnlab.config.errors import one_line
+from rnnlab.config.model_checks import model_error
 from rnnlab.config.schemas import bound_error, check_monitor, setting_error, unknown_model_setting
 
 MAX_JOBS = 256
@@ -35,14 +38,22 @@ MAX_JOBS = 256
 def command_line_error(argv: list[str], config_dir: str, config_name: str) -> str | None:
     """The one-line reason ``argv`` does not compose, or None when every job composes (or when
     Hydra is asked for something else: --help, --cfg, shell completion, ...)."""
+    return check_command_line(argv, config_dir, config_name)[0]
+
+
+def check_command_line(argv: list[str], config_dir: str, config_name: str
+                       ) -> tuple[str | None, Path | None]:
+    """:func:`command_line_error`, and the log dir (``paths.log_dir``) of the first job that
+    composed (None where none did, or it does not resolve yet)."""
     multirun = any(a in ("-m", "--multirun") for a in argv)
     if any(a.startswith("-") and a not in ("-m", "--multirun") for a in argv):
-        return None  # --help, --cfg job, --info, -c: Hydra's own business
+        return None, None  # --help, --cfg job, --info, -c: Hydra's own business
     overrides = [a for a in argv if a not in ("-m", "--multirun")]
     try:
         jobs = _jobs(overrides, multirun)
     except OverrideParseException as error:
-        return f"cannot read the command line: {one_line(error)}"
+        return f"cannot read the command line: {one_line(error)}", None
+    log_dir = None
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=config_dir, version_base="1.3"):
@@ -50,18 +61,29 @@ def command_line_error(argv: list[str], config_dir: str, config_name: str) -> st
                 try:
                     cfg = compose(config_name=config_name, overrides=job)
                 except (HydraException, OmegaConfBaseException, ValueError) as error:
-                    return _explain(error, job, config_name)
+                    return _explain(error, job, config_name), log_dir
+                if log_dir is None:
+                    log_dir = _log_dir(cfg)
                 try:
                     check_monitor(cfg)
                 except ValueError as error:
-                    return str(error)
+                    return str(error), log_dir
                 reason = (unknown_model_setting(cfg) or bound_error(cfg) or setting_error(cfg)
+                          or model_error(cfg) or accelerator_error(cfg)
                           or _data_memory_error(cfg))
                 if reason is not None:
-                    return reason
+                    return reason, log_dir
     finally:
         GlobalHydra.instance().clear()
-    return None
+    return None, log_dir
+
+
+def _log_dir(cfg) -> Path | None:
+    try:
+        value = OmegaConf.select(cfg, "paths.log_dir", throw_on_resolution_failure=True)
+    except OmegaConfBaseException:
+        return None
+    return Path(value).expanduser().absolute() if isinstance(value, str) and value else None
 
 
 def _data_memory_error(cfg) -> str | None:
@@ -152,11 +174,75 @@ def _keys_under(parent: str, job: list[str], config_name: str) -> tuple[list[str
     return sorted(str(k) for k in node), typed not in (None, dict)
 
 
-def refuse_bad_command_line(config_dir: str, config_name: str) -> None:
-    """Exit 2 with one line when ``sys.argv`` does not compose (``rnnlab-train``'s first step)."""
+def refuse_bad_command_line(config_dir: str, config_name: str) -> Path | None:
+    """Exit 2 with one line when ``sys.argv`` does not compose (``rnnlab-train``'s first step);
+    else the log dir of its (first) run, where known."""
     if os.environ.get("HYDRA_FULL_ERROR") == "1":
-        return
-    reason = command_line_error(sys.argv[1:], config_dir, config_name)
+        return None
+    reason, log_dir = check_command_line(sys.argv[1:], config_dir, config_name)
+    if reason is None and log_dir is not None and not any(
+            a.startswith(("hydra.run.dir=", "hydra.sweep.dir=")) for a in sys.argv[1:]):
+        reason = log_dir_error(log_dir)
     if reason is not None:
         print(f"rnnlab-train: error: {reason}", file=sys.stderr)
         raise SystemExit(2)
+    return log_dir
+
+
+def log_dir_error(log_dir: Path) -> str | None:
+    """The one-line refusal of a log dir that cannot be written (a read-only file system, no
+    permission, a file in the way), found by making and removing a file in the nearest folder of
+    it that exists (nothing is left, nothing is made on the way); None when it can be."""
+    import errno
+    import tempfile
+
+    folder = next((p for p in (log_dir, *log_dir.parents) if p.exists()), None)
+    if folder is None:
+        return None
+    why = None
+    if not folder.is_dir():
+        why = f"{folder} is a file"
+    else:
+        try:
+            handle, probe = tempfile.mkstemp(dir=folder, prefix=".rnnlab-write-check-")
+            os.close(handle)
+            os.unlink(probe)
+        except OSError as error:
+            if error.errno not in (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC,
+                                   errno.EDQUOT):
+                raise
+            why = f"{folder}: {error.strerror}"
+    if why is None:
+        return None
+    return (f"paths.log_dir={log_dir} (RNNLAB_LOGS) cannot be written ({why}); set "
+            "RNNLAB_LOGS or paths.log_dir to a writable folder")
+
+
+def folders_to_make(path: Path) -> list[Path]:
+    """``path`` and those of its parents that do not exist yet, deepest first: what a run made
+    in it made (and what a refused run may remove again, :func:`remove_made_folders`)."""
+    missing = []
+    for folder in (path, *path.parents):
+        if folder.exists():
+            break
+        missing.append(folder)
+    return missing
+
+
+def remove_made_folders(made: list[Path]) -> None:
+    """After a refusal: the folders of ``made`` (from :func:`folders_to_make`, before the run)
+    that are empty now, and the empty folders under them -- each made by this run, since none
+    existed before it. A folder holding anything (another process's files) stays."""
+    if not made:
+        return
+    for folder, subfolders, _ in sorted(os.walk(made[0]), key=lambda e: -len(Path(e[0]).parts)):
+        del subfolders
+        try:
+            Path(folder).rmdir()
+        except OSError:  # not empty
+            pass
+    for folder in made[1:]:
+        try:
+            folder.rmdir()
+        except OSError:
+            return

@@ -170,8 +170,11 @@ def bound_error(cfg) -> str | None:
 
 def setting_error(cfg) -> str | None:
     """A top-level setting that no schema checks, wrong (one line; None if all are right):
-    ``test`` not a boolean, an ``experiment_name`` that is not one folder name (it names the
-    folder under the log dir: ``../..`` would write outside it)."""
+    ``seed`` not an integer, ``test`` not a boolean, an ``experiment_name`` that is not one
+    folder name (it names the folder under the log dir: ``../..`` would write outside it)."""
+    seed = cfg.get("seed")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        return f"seed must be an integer, got {seed!r}"
     test = cfg.get("test")
     if not isinstance(test, bool):
         return f"test must be true or false, got {test!r}"

@@ -28,6 +28,7 @@ optional length bucketing. Optional pre-trained embeddings from a GloVe-format t
 from __future__ import annotations
 
 import re
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -114,6 +115,47 @@ def snippets_file(cache: Cache) -> Path:
                         what="Pang & Lee snippets (vaderSentiment sdist)")
 
 
+# How long the one look at the Hub (SentimentDataModule._check_hub) may wait for an answer.
+HUB_TIMEOUT_S = 10
+
+
+def hub_lookup(name: str) -> str:
+    """One request for hub dataset ``name``, no retries: "found", "not found" (no such dataset,
+    or private or gated), "other" (the Hub answered with another error) or "unreachable: <why>"
+    (offline mode, no network, refused, timed out)."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
+
+    try:
+        HfApi().dataset_info(name, timeout=HUB_TIMEOUT_S)
+    except RepositoryNotFoundError:
+        return "not found"
+    except HfHubHTTPError:
+        return "other"
+    except Exception as error:  # noqa: BLE001 - offline mode, DNS, refused, timed out
+        first = (str(error).strip().splitlines() or [""])[0]
+        return f"unreachable: {type(error).__name__}: {first}"
+    return "found"
+
+
+@contextmanager
+def _offline(offline: bool):
+    """Hugging Face's offline mode (HF_HUB_OFFLINE) for the code inside, when ``offline``:
+    datasets reads its cache and makes no request (and so no retries)."""
+    if not offline:
+        yield
+        return
+    import datasets.config
+    from huggingface_hub import constants
+
+    saved = datasets.config.HF_HUB_OFFLINE, constants.HF_HUB_OFFLINE
+    datasets.config.HF_HUB_OFFLINE = constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        datasets.config.HF_HUB_OFFLINE, constants.HF_HUB_OFFLINE = saved
+
+
 def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
 
@@ -161,6 +203,7 @@ class SentimentDataModule(SequenceDataModule):
         self.pretrained_embeddings: torch.Tensor | None = None
         self.embedding_coverage: float | None = None
         self._baselines: dict[str, float] = {}
+        self._offline = False  # the Hub cannot be reached: load the cached copy, no retries
 
     # -------------------------------------------------------------------------- tables
     def _split_params(self) -> dict:
@@ -173,16 +216,50 @@ class SentimentDataModule(SequenceDataModule):
         and saved in the cache."""
         import datasets
 
-        if self.source == "rotten_tomatoes":
-            build = self._build_rotten_tomatoes
-            entry = f"tables/rotten_tomatoes-seed{self.split_seed}"
-        else:
-            build = self._build_hub
-            config = f"-{self.hf_config}" if self.hf_config else ""
-            entry = f"tables/hf-{_slug(self.source[3:])}{config}-seed{self.split_seed}"
-        path = self.cache.ensure(entry, lambda tmp: build().save_to_disk(str(tmp)),
+        build = self._build_rotten_tomatoes if self.source == "rotten_tomatoes" \
+            else self._build_hub
+        path = self.cache.ensure(self._table_entry(), lambda tmp: build().save_to_disk(str(tmp)),
                                  params=self._split_params(), what=f"{self.source} split")
         return datasets.load_from_disk(str(path))
+
+    def _table_entry(self) -> str:
+        if self.source == "rotten_tomatoes":
+            return f"tables/rotten_tomatoes-seed{self.split_seed}"
+        config = f"-{self.hf_config}" if self.hf_config else ""
+        return f"tables/hf-{_slug(self.source[3:])}{config}-seed{self.split_seed}"
+
+    def _check_hub(self) -> None:
+        """``hf:<name>`` whose split is not in rnnlab's cache yet: one look at the Hub before
+        anything is written (no lock, no folder), so a name the Hub does not have, or a Hub that
+        cannot be reached with no copy cached, is refused at once in one line (SourceUnavailable)
+        -- not after the ~40 s of retries ``datasets.load_dataset`` makes. Reachable and found:
+        loaded as before; unreachable with a cached copy: loaded from it (offline, no retries)."""
+        if not self.source.startswith("hf:") or self.cache.state(
+                self._table_entry(), self._split_params()) == "ok":
+            return
+        name = self.source[3:]
+        answer = hub_lookup(name)
+        if answer in ("found", "other"):  # other: an outage, a rate limit: datasets says
+            return
+        if answer == "not found":
+            raise SourceUnavailable(
+                f"data.source={self.source}: the Hugging Face Hub has no dataset {name!r} (or "
+                f"it is private or gated: log in with `hf auth login`); {OFFLINE_HINT}")
+        if not self._hub_cached(name):
+            raise SourceUnavailable(
+                f"data.source={self.source}: the Hugging Face Hub cannot be reached (offline? "
+                f"{answer.removeprefix('unreachable: ')}) and no copy of {name!r} is cached; "
+                f"{OFFLINE_HINT}")
+        self._offline = True
+
+    def _hub_cached(self, name: str) -> bool:
+        """Whether a copy of hub dataset ``name`` may be cached: in the datasets cache this module
+        passes (``<org>___<name>``), or in the Hub's own cache (``datasets--<org>--<name>``)."""
+        from huggingface_hub import constants
+
+        datasets_cache = Path(self._hf_cache()) / name.replace("/", "___")
+        hub_cache = Path(constants.HF_HUB_CACHE) / f"datasets--{name.replace('/', '--')}"
+        return datasets_cache.exists() or hub_cache.exists()
 
     def _build_rotten_tomatoes(self):
         import datasets
@@ -202,7 +279,8 @@ class SentimentDataModule(SequenceDataModule):
 
         name = self.source[3:]
         try:
-            hub = datasets.load_dataset(name, self.hf_config, cache_dir=self._hf_cache())
+            with _offline(self._offline):
+                hub = datasets.load_dataset(name, self.hf_config, cache_dir=self._hf_cache())
         except (ConnectionError, OSError, FileNotFoundError) as error:
             raise SourceUnavailable(
                 f"data.source={self.source}: could not load {name!r} from the Hugging Face Hub "
@@ -256,6 +334,8 @@ class SentimentDataModule(SequenceDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
             return
+        self._check_hub()
+        self.cache.check_can_build(self._table_entry(), self._split_params())
         log.info("preparing the %s data: loading, tokenizing and encoding its texts",
                  self.source)
         import datasets

@@ -22,6 +22,7 @@ truncated copy, a disk error, a hand edit) is rebuilt with one warning line.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import importlib.util
 import json
@@ -54,6 +55,14 @@ class SourceUnavailable(RuntimeError):
     """A dataset's source cannot be reached (no network, a package or file missing).
 
     Its message is one line that says what is missing and names the offline source to use."""
+
+
+class CacheNotWritable(SourceUnavailable):
+    """The data root cannot be written (read-only, no permission) and an entry is missing."""
+
+
+# The errnos of a folder that cannot be written: a read-only file system, no permission.
+NOT_WRITABLE = (errno.EROFS, errno.EACCES, errno.EPERM)
 
 
 # ---------------------------------------------------------------------------------- paths
@@ -136,6 +145,7 @@ class Cache:
         self.root = data_root(data_dir)
         self.dir = self.root / dataset
         self.dataset = dataset
+        self.unwritable: OSError | None = None  # why the cache cannot be written, once seen
 
     def __repr__(self) -> str:
         return f"Cache({str(self.dir)!r})"
@@ -180,14 +190,58 @@ class Cache:
     @contextmanager
     def lock(self, name: str) -> Iterator[None]:
         """Serialise work on one entry (or on the manifest) across processes on this machine:
-        multirun jobs and DDP ranks preparing the same data build it once. Re-entrant."""
+        multirun jobs and DDP ranks preparing the same data build it once. Re-entrant.
+        In a data root that cannot be written (a read-only shared cache) there is nothing to
+        serialise: the entries are read as they are, and one that would have to be built is
+        refused (:meth:`ensure`, :class:`CacheNotWritable`)."""
         from filelock import FileLock
 
-        self.dir.mkdir(parents=True, exist_ok=True)
         key = str(self.dir / f".lock-{re.sub(r'[^A-Za-z0-9_.-]+', '_', name)}")
-        lock = _LOCKS.setdefault(key, FileLock(key))
-        with lock:
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            lock = _LOCKS.setdefault(key, FileLock(key))
+            lock.acquire()
+        except OSError as error:
+            if error.errno not in NOT_WRITABLE:
+                raise
+            self.unwritable = error
             yield
+            return
+        try:
+            yield
+        finally:
+            lock.release()
+
+    def check_can_build(self, name: str, params: dict[str, Any] | None = None) -> None:
+        """Before a data module starts preparing entry ``name``: CacheNotWritable when it is not
+        ready and the cache cannot be written (tried with a file made and removed at once in
+        the nearest folder that exists: nothing is left, nothing is made on the way)."""
+        if self.state(name, params) == "ok":
+            return
+        folder = next((p for p in (self.dir, *self.dir.parents) if p.is_dir()), None)
+        if folder is None:
+            return
+        try:
+            handle, probe = tempfile.mkstemp(dir=folder, prefix=f".rnnlab-write-check{PARTIAL}")
+            os.close(handle)
+            os.unlink(probe)
+        except OSError as error:
+            if error.errno not in NOT_WRITABLE:
+                raise
+            self.unwritable = error
+            self.check_writable(name)
+
+    def check_writable(self, name: str) -> None:
+        """CacheNotWritable, one line naming the data root, when entry ``name`` has to be built
+        and the cache cannot be written."""
+        error = self.unwritable
+        if error is not None:
+            raise CacheNotWritable(
+                f"paths.data_dir={self.root} (RNNLAB_DATA): the {self.dataset} data is not "
+                f"prepared there ({name}) and the folder cannot be written "
+                f"({error.strerror or type(error).__name__}); point RNNLAB_DATA or "
+                "paths.data_dir at a writable folder, or prepare the data there first "
+                "(python scripts/prepare_data.py --data-dir <folder>)")
 
     def sweep(self, name: str) -> None:
         """Remove the temporary leftovers of interrupted writes of one entry (a killed process
@@ -219,6 +273,7 @@ class Cache:
             state = self.state(name, params)
             if state == "ok":
                 return path
+            self.check_writable(name)
             if state == "unrecorded" and expected_sha256 and path.is_file() \
                     and sha256_of(path) == expected_sha256:
                 self._record(name, {**_fingerprint(path), "params": _jsonable(params)})
