@@ -247,3 +247,27 @@ def test_a_bad_command_is_exit_2_one_line_and_leaves_the_tree_as_it_was(tmp_path
     assert _tree(tmp_path) == before
     if fast:
         assert took < FAST_S, f"{took:.1f} s"
+
+
+def test_a_refused_run_removes_only_the_folders_its_command_made(tmp_path):
+    """rnnlab-train notes which folders of the log dir do not exist before the run; after a
+    refusal it removes those that are empty -- never one that was there (the user's), nor one
+    holding anything."""
+    from rnnlab.config.composition import folders_to_make, remove_made_folders
+
+    (tmp_path / "mine").mkdir()  # the user's, empty
+    log_dir = tmp_path / "mine" / "a" / "logs"
+    made = folders_to_make(log_dir)
+    assert made == [log_dir, log_dir.parent]
+    (log_dir / "runs" / "adhoc").mkdir(parents=True)  # what the refused run made
+    remove_made_folders(made)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["mine"]
+
+    made = folders_to_make(log_dir)
+    (log_dir / "multiruns" / "x").mkdir(parents=True)
+    (log_dir / "runs").mkdir()
+    (log_dir / "multiruns" / "x" / "other.txt").write_text("another process's")
+    remove_made_folders(made)
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == [
+        "mine", "mine/a", "mine/a/logs", "mine/a/logs/multiruns", "mine/a/logs/multiruns/x",
+        "mine/a/logs/multiruns/x/other.txt"]
