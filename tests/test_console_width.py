@@ -30,3 +30,39 @@ def test_the_console_table_fits_100_columns_and_names_what_it_left_out(tmp_path)
                for line in lines)
     # summary.md (render) keeps every column
     assert all(c in render(table, "md") for c in shown.columns)
+
+
+def test_a_sweep_prints_lines_that_fit_100_columns_one_report_line_per_job(tmp_path):
+    """What a plain sweep prints fits COLUMNS=100 (issue 39, item 2): the progress bars, each
+    job's report (two lines at most, its run dir in it, relative to the cwd), the sweep's table
+    and paths, the one gradient-flow command at the end. Not ours: Hydra's ``#k : overrides``
+    line, as long as the overrides typed (its date is left out: hydra/default.yaml)."""
+    from conftest import cli
+
+    overrides = ["-m", "model=rnn,gru", "debug=fast", "model.hidden_size=8",
+                 "trainer.enable_progress_bar=true", "experiment_name=widthcheck",
+                 "hydra.callbacks.sweep_summary.figures=false", "~logger.wandb"]
+    result = cli(overrides, cwd=tmp_path, env={"COLUMNS": "100"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = (result.stdout + result.stderr).splitlines()
+    hydra = [line for line in lines if "[HYDRA]" in line]
+    assert len(hydra) == 3 and hydra[1].startswith("[") and hydra[1][9:18] == "][HYDRA] "
+    # nor a path printed absolute (the plot command's: it runs from anywhere) on a line of its
+    # own, longer than the line: pytest's tmp dirs are, a user's logs/ seldom
+    wide = [line for line in lines if len(line.expandtabs()) > 100 and line not in hydra
+            and not (line.strip().startswith("/") and " " not in line.strip())]
+    assert not wide, wide
+    assert not [line for line in lines if line.startswith(" " * 10)], lines  # no column wrapped
+    # one report per job, its run dir folded in; no per-job plot command (one at the end)
+    sweep_dir = next((tmp_path / "logs" / "multiruns" / "widthcheck").iterdir())
+    reports = [i for i, line in enumerate(lines) if line.startswith("rnnlab-train: completed")]
+    assert len(reports) == 2
+    for k, i in enumerate(reports):
+        job = "\n".join(lines[i:i + 2])
+        assert f"run dir {(sweep_dir / str(k)).relative_to(tmp_path)}" in job, job
+    said = "\n".join(lines)
+    assert "gradient flow:" not in said.split("[sweep] 2/2")[0]
+    end = said.split("gradient flow, every job (one job: its run dir):", 1)[1]
+    assert str(sweep_dir) in end.replace("\\\n", " ")
+    bars = [line for line in lines if line.startswith("Epoch 0/0")]
+    assert len(bars) == 2 and all("train/loss: " in bar for bar in bars), bars

@@ -210,8 +210,9 @@ def test_the_printed_plot_command_runs_and_writes_beside_the_runs(run_training, 
                                          "callbacks.gradflow.every_n_steps=1", "~logger.wandb"],
                                         f"sweep/{cell}")
         dirs.append(run_dir)
-    line = next(l for l in report_line(results, dirs[-1]).splitlines() if "gradient flow:" in l)
-    command = shlex.split(line.split("gradient flow: ", 1)[1])
+    # the command's lines (a long one goes on after a backslash, as a shell reads it)
+    printed = report_line(results, dirs[-1], columns=80).split("gradient flow: ", 1)[1]
+    command = shlex.split(printed.replace("\\\n", " "))
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
     env["PATH"] = "/usr/bin:/bin"  # no venv on PATH: the command must not need one
     # from where the run was started (tests/test_plot_command.py: from anywhere else too)

@@ -62,6 +62,7 @@ def test_the_bar_of_a_fit_is_one_line_that_fits_the_terminal(tmp_path, width):
     # the line after the bar is not a wrapped rest of its metrics
     after = lines[lines.index(epoch[0]) + 1:]
     assert not any(line.startswith(" ") for line in after), lines
+    assert "0:00:00 • 0:00:00" in epoch[0]  # the time column whole on it
     assert "val/loss: " in epoch[0] and "v_num" not in epoch[0]
     if width == 100:  # 80 columns: the headline alone
         assert epoch[0].index("val/loss: ") < epoch[0].index("train/loss: ")

@@ -23,14 +23,17 @@ def write_summary(sweep_dir: Path, figures: bool = True):
     table = aggregate(runs)
     (sweep_dir / "summary.csv").write_text(render(table, "csv"))
     (sweep_dir / "summary.md").write_text(render(table, "md"))
+    from rnnlab.run.console import shown_path, wrap
+
     keys = ", ".join(table.attrs["keys"]) or "none"
-    print(f"{len(runs)} runs in {sweep_dir}")
+    where = shown_path(sweep_dir)  # the paths printed fit the terminal: relative under the cwd
+    print(wrap([f"{len(runs)} runs in", where]))
     print(f"rows: {keys} (every setting that differs, except seed; seeds pooled)")
     print_rich(table, title="")
-    print(f"summary: {sweep_dir / 'summary.md'}")
+    print(wrap(["summary:", shown_path(sweep_dir / "summary.md")]))
     if figures:
-        print(f"rnnlab-train: writing the sweep's report (table and figures) into "
-              f"{sweep_dir / 'report'} ...", flush=True)
+        print(wrap(["rnnlab-train: writing the sweep's report (table and figures) into",
+                    f"{shown_path(sweep_dir / 'report')} ..."]), flush=True)
         from rnnlab.results.report import write_report
 
         try:
@@ -39,9 +42,9 @@ def write_summary(sweep_dir: Path, figures: bool = True):
             print(f"report: not written ({type(error).__name__}: {error}); the table is in "
                   f"summary.md", file=sys.stderr)
         else:
-            print(f"report:  {report}  (table, figures as PNG and PDF)")
+            print(wrap(["report: ", shown_path(report), "(table, figures as PNG and PDF)"]))
             if (report.parent / "gradflow.png").exists():
-                print(f"gradient flow: {report.parent / 'gradflow.png'}")
+                print(wrap(["gradient flow:", shown_path(report.parent / "gradflow.png")]))
     return runs
 
 

@@ -90,30 +90,97 @@ def resuming() -> Iterator[None]:
         yield
 
 
-def report_line(results: dict[str, Any], output_dir: Path) -> str:
-    """What a run ends with on the console: its status, key metrics and where everything is."""
+def width() -> int:
+    """The terminal's columns (``COLUMNS`` first; 80 when not a terminal, as Rich's)."""
+    return shutil.get_terminal_size((80, 24)).columns
+
+
+def shown_path(path: Path | str) -> str:
+    """A path as the console prints it: relative to the cwd when it lies under it (shorter, and
+    a user's shell is there), else absolute."""
+    absolute = os.path.abspath(path)
+    relative = os.path.relpath(absolute)
+    return absolute if relative.startswith("..") else relative
+
+
+def wrap(pieces: list[str], columns: int | None = None, indent: str = "  ") -> str:
+    """``pieces`` joined by spaces into lines of at most ``columns`` (the terminal's), the
+    lines after the first indented; a piece is never split (a piece longer than a line, say a
+    path, gets a line of its own)."""
+    columns = columns or width()
+    lines: list[str] = []
+    line = ""
+    for piece in pieces:
+        if line and len(line) + 1 + len(piece) > columns:
+            lines.append(line)
+            line = indent + piece
+        else:
+            line = f"{line} {piece}" if line else piece
+    if line:
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def command_lines(command: str, label: str, columns: int | None = None, indent: str = "  ",
+                  more: str = "    ") -> str:
+    """``label`` and a shell ``command`` in lines of at most ``columns``: where a word does not
+    fit, the line ends with a backslash and the command goes on on the next (indented by
+    ``more``), so the lines still paste into a shell as one command; the label goes on a line
+    of its own when the command's first word does not fit after it."""
+    columns = columns or width()
+    words = command.split(" ")
+    lines = [f"{indent}{label}{words[0]}"]
+    if len(lines[0]) + 2 > columns and label:  # the label on a line of its own
+        lines = [f"{indent}{label.rstrip()}", more + words[0]]
+    for word in words[1:]:
+        if len(lines[-1]) + 1 + len(word) + 2 > columns:  # room for " \\" after it
+            lines[-1] += " \\"
+            lines.append(more + word)
+        else:
+            lines[-1] += " " + word
+    return "\n".join(lines)
+
+
+def report_line(results: dict[str, Any], output_dir: Path, columns: int | None = None) -> str:
+    """What a run ends with on the console: its status, key metrics and where everything is,
+    in lines that fit the terminal (``columns``: its width). A job of a multirun ends with one
+    line where it fits, two at 100 columns: its run dir is part of it, and its gradient-flow
+    command is printed once for the sweep at its end (rnnlab.run.sweep_progress)."""
+    from rnnlab.config.hydra_runtime import in_multirun
     from rnnlab.run.verdict import BASELINE_METRIC, VERDICT_METRIC, present_metrics, verdict
 
+    columns = columns or width()
     metrics = results.get("metrics", {})
     parts = [f"{m} {metrics[m]:.4g}" for m in present_metrics(metrics)]
     if BASELINE_METRIC in metrics and VERDICT_METRIC in metrics:
         said = verdict(metrics[VERDICT_METRIC], metrics[BASELINE_METRIC])
         parts.append(f"baseline {metrics[BASELINE_METRIC]:.4g} ({said})")
-    text = f"rnnlab-train: {results['status']} after {results.get('steps', 0)} steps"
-    text += f" in {results.get('wall_time_s', 0):.0f} s"
+    head = f"rnnlab-train: {results['status']} after {results.get('steps', 0)} steps"
+    head += f" in {results.get('wall_time_s', 0):.0f} s"
     attempts = results.get("attempt_wall_times_s") or []
     if len(attempts) > 1:  # a resumed run: the total, and each attempt's part
-        text += f" ({len(attempts)} attempts: {' + '.join(f'{s:.0f}' for s in attempts)} s)"
+        head += f" ({len(attempts)} attempts: {' + '.join(f'{s:.0f}' for s in attempts)} s)"
+    pieces = head.split(" ")
     if parts:
-        text += ": " + ", ".join(parts)
+        pieces[-1] += ":"
+        pieces += [f"{part}," for part in parts[:-1]] + [parts[-1]]
     if results.get("error"):
-        text += f"; {results['error']}"
+        pieces[-1] += ";"
+        pieces += str(results["error"]).split(" ")
+    multirun = in_multirun()
+    if multirun:  # the run dir in the report line itself
+        pieces[-1] += ";"
+        pieces.append(f"run dir {shown_path(output_dir)}")
+    text = wrap(pieces, columns)
     if results.get("compile_fallbacks"):
-        text += "\n  ran eager, compilation failed (slower): " + "; ".join(
-            f"{name} ({error})" for name, error in results["compile_fallbacks"].items())
-    text += f"\n  run dir: {output_dir}"
-    if RunDir(output_dir).gradflow.exists():
-        text += f"\n  gradient flow: {plot_command(output_dir)}"
+        text += "\n" + wrap(["  ran eager, compilation failed (slower):",
+                             *"; ".join(f"{name} ({error})" for name, error
+                                        in results["compile_fallbacks"].items()).split(" ")],
+                            columns, indent="    ")
+    if not multirun:
+        text += f"\n  run dir: {shown_path(output_dir)}"
+        if RunDir(output_dir).gradflow.exists():
+            text += "\n" + command_lines(plot_command(output_dir), "gradient flow: ", columns)
     return text
 
 

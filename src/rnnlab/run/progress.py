@@ -16,7 +16,8 @@ metric (``v_num: 6xy_ train/loss: 0.217 val/loss: ...``) and Rich wraps it over 
 the headline first (the checkpoint's monitor, ``val/loss``; then ``train/loss``; then the rest in
 Lightning's order), with 3 significant digits (``.3f`` printed a solved run's 0.000128 as 0.000).
 ``v_num`` (the logger's version: the run dir names the run) is left out. The bar itself gives way
-down to ``MIN_BAR`` columns before a metric is dropped.
+down to ``MIN_BAR`` columns before a metric is dropped; no other column is ever wrapped (Rich
+shrank the time column beside the bar and wrapped it onto a second line).
 """
 
 from __future__ import annotations
@@ -69,10 +70,7 @@ class _FittingMetrics(MetricsTextColumn):
     """Lightning's metrics column, cut to the terminal's width left by the other columns."""
 
     def __init__(self, *args, **kwargs) -> None:
-        from rich.table import Column
-
         super().__init__(*args, **kwargs)
-        self._table_column = Column(no_wrap=True)  # never wrapped: cut to fit instead
         self._task = None
 
     def _budget(self, task) -> int:
@@ -128,6 +126,11 @@ class ProgressBar(RichProgressBar):
                                                      old._metrics_format)
             self.progress.columns = tuple(self._metric_component if c is old else c
                                           for c in self.progress.columns)
+            from rich.table import Column
+
+            for column in self.progress.columns:  # only the bar gives way to the metrics
+                if not isinstance(column, CustomBarColumn):
+                    column._table_column = Column(no_wrap=True)
         live = getattr(self.progress, "live", None)
         thread = getattr(live, "_refresh_thread", None)
         if thread is not None:  # no second thread: refresh() below draws

@@ -10,6 +10,12 @@ time and the number of jobs the sweep will run to ``<sweep dir>/.progress.json``
 The ETA assumes the remaining jobs take the mean time of the finished ones, ``n_jobs`` at a
 time. The total is the basic sweeper's grid (the product of the sweep overrides) or the Optuna
 sweeper's ``n_trials``; for another sweeper the line gives the count without a total.
+
+At the end of the multirun (after the sweep's table and report), when its jobs recorded gradient
+flow: the one command that plots it, for every job or one (the jobs' report lines leave it out)::
+
+    gradient flow, every job (one job: its run dir): rnnlab-plot-gradflow \\
+      /abs/logs/multiruns/quickstart/2026-12-08_01-26-37-861503
 """
 
 from __future__ import annotations
@@ -96,6 +102,15 @@ class SweepProgress(Callback):
             pass
         with atomic_open(sweep_dir / STATE, "w") as handle:
             json.dump({"start": start, "total": total, "n_jobs": int(n_jobs)}, handle)
+
+    def on_multirun_end(self, config, **kwargs: Any) -> None:
+        from rnnlab.run.console import command_lines, plot_command
+        from rnnlab.run.rundir import RunDir
+
+        sweep_dir = Path(config.hydra.sweep.dir)
+        if any(RunDir(sweep_dir / job).gradflow.exists() for job in finished_jobs(sweep_dir)):
+            print(command_lines(plot_command(sweep_dir), "gradient flow, every job (one job: its "
+                                "run dir): ", indent="", more="  "), flush=True)
 
     def on_job_end(self, config, job_return, **kwargs: Any) -> None:
         if not str(config.hydra.get("mode", "")).endswith("MULTIRUN"):
