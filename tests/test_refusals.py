@@ -97,6 +97,11 @@ def test_a_gpu_asked_for_on_a_machine_without_one_is_refused_before_torch(traine
     assert command_line_error([f"trainer={trainer}"], CONFIG_DIR, CONFIG_NAME) == (
         "trainer.accelerator=gpu (trainer=gpu, trainer=ddp) needs a CUDA GPU and none is "
         "available here; use trainer=cpu (or trainer=ddp_cpu)")
+    # a SLURM sweep started from a login node without a GPU: its jobs run where there are GPUs
+    assert command_line_error(["-m", "hydra/launcher=submitit_slurm", f"trainer={trainer}"],
+                              CONFIG_DIR, CONFIG_NAME) is None
+    assert command_line_error(["-m", "hydra/launcher=submitit_local", f"trainer={trainer}"],
+                              CONFIG_DIR, CONFIG_NAME) is not None
     monkeypatch.setattr(accelerator, "clearly_no_gpu", lambda: False)  # a driver: torch decides
     assert command_line_error([f"trainer={trainer}"], CONFIG_DIR, CONFIG_NAME) is None
 

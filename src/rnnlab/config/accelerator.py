@@ -3,8 +3,9 @@ GPU, refused before torch loads. Asking torch (``torch.cuda.is_available()``) wo
 seconds that importing it does; on Linux the NVIDIA driver's traces answer at once: no
 /proc/driver/nvidia, no /dev/nvidia* device, no nvidia-smi on PATH (and no /dev/dxg, WSL's GPU,
 nor /dev/kfd, ROCm's, which torch.cuda also drives) mean no GPU; so does CUDA_VISIBLE_DEVICES set
-to hide every device. Anything else -- another OS, a driver present -- is left to
-rnnlab.run.build, which asks torch and refuses in the same words.
+to hide every device. Anything else -- another OS, a driver present, a sweep whose launcher
+runs its jobs on other machines (SLURM) -- is left to rnnlab.run.build, which asks torch where
+the run starts and refuses in the same words.
 """
 
 from __future__ import annotations
@@ -40,7 +41,19 @@ def clearly_no_gpu(environ=os.environ, platform: str = sys.platform, root: str =
     return shutil.which("nvidia-smi", path=environ.get("PATH")) is None
 
 
-def accelerator_error(cfg) -> str | None:
+# The Hydra launchers whose jobs run on this machine: only there does this machine's lack of a
+# GPU matter (a SLURM sweep, hydra/launcher=submitit_slurm, is started from a login node that
+# has none, for jobs on nodes that have them).
+LOCAL_LAUNCHERS = ("basic", "joblib", "pack", "submitit_local")
+
+
+def accelerator_error(cfg, overrides: list[str] = ()) -> str | None:
+    """The one-line refusal of a GPU asked for (``cfg``, composed from ``overrides``) where the
+    run would start on this machine and it clearly has none; None otherwise."""
+    launcher = [o.split("=", 1)[1] for o in overrides
+                if o.split("=", 1)[0].lstrip("+~") == "hydra/launcher" and "=" in o]
+    if launcher and launcher[-1] not in LOCAL_LAUNCHERS:
+        return None
     accelerator = OmegaConf.select(cfg, "trainer.accelerator", throw_on_resolution_failure=False)
     if str(accelerator) in GPU_ACCELERATORS and clearly_no_gpu():
         return no_gpu_message(str(accelerator))
