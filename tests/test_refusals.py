@@ -102,6 +102,9 @@ def test_a_gpu_asked_for_on_a_machine_without_one_is_refused_before_torch(traine
                               CONFIG_DIR, CONFIG_NAME) is None
     assert command_line_error(["-m", "hydra/launcher=submitit_local", f"trainer={trainer}"],
                               CONFIG_DIR, CONFIG_NAME) is not None
+    # (so is this machine's memory: the data module checks the node's)
+    assert command_line_error(["-m", "hydra/launcher=submitit_slurm", "data=copy",
+                               "data.seq_len=100000000"], CONFIG_DIR, CONFIG_NAME) is None
     monkeypatch.setattr(accelerator, "clearly_no_gpu", lambda: False)  # a driver: torch decides
     assert command_line_error([f"trainer={trainer}"], CONFIG_DIR, CONFIG_NAME) is None
 

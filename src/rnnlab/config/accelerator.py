@@ -47,12 +47,18 @@ def clearly_no_gpu(environ=os.environ, platform: str = sys.platform, root: str =
 LOCAL_LAUNCHERS = ("basic", "joblib", "pack", "submitit_local")
 
 
+def runs_here(overrides: list[str]) -> bool:
+    """Whether the jobs of a command line with these overrides run on this machine (its
+    launcher is a local one): the checks of this machine's resources apply only then."""
+    launcher = [o.split("=", 1)[1] for o in overrides
+                if o.split("=", 1)[0].lstrip("+~") == "hydra/launcher" and "=" in o]
+    return not launcher or launcher[-1] in LOCAL_LAUNCHERS
+
+
 def accelerator_error(cfg, overrides: list[str] = ()) -> str | None:
     """The one-line refusal of a GPU asked for (``cfg``, composed from ``overrides``) where the
     run would start on this machine and it clearly has none; None otherwise."""
-    launcher = [o.split("=", 1)[1] for o in overrides
-                if o.split("=", 1)[0].lstrip("+~") == "hydra/launcher" and "=" in o]
-    if launcher and launcher[-1] not in LOCAL_LAUNCHERS:
+    if not runs_here(overrides):
         return None
     accelerator = OmegaConf.select(cfg, "trainer.accelerator", throw_on_resolution_failure=False)
     if str(accelerator) in GPU_ACCELERATORS and clearly_no_gpu():

@@ -27,7 +27,7 @@ from hydra.errors import (
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
-from rnnlab.config.accelerator import accelerator_error
+from rnnlab.config.accelerator import accelerator_error, runs_here
 from rnnlab.config.errors import one_line
 from rnnlab.config.model_checks import model_error
 from rnnlab.config.schemas import bound_error, check_monitor, setting_error, unknown_model_setting
@@ -70,7 +70,7 @@ def check_command_line(argv: list[str], config_dir: str, config_name: str
                     return str(error), log_dir
                 reason = (unknown_model_setting(cfg) or bound_error(cfg) or setting_error(cfg)
                           or model_error(cfg) or accelerator_error(cfg, job)
-                          or _data_memory_error(cfg))
+                          or (_data_memory_error(cfg) if runs_here(job) else None))
                 if reason is not None:
                     return reason, log_dir
     finally:
@@ -88,7 +88,9 @@ def _log_dir(cfg) -> Path | None:
 
 def _data_memory_error(cfg) -> str | None:
     """A synthetic task's data that would not fit in memory (rnnlab.data.memory), refused here,
-    before torch loads, rather than by the data module after the 10 s that importing it takes."""
+    before torch loads, rather than by the data module after the 10 s that importing it takes
+    (only where the jobs run on this machine: a SLURM sweep's nodes have their own memory, and
+    the data module checks it there)."""
     from rnnlab.data.memory import config_memory_error
 
     try:
