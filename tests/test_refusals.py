@@ -183,11 +183,15 @@ COMMANDS = [
      "trainer.accelerator=gpu (trainer=gpu, trainer=ddp) needs a CUDA GPU"),
     (["paths.log_dir={ro}/logs"], {}, "logs", True,
      "paths.log_dir={ro}/logs (RNNLAB_LOGS) cannot be written"),
-    # after torch loads: the data module's refusal (one line; the run dir and logs/ it made go).
-    # data.source=hf:nonexistent/zzz is refused the same way (by the data module, one line,
-    # nothing written: tests/test_hub_source.py), in ~10 s; not run here for the suite's time.
-    (["data=sentiment"], {"RNNLAB_DATA": "{ro}"}, "data", False,
-     "paths.data_dir={ro} (RNNLAB_DATA): the sentiment data is not prepared there"),
+    # nothing prepared in a read-only data root (rnnlab.data.root; one with some of it prepared
+    # is refused by the data module for an entry it lacks: tests/test_data_readonly.py)
+    (["data=sentiment"], {"RNNLAB_DATA": "{ro}"}, "data", True,
+     "paths.data_dir={ro} (RNNLAB_DATA): the sentiment data is not prepared there (no "
+     "sentiment/manifest.json) and the folder cannot be written"),
+    # after torch loads: the data module's refusal, offline (one line, no retries, no .lock-*
+    # file; the run dir and the logs/ this command made go: rnnlab.commands.train)
+    (["data=sentiment", "data.source=hf:nonexistent/zzz"], {"HF_HUB_OFFLINE": "1"}, None, False,
+     "data.source=hf:nonexistent/zzz: the Hugging Face Hub cannot be reached"),
 ]
 SHARED = ["debug=fast", "logger=csv", "model.hidden_size=8"]
 
@@ -262,7 +266,7 @@ def test_a_refused_run_removes_only_the_folders_its_command_made(tmp_path):
     """rnnlab-train notes which folders of the log dir do not exist before the run; after a
     refusal it removes those that are empty -- never one that was there (the user's), nor one
     holding anything."""
-    from rnnlab.config.composition import folders_to_make, remove_made_folders
+    from rnnlab.config.folders import folders_to_make, remove_made_folders
 
     (tmp_path / "mine").mkdir()  # the user's, empty
     log_dir = tmp_path / "mine" / "a" / "logs"

@@ -53,11 +53,8 @@ def main():
         print(f"rnnlab-train: error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
     import rnnlab.config.schemas  # noqa: F401  (the schemas and resolvers the check composes with)
-    from rnnlab.config.composition import (
-        folders_to_make,
-        refuse_bad_command_line,
-        remove_made_folders,
-    )
+    from rnnlab.config.composition import refuse_bad_command_line
+    from rnnlab.config.folders import folders_to_make, remove_made_folders
 
     log_dir = refuse_bad_command_line(CONFIG_DIR, CONFIG_NAME)
     # A run refused once torch has loaded (exit 2: a data source that cannot be read, ...) has

@@ -29,6 +29,7 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBase
 
 from rnnlab.config.accelerator import accelerator_error, runs_here
 from rnnlab.config.errors import one_line
+from rnnlab.config.folders import write_error
 from rnnlab.config.model_checks import model_error
 from rnnlab.config.schemas import bound_error, check_monitor, setting_error, unknown_model_setting
 
@@ -70,7 +71,7 @@ def check_command_line(argv: list[str], config_dir: str, config_name: str
                     return str(error), log_dir
                 reason = (unknown_model_setting(cfg) or bound_error(cfg) or setting_error(cfg)
                           or model_error(cfg) or accelerator_error(cfg, job)
-                          or (_data_memory_error(cfg) if runs_here(job) else None))
+                          or (_data_error(cfg) if runs_here(job) else None))
                 if reason is not None:
                     return reason, log_dir
     finally:
@@ -86,18 +87,22 @@ def _log_dir(cfg) -> Path | None:
     return Path(value).expanduser().absolute() if isinstance(value, str) and value else None
 
 
-def _data_memory_error(cfg) -> str | None:
-    """A synthetic task's data that would not fit in memory (rnnlab.data.memory), refused here,
+def _data_error(cfg) -> str | None:
+    """A synthetic task's data that would not fit in memory (rnnlab.data.memory), or a real
+    dataset not prepared in a data root that cannot be written (rnnlab.data.root), refused here,
     before torch loads, rather than by the data module after the 10 s that importing it takes
-    (only where the jobs run on this machine: a SLURM sweep's nodes have their own memory, and
-    the data module checks it there)."""
+    (only where the jobs run on this machine: a SLURM sweep's nodes have their own memory and
+    folders, and the data module checks them there)."""
     from rnnlab.data.memory import config_memory_error
+    from rnnlab.data.root import config_data_root_error
 
     try:
         data = OmegaConf.to_container(cfg.data, resolve=True) if "data" in cfg else None
     except OmegaConfBaseException:  # an interpolation that does not resolve: the run says so
         return None
-    return config_memory_error(data) if isinstance(data, dict) else None
+    if not isinstance(data, dict):
+        return None
+    return config_memory_error(data) or config_data_root_error(data)
 
 
 def _jobs(overrides: list[str], multirun: bool) -> list[list[str]]:
@@ -193,58 +198,10 @@ def refuse_bad_command_line(config_dir: str, config_name: str) -> Path | None:
 
 def log_dir_error(log_dir: Path) -> str | None:
     """The one-line refusal of a log dir that cannot be written (a read-only file system, no
-    permission, a file in the way), found by making and removing a file in the nearest folder of
-    it that exists (nothing is left, nothing is made on the way); None when it can be."""
-    import errno
-    import tempfile
-
-    folder = next((p for p in (log_dir, *log_dir.parents) if p.exists()), None)
-    if folder is None:
-        return None
-    why = None
-    if not folder.is_dir():
-        why = f"{folder} is a file"
-    else:
-        try:
-            handle, probe = tempfile.mkstemp(dir=folder, prefix=".rnnlab-write-check-")
-            os.close(handle)
-            os.unlink(probe)
-        except OSError as error:
-            if error.errno not in (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC,
-                                   errno.EDQUOT):
-                raise
-            why = f"{folder}: {error.strerror}"
+    permission, a file in the way; :func:`rnnlab.config.folders.write_error`), None when it can
+    be."""
+    why = write_error(log_dir)
     if why is None:
         return None
     return (f"paths.log_dir={log_dir} (RNNLAB_LOGS) cannot be written ({why}); set "
             "RNNLAB_LOGS or paths.log_dir to a writable folder")
-
-
-def folders_to_make(path: Path) -> list[Path]:
-    """``path`` and those of its parents that do not exist yet, deepest first: what a run made
-    in it made (and what a refused run may remove again, :func:`remove_made_folders`)."""
-    missing = []
-    for folder in (path, *path.parents):
-        if folder.exists():
-            break
-        missing.append(folder)
-    return missing
-
-
-def remove_made_folders(made: list[Path]) -> None:
-    """After a refusal: the folders of ``made`` (from :func:`folders_to_make`, before the run)
-    that are empty now, and the empty folders under them -- each made by this run, since none
-    existed before it. A folder holding anything (another process's files) stays."""
-    if not made:
-        return
-    for folder, subfolders, _ in sorted(os.walk(made[0]), key=lambda e: -len(Path(e[0]).parts)):
-        del subfolders
-        try:
-            Path(folder).rmdir()
-        except OSError:  # not empty
-            pass
-    for folder in made[1:]:
-        try:
-            folder.rmdir()
-        except OSError:
-            return

@@ -22,7 +22,6 @@ truncated copy, a disk error, a hand edit) is rebuilt with one warning line.
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import importlib.util
 import json
@@ -42,12 +41,12 @@ from typing import Any
 
 import numpy as np
 
+from rnnlab.config.folders import NOT_WRITABLE
+from rnnlab.data.root import DATA_ENV, MANIFEST, data_root, not_writable  # noqa: F401
 from rnnlab.run.atomic import PARTIAL, atomic_path, remove
 
 log = logging.getLogger("rnnlab.data")
 
-DATA_ENV = "RNNLAB_DATA"
-MANIFEST = "manifest.json"
 _LOCKS: dict[str, Any] = {}
 
 
@@ -61,18 +60,9 @@ class CacheNotWritable(SourceUnavailable):
     """The data root cannot be written (read-only, no permission) and an entry is missing."""
 
 
-# The errnos of a folder that cannot be written: a read-only file system, no permission.
-NOT_WRITABLE = (errno.EROFS, errno.EACCES, errno.EPERM)
 
 
 # ---------------------------------------------------------------------------------- paths
-def data_root(data_dir: str | os.PathLike | None = None) -> Path:
-    """The data root: the configured ``data_dir``, else ``$RNNLAB_DATA``, else ``./data``."""
-    if data_dir in (None, ""):
-        data_dir = os.environ.get(DATA_ENV) or Path.cwd() / "data"
-    return Path(data_dir).expanduser().resolve()
-
-
 def package_file(package: str, *parts: str, why: str = "") -> Path:
     """A file shipped inside an installed package, found without importing the package."""
     spec = importlib.util.find_spec(package)
@@ -236,12 +226,8 @@ class Cache:
         and the cache cannot be written."""
         error = self.unwritable
         if error is not None:
-            raise CacheNotWritable(
-                f"paths.data_dir={self.root} (RNNLAB_DATA): the {self.dataset} data is not "
-                f"prepared there ({name}) and the folder cannot be written "
-                f"({error.strerror or type(error).__name__}); point RNNLAB_DATA or "
-                "paths.data_dir at a writable folder, or prepare the data there first "
-                "(python scripts/prepare_data.py --data-dir <folder>)")
+            raise CacheNotWritable(not_writable(self.root, self.dataset, name,
+                                                error.strerror or type(error).__name__))
 
     def sweep(self, name: str) -> None:
         """Remove the temporary leftovers of interrupted writes of one entry (a killed process
