@@ -27,6 +27,13 @@ REFUSED = [
     (["model.dropout=0.2"], "model.dropout=0.2 acts between layers"),
     (["model=rnn", "model.init=chrono"], "model.init=chrono does not apply to model=rnn"),
     (["data=adding", "model.encoder=onehot"], "model.encoder=onehot needs token inputs"),
+    (["model=lstm", "model.variant=foo"], "model.variant='foo' is not one of torch, vanilla"),
+    (["model=gru", "model.reset=sideways"], "model.reset='sideways' is not one of after, before"),
+    (["model.param_budget=5000", "model.hidden_size=8"],
+     "model.hidden_size and model.param_budget are both set"),
+    (["callbacks.early_stopping.patience=0"], "callbacks.early_stopping.patience must be an "
+                                               "integer >= 1"),
+    (["divergence_factor=1"], "divergence_factor must be a number > 1 or null, got 1"),
 ]
 
 
@@ -193,7 +200,7 @@ COMMANDS = [
     (["data=sentiment", "data.source=hf:nonexistent/zzz"], {"HF_HUB_OFFLINE": "1"}, None, False,
      "data.source=hf:nonexistent/zzz: the Hugging Face Hub cannot be reached"),
 ]
-SHARED = ["debug=fast", "logger=csv", "model.hidden_size=8"]
+SHARED = ["debug=fast", "logger=csv"]
 
 
 def _tree(root):

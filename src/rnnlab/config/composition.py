@@ -70,7 +70,7 @@ def check_command_line(argv: list[str], config_dir: str, config_name: str
                 except ValueError as error:
                     return str(error), log_dir
                 reason = (unknown_model_setting(cfg) or bound_error(cfg) or setting_error(cfg)
-                          or model_error(cfg) or accelerator_error(cfg, job)
+                          or model_error(cfg, job) or accelerator_error(cfg, job)
                           or (_data_error(cfg) if runs_here(job) else None))
                 if reason is not None:
                     return reason, log_dir

@@ -1,7 +1,9 @@
 """The model settings SequenceModel would refuse, checked on the composed config before torch
-loads (a second, not the ~10 s of importing Lightning): model.impl=fused with a setting torch.nn's
-kernel cannot compute, dropout with one layer, an init the cell does not take, an encoder the
-data cannot feed, and a model.param_budget below the smallest model.
+loads (a second, not the ~10 s of importing Lightning): a form the cell does not have
+(model.variant, model.reset, model.nonlinearity, model.mode), model.hidden_size given with
+model.param_budget, model.impl=fused with a setting torch.nn's kernel cannot compute, dropout
+with one layer, an init the cell does not take, an encoder the data cannot feed, and a
+model.param_budget below the smallest model.
 
 rnnlab.model.models makes the same checks, in the same words, for the Python API (where no
 command line is composed). The smallest model's size needs torch to count exactly; here it is
@@ -20,9 +22,10 @@ ENCODERS = ("auto", "onehot", "embedding", "linear", "identity")
 ONEHOT_MAX_VOCAB = 64  # rnnlab.model.models: "auto" one-hot encodes vocabularies up to this
 
 
-def model_error(cfg) -> str | None:
-    """The first model setting of ``cfg`` that the model would refuse, as one line (None if none,
-    or if the model node is not one this module can read: the model then says)."""
+def model_error(cfg, overrides: list[str] = ()) -> str | None:
+    """The first model setting of ``cfg`` (composed from ``overrides``) that the model would
+    refuse, as one line (None if none, or if the model node is not one this module can read:
+    the model then says)."""
     try:
         model = OmegaConf.to_container(cfg.model, resolve=True) if "model" in cfg else None
     except OmegaConfBaseException:
@@ -30,6 +33,14 @@ def model_error(cfg) -> str | None:
     if not isinstance(model, dict) or model.get("cell") not in SPECS:
         return None
     spec = SPECS[model["cell"]]
+    for key, choice in spec.variants.items():  # a form the cell does not have
+        value = model.get(key)
+        if value is not None and value not in choice.values:
+            return f"model.{key}={value!r} is not one of {', '.join(choice.values)}"
+    if model.get("param_budget") is not None and any(
+            o.split("=", 1)[0].lstrip("+~") == "model.hidden_size" for o in overrides):
+        return ("model.hidden_size and model.param_budget are both set: the budget solves for "
+                "the hidden size; give one of them")
     impl = model.get("impl")
     if impl not in IMPLS:
         return f"model.impl={impl!r} is not one of {', '.join(IMPLS)}"

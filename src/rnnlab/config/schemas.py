@@ -170,14 +170,26 @@ def bound_error(cfg) -> str | None:
 
 def setting_error(cfg) -> str | None:
     """A top-level setting that no schema checks, wrong (one line; None if all are right):
-    ``seed`` not an integer, ``test`` not a boolean, an ``experiment_name`` that is not one
-    folder name (it names the folder under the log dir: ``../..`` would write outside it)."""
+    ``seed`` not an integer, ``test`` not a boolean, early stopping's patience below 1, a
+    divergence factor not above 1, an ``experiment_name`` that is not one folder name (it
+    names the folder under the log dir: ``../..`` would write outside it)."""
     seed = cfg.get("seed")
     if isinstance(seed, bool) or not isinstance(seed, int):
         return f"seed must be an integer, got {seed!r}"
     test = cfg.get("test")
     if not isinstance(test, bool):
         return f"test must be true or false, got {test!r}"
+    # (rnnlab.run.build checks these two again, in the same words, for the Python API)
+    patience = OmegaConf.select(cfg, "callbacks.early_stopping.patience",
+                                throw_on_resolution_failure=False)
+    if patience is not None and (isinstance(patience, bool) or not isinstance(patience, int)
+                                 or patience < 1):
+        return ("callbacks.early_stopping.patience must be an integer >= 1 (validations "
+                f"without improvement) or null (never stop early), got {patience!r}")
+    factor = cfg.get("divergence_factor")
+    if factor is not None and (isinstance(factor, bool) or not isinstance(factor, (int, float))
+                               or not factor > 1):
+        return f"divergence_factor must be a number > 1 or null, got {factor!r}"
     name = OmegaConf.select(cfg, "experiment_name", throw_on_resolution_failure=False)
     if isinstance(name, str) and (name in ("", ".", "..") or "/" in name or "\\" in name):
         return (f"experiment_name={name!r} must be one folder name (no '/', not '.' or '..'): "
