@@ -28,8 +28,8 @@ def write_error(path: Path) -> str | None:
         os.close(handle)
         os.unlink(probe)
     except OSError as error:
-        if error.errno not in NOT_WRITABLE:
-            raise
+        if error.errno not in NOT_WRITABLE:  # something else (a race): the run finds out
+            return None
         return f"{folder}: {error.strerror}"
     return None
 

@@ -216,8 +216,8 @@ class Cache:
             os.close(handle)
             os.unlink(probe)
         except OSError as error:
-            if error.errno not in NOT_WRITABLE:
-                raise
+            if error.errno not in NOT_WRITABLE:  # something else: building will say
+                return
             self.unwritable = error
             self.check_writable(name)
 
