@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 
+import pytest
 from test_results import write_run
 
 from rnnlab.results import aggregate, load_runs
@@ -66,3 +67,45 @@ def test_a_sweep_prints_lines_that_fit_100_columns_one_report_line_per_job(tmp_p
     assert str(sweep_dir) in end.replace("\\\n", " ")
     bars = [line for line in lines if line.startswith("Epoch 0/0")]
     assert len(bars) == 2 and all("train/loss: " in bar for bar in bars), bars
+
+
+@pytest.mark.parametrize("columns", [100, 80])
+@pytest.mark.parametrize("multirun", [True, False])
+def test_a_report_fits_the_terminal_and_its_command_pastes_whole(tmp_path, monkeypatch, columns,
+                                                                 multirun):
+    """A run's report at the terminal's width: a job of a multirun in two lines at 100 columns
+    with its run dir (relative to the cwd) and no plot command; a single run's plot command
+    goes on after a backslash and a shell reads the same words."""
+    import shlex
+
+    from rnnlab.run import console
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("rnnlab.config.hydra_runtime.in_multirun", lambda: multirun)
+    run_dir = tmp_path / "logs" / "multiruns" / "quickstart" / "2026-12-08_01-45-03-914542" / "0"
+    (run_dir).mkdir(parents=True)
+    (run_dir / "gradflow.npz").write_bytes(b"")
+    results = {"status": "completed", "steps": 1024, "wall_time_s": 214.0,
+               "metrics": {"test/loss": 0.1698, "test/mae": 0.3365, "baseline/loss": 1 / 6}}
+    lines = console.report_line(results, run_dir, columns).splitlines()
+    # but the plot command's absolute run dir alone on its line: pytest's tmp dirs are long
+    assert all(len(line) <= columns for line in lines
+               if not line.strip().startswith(str(tmp_path))), lines
+    text = "\n".join(lines)
+    relative = "logs/multiruns/quickstart/2026-12-08_01-45-03-914542/0"
+    if multirun:
+        assert len(lines) == (2 if columns == 100 else 3), lines
+        assert f"run dir {relative}" in text and "gradient flow" not in text
+    else:
+        assert f"  run dir: {relative}" in lines
+        command = text.split("gradient flow: ", 1)[1]
+        assert shlex.split(command.replace("\\\n", " ")) == shlex.split(
+            console.plot_command(run_dir))
+
+
+def test_a_quoted_word_is_never_broken(tmp_path):
+    from rnnlab.run.console import command_lines
+
+    command = f"rnnlab-plot-gradflow '{tmp_path}/a folder with spaces/run'"
+    lines = command_lines(command, "gradient flow: ", 30).splitlines()
+    assert lines[-1].strip() == f"'{tmp_path}/a folder with spaces/run'"

@@ -99,7 +99,10 @@ def shown_path(path: Path | str) -> str:
     """A path as the console prints it: relative to the cwd when it lies under it (shorter, and
     a user's shell is there), else absolute."""
     absolute = os.path.abspath(path)
-    relative = os.path.relpath(absolute)
+    try:
+        relative = os.path.relpath(absolute)
+    except (OSError, ValueError):  # no cwd any more; another drive
+        return absolute
     return absolute if relative.startswith("..") else relative
 
 
@@ -128,7 +131,7 @@ def command_lines(command: str, label: str, columns: int | None = None, indent: 
     ``more``), so the lines still paste into a shell as one command; the label goes on a line
     of its own when the command's first word does not fit after it."""
     columns = columns or width()
-    words = command.split(" ")
+    words = [shlex.quote(word) for word in shlex.split(command)]
     lines = [f"{indent}{label}{words[0]}"]
     if len(lines[0]) + 2 > columns and label:  # the label on a line of its own
         lines = [f"{indent}{label.rstrip()}", more + words[0]]
