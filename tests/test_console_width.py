@@ -67,6 +67,9 @@ def test_a_sweep_prints_lines_that_fit_100_columns_one_report_line_per_job(tmp_p
     assert str(sweep_dir) in end.replace("\\\n", " ")
     bars = [line for line in lines if line.startswith("Epoch 0/0")]
     assert len(bars) == 2 and all("train/loss: " in bar for bar in bars), bars
+    # the test bar goes when the test ends (its line "testing ... on the test split" stays)
+    assert not [line for line in lines if line.startswith("Testing")], lines
+    assert said.count("on the test split ...") == 2
 
 
 @pytest.mark.parametrize("columns", [100, 80])

@@ -111,6 +111,7 @@ class ProgressBar(RichProgressBar):
         super().__init__(refresh_rate=refresh_rate,
                          theme=theme or RichProgressBarTheme(metrics_format=FORMAT), **kwargs)
         self._next_draw = 0.0
+        self._transient = False  # the next stop leaves nothing behind (see on_test_end)
 
     def get_metrics(self, trainer, pl_module):
         metrics = super().get_metrics(trainer, pl_module)
@@ -138,6 +139,23 @@ class ProgressBar(RichProgressBar):
             thread.join()
             live._refresh_thread = None
             live.auto_refresh = False
+
+    def on_test_end(self, trainer, pl_module) -> None:
+        """In a multirun the finished test bar goes (the job's report line follows): a sweep's
+        job prints its training bar and its report, not a third bar (nor a blank line)."""
+        from rnnlab.config.hydra_runtime import in_multirun
+
+        self._transient = self.test_progress_bar_id is not None and in_multirun()
+
+    def _stop_progress(self) -> None:
+        if getattr(self, "_transient", False) and self.progress is not None:
+            self._transient = False
+            if not self.progress.disable:  # Progress.stop() would print the bar or a blank line
+                self.progress.live.transient = True
+                self.progress.live.stop()
+            self._progress_stopped = True
+            return
+        super()._stop_progress()
 
     def refresh(self, hard: bool = False) -> None:
         if self.progress is None:
