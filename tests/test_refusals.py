@@ -291,3 +291,13 @@ def test_a_refused_run_removes_only_the_folders_its_command_made(tmp_path):
     assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == [
         "mine", "mine/a", "mine/a/logs", "mine/a/logs/multiruns", "mine/a/logs/multiruns/x",
         "mine/a/logs/multiruns/x/other.txt"]
+
+
+def test_a_sweep_is_refused_for_a_cell_form_only_when_none_of_its_jobs_could_train():
+    # mgu is a GRU form: the LSTM job fails on its own and the GRU job trains
+    # (tests/test_multirun.py runs that sweep); a form no job's cell has refuses the sweep
+    assert command_line_error(["-m", "model=lstm,gru", "model.variant=mgu"],
+                              CONFIG_DIR, CONFIG_NAME) is None
+    assert "model.variant='mgux' is not one of" in command_line_error(
+        ["-m", "model=lstm,gru", "model.variant=mgux"], CONFIG_DIR, CONFIG_NAME)
+    assert command_line_error(["model=lstm", "model.variant=mgu"], CONFIG_DIR, CONFIG_NAME)

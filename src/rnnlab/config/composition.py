@@ -55,6 +55,7 @@ def check_command_line(argv: list[str], config_dir: str, config_name: str
     except OverrideParseException as error:
         return f"cannot read the command line: {one_line(error)}", None
     log_dir = None
+    refused_jobs: list[str] = []  # the multirun's jobs the model would refuse, each one line
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=config_dir, version_base="1.3"):
@@ -69,13 +70,23 @@ def check_command_line(argv: list[str], config_dir: str, config_name: str
                     check_monitor(cfg)
                 except ValueError as error:
                     return str(error), log_dir
-                reason = (unknown_model_setting(cfg) or bound_error(cfg) or setting_error(cfg)
-                          or model_error(cfg, job) or accelerator_error(cfg, job)
-                          or (_data_error(cfg) if runs_here(job) else None))
+                reason = unknown_model_setting(cfg) or bound_error(cfg) or setting_error(cfg)
+                if reason is None and (refused := model_error(cfg, job)) is not None:
+                    if not multirun:
+                        return refused, log_dir
+                    # a form one cell of the sweep lacks (model=lstm,gru model.variant=mgu) is
+                    # that job's failure, recorded by it, while the others train (README: a bad
+                    # job never stops a sweep); a sweep none of whose jobs could train is refused
+                    refused_jobs.append(refused)
+                    continue
+                reason = reason or accelerator_error(cfg, job) or (
+                    _data_error(cfg) if runs_here(job) else None)
                 if reason is not None:
                     return reason, log_dir
     finally:
         GlobalHydra.instance().clear()
+    if refused_jobs and len(refused_jobs) == len(jobs):
+        return refused_jobs[0], log_dir
     return None, log_dir
 
 
