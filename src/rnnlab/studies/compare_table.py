@@ -95,9 +95,9 @@ def rows(record: dict) -> list[dict[str, Any]]:
                 "params": next((r.get("num_params") for r in runs if r.get("num_params")), None),
                 "seeds": [r.get("seed") for r in runs]}
             secondary = (record.get("plan") or {}).get("secondary") or []
-            row["baselines"] = {"baseline/" + m.split("/", 1)[1]: [
-                r["metrics"]["baseline/" + m.split("/", 1)[1]] for r in done
-                if "baseline/" + m.split("/", 1)[1] in r["metrics"]] for m in secondary}
+            row["baselines"] = {_baseline_key(m): [r["metrics"][_baseline_key(m)] for r in done
+                                                   if _baseline_key(m) in r["metrics"]]
+                                for m in secondary}
             row["secondary"] = {
                 m: seedstats.metric_interval([float(r["metrics"][m]) for r in done
                                               if m in r["metrics"]]) for m in secondary}
@@ -119,10 +119,12 @@ def rows(record: dict) -> list[dict[str, Any]]:
 
 
 def _best(group: list[dict]) -> dict:
+    from rnnlab.config.schemas import monitor_mode
+
     def key(row):
         mean = row["interval"].estimate
         mean = -math.inf if mean is None or math.isnan(mean) else mean
-        higher = row["metric"].endswith(("acc", "f1"))
+        higher = monitor_mode(row["metric"]) == "max"
         return (row.get("k", 0) / max(row["n"], 1), mean if higher else -mean)
     return max(group, key=key)
 
@@ -238,15 +240,22 @@ def footnotes(record: dict, data: list[dict]) -> list[str]:
     return notes
 
 
+def _baseline_key(metric: str) -> str:
+    """The runs' own baseline of a test metric: ``test/acc`` -> ``baseline/acc``."""
+    return "baseline/" + metric.split("/", 1)[1]
+
+
 def _baseline_note(data: list[dict], metric: str) -> str:
     """The task's own baseline for ``metric`` as the evaluation runs recorded it (``test/acc``:
     ``baseline/acc``), and the arms whose interval lies wholly on the wrong side of it."""
-    key = "baseline/" + metric.split("/", 1)[1]
+    from rnnlab.config.schemas import monitor_mode
+
+    key = _baseline_key(metric)
     values = {round(float(v), 6) for row in data for v in row.get("baselines", {}).get(key, [])}
     if len(values) != 1:
         return ""
     (base,) = values
-    higher = metric.endswith(("acc", "f1"))
+    higher = monitor_mode(metric) == "max"
     below = [row["arm"] for row in data if (row["secondary"][metric].high < base if higher
                                             else row["secondary"][metric].low > base)]
     side = "below" if higher else "above"
